@@ -1,0 +1,64 @@
+/*
+ * lua_host: sandboxed Lua 5.4 virtual machines for policy scripts.
+ *
+ * One VM per worker per generation (a reload builds new ones). A VM loads
+ * each script into its own environment table holding only safe libraries:
+ * base functions without dofile/loadfile/load of binary chunks/collectgarbage
+ * abuse, string, table, math, utf8, coroutine, and os.time/os.clock/os.date.
+ * No io, os.execute/remove/exit..., debug, package, require. Binary
+ * (precompiled) chunks are refused. Memory is capped by a custom allocator
+ * (returns NULL past the cap, so Lua raises "not enough memory"); each call
+ * runs under an instruction budget enforced with a count hook. Errors never
+ * propagate: they come back as OTR_EFALLBACK with a reason.
+ *
+ * A VM is used by one thread at a time (created on the main thread, then
+ * handed to its worker).
+ */
+#ifndef OTR_LUA_HOST_H
+#define OTR_LUA_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "outrider/module.h"
+
+struct otr_lua_limits {
+    size_t memory;         /* bytes per VM, e.g. 16 MiB */
+    uint64_t instructions; /* per call, e.g. 1,000,000 */
+};
+
+/* Why a call fell back, for counters: */
+enum otr_lua_failure {
+    OTR_LUA_OK = 0,
+    OTR_LUA_ERROR,    /* runtime error raised by the script */
+    OTR_LUA_BUDGET,   /* instruction budget exhausted */
+    OTR_LUA_MEMORY,   /* memory cap reached */
+    OTR_LUA_MISSING,  /* the function is not defined */
+};
+
+struct otr_lua_vm;
+
+/* Creates a sandboxed VM. Returns 0 or UV_ENOMEM. */
+int otr_lua_vm_new(const struct otr_lua_limits *limits, struct otr_lua_vm **out);
+void otr_lua_vm_free(struct otr_lua_vm *vm);
+
+/* Loads and runs (top level, under the budget) a script file into a new
+ * environment; *script receives an id for calls. On failure returns
+ * OTR_ECONFIG with a message ("route.lua:3: unexpected symbol near ...")
+ * in err. Loading the same path twice returns the same id. */
+int otr_lua_vm_load(struct otr_lua_vm *vm, const char *path, int *script, char *err, size_t errlen);
+/* Whether the script defines a global function named fn. */
+int otr_lua_vm_has_function(struct otr_lua_vm *vm, int script, const char *fn);
+
+/* Calls fn of script: push() pushes arguments and returns their count; the
+ * call runs under the limits; pull() reads nres results from the top of the
+ * stack and returns the caller's result. The stack is restored afterwards.
+ * Returns pull's result, or OTR_EFALLBACK with *why set and a message in err. */
+int otr_lua_vm_call(struct otr_lua_vm *vm, int script, const char *fn, int (*push)(lua_State *, void *),
+                    int (*pull)(lua_State *, int, void *), int nres, void *arg, enum otr_lua_failure *why,
+                    char *err, size_t errlen);
+
+/* Memory currently in use by the VM, in bytes. */
+size_t otr_lua_vm_memory(const struct otr_lua_vm *vm);
+
+#endif
