@@ -84,7 +84,7 @@ bool proxy_h1_span_eq_lower(const char *buf, struct proxy_h1_span s, const char 
     return mem_eq_lower(buf + s.off, s.len, lower_name, strlen(lower_name));
 }
 
-enum { S_START = 0, S_FIELDS, S_DONE, S_ERROR };
+enum { S_START = PROXY_H1_PS_START, S_FIELDS = PROXY_H1_PS_FIELDS, S_DONE = PROXY_H1_PS_DONE, S_ERROR = PROXY_H1_PS_ERROR };
 
 void proxy_h1_parser_init(struct proxy_h1_parser *p, enum proxy_h1_kind kind, const struct proxy_h1_limits *limits,
                           enum proxy_h1_method req_method)

@@ -213,7 +213,7 @@ struct proxy_h1_parser {
     struct proxy_h1_limits limits;
     uint8_t kind;            /* enum proxy_h1_kind */
     uint8_t req_method;      /* responses: the request's method (HEAD has no body) */
-    uint8_t state;           /* internal */
+    uint8_t state;           /* enum proxy_h1_parser_state */
     uint32_t line_start;     /* offset of the line being parsed */
     uint32_t scan;           /* bytes already searched for LF */
     uint32_t err_off;        /* after an error: offset of the offending byte */
@@ -223,6 +223,14 @@ struct proxy_h1_parser {
     bool conn_names;         /* Connection names other fields: mark them hop-by-hop */
     bool te_chunked;         /* "chunked" seen in Transfer-Encoding */
     struct proxy_h1_head head;
+};
+
+/* Parser states (proxy_h1_parser.state). */
+enum proxy_h1_parser_state {
+    PROXY_H1_PS_START = 0, /* before or inside the start line */
+    PROXY_H1_PS_FIELDS,    /* inside the field section */
+    PROXY_H1_PS_DONE,      /* the head is complete: p->head is valid */
+    PROXY_H1_PS_ERROR,
 };
 
 /* Prepares p for a new message of kind. limits may be NULL (defaults). For

@@ -3,7 +3,7 @@
  *
  *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
  *       t/fuzz/proxy_h1_fuzz.c -o build/fuzz/proxy_h1_fuzz
- *   build/fuzz/proxy_h1_fuzz -max_total_time=60 t/fuzz/corpus/proxy_h1
+ *   build/fuzz/proxy_h1_fuzz -max_total_time=60 -dict=t/fuzz/proxy_h1_fuzz.dict t/fuzz/corpus/proxy_h1_fuzz  (or: t/fuzz/run 60)
  *
  * The first input byte picks request or response and a split point; the
  * rest is the message. Besides memory safety it checks the parser's own

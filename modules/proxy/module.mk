@@ -1,0 +1,3 @@
+proxy_SRCS := $(wildcard modules/proxy/*.c)
+proxy_PKGS :=
+proxy_LIBS := -lm
