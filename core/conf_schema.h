@@ -18,7 +18,12 @@
  * object or NULL (all defaults). path is the object's own path for messages
  * ("proxy", "" for the top level); role picks def_sidecar/def_node.
  * Every string read (user values and defaults) has ${VAR} and
- * ${VAR:-default} expanded from the environment. Unknown keys are errors,
+ * ${VAR:-default} expanded from the environment. A JSON null counts as an
+ * absent key (so a role overlay can reset a value to its default). Numeric
+ * fields (INT, DOUBLE, SIZE) and BOOL also take strings that parse fully
+ * ("${PORT}"). Bounds: both 0 means unbounded; max < min means "at least
+ * min"; for STRING they bound the length in bytes, for ARRAY and MAP the
+ * number of items. Unknown keys are errors,
  * with "did you mean" when a known key is close; keys listed in `allow`
  * (NULL-terminated, may be NULL) are skipped silently (core uses it for
  * module sections). Returns the number of errors added to d (0: success).
@@ -35,19 +40,48 @@ void otr_conf_free(const struct otr_conf_field *fields, void *dst);
  * they differ), bounds or choices, and help. */
 void otr_conf_describe(FILE *out, const char *section, const struct otr_conf_field *fields);
 
-/* "250ms", "1.5s", "2m", "1h", "3d" (and a bare integer: milliseconds) to ms.
- * Returns 0, or UV_EINVAL. */
+/* "250ms", "1.5s", "2m", "1h", "3d", "1m30s" to ms. A unit is required
+ * (except for "0"): a bare "30" is the classic seconds-or-milliseconds bug.
+ * Fractions must give whole milliseconds. Returns 0, or UV_EINVAL. */
 int otr_parse_duration(const char *s, uint64_t *ms);
-/* 4096, "64KiB", "64KB" (=KiB), "1MiB", "2GiB", "512B" to bytes. 0 or UV_EINVAL. */
+/* 4096, "64KiB", "64KB" (=KiB), "64K", "1MiB", "2GiB", "1TiB", "512B",
+ * "1.5MiB" to bytes; units are case-insensitive and may follow a space.
+ * 0 or UV_EINVAL (also on overflow). */
 int otr_parse_size(const char *s, uint64_t *bytes);
 /* Parses "host:port", "[v6]:port", ":port" or "unix:/path" into *out,
- * allocating its strings. 0, or UV_EINVAL with a reason in why. */
+ * allocating its strings (free with otr_conf_address_free). Ports are
+ * 0..65535 (0: any free port). 0, or UV_EINVAL with a static reason in why
+ * and nothing allocated. */
 int otr_parse_address(const char *s, struct otr_conf_address *out, const char **why);
 
-/* Expands ${VAR} and ${VAR:-default} in s. Returns a malloc'd string, or NULL
- * with *err set to a static-or-malloc'd explanation in errbuf. "$$" is a
- * literal "$". */
+/* Expands ${VAR} and ${VAR:-default} in s (":-" as in the shell: the
+ * default also replaces an empty value; defaults may nest ${...}). "$$" is
+ * a literal "$"; any other "$" is kept as is. Returns a malloc'd string, or
+ * NULL with the reason written to errbuf ("environment variable \"PORT\" is
+ * not set"). */
 char *otr_env_expand(const char *s, char *errbuf, size_t errlen);
+
+/* Frees an address's strings and zeroes it. */
+void otr_conf_address_free(struct otr_conf_address *a);
+
+/* Shortest exact rendering of ms ("1m30s" style is not used: "90s"), and of
+ * bytes ("64KiB", "1500B"), for messages and --describe. */
+void otr_format_duration(uint64_t ms, char *buf, size_t len);
+void otr_format_size(uint64_t bytes, char *buf, size_t len);
+
+/* Compact JSON text of v for messages, cut with "..." to fit len. */
+void otr_json_render(const json_t *v, char *buf, size_t len);
+
+/* The closest of candidates (NULL-terminated) and of extra (may be NULL) to
+ * word: edit distance <= 2, else one being a prefix of the other; NULL if
+ * none is close. */
+const char *otr_suggest(const char *word, const char *const *candidates, const char *const *extra);
+
+/* Allocation for the config layer: small, bounded by input already in
+ * memory, so out-of-memory aborts with file and line rather than turning
+ * into a misleading config error. */
+void *otr_conf_xrealloc(void *p, size_t n);
+char *otr_conf_xstrdup(const char *s);
 
 /* Levenshtein distance, for "did you mean" suggestions. */
 size_t otr_edit_distance(const char *a, const char *b);
