@@ -77,6 +77,13 @@ void otr_json_render(const json_t *v, char *buf, size_t len);
  * none is close. */
 const char *otr_suggest(const char *word, const char *const *candidates, const char *const *extra);
 
+/* A field's bounds as text, in its own units: "1..65535", ">= 1",
+ * "100ms..1m", "4KiB..1GiB"; "" when unbounded. For --describe and messages. */
+void otr_conf_bounds_text(const struct otr_conf_field *f, char *buf, size_t len);
+
+/* The default that applies to role (def_sidecar / def_node over def), or NULL. */
+const char *otr_conf_default_for(const struct otr_conf_field *f, enum otr_role role);
+
 /* Allocation for the config layer: small, bounded by input already in
  * memory, so out-of-memory aborts with file and line rather than turning
  * into a misleading config error. */
