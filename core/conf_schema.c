@@ -40,27 +40,14 @@ static void path_add(struct parse_ctx *c, const char *s, size_t n)
     c->path[c->len] = '\0';
 }
 
-/* Keys come from the file: control characters are escaped so that one error
- * stays one line, and very long keys are cut. */
-#define PATH_KEY_MAX 128
-
 static size_t path_push_key(struct parse_ctx *c, const char *key)
 {
-    size_t old = c->len, n = strlen(key);
+    size_t old = c->len;
+    char text[4 * 128 + 8];
+    otr_conf_key_text(key, text, sizeof text);
     if (c->len > 0)
         path_add(c, ".", 1);
-    for (size_t i = 0; i < n && i < PATH_KEY_MAX; i++) {
-        unsigned char ch = (unsigned char)key[i];
-        if (ch < 0x20 || ch == 0x7f) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\x%02x", ch);
-            path_add(c, esc, 4);
-        } else {
-            path_add(c, key + i, 1);
-        }
-    }
-    if (n > PATH_KEY_MAX)
-        path_add(c, "...", 3);
+    path_add(c, text, strlen(text));
     return old;
 }
 
@@ -505,6 +492,9 @@ static const struct otr_conf_field *array_elem(const struct otr_conf_field *f, s
     return f->fields != NULL ? tmp : NULL;
 }
 
+/* Arrays whose table sets no maximum still stop here. */
+#define ARRAY_ITEMS_MAX (1 << 20)
+
 static void parse_array(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
 {
     struct otr_conf_array *arr = slot;
@@ -524,7 +514,15 @@ static void parse_array(struct parse_ctx *c, const struct otr_conf_field *f, jso
         expectation(f, want, sizeof want);
         conf_error(c, "expected %s, got %zu item%s", want, n, n == 1 ? "" : "s");
     }
-    /* Elements are checked even when the count is wrong: report everything. */
+    /* Elements are checked even when the count is wrong, to report every
+     * error, but memory stays bounded by the table (or the hard cap), not
+     * by what the file asks for. */
+    size_t limit = bounded(f) && f->max >= f->min ? (size_t)f->max : ARRAY_ITEMS_MAX;
+    if (n > limit) {
+        if (limit == ARRAY_ITEMS_MAX)
+            conf_error(c, "expected at most %d items, got %zu", ARRAY_ITEMS_MAX, n);
+        n = limit;
+    }
     if (n > 0) {
         arr->items = otr_conf_xrealloc(NULL, n * f->elem_size);
         memset(arr->items, 0, n * f->elem_size);

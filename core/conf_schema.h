@@ -69,6 +69,11 @@ void otr_conf_address_free(struct otr_conf_address *a);
 void otr_format_duration(uint64_t ms, char *buf, size_t len);
 void otr_format_size(uint64_t bytes, char *buf, size_t len);
 
+/* A key from the file as it may appear in a message path: control
+ * characters as \xNN (one error stays one line), cut with "..." after 128
+ * bytes. Writes at most len bytes including the NUL. */
+void otr_conf_key_text(const char *key, char *buf, size_t len);
+
 /* Compact JSON text of v for messages, cut with "..." to fit len. */
 void otr_json_render(const json_t *v, char *buf, size_t len);
 

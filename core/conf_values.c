@@ -379,6 +379,27 @@ char *otr_env_expand(const char *s, char *errbuf, size_t errlen)
 
 /* ---- messages -------------------------------------------------------------- */
 
+#define KEY_TEXT_MAX 128
+
+void otr_conf_key_text(const char *key, char *buf, size_t len)
+{
+    size_t o = 0, i = 0;
+    if (len == 0)
+        return;
+    for (; key[i] != '\0' && i < KEY_TEXT_MAX && o + 5 < len; i++) {
+        unsigned char ch = (unsigned char)key[i];
+        if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(buf + o, len - o, "\\x%02x", ch);
+        else
+            buf[o++] = (char)ch;
+    }
+    if (key[i] != '\0' && o + 4 <= len) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+}
+
 void otr_json_render(const json_t *v, char *buf, size_t len)
 {
     if (len == 0)

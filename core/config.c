@@ -87,8 +87,9 @@ int otr_config_merge_role(json_t *root, enum otr_role role, struct otr_diag *d)
     json_t *val;
     json_t *chosen = NULL;
     json_object_foreach(roles, key, val) {
-        char path[160];
-        snprintf(path, sizeof path, "roles.%.140s", key);
+        char text[4 * 128 + 8], path[sizeof text + 8];
+        otr_conf_key_text(key, text, sizeof text);
+        snprintf(path, sizeof path, "roles.%s", text);
         enum otr_role r = otr_role_parse(key);
         if (r == 0) {
             const char *hint = otr_suggest(key, config_role_names, NULL);

@@ -374,6 +374,30 @@ static void test_type_errors(void)
     proxy_error("[1]", "agent.conf: proxy: expected an object, got [1]", "section that is not an object");
 }
 
+/* An array whose table sets no maximum is still capped, so a file cannot
+ * make the parser allocate without bound. */
+static void test_array_cap(void)
+{
+    size_t n = ((size_t)1 << 20) + 1, len = 0;
+    char *text = malloc(n * 2 + 32);
+    len += (size_t)sprintf(text, "{\"proxy\": {\"ports\": [");
+    for (size_t i = 0; i < n; i++) {
+        memcpy(text + len, i ? ",1" : "1", i ? 2 : 1);
+        len += i ? 2 : 1;
+    }
+    strcpy(text + len, "]}}");
+    struct otr_diag d;
+    struct t_top top;
+    struct t_proxy px;
+    otr_diag_init(&d, "agent.conf");
+    parse_all(text, OTR_ROLE_NODE, &top, &px, &d);
+    one_error(&d, "agent.conf: proxy.ports: expected at most 1048576 items, got 1048577", "hard cap on array items");
+    is_int(px.ports.n, 1 << 20, "items beyond the cap are not stored");
+    free_all(&top, &px);
+    otr_diag_fini(&d);
+    free(text);
+}
+
 static void test_required_and_unknown(void)
 {
     proxy_error("{\"listeners\": [{\"port\": 1}]}", "agent.conf: proxy.listeners[0].name: missing required key",
@@ -383,6 +407,15 @@ static void test_required_and_unknown(void)
     proxy_error("{\"buf\": 1}", "agent.conf: proxy.buf: unknown key (did you mean \"buffer\"?)",
                 "unknown key, prefix");
     proxy_error("{\"zzz\": 1}", "agent.conf: proxy.zzz: unknown key", "unknown key, nothing close");
+    char longkey[600];
+    memset(longkey, 'k', sizeof longkey);
+    memcpy(longkey, "{\"", 2);
+    memcpy(longkey + 300, "\": 1}", 6);
+    longkey[306] = '\0';
+    char want[300];
+    snprintf(want, sizeof want, "agent.conf: proxy.%.128s...: unknown key", longkey + 2);
+    proxy_error(longkey, want, "very long unknown key is cut");
+    proxy_error("{\"a\\tb\": 1}", "agent.conf: proxy.a\\x09b: unknown key", "unknown key with a tab, escaped");
 
     struct otr_diag d;
     struct t_top top;
@@ -582,6 +615,14 @@ static void test_role_merge(void)
     otr_diag_fini(&d);
 
     otr_diag_init(&d, "agent.conf");
+    root = json_loads("{\"roles\": {\"x\\ny\": {}}}", 0, NULL);
+    otr_config_merge_role(root, OTR_ROLE_NODE, &d);
+    one_error(&d, "agent.conf: roles.x\\x0ay: unknown role (expected \"sidecar\" or \"node\")",
+              "control characters in keys are escaped: one error, one line");
+    json_decref(root);
+    otr_diag_fini(&d);
+
+    otr_diag_init(&d, "agent.conf");
     root = json_loads("{\"roles\": []}", 0, NULL);
     is_int(otr_config_merge_role(root, OTR_ROLE_NODE, &d), 1, "roles not an object: error");
     json_decref(root);
@@ -713,6 +754,14 @@ static void test_describe(void)
     if (tap_failed)
         diag("%s", buf);
     free(buf);
+    out = open_memstream(&buf, &len);
+    otr_conf_describe(out, "", top_fields);
+    fclose(out);
+    ok(strstr(buf, "| `admin.address` | address | sidecar: `\"127.0.0.1:4191\"`<br>node: `\"0.0.0.0:4191\"` |") != NULL,
+       "describe: top level has no prefix, nested object recursed");
+    ok(strstr(buf, "| `token` | string | none |") == NULL && strstr(buf, "| `token` | string |  |") != NULL,
+       "describe: no default is an empty cell");
+    free(buf);
 }
 
 int main(void)
@@ -721,6 +770,7 @@ int main(void)
     test_defaults_per_role();
     test_type_errors();
     test_required_and_unknown();
+    test_array_cap();
     test_many_errors();
     test_syntax_errors();
     test_env();
