@@ -3,7 +3,10 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "conf_schema.h"
 
@@ -31,10 +34,24 @@ static json_t *config_check_top(json_t *root, struct otr_diag *d)
     return NULL;
 }
 
+/* Opened here rather than by json_load_file so that a directory or a device
+ * gets its own message instead of a puzzling syntax error at 1:1. */
 json_t *otr_config_read(const char *path, struct otr_diag *d)
 {
     json_error_t err;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        otr_diag_at(d, NULL, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        otr_diag_at(d, NULL, "not a regular file");
+        fclose(f);
+        return NULL;
+    }
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
+    fclose(f);
     if (root == NULL) {
         config_report_syntax(d, &err);
         return NULL;

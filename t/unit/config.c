@@ -500,8 +500,12 @@ static void test_syntax_errors(void)
     json_decref(root);
     unlink(path);
     ok(otr_config_read(path, &d) == NULL, "missing file: NULL");
-    snprintf(want, sizeof want, "%s: unable to open %s: No such file or directory", path, path);
+    snprintf(want, sizeof want, "%s: cannot open: No such file or directory", path);
     one_error(&d, want, "missing file: message");
+    otr_diag_fini(&d);
+    otr_diag_init(&d, "/tmp");
+    ok(otr_config_read("/tmp", &d) == NULL, "directory: NULL");
+    one_error(&d, "/tmp: not a regular file", "directory: message");
     otr_diag_fini(&d);
 }
 
