@@ -17,17 +17,23 @@
  * Fills dst (zeroed by the caller, sized for the table) from obj, a JSON
  * object or NULL (all defaults). path is the object's own path for messages
  * ("proxy", "" for the top level); role picks def_sidecar/def_node.
- * Every string read (user values and defaults) has ${VAR} and
- * ${VAR:-default} expanded from the environment. A JSON null counts as an
- * absent key (so a role overlay can reset a value to its default). Numeric
- * fields (INT, DOUBLE, SIZE) and BOOL also take strings that parse fully
- * ("${PORT}"). Bounds: both 0 means unbounded; max < min means "at least
- * min"; for STRING they bound the length in bytes, for ARRAY and MAP the
- * number of items. Unknown keys are errors,
- * with "did you mean" when a known key is close; keys listed in `allow`
- * (NULL-terminated, may be NULL) are skipped silently (core uses it for
- * module sections). Returns the number of errors added to d (0: success).
- * On errors dst may be partly filled; free it with otr_conf_free anyway.
+ *
+ * - Every string read (user values and defaults) has ${VAR} and
+ *   ${VAR:-default} expanded from the environment.
+ * - A JSON null counts as an absent key (a role overlay can reset a value to
+ *   its default); REQUIRED keys must be present and not null.
+ * - INT, DOUBLE, SIZE and BOOL also take strings that parse fully
+ *   ("${PORT}"); DURATION takes only strings (the unit is mandatory).
+ * - Bounds: both 0 means unbounded; max < min means "at least min". They
+ *   bound values (INT, DOUBLE, DURATION in ms, SIZE in bytes), the length
+ *   in bytes (STRING) or the number of items (ARRAY, MAP). An ARRAY keeps at
+ *   most max items (2^20 when it has no max), so memory follows the table.
+ * - Unknown keys are errors, with "did you mean" when a known key is close;
+ *   keys listed in `allow` (NULL-terminated, may be NULL) are skipped
+ *   silently at this level (core uses it for module sections).
+ *
+ * Returns the number of errors added to d (0: success). On errors dst may be
+ * partly filled; free it with otr_conf_free anyway.
  */
 int otr_conf_parse(const struct otr_conf_field *fields, json_t *obj, void *dst, const char *path,
                    enum otr_role role, const char *const *allow, struct otr_diag *d);
