@@ -581,6 +581,29 @@ static void test_env(void)
     unsetenv("OTR_T_NAME");
 }
 
+/* A role default that fails says which default it was. */
+static void test_role_default_error(void)
+{
+    struct t_admin a = {0};
+    static const struct otr_conf_field fields[] = {
+        OTR_CONF_FIELD("address", OTR_CONF_ADDRESS, struct t_admin, address, .def = "\"127.0.0.1:1\"",
+                       .def_node = "\"${OTR_T_UNSET}:80\""),
+        OTR_CONF_TABLE_END,
+    };
+    struct otr_diag d;
+    otr_diag_init(&d, "agent.conf");
+    unsetenv("OTR_T_UNSET");
+    is_int(otr_conf_parse(fields, NULL, &a, "admin", OTR_ROLE_SIDECAR, NULL, &d), 0, "sidecar uses def: fine");
+    otr_conf_free(fields, &a);
+    is_int(otr_conf_parse(fields, NULL, &a, "admin", OTR_ROLE_NODE, NULL, &d), 1, "node uses def_node: error");
+    one_error(&d,
+              "agent.conf: admin.address: environment variable \"OTR_T_UNSET\" is not set "
+              "(use ${OTR_T_UNSET:-default} for a fallback) (node default)",
+              "role default error names the default");
+    otr_conf_free(fields, &a);
+    otr_diag_fini(&d);
+}
+
 static void test_role_merge(void)
 {
     const char *text = "{\"workers\": 1, \"admin\": {\"address\": \"127.0.0.1:1\", \"read_timeout\": \"1s\"},\n"
@@ -779,6 +802,7 @@ int main(void)
     test_syntax_errors();
     test_env();
     test_role_merge();
+    test_role_default_error();
     test_values();
     test_describe();
     return done_testing();
