@@ -16,6 +16,7 @@
 #include "metrics_registry.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -614,8 +615,9 @@ static size_t format_go(char *out, size_t cap, double v)
     char e[40];
     /* The shortest round-trip representation has at most 17 digits; if
      * one with k <= 15 digits exists, the 15-digit rounding is it padded
-     * with zeros, so three tries suffice. */
-    for (int prec = 15; prec <= 17; prec++) {
+     * with zeros, so three tries suffice. Subnormals carry fewer
+     * significant bits, so for them every precision is tried. */
+    for (int prec = fabs(v) < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
         snprintf(e, sizeof e, "%.*e", prec - 1, v);
         if (strtod(e, NULL) == v || prec == 17)
             break;
