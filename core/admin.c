@@ -51,6 +51,7 @@ struct admin_conn {
     bool wait_newline;      /* the head is incomplete: reparse only after a LF */
     size_t need;            /* bytes needed before a reparse is useful (body) */
     size_t queued;          /* response bytes not yet written */
+    size_t max_head, max_body; /* the limits when accepted */
     char *buf;
     size_t len, cap, max;
 };
@@ -187,7 +188,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     const char *fresh = buf->base;
     c->len += (size_t)nread;
-    if (c->wait_newline && !memchr(fresh, '\n', (size_t)nread) && c->len < c->admin->lim.max_head)
+    if (c->wait_newline && !memchr(fresh, '\n', (size_t)nread) && c->len < c->max_head)
         return;
     if (c->need > c->len)
         return;
@@ -396,7 +397,7 @@ static void conn_reject(struct admin_conn *c, enum otr_admin_parse rc, const str
     struct response r = {.close = true};
     if (rc == OTR_ADMIN_PARSE_UNSUPPORTED)
         set_text(&r, 501, "transfer codings are not supported\n");
-    else if (rc == OTR_ADMIN_PARSE_TOO_LARGE && req->content_length > c->admin->lim.max_body)
+    else if (rc == OTR_ADMIN_PARSE_TOO_LARGE && req->content_length > c->max_body)
         set_text(&r, 413, "request body too large\n");
     else if (rc == OTR_ADMIN_PARSE_TOO_LARGE)
         set_text(&r, 431, "request head too large\n");
@@ -417,7 +418,7 @@ static void conn_process(struct admin_conn *c)
             return;
         }
         struct otr_admin_request req;
-        enum otr_admin_parse rc = otr_admin_parse(c->buf, c->len, a->lim.max_head, a->lim.max_body, &req);
+        enum otr_admin_parse rc = otr_admin_parse(c->buf, c->len, c->max_head, c->max_body, &req);
         if (rc == OTR_ADMIN_PARSE_MORE) {
             c->wait_newline = req.consumed == 0;
             c->need = req.consumed;
@@ -454,7 +455,9 @@ static void admin_on_connection(uv_stream_t *server, int status)
     if (!c)
         return; /* the connection stays in the backlog; retried on the next event */
     c->admin = a;
-    c->max = a->lim.max_head + a->lim.max_body;
+    c->max_head = a->lim.max_head;
+    c->max_body = a->lim.max_body;
+    c->max = c->max_head + c->max_body;
     c->tcp.data = c;
     c->timer.data = c;
     uv_tcp_init(a->loop, &c->tcp);

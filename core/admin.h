@@ -8,11 +8,18 @@
  *   GET  /         a small HTML status page
  *   POST /reload   triggers a reload; 200 with the outcome, 500 with errors
  *
- * Connections are keep-alive; requests are parsed incrementally with a
- * bounded request head (8 KiB) and body (64 KiB), a read timeout (slow
- * clients are closed), and a cap on concurrent connections; a malformed
- * request gets 400 (431 for a too large head) and the connection closes.
- * Nothing a client does can block the loop.
+ * GET endpoints also answer HEAD; a known path with another method gets
+ * 405 with Allow, an unknown path 404.
+ *
+ * Connections are keep-alive and may pipeline (answered in order); requests
+ * are parsed incrementally with a bounded request head (8 KiB) and body
+ * (64 KiB), a read timeout (slow clients are closed), and a cap on
+ * concurrent connections. A malformed request gets 400, a too large head
+ * 431, a too large body 413, a Transfer-Encoding 501, and the connection
+ * closes (after a lingering half-close, so the client reads the answer).
+ * Nothing a client does can block the loop or grow memory past
+ * max_head + max_body per connection (plus the responses it has not read,
+ * bounded too: reading stops while 256 KiB are queued).
  */
 #ifndef OTR_ADMIN_H
 #define OTR_ADMIN_H
@@ -68,8 +75,9 @@ struct otr_admin_limits {
     unsigned max_conns;  /* default 64 */
 };
 extern const struct otr_admin_limits otr_admin_default_limits;
-/* Replaces the limits (main thread); applies to connections accepted
- * afterwards, and to the timers they start. Tests shorten the timeout. */
+/* Replaces the limits (main thread). Head and body limits apply to
+ * connections accepted afterwards; the timeout to every timer started
+ * afterwards; max_conns at once. Tests shorten the timeout. */
 void otr_admin_set_limits(struct otr_admin *a, const struct otr_admin_limits *lim);
 
 /* --- the request parser, exposed for unit tests and fuzzing --- */

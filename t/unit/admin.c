@@ -658,6 +658,41 @@ static void test_slowloris(struct otr_admin *a)
     otr_admin_set_limits(a, &otr_admin_default_limits);
 }
 
+/* A client that pipelines requests and never reads the answers: the
+ * server stops parsing once WRITE_HIGH bytes are queued, so memory stays
+ * bounded, and the timeout closes the connection. */
+static void test_unread_responses(struct otr_admin *a)
+{
+    struct otr_admin_limits lim = otr_admin_default_limits;
+    lim.timeout_ms = 1000;
+    otr_admin_set_limits(a, &lim);
+    struct raw r;
+    ok(raw_open(&r), "non-reading client connected");
+    uv_read_stop((uv_stream_t *)&r.tcp);
+    static const char one[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    size_t n = 200000, len = n * (sizeof one - 1);
+    char *many = malloc(len);
+    for (size_t i = 0; i < n; i++)
+        memcpy(many + i * (sizeof one - 1), one, sizeof one - 1);
+    raw_send(&r, many, len);
+    free(many);
+    bool never = false;
+    run_until(&never, 500);
+    struct admin_conn *c = a->conns;
+    ok(c != NULL, "the server holds the connection");
+    if (c) {
+        ok(!c->reading, "and stopped reading from it");
+        ok(c->queued <= WRITE_HIGH + 1024, "responses queued in the server stay bounded (%zu bytes)", c->queued);
+        ok(c->len <= c->max, "as does its read buffer (%zu bytes)", c->len);
+    }
+    uint64_t end = uv_now(&loop) + 3000;
+    while (a->n_conns > 0 && uv_now(&loop) < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    is_int(a->n_conns, 0, "the timeout closes it");
+    raw_close(&r);
+    otr_admin_set_limits(a, &otr_admin_default_limits);
+}
+
 static void test_max_conns(struct otr_admin *a)
 {
     struct otr_admin_limits lim = otr_admin_default_limits;
@@ -711,6 +746,7 @@ static void test_server(void)
     test_endpoints(&f);
     test_wire();
     test_slowloris(a);
+    test_unread_responses(a);
     test_max_conns(a);
 
     /* Stop with a connection still open: it is closed too. */
