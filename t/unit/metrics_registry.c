@@ -64,7 +64,7 @@ static void test_shards_merge(void)
     for (int i = 0; i < 2; i++) {
         jobs[i] = (struct shard_job){otr_registry_series(c, (unsigned)i + 1, v200),
                                      otr_registry_series(g, (unsigned)i + 1, NULL),
-                                     otr_registry_series(h, (unsigned)i + 1, NULL), 30000};
+                                     otr_registry_series(h, (unsigned)i + 1, NULL), 300000};
         pthread_create(&th[i], NULL, shard_thread, &jobs[i]);
     }
     /* The main thread's shard, concurrently. */
@@ -80,23 +80,40 @@ static void test_shards_merge(void)
     otr_series_gauge_add(g0, -3);
     otr_series_observe(h0, 7);
     otr_series_observe(h0, 0.1); /* le is inclusive */
+
+    /* Render while the two threads update: values never go backwards and
+     * the histogram's buckets stay consistent with its count. */
+    struct otr_buf b = {0};
+    bool monotonic = true, consistent = true;
+    double last = 0;
+    for (int i = 0; i < 50; i++) {
+        render_to(r, OTR_METRICS_PROMETHEUS, &b);
+        const char *p = strstr(b.p, "t_req_total{code=\"200\"} ");
+        double v = p ? strtod(p + 24, NULL) : -1;
+        monotonic &= v >= last;
+        last = v;
+        const char *inf = strstr(b.p, "le=\"+Inf\"} "), *cnt = strstr(b.p, "t_lat_seconds_count ");
+        consistent &= inf && cnt && strtoull(inf + 11, NULL, 10) == strtoull(cnt + 20, NULL, 10);
+    }
+    ok(monotonic, "a counter read during updates never goes backwards");
+    diag("last counter value seen while the threads ran: %.1f of 600002.5", last);
+    ok(consistent, "during updates, _count always equals the +Inf bucket");
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
 
-    struct otr_buf b = {0};
     render_to(r, OTR_METRICS_PROMETHEUS, &b);
-    ok(strstr(b.p, "t_req_total{code=\"200\"} 60002.5\n") != NULL, "counter sums three shards");
-    ok(strstr(b.p, "\nt_conns 120007\n") != NULL, "gauge sums three shards");
-    /* 20000 observations of 0.001, 40000 of 0.5, plus 0.1 and 7. */
-    ok(strstr(b.p, "t_lat_seconds_bucket{le=\"0.005\"} 20000\n"), "first bucket");
-    ok(strstr(b.p, "t_lat_seconds_bucket{le=\"0.1\"} 20001\n"), "second bucket is cumulative and inclusive");
-    ok(strstr(b.p, "t_lat_seconds_bucket{le=\"1\"} 60001\n"), "third bucket");
-    ok(strstr(b.p, "t_lat_seconds_bucket{le=\"+Inf\"} 60002\n"), "+Inf bucket");
-    ok(strstr(b.p, "t_lat_seconds_count 60002\n"), "count equals +Inf");
-    /* 20000 additions of 0.001 accumulate rounding error: compare within
+    ok(strstr(b.p, "t_req_total{code=\"200\"} 600002.5\n") != NULL, "counter sums three shards");
+    ok(strstr(b.p, "\nt_conns 1200007\n") != NULL, "gauge sums three shards");
+    /* 200000 observations of 0.001, 400000 of 0.5, plus 0.1 and 7. */
+    ok(strstr(b.p, "t_lat_seconds_bucket{le=\"0.005\"} 200000\n"), "first bucket");
+    ok(strstr(b.p, "t_lat_seconds_bucket{le=\"0.1\"} 200001\n"), "second bucket is cumulative and inclusive");
+    ok(strstr(b.p, "t_lat_seconds_bucket{le=\"1\"} 600001\n"), "third bucket");
+    ok(strstr(b.p, "t_lat_seconds_bucket{le=\"+Inf\"} 600002\n"), "+Inf bucket");
+    ok(strstr(b.p, "t_lat_seconds_count 600002\n"), "count equals +Inf");
+    /* 200000 additions of 0.001 accumulate rounding error: compare within
      * a millionth. */
     const char *sum = strstr(b.p, "t_lat_seconds_sum ");
-    ok(sum && fabs(strtod(sum + 18, NULL) - 20027.1) < 1e-6, "sum merges the shards: %.40s", sum);
+    ok(sum && fabs(strtod(sum + 18, NULL) - 200207.1) < 1e-6, "sum merges the shards: %.40s", sum);
     otr_buf_fini(&b);
     otr_registry_free(r);
 }
@@ -364,6 +381,63 @@ static void test_promtool(void)
     otr_registry_free(r);
 }
 
+/* The OpenMetrics rendering read back by the reference parser of the
+ * Prometheus Python client (python3-prometheus-client), which enforces
+ * the OpenMetrics grammar: # EOF, counter _total samples, cumulative
+ * histogram buckets with +Inf, _count equal to +Inf, escaping. */
+static const char om_check_py[] =
+    "import sys\n"
+    "from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n"
+    "fams = {f.name: f for f in parse(open(sys.argv[1]).read())}\n"
+    "assert sorted(fams) == ['demo_latency_seconds', 'demo_requests', 'demo_temperature', 'demo_uptime_seconds'], sorted(fams)\n"
+    "req = {s.labels['path']: s.value for s in fams['demo_requests'].samples if s.name == 'demo_requests_total'}\n"
+    "assert req == {'/a': 9, '/a\\\\\"q\"\\nx': 3, '/b': 1}, req\n"
+    "assert fams['demo_requests'].documentation == 'Requests \\\\ served\\nby \"path\".', fams['demo_requests'].documentation\n"
+    "h = {s.labels.get('le', s.name): s.value for s in fams['demo_latency_seconds'].samples}\n"
+    "assert h['+Inf'] == 3 and h['demo_latency_seconds_count'] == 3 and h['0.25'] == 2, h\n"
+    "assert fams['demo_temperature'].samples[0].value == -12.25\n";
+
+static int run_om_check(const char *text, size_t len)
+{
+    char data[] = "/tmp/otr-om-XXXXXX", script[] = "/tmp/otr-om-check-XXXXXX";
+    int fd = mkstemp(data), sfd = mkstemp(script);
+    if (fd < 0 || sfd < 0)
+        return -1;
+    bool written = write(fd, text, len) == (ssize_t)len &&
+                   write(sfd, om_check_py, sizeof om_check_py - 1) == (ssize_t)(sizeof om_check_py - 1);
+    close(fd);
+    close(sfd);
+    char cmd[256], log[] = "/tmp/otr-om-log-XXXXXX";
+    close(mkstemp(log));
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s > %s 2>&1", script, data, log);
+    int st = written ? system(cmd) : -1;
+    FILE *f = fopen(log, "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        diag("python: %s", line);
+    }
+    if (f)
+        fclose(f);
+    unlink(log);
+    unlink(data);
+    unlink(script);
+    return st;
+}
+
+static void test_openmetrics_parser(void)
+{
+    double up = 42.5;
+    struct otr_registry *r = small_registry(&up);
+    struct otr_buf b = {0};
+    render_to(r, OTR_METRICS_OPENMETRICS, &b);
+    is_int(run_om_check(b.p, b.len), 0, "the OpenMetrics parser of prometheus_client reads it back, values intact");
+    /* Without # EOF the parser must refuse: the check can fail. */
+    ok(run_om_check(b.p, b.len - 6) != 0, "and refuses it without # EOF (the check is real)");
+    otr_buf_fini(&b);
+    otr_registry_free(r);
+}
+
 int main(void)
 {
     test_shards_merge();
@@ -372,5 +446,6 @@ int main(void)
     test_format_go();
     test_negotiate();
     test_promtool();
+    test_openmetrics_parser();
     return done_testing();
 }
