@@ -452,8 +452,12 @@ static void admin_on_connection(uv_stream_t *server, int status)
     if (status < 0 || a->stopping)
         return;
     struct admin_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return; /* the connection stays in the backlog; retried on the next event */
+    if (!c) {
+        /* Not accepting would stall the listener for good (libuv waits for
+         * the uv_accept); a small fixed allocation failing is fatal. */
+        fprintf(stderr, "%s:%d: out of memory (%zu bytes)\n", __FILE__, __LINE__, sizeof *c);
+        abort();
+    }
     c->admin = a;
     c->max_head = a->lim.max_head;
     c->max_body = a->lim.max_body;
