@@ -13,8 +13,9 @@ my $ROOT = Outrider::root();
 
 # Starts t/proxy/backend.py; returns { pid, port }.
 sub backend_start {
-    my ($name) = @_;
-    my $pid = open(my $fh, '-|', '/usr/bin/python3', "$ROOT/t/proxy/backend.py", $name // 'b') or die "backend: $!";
+    my ($name, $delay_ms) = @_;
+    my $pid = open(my $fh, '-|', '/usr/bin/python3', "$ROOT/t/proxy/backend.py", $name // 'b', $delay_ms // 0)
+        or die "backend: $!";
     my $port = <$fh>;
     die "backend did not start" unless defined $port && $port =~ /^(\d+)/;
     return { pid => $pid, port => $1, fh => $fh };

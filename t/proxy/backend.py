@@ -11,8 +11,8 @@ balancing tests.
   /close?n=B     B bytes, delimited by closing the connection (no length)
   /big?n=B       B bytes with Content-Length
   /status?code=C empty response with status C
-  /sleep?ms=M    answers after M milliseconds
-  /id            the backend's name
+  /sleep?ms=M    answers its name after M milliseconds
+  /id            the backend's name (after argv[2] milliseconds, if given)
 """
 import hashlib
 import json
@@ -23,6 +23,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME = sys.argv[1] if len(sys.argv) > 1 else "backend"
+DELAY = int(sys.argv[2]) / 1000.0 if len(sys.argv) > 2 else 0.0  # added to /id
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -104,8 +105,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_body(int(q.get("code", "200")), b"")
         elif url.path == "/sleep":
             time.sleep(int(q.get("ms", "100")) / 1000.0)
-            self.send_body(200, b"slept\n")
+            self.send_body(200, NAME.encode())
         elif url.path == "/id":
+            if DELAY:
+                time.sleep(DELAY)
             self.send_body(200, NAME.encode())
         else:
             self.send_body(404, b"no such path\n")
