@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proxy.h"
+#include "proxy_h2.h"
 
 static const double duration_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10 };
@@ -236,6 +237,9 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     uv_timer_init(pw->loop, &pw->drain_timer);
     pw->drain_timer.data = pw;
     pw->drain_timer_open = true;
+    uv_idle_init(pw->loop, &pw->h2_idle);
+    pw->h2_idle.data = pw;
+    pw->h2_idle_open = true;
     for (int l = 0; l < PROXY_LISTENERS; l++) {
         if (!st->listeners[l])
             continue;
@@ -262,6 +266,13 @@ static void server_on_close(uv_handle_t *h)
     proxy_worker_maybe_drained(pw);
 }
 
+static void h2_idle_on_close(uv_handle_t *h)
+{
+    struct proxy_worker *pw = h->data;
+    pw->h2_idle_open = false;
+    proxy_worker_maybe_drained(pw);
+}
+
 static void drain_timer_on_close(uv_handle_t *h)
 {
     struct proxy_worker *pw = h->data;
@@ -276,9 +287,13 @@ void proxy_worker_maybe_drained(struct proxy_worker *pw)
     for (int l = 0; l < PROXY_LISTENERS; l++)
         if (pw->serving[l])
             return;
-    if (pw->drain_timer_open) {
-        if (!uv_is_closing((uv_handle_t *)&pw->drain_timer))
+    if (pw->h2_dirty || pw->h2up_dirty)
+        return; /* frames still to send; the idle callback comes back here */
+    if (pw->drain_timer_open || pw->h2_idle_open) {
+        if (pw->drain_timer_open && !uv_is_closing((uv_handle_t *)&pw->drain_timer))
             uv_close((uv_handle_t *)&pw->drain_timer, drain_timer_on_close);
+        if (pw->h2_idle_open && !uv_is_closing((uv_handle_t *)&pw->h2_idle))
+            uv_close((uv_handle_t *)&pw->h2_idle, h2_idle_on_close);
         return;
     }
     pw->draining = false; /* report once */
@@ -292,6 +307,7 @@ static void drain_on_deadline(uv_timer_t *t)
                       pw->n_conns);
     proxy_conns_close_all(pw);
     proxy_upstream_close_idle(pw);
+    proxy_h2up_close_all(pw);
 }
 
 static void proxy_drain(otr_ctx *ctx, otr_worker *w, uint64_t deadline_ms)
@@ -310,6 +326,7 @@ static void proxy_drain(otr_ctx *ctx, otr_worker *w, uint64_t deadline_ms)
             uv_close((uv_handle_t *)&pw->servers[l], server_on_close);
     proxy_conns_drain(pw);
     proxy_upstream_close_idle(pw);
+    proxy_h2up_close_all(pw);
     uint64_t now = uv_now(pw->loop);
     if (pw->drain_timer_open)
         uv_timer_start(&pw->drain_timer, drain_on_deadline, deadline_ms > now ? deadline_ms - now : 0, 0);

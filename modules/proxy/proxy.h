@@ -70,6 +70,8 @@ struct proxy_state {
 
 struct proxy_upconn;
 struct proxy_conn;
+struct proxy_h2conn;
+struct proxy_h2up;
 
 /* A cluster's per-worker endpoint state. */
 struct proxy_endpoint {
@@ -80,6 +82,7 @@ struct proxy_endpoint {
     uint64_t ewma_stamp; /* uv_now of the last sample */
     struct proxy_upconn *idle; /* pooled, most recently used first */
     unsigned n_idle;
+    struct proxy_h2up *h2;     /* the HTTP/2 session (protocol "h2" clusters) */
 };
 
 /* A cluster on one worker. */
@@ -110,6 +113,11 @@ struct proxy_worker {
     uv_timer_t drain_timer;
     uint64_t rng;
     otr_series *s_client_conns, *s_errors_parse;
+    /* HTTP/2 sessions with frames to send, flushed in the check phase */
+    uv_idle_t h2_idle;
+    bool h2_idle_open;
+    struct proxy_h2conn *h2_dirty;
+    struct proxy_h2up *h2up_dirty;
 };
 
 /* --- proxy_upstream.c ----------------------------------------------------- */
@@ -206,6 +214,8 @@ struct proxy_conn {
     uint64_t bytes_in, bytes_out;
     int status;
     char peer[64];
+    uint32_t n_requests;
+    struct proxy_h2conn *h2; /* set once the client spoke the HTTP/2 preface */
 };
 
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l);
@@ -217,6 +227,9 @@ void proxy_conn_on_response_data(struct proxy_conn *c);
 /* The upstream connection ended (EOF or error err). */
 void proxy_conn_on_upstream_eof(struct proxy_conn *c, int err);
 /* Drain: close connections between requests; the rest close when done. */
+void proxy_conn_close(struct proxy_conn *c);
+/* (Re)starts the client idle timeout. */
+void proxy_conn_idle_start(struct proxy_conn *c);
 void proxy_conns_drain(struct proxy_worker *pw);
 void proxy_conns_close_all(struct proxy_worker *pw);
 void proxy_worker_maybe_drained(struct proxy_worker *pw);
@@ -227,10 +240,18 @@ void proxy_worker_maybe_drained(struct proxy_worker *pw);
  * init): reports every error with conf_error; returns 0 or OTR_ECONFIG. */
 int proxy_routes_build(struct proxy_state *st);
 void proxy_routes_free(struct proxy_state *st);
-/* The first route matching the request in head (buf holds the head), or
- * NULL. */
-struct proxy_route *proxy_route_match(struct proxy_state *st, enum proxy_listener_id l, const char *buf,
-                                      const struct proxy_h1_head *head);
+/* What routing looks at in a request, whatever its protocol. */
+struct proxy_req_view {
+    const char *method, *authority, *path;
+    size_t method_len, authority_len, path_len;
+    /* Whether a header name (any case) has exactly value. */
+    bool (*header_eq)(const void *arg, const char *name, const char *value);
+    const void *arg;
+};
+
+/* The first route matching the request, or NULL. */
+struct proxy_route *proxy_route_match(struct proxy_state *st, enum proxy_listener_id l,
+                                      const struct proxy_req_view *v);
 /* The cluster a route sends this request to (weighted split drawn with the
  * worker's generator). */
 int proxy_route_cluster(const struct proxy_route *r, uint64_t *rng);

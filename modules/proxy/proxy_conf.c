@@ -78,6 +78,8 @@ static const struct otr_conf_field cluster_fields[] = {
     C("lb", OTR_CONF_ENUM, lb, .choices = "round_robin|least_request|p2c", .def = "\"p2c\"",
       .help = "Endpoint choice: round robin, least outstanding requests, or power of two choices over an EWMA "
               "of latency."),
+    C("protocol", OTR_CONF_ENUM, protocol, .choices = "http1|h2", .def = "\"http1\"",
+      .help = "How to talk to the endpoints: HTTP/1.1, or HTTP/2 cleartext (prior knowledge; needed for gRPC)."),
     C("connect_timeout", OTR_CONF_DURATION, connect_timeout, .def = "\"1s\"", .min = 1, .max = 600000,
       .help = "Time allowed to connect to an endpoint."),
     C("request_timeout", OTR_CONF_DURATION, request_timeout, .def = "\"15s\"", .max = 3600000,

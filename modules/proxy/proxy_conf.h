@@ -10,6 +10,7 @@
 
 /* enum values follow the order of the .choices strings in proxy_conf.c. */
 enum proxy_lb_kind { PROXY_LB_ROUND_ROBIN = 0, PROXY_LB_LEAST_REQUEST, PROXY_LB_P2C };
+enum proxy_protocol { PROXY_PROTO_HTTP1 = 0, PROXY_PROTO_H2 };
 enum proxy_xff_mode { PROXY_XFF_APPEND = 0, PROXY_XFF_REPLACE, PROXY_XFF_OFF };
 
 struct proxy_listener_conf {
@@ -43,6 +44,7 @@ struct proxy_cluster_conf {
     char *name;
     struct otr_conf_array endpoints; /* struct otr_conf_address */
     int lb;                          /* enum proxy_lb_kind */
+    int protocol;                    /* enum proxy_protocol */
     uint64_t connect_timeout, request_timeout, idle_timeout;
     int64_t max_connections; /* per worker: open upstream connections */
     int64_t max_pending;     /* per worker: requests waiting for a connection */
@@ -58,7 +60,8 @@ struct proxy_conf {
     int64_t max_headers;
     uint64_t buffer_size; /* per connection and direction */
     uint64_t client_idle_timeout;
-    int xff;  /* enum proxy_xff_mode */
+    int xff;  /* enum proxy_protocol { PROXY_PROTO_HTTP1 = 0, PROXY_PROTO_H2 };
+enum proxy_xff_mode */
     bool via;
     char *via_name; /* pseudonym in Via ("outrider") */
 };

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "proxy.h"
+#include "proxy_h2.h"
 
 static const char crlf[] = "\r\n";
 static const char last_chunk[] = "0\r\n";
@@ -298,11 +299,22 @@ static void conn_on_handle_closed(uv_handle_t *h)
     proxy_worker_maybe_drained(pw);
 }
 
+void proxy_conn_close(struct proxy_conn *c)
+{
+    conn_close(c);
+}
+
+void proxy_conn_idle_start(struct proxy_conn *c)
+{
+    uv_timer_start(&c->timer, conn_on_timer, c->pw->st->conf->client_idle_timeout, 0);
+}
+
 static void conn_close(struct proxy_conn *c)
 {
     if (c->closes_pending)
         return;
     c->state = CONN_CLOSING;
+    proxy_h2_conn_free(c);
     if (c->up) {
         c->up->reusable = false;
         proxy_upconn_close(c->up);
@@ -323,6 +335,12 @@ static void conn_on_timer(uv_timer_t *t)
     struct proxy_conn *c = t->data;
     if (c->lingering || c->state == CONN_CLOSING) {
         conn_close(c);
+        return;
+    }
+    if (c->h2) {
+        /* An HTTP/2 session idle for the whole timeout (no streams). */
+        if (c->h2->n_streams == 0)
+            conn_close(c);
         return;
     }
     if (c->state == CONN_READ_HEAD) {
@@ -361,6 +379,10 @@ static void conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
             conn_publish(c);
         }
         conn_close(c);
+        return;
+    }
+    if (c->h2) {
+        proxy_h2_conn_on_read(c, (const uint8_t *)c->buf, (size_t)n);
         return;
     }
     c->len += (size_t)n;
@@ -512,6 +534,20 @@ static int build_request_head(struct proxy_conn *c)
     return o.failed ? UV_ENOMEM : 0;
 }
 
+static bool h1_header_eq(const void *arg, const char *name, const char *value)
+{
+    const struct proxy_conn *c = arg;
+    const struct proxy_h1_head *h = &c->parser.head;
+    size_t nl = strlen(name), vl = strlen(value);
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        const struct proxy_h1_field *f = &h->fields[i];
+        if (f->name_len == nl && strncasecmp(c->buf + f->name_off, name, nl) == 0 && f->value_len == vl &&
+            memcmp(c->buf + f->value_off, value, vl) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void conn_start_request(struct proxy_conn *c)
 {
     struct proxy_worker *pw = c->pw;
@@ -540,7 +576,9 @@ static void conn_start_request(struct proxy_conn *c)
         conn_respond_error(c, 501, "CONNECT is not supported");
         return;
     }
-    c->route = proxy_route_match(st, (enum proxy_listener_id)c->listener, c->buf, h);
+    struct proxy_req_view v = { c->buf + h->method.off, c->buf + h->authority.off, c->buf + h->path.off,
+                                h->method.len, h->authority.len, h->path.len, h1_header_eq, c };
+    c->route = proxy_route_match(st, (enum proxy_listener_id)c->listener, &v);
     int ci = c->route ? proxy_route_cluster(c->route, &pw->rng) : st->default_cluster[c->listener];
     if (ci < 0) {
         conn_respond_error(c, 404, "no route");
@@ -563,6 +601,20 @@ static void conn_start_request(struct proxy_conn *c)
  * when forwarding. */
 static void conn_process(struct proxy_conn *c)
 {
+    if (c->state == CONN_READ_HEAD && c->n_requests == 0 && c->buf[0] == 'P') {
+        /* The HTTP/2 preface, on a connection's first bytes only. */
+        size_t k = c->len < PROXY_H2_PREFACE_LEN ? c->len : PROXY_H2_PREFACE_LEN;
+        if (memcmp(c->buf, PROXY_H2_PREFACE, k) == 0) {
+            if (k < PROXY_H2_PREFACE_LEN) {
+                conn_start_reading(c);
+                return;
+            }
+            uv_timer_stop(&c->timer);
+            if (proxy_h2_conn_start(c) != 0)
+                conn_close(c);
+            return;
+        }
+    }
     if (c->state == CONN_READ_HEAD) {
         int r = proxy_h1_head_parse(&c->parser, c->buf, c->len);
         if (r < 0) {
@@ -579,6 +631,7 @@ static void conn_process(struct proxy_conn *c)
             conn_start_reading(c);
             return;
         }
+        c->n_requests++;
         conn_start_request(c);
         return;
     }
@@ -1009,7 +1062,9 @@ void proxy_conns_drain(struct proxy_worker *pw)
     struct proxy_conn *next;
     for (struct proxy_conn *c = pw->conns; c; c = next) {
         next = c->next;
-        if (c->state == CONN_READ_HEAD && c->len == 0)
+        if (c->h2)
+            proxy_h2_conn_drain(c);
+        else if (c->state == CONN_READ_HEAD && c->len == 0)
             conn_close(c);
         else
             c->keep_alive = false;

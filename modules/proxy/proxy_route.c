@@ -150,23 +150,11 @@ static bool authority_match(const struct proxy_route *r, const char *a, size_t n
     return span_eq_case(a, hn, pat);
 }
 
-static bool header_match(const char *buf, const struct proxy_h1_head *h, const char *name, const char *value)
+struct proxy_route *proxy_route_match(struct proxy_state *st, enum proxy_listener_id l,
+                                      const struct proxy_req_view *v)
 {
-    size_t nl = strlen(name), vl = strlen(value);
-    for (uint32_t i = 0; i < h->n_fields; i++) {
-        const struct proxy_h1_field *f = &h->fields[i];
-        if (f->name_len == nl && strncasecmp(buf + f->name_off, name, nl) == 0 && f->value_len == vl &&
-            memcmp(buf + f->value_off, value, vl) == 0)
-            return true;
-    }
-    return false;
-}
-
-struct proxy_route *proxy_route_match(struct proxy_state *st, enum proxy_listener_id l, const char *buf,
-                                      const struct proxy_h1_head *h)
-{
-    const char *path = buf + h->path.off;
-    size_t path_len = h->path.len;
+    const char *path = v->path;
+    size_t path_len = v->path_len;
     const char *q = memchr(path, '?', path_len);
     if (q)
         path_len = (size_t)(q - path);
@@ -175,7 +163,7 @@ struct proxy_route *proxy_route_match(struct proxy_state *st, enum proxy_listene
         const struct proxy_route_conf *rc = r->conf;
         if (!(r->listener_mask & (1u << l)))
             continue;
-        if (!authority_match(r, buf + h->authority.off, h->authority.len))
+        if (!authority_match(r, v->authority, v->authority_len))
             continue;
         if (rc->path_exact[0] && !(strlen(rc->path_exact) == path_len && !memcmp(rc->path_exact, path, path_len)))
             continue;
@@ -184,12 +172,11 @@ struct proxy_route *proxy_route_match(struct proxy_state *st, enum proxy_listene
             if (pl > path_len || memcmp(rc->path_prefix, path, pl) != 0)
                 continue;
         }
-        if (rc->method[0] &&
-            !(strlen(rc->method) == h->method.len && !memcmp(rc->method, buf + h->method.off, h->method.len)))
+        if (rc->method[0] && !(strlen(rc->method) == v->method_len && !memcmp(rc->method, v->method, v->method_len)))
             continue;
         bool all = true;
         for (size_t k = 0; k < rc->headers.n && all; k++)
-            all = header_match(buf, h, rc->headers.items[k].key, rc->headers.items[k].value);
+            all = v->header_eq(v->arg, rc->headers.items[k].key, rc->headers.items[k].value);
         if (all)
             return r;
     }
