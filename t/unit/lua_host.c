@@ -276,6 +276,7 @@ static const char loops_lua[] =
     "  return tostring(coroutine.resume(dead))\n"
     "end\n"
     "function tbc_close() return tostring(coroutine.close(dead)) end\n"
+    "function tostring_loop() error(setmetatable({}, {__tostring = function() while true do end end})) end\n"
     "function close_in_budget()\n"
     "  local x <close> = looping_close()\n"
     "  return 1\n"
@@ -310,6 +311,8 @@ static void test_budget(void)
     is_str(eval(vm, id, "tbc_close", NULL), "false",
            "next call: closing it does not run its looping __close unhooked");
     is_int(run(vm, id, "close_in_budget", err, sizeof err), OTR_LUA_BUDGET, "a looping __close in a call: budget");
+    is_int(run(vm, id, "tostring_loop", err, sizeof err), OTR_LUA_BUDGET,
+           "an error object whose __tostring loops: budget");
     is_str(eval(vm, id, "fine", NULL), "fine", "VM usable after budget failures");
 
     /* The budget is per call and close to its nominal size: a loop of ~40k
