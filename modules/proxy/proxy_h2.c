@@ -561,7 +561,7 @@ void proxy_h2_conn_drain(struct proxy_conn *c)
     proxy_h2conn_flush(dc);
 }
 
-void proxy_h2_conn_free(struct proxy_conn *c)
+void proxy_h2_conn_shutdown(struct proxy_conn *c)
 {
     struct proxy_h2conn *dc = c->h2;
     if (!dc)
@@ -582,7 +582,15 @@ void proxy_h2_conn_free(struct proxy_conn *c)
                 *pp = dc->dirty_next;
                 break;
             }
+        dc->dirty = false;
     }
+}
+
+void proxy_h2_conn_free(struct proxy_conn *c)
+{
+    struct proxy_h2conn *dc = c->h2;
+    if (!dc)
+        return;
     nghttp2_session_del(dc->s);
     free(dc->out);
     free(dc);

@@ -108,7 +108,11 @@ struct proxy_h2up {
 int proxy_h2_conn_start(struct proxy_conn *c);
 /* Bytes read on an HTTP/2 client connection. */
 void proxy_h2_conn_on_read(struct proxy_conn *c, const uint8_t *data, size_t n);
-/* Frees the session and its streams (from conn_close). */
+/* Ends every stream (from conn_close); the session stays until the
+ * connection's handles are closed, since a cancelled write still calls
+ * back into it. */
+void proxy_h2_conn_shutdown(struct proxy_conn *c);
+/* Frees the session (from the connection's last close callback). */
 void proxy_h2_conn_free(struct proxy_conn *c);
 /* Drain: GOAWAY; the connection closes when its streams are done. */
 void proxy_h2_conn_drain(struct proxy_conn *c);

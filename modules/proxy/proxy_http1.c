@@ -292,6 +292,7 @@ static void conn_on_handle_closed(uv_handle_t *h)
     pw->n_conns--;
     if (pw->s_client_conns)
         pw->st->host->gauge_add(pw->s_client_conns, -1);
+    proxy_h2_conn_free(c);
     free(c->buf);
     free(c->req_head);
     free(c->resp_head);
@@ -314,7 +315,7 @@ static void conn_close(struct proxy_conn *c)
     if (c->closes_pending)
         return;
     c->state = CONN_CLOSING;
-    proxy_h2_conn_free(c);
+    proxy_h2_conn_shutdown(c);
     if (c->up) {
         c->up->reusable = false;
         proxy_upconn_close(c->up);
