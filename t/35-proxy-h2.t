@@ -18,6 +18,7 @@ use ProxyTest qw(curl);
 my $docroot = tempdir('outrider-h2-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 sub put { my ($name, $data) = @_; open my $fh, '>', "$docroot/$name" or die; print $fh $data; close $fh }
 put('hello.txt', "hello over h2\n");
+put('hello2.txt', "second file\n");
 my $big = join('', map { pack('N', $_) } 1 .. 1_310_720); # 5 MiB
 put('big.bin', $big);
 
@@ -64,7 +65,7 @@ put('up.bin', $up);
 like($out, qr/^\d{3}$/, "300 KB request body streamed upstream (nghttpd answered $out)");
 
 # nghttp: several streams on one connection.
-open(my $nh, '-|', 'nghttp', '-n', '-s', "http://$addr/hello.txt", "http://$addr/big.bin", "http://$addr/hello.txt")
+open(my $nh, '-|', 'nghttp', '-n', '-s', "http://$addr/hello.txt", "http://$addr/big.bin", "http://$addr/hello2.txt")
     or die;
 my $stats = do { local $/; <$nh> };
 close $nh;

@@ -10,6 +10,8 @@
 
 int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n)
 {
+    if (!n)
+        return 0;
     if (b->off && b->off == b->len)
         b->off = b->len = 0;
     if (b->len + n > b->cap) {
@@ -40,6 +42,8 @@ size_t proxy_bytes_take(struct proxy_bytes *b, uint8_t *out, size_t n)
     size_t avail = b->len - b->off;
     if (n > avail)
         n = avail;
+    if (!n)
+        return 0; /* p may be NULL: memcpy must not see it */
     memcpy(out, b->p + b->off, n);
     b->off += n;
     return n;
