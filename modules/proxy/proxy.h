@@ -66,12 +66,14 @@ struct proxy_state {
     unsigned n_workers;
     struct proxy_worker *workers;
     otr_metric *m_requests, *m_duration, *m_upstream_conns, *m_client_conns, *m_errors;
+    otr_hook *hook; /* route(req), or NULL */
 };
 
 struct proxy_upconn;
 struct proxy_conn;
 struct proxy_h2conn;
 struct proxy_h2up;
+struct proxy_lua_out;
 
 /* A cluster's per-worker endpoint state. */
 struct proxy_endpoint {
@@ -214,6 +216,8 @@ struct proxy_conn {
     uint64_t bytes_in, bytes_out;
     int status;
     char peer[64];
+    struct sockaddr_storage peer_sa;
+    struct proxy_lua_out *lua; /* the script's decision for the current request */
     uint32_t n_requests;
     struct proxy_h2conn *h2; /* set once the client spoke the HTTP/2 preface */
 };

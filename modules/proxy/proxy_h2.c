@@ -145,6 +145,7 @@ static void stream_free(struct proxy_h2stream *st)
     proxy_hdrs_clear(&st->trailers);
     proxy_bytes_free(&st->req_body);
     proxy_bytes_free(&st->resp_body);
+    free(st->lua);
     if (st->timer)
         uv_close((uv_handle_t *)st->timer, stream_timer_on_close);
     free(st);
@@ -299,6 +300,70 @@ static bool h2_header_eq(const void *arg, const char *name, const char *value)
     return false;
 }
 
+static void h2_push_headers(lua_State *L, const void *arg)
+{
+    const struct proxy_h2stream *st = arg;
+    for (size_t i = 0; i < st->req.n; i++) {
+        const nghttp2_nv *nv = &st->req.nv[i];
+        if (nv->namelen && nv->name[0] != ':')
+            proxy_lua_push_header(L, (const char *)nv->name, nv->namelen, (const char *)nv->value, nv->valuelen);
+    }
+}
+
+/* The gRPC status a script's HTTP deny status stands for. */
+static int grpc_for_http(int status)
+{
+    switch (status) {
+    case 400: return 3;
+    case 401: return 16;
+    case 403: return 7;
+    case 404: return 12;
+    case 429: return 8;
+    case 503: return 14;
+    case 504: return 4;
+    default: return 2;
+    }
+}
+
+/* Runs the route script: the cluster it chose, -1 for none, -2 when the
+ * stream was answered. */
+static int stream_run_script(struct proxy_h2stream *st)
+{
+    struct proxy_conn *c = st->dc->c;
+    struct proxy_worker *pw = c->pw;
+    struct proxy_state *ps = pw->st;
+    struct proxy_lua_out out;
+    const struct otr_pod *pod = c->peer[0] ? ps->host->pod_by_addr(ps->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
+    struct proxy_lua_call call = {
+        st->method, st->path, st->authority, st->method_len, st->path_len, st->authority_len,
+        c->listener == PROXY_OUTBOUND ? "outbound" : "inbound", st->grpc ? "gRPC" : "HTTP/2", h2_push_headers, st,
+        pod, &out, ps,
+    };
+    int rc = proxy_lua_route(pw, &call);
+    if (pod)
+        ps->host->pod_unref(pod);
+    if (rc && ps->conf->script_failure == PROXY_SCRIPT_DENY) {
+        proxy_h2stream_on_upstream_failed(st, 503, 14, "route script failed");
+        return -2;
+    }
+    if (out.deny) {
+        proxy_h2stream_on_upstream_failed(st, out.deny, grpc_for_http(out.deny),
+                                          out.reason[0] ? out.reason : "denied by route script");
+        return -2;
+    }
+    if (out.n_set && (st->lua = malloc(sizeof *st->lua))) {
+        *st->lua = out;
+        /* HTTP/2 field names are lower-case. */
+        for (unsigned i = 0; i < out.n_set; i++)
+            for (uint16_t k = 0; k < out.set[i].name_len; k++) {
+                char *ch = &st->lua->store[out.set[i].name_off + k];
+                if (*ch >= 'A' && *ch <= 'Z')
+                    *ch = (char)(*ch + 32);
+            }
+    }
+    return out.cluster;
+}
+
 /* The request's headers are complete: route it and start the upstream leg. */
 static void stream_begin(struct proxy_h2stream *st)
 {
@@ -326,10 +391,15 @@ static void stream_begin(struct proxy_h2stream *st)
     st->path_len = p->valuelen;
     st->authority = a ? (const char *)a->value : "";
     st->authority_len = a ? a->valuelen : 0;
+    int script_cluster = -1;
+    if (st_->hook && (script_cluster = stream_run_script(st)) == -2)
+        return;
     struct proxy_req_view v = { st->method, st->authority, st->path, st->method_len, st->authority_len,
                                 st->path_len, h2_header_eq, st };
     st->route = proxy_route_match(st_, (enum proxy_listener_id)c->listener, &v);
-    int ci = st->route ? proxy_route_cluster(st->route, &pw->rng) : st_->default_cluster[c->listener];
+    int ci = script_cluster >= 0 ? script_cluster
+             : st->route         ? proxy_route_cluster(st->route, &pw->rng)
+                                 : st_->default_cluster[c->listener];
     if (ci < 0) {
         proxy_h2stream_on_upstream_failed(st, 404, 12, "no route");
         return;

@@ -17,6 +17,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "proxy.h"
+#include "proxy_lua.h"
 
 /* The client connection preface of HTTP/2 (RFC 9113 3.4). */
 #define PROXY_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -68,6 +69,7 @@ struct proxy_h2stream {
     uint64_t t_start_ms, t_sent_ms, bytes_in, bytes_out;
     uint64_t deadline_ms;
     uv_timer_t *timer; /* allocated when a deadline applies */
+    struct proxy_lua_out *lua; /* headers the route script sets, if any */
 };
 
 /* An HTTP/2 client session, riding on a struct proxy_conn. */

@@ -208,7 +208,7 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
     const struct proxy_conf *conf = up->ep->wc->pw->st->conf;
     const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
     const char *peer = st->dc->c->peer;
-    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + 4;
+    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 4;
     nghttp2_nv *nv = malloc(cap * sizeof *nv);
     if (!nv) {
         stream_detach(st, false);
@@ -227,7 +227,8 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
         const nghttp2_nv *h = &st->req.nv[i];
         if (h->namelen && h->name[0] == ':')
             continue;
-        if (proxy_h2_hop_field(h->name, h->namelen, h->value, h->valuelen) || route_drops(rc, h->name, h->namelen))
+        if (proxy_h2_hop_field(h->name, h->namelen, h->value, h->valuelen) || route_drops(rc, h->name, h->namelen) ||
+            (st->lua && proxy_lua_sets(st->lua, (const char *)h->name, h->namelen)))
             continue;
         if (h->namelen == 15 && memcmp(h->name, "x-forwarded-for", 15) == 0 && conf->xff != PROXY_XFF_OFF) {
             if (conf->xff == PROXY_XFF_REPLACE || xff_done || !peer[0])
@@ -245,6 +246,9 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
         for (size_t i = 0; i < rc->add_headers.n && n < cap; i++)
             nv[n++] = NV(rc->add_headers.items[i].key, rc->add_headers.items[i].value,
                          strlen(rc->add_headers.items[i].key), strlen(rc->add_headers.items[i].value));
+    for (unsigned i = 0; st->lua && i < st->lua->n_set && n < cap; i++)
+        nv[n++] = NV(st->lua->store + st->lua->set[i].name_off, st->lua->store + st->lua->set[i].value_off,
+                     st->lua->set[i].name_len, st->lua->set[i].value_len);
     nghttp2_nv *nv2 = nv;
     if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0]) {
         nv2 = realloc(nv, (n + 2) * sizeof *nv);
