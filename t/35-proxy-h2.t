@@ -3,6 +3,8 @@
 # backend (nghttpd): curl --http2-prior-knowledge, nghttp with several
 # concurrent streams, h2load multiplexing (all requests succeed), a 5 MB
 # download through both flow-controlled legs, and a request body upload.
+# Then HTTP/2 clients translated to an HTTP/1.1 backend (Python): headers,
+# request bodies, chunked and close-delimited responses, trailers, h2load.
 use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
@@ -13,7 +15,7 @@ use Digest::SHA qw(sha256_hex);
 use File::Temp qw(tempdir);
 use Time::HiRes qw(sleep);
 use Outrider;
-use ProxyTest qw(curl);
+use ProxyTest qw(curl backend_start backend_stop);
 
 my $docroot = tempdir('outrider-h2-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 sub put { my ($name, $data) = @_; open my $fh, '>', "$docroot/$name" or die; print $fh $data; close $fh }
@@ -34,6 +36,7 @@ if (!$npid) {
 }
 for (1 .. 100) { last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$bport"); sleep 0.05 }
 
+my $h1 = backend_start('py1');
 my $a = Outrider->start(
     role => 'sidecar',
     conf => {
@@ -42,7 +45,9 @@ my $a = Outrider->start(
             outbound => { address => '127.0.0.1:0', default_cluster => 'h2' },
             inbound => { enabled => JSON::PP::false },
             via => JSON::PP::true,
-            clusters => [ { name => 'h2', protocol => 'h2', endpoints => ["127.0.0.1:$bport"] } ],
+            clusters => [ { name => 'h2', protocol => 'h2', endpoints => ["127.0.0.1:$bport"] },
+                          { name => 'h1', endpoints => ["127.0.0.1:$h1->{port}"] } ],
+            routes => [ { authority => 'h1.test', cluster => 'h1', add_headers => { 'x-route' => 'h1' } } ],
         },
     });
 my $addr = $a->addr('proxy.outbound');
@@ -80,6 +85,40 @@ close $hl;
 like($h2, qr/requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored/,
      'h2load: 2000 multiplexed requests, all succeeded') or diag($h2);
 like($h2, qr/status codes: 2000 2xx/, 'h2load: all 2xx');
+
+# --- HTTP/2 client, HTTP/1.1 upstream
+($rc, $out) = curl('--http2-prior-knowledge', '-D', '-', '-H', 'Host: h1.test', '-H', 'X-Mine: 1', "http://$addr/echo?x=1");
+like($out, qr{^HTTP/2 200 ?\r\n}, 'h2 client to HTTP/1.1 backend: HTTP/2 response');
+my ($json) = $out =~ /\r\n\r\n(.*)\z/s;
+my $echo = eval { decode_json($json) } || {};
+is($echo->{path}, '/echo?x=1', 'h2->h1: path forwarded');
+is($echo->{version}, 'HTTP/1.1', 'h2->h1: upstream request is HTTP/1.1');
+my %h = map { lc($_->[0]) => $_->[1] } @{ $echo->{headers} || [] };
+is($h{host}, 'h1.test', 'h2->h1: :authority becomes Host');
+is($h{'x-mine'}, '1', 'h2->h1: client header forwarded');
+is($h{'x-route'}, 'h1', 'h2->h1: route header added');
+is($h{via}, '2 outrider', 'h2->h1: Via names HTTP/2');
+my $upbody = join('', map { chr(65 + $_ % 26) } 1 .. 200_000);
+put('up2.bin', $upbody);
+($rc, $out) = curl('--http2-prior-knowledge', '-H', 'Host: h1.test', '--data-binary', "\@$docroot/up2.bin", "http://$addr/echo");
+$echo = eval { decode_json($out) } || {};
+is($echo->{body_sha256}, sha256_hex($upbody), 'h2->h1: 200 KB request body arrives intact');
+($rc, $out) = curl('--http2-prior-knowledge', '-H', 'Host: h1.test', "http://$addr/chunked?n=4");
+is($out, join('', map { "chunk-$_\n" } 0 .. 3), 'h2->h1: chunked response relayed as HTTP/2 data');
+($rc, $out) = curl('--http2-prior-knowledge', '-H', 'Host: h1.test', "http://$addr/close?n=100000");
+is(length $out, 100000, 'h2->h1: close-delimited response relayed whole');
+($rc, $out) = curl('--http2-prior-knowledge', '-H', 'Host: h1.test', "http://$addr/big?n=3000000");
+is(length $out, 3000000, 'h2->h1: 3 MB response streamed');
+open($nh, '-|', 'nghttp', '-v', '-H', ':authority: h1.test', "http://$addr/chunked?n=2") or die;
+$stats = do { local $/; <$nh> };
+close $nh;
+like($stats, qr/recv \(stream_id=\d+\) x-sum: done/, 'h2->h1: chunked trailer becomes an HTTP/2 trailer');
+open($hl, '-|', 'h2load', '-n', '1000', '-c', '4', '-m', '10', '-H', ':authority: h1.test', "http://$addr/id") or die;
+$h2 = do { local $/; <$hl> };
+close $hl;
+like($h2, qr/1000 succeeded, 0 failed, 0 errored/, 'h2->h1: h2load 1000 requests over pooled HTTP/1.1 connections')
+    or diag($h2);
+backend_stop($h1);
 
 kill 'TERM', $npid;
 waitpid($npid, 0);

@@ -74,6 +74,7 @@ struct proxy_conn;
 struct proxy_h2conn;
 struct proxy_h2up;
 struct proxy_lua_out;
+struct proxy_h2stream;
 
 /* A cluster's per-worker endpoint state. */
 struct proxy_endpoint {
@@ -134,6 +135,7 @@ struct proxy_upconn {
     uv_write_t wreq;
     struct proxy_endpoint *ep;
     struct proxy_conn *down; /* the client request it carries, if any */
+    struct proxy_h2stream *h2st; /* or the HTTP/2 stream it carries (translated) */
     struct proxy_upconn *next_idle;
     uint8_t state;           /* enum proxy_upconn_state */
     uint8_t closes_pending;  /* handles still to close before free */
@@ -158,6 +160,10 @@ void proxy_upconn_close(struct proxy_upconn *u);
 void proxy_upconn_read_start(struct proxy_upconn *u);
 /* Removes c from its cluster's queue of requests waiting for a connection. */
 void proxy_upstream_unqueue(struct proxy_conn *c);
+/* Gives an HTTP/2 stream an HTTP/1.1 connection to an endpoint of its
+ * cluster: proxy_h2h1_ready() runs (now or once connected), or the stream
+ * is failed. */
+void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc);
 /* Closes every pooled connection of the worker (drain). */
 void proxy_upstream_close_idle(struct proxy_worker *pw);
 /* The endpoint choice, exposed for tests. */

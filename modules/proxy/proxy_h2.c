@@ -146,6 +146,8 @@ static void stream_free(struct proxy_h2stream *st)
     proxy_bytes_free(&st->req_body);
     proxy_bytes_free(&st->resp_body);
     free(st->lua);
+    free(st->h1_head);
+    free(st->h1_out);
     if (st->timer)
         uv_close((uv_handle_t *)st->timer, stream_timer_on_close);
     free(st);
@@ -405,9 +407,8 @@ static void stream_begin(struct proxy_h2stream *st)
         return;
     }
     st->wc = &pw->clusters[ci];
-    if (st->wc->c->conf->protocol != PROXY_PROTO_H2) {
-        proxy_h2stream_on_upstream_failed(st, 502, 14,
-                                          "the cluster speaks HTTP/1.1; HTTP/2 clients need a cluster with protocol h2");
+    if (st->wc->c->conf->protocol != PROXY_PROTO_H2 && st->grpc) {
+        proxy_h2stream_on_upstream_failed(st, 502, 14, "gRPC needs a cluster with protocol h2");
         return;
     }
     uint64_t timeout = st->route && st->route->conf->timeout ? st->route->conf->timeout
@@ -426,7 +427,10 @@ static void stream_begin(struct proxy_h2stream *st)
             uv_timer_start(st->timer, stream_on_deadline, timeout, 0);
         }
     }
-    proxy_h2up_dispatch(st);
+    if (st->wc->c->conf->protocol == PROXY_PROTO_H2)
+        proxy_h2up_dispatch(st);
+    else
+        proxy_upstream_dispatch_h2(st, st->wc);
 }
 
 static void stream_publish(struct proxy_h2stream *st)

@@ -70,6 +70,14 @@ struct proxy_h2stream {
     uint64_t deadline_ms;
     uv_timer_t *timer; /* allocated when a deadline applies */
     struct proxy_lua_out *lua; /* headers the route script sets, if any */
+    /* translated to an HTTP/1.1 upstream (proxy_h2h1.c) */
+    struct proxy_upconn *h1up;
+    char *h1_head;
+    size_t h1_head_len, h1_head_cap;
+    uint8_t *h1_out;
+    size_t h1_out_len, h1_out_payload;
+    uint64_t h1_resp_left;
+    bool h1_writing, h1_head_sent, h1_req_chunked, h1_req_done;
 };
 
 /* An HTTP/2 client session, riding on a struct proxy_conn. */
@@ -128,6 +136,14 @@ void proxy_h2up_resume(struct proxy_h2stream *st);
 /* The downstream leg took response bytes: acknowledge them upstream. */
 void proxy_h2up_consumed(struct proxy_h2stream *st, size_t n);
 void proxy_h2up_close_all(struct proxy_worker *pw);
+
+/* HTTP/2 stream to HTTP/1.1 upstream (proxy_h2h1.c). */
+void proxy_h2h1_ready(struct proxy_h2stream *st, struct proxy_upconn *u);
+void proxy_h2h1_failed(struct proxy_h2stream *st, int status, const char *why);
+void proxy_h2h1_on_read(struct proxy_h2stream *st, ssize_t n);
+void proxy_h2h1_pump(struct proxy_h2stream *st);
+void proxy_h2h1_consumed(struct proxy_h2stream *st);
+void proxy_h2h1_cancel(struct proxy_h2stream *st);
 
 /* Called by the upstream leg (proxy_h2.c). */
 void proxy_h2stream_on_response(struct proxy_h2stream *st);

@@ -503,6 +503,10 @@ void proxy_h2up_dispatch(struct proxy_h2stream *st)
 
 void proxy_h2up_cancel(struct proxy_h2stream *st)
 {
+    if (st->h1up) {
+        proxy_h2h1_cancel(st);
+        return;
+    }
     struct proxy_endpoint *ep = st->ep;
     if (ep && ep->h2 && !ep->h2->connected) {
         /* Still waiting for the connection: just leave the queue. */
@@ -534,6 +538,10 @@ void proxy_h2up_cancel(struct proxy_h2stream *st)
 
 void proxy_h2up_resume(struct proxy_h2stream *st)
 {
+    if (st->h1up) {
+        proxy_h2h1_pump(st);
+        return;
+    }
     struct proxy_h2up *up = st->up;
     if (!up || !up->s || !st->req_deferred)
         return;
@@ -544,6 +552,10 @@ void proxy_h2up_resume(struct proxy_h2stream *st)
 
 void proxy_h2up_consumed(struct proxy_h2stream *st, size_t n)
 {
+    if (st->h1up) {
+        proxy_h2h1_consumed(st);
+        return;
+    }
     struct proxy_h2up *up = st->up;
     if (!up || !up->s)
         return;

@@ -119,6 +119,7 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # bursts of new connections from the proxy
 
 
 srv = Server(("127.0.0.1", 0), Handler)
