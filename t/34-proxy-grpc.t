@@ -11,6 +11,8 @@ use Test::More;
 use JSON::PP;
 use Outrider;
 use IO::Socket::INET;
+use lib 't/proxy';
+use ProxyTest;
 
 my $root = Outrider::root();
 my $spid = open(my $sfh, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_server.py") or die "grpc server: $!";
@@ -71,6 +73,15 @@ is($r->{code}, 14, 'unreachable upstream: UNAVAILABLE, not an HTTP 502');
 like($r->{details} // '', qr/refused|connect/i, "... saying why: @{[ $r->{details} // '' ]}");
 $r = call('nowhere.test', 'unary', 'x');
 is($r->{code}, 12, 'no route: UNIMPLEMENTED');
+
+# An HTTP/1.1 client speaking the gRPC wire format: trailers come back as
+# chunked trailers.
+my $frame = "\0\0\0\0\x05hello";
+my $raw = ProxyTest::raw_http($addr, "POST /test.Echo/Unary HTTP/1.1\r\nHost: grpc.test\r\nContent-Type: application/grpc\r\n"
+    . "TE: trailers\r\nContent-Length: 10\r\nConnection: close\r\n\r\n$frame");
+like($raw, qr{^HTTP/1\.1 200 OK\r\n}, "HTTP/1.1 client to the gRPC server: 200");
+like($raw, qr/\r\n\r\na\r\n\0\0\0\0\x05hello\r\n0\r\n(?=.*grpc-status: 0\r\n)(?=.*x-trailer: t1\r\n).*\r\n\r\n\z/s,
+     'message in a chunk, then grpc-status and metadata as chunked trailers');
 
 kill 'TERM', $spid;
 waitpid($spid, 0);

@@ -102,7 +102,18 @@ my $upbody = join('', map { chr(65 + $_ % 26) } 1 .. 200_000);
 put('up2.bin', $upbody);
 ($rc, $out) = curl('--http2-prior-knowledge', '-H', 'Host: h1.test', '--data-binary', "\@$docroot/up2.bin", "http://$addr/echo");
 $echo = eval { decode_json($out) } || {};
-is($echo->{body_sha256}, sha256_hex($upbody), 'h2->h1: 200 KB request body arrives intact');
+is($echo->{body_sha256}, sha256_hex($upbody), 'h2->h1: 200 KB request body arrives intact') or diag("curl rc $rc: $out");
+# Guards a fixed bug: a first read that filled the connection buffer (the
+# preface plus 32 KB of DATA) stopped reading for good, stalling uploads.
+my $stalls = 0;
+for (1 .. 5) {
+    open(my $up, '-|', 'timeout', '10', 'nghttp', '-d', "$docroot/up2.bin", '-H', ':authority: h1.test', "http://$addr/echo")
+        or die;
+    my $r = do { local $/; <$up> };
+    close $up;
+    $stalls++ unless (eval { decode_json($r)->{body_sha256} } // '') eq sha256_hex($upbody);
+}
+is($stalls, 0, 'h2->h1: five nghttp uploads whose first flight fills the buffer, none stalls');
 ($rc, $out) = curl('--http2-prior-knowledge', '-H', 'Host: h1.test', "http://$addr/chunked?n=4");
 is($out, join('', map { "chunk-$_\n" } 0 .. 3), 'h2->h1: chunked response relayed as HTTP/2 data');
 ($rc, $out) = curl('--http2-prior-knowledge', '-H', 'Host: h1.test', "http://$addr/close?n=100000");
@@ -119,6 +130,24 @@ close $hl;
 like($h2, qr/1000 succeeded, 0 failed, 0 errored/, 'h2->h1: h2load 1000 requests over pooled HTTP/1.1 connections')
     or diag($h2);
 backend_stop($h1);
+
+# --- HTTP/1.1 client, HTTP/2 upstream
+($rc, $out) = curl('-D', '-', "http://$addr/hello.txt");
+like($out, qr{^HTTP/1\.1 200 OK\r\n.*content-length: 14\r\n.*\r\n\r\nhello over h2\n\z}si,
+     'h1 client to h2 backend: HTTP/1.1 response with the length');
+($rc, $out) = curl("http://$addr/big.bin");
+ok(length($out) == length($big) && sha256_hex($out) eq sha256_hex($big), 'h1->h2: 5 MiB download intact');
+($rc, $out) = curl('-o', '/dev/null', '-w', '%{http_code}', '--data-binary', "\@$tmp", "http://$addr/hello.txt");
+like($out, qr/^\d{3}$/, "h1->h2: 300 KB request body streamed (nghttpd answered $out)");
+($rc, $out) = curl('-H', 'Transfer-Encoding: chunked', '-o', '/dev/null', '-w', '%{http_code}', '--data-binary', "\@$tmp",
+                   "http://$addr/hello.txt");
+like($out, qr/^\d{3}$/, "h1->h2: chunked request body streamed (nghttpd answered $out)");
+($rc, $out) = curl("http://$addr/hello.txt", "http://$addr/hello2.txt", "http://$addr/hello.txt");
+is($out, "hello over h2\nsecond file\nhello over h2\n", 'h1->h2: three requests on one keep-alive connection');
+open($hl, '-|', 'h2load', '--h1', '-n', '1000', '-c', '10', "http://$addr/hello.txt") or die;
+$h2 = do { local $/; <$hl> };
+close $hl;
+like($h2, qr/1000 succeeded, 0 failed, 0 errored/, 'h1->h2: h2load --h1 1000 requests multiplexed upstream') or diag($h2);
 
 kill 'TERM', $npid;
 waitpid($npid, 0);

@@ -226,6 +226,7 @@ struct proxy_conn {
     struct proxy_lua_out *lua; /* the script's decision for the current request */
     uint32_t n_requests;
     struct proxy_h2conn *h2; /* set once the client spoke the HTTP/2 preface */
+    struct proxy_h2stream *h2st; /* the current request, when its cluster speaks HTTP/2 */
 };
 
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l);
@@ -238,6 +239,15 @@ void proxy_conn_on_response_data(struct proxy_conn *c);
 void proxy_conn_on_upstream_eof(struct proxy_conn *c, int err);
 /* Drain: close connections between requests; the rest close when done. */
 void proxy_conn_close(struct proxy_conn *c);
+/* The reason phrase for a status we generate ("" for unknown 1xx-3xx). */
+const char *proxy_status_reason(int status);
+/* Answers the client with an error status and closes the connection. */
+void proxy_conn_respond_error(struct proxy_conn *c, int status, const char *why);
+/* The current exchange is complete: publish it, then serve the next
+ * request or close (HTTP/1.1 clients of HTTP/2 clusters). */
+void proxy_conn_exchange_done(struct proxy_conn *c);
+/* Resumes reading the client. */
+void proxy_conn_read_start(struct proxy_conn *c);
 /* (Re)starts the client idle timeout. */
 void proxy_conn_idle_start(struct proxy_conn *c);
 void proxy_conns_drain(struct proxy_worker *pw);

@@ -138,7 +138,7 @@ static void stream_timer_on_close(uv_handle_t *h)
     free(h);
 }
 
-static void stream_free(struct proxy_h2stream *st)
+void proxy_h2stream_free(struct proxy_h2stream *st)
 {
     proxy_hdrs_clear(&st->req);
     proxy_hdrs_clear(&st->resp);
@@ -195,6 +195,10 @@ static ssize_t resp_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 
 void proxy_h2stream_on_response(struct proxy_h2stream *st)
 {
+    if (st->h1c) {
+        proxy_h1h2_on_response(st);
+        return;
+    }
     struct proxy_h2conn *dc = st->dc;
     if (st->resp_submitted)
         return;
@@ -213,6 +217,10 @@ void proxy_h2stream_on_response(struct proxy_h2stream *st)
 
 void proxy_h2stream_on_response_data(struct proxy_h2stream *st)
 {
+    if (st->h1c) {
+        proxy_h1h2_on_response_data(st);
+        return;
+    }
     if (st->resp_end && st->trailers.n) {
         const nghttp2_nv *gs = proxy_hdrs_find(&st->trailers, "grpc-status");
         if (gs)
@@ -232,6 +240,10 @@ static void add_lit(struct proxy_hdrs *h, const char *n, const char *v)
 
 void proxy_h2stream_on_upstream_failed(struct proxy_h2stream *st, int status, int grpc_status, const char *why)
 {
+    if (st->h1c) {
+        proxy_h1h2_failed(st, status, why);
+        return;
+    }
     struct proxy_h2conn *dc = st->dc;
     char num[16];
     st->failed = true;
@@ -571,7 +583,7 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     stream_publish(st);
     proxy_h2up_cancel(st);
     stream_unlink(st);
-    stream_free(st);
+    proxy_h2stream_free(st);
     if (dc->n_streams == 0 && !dc->goaway)
         proxy_conn_idle_start(dc->c);
     return 0;
@@ -610,6 +622,9 @@ int proxy_h2_conn_start(struct proxy_conn *c)
     c->len = 0;
     if (n < 0)
         return UV_EPROTO;
+    /* The first read may have filled the buffer, which stops reading on
+     * an HTTP/1.1 connection; from now on the buffer is always empty. */
+    proxy_conn_read_start(c);
     proxy_h2conn_flush(dc);
     return 0;
 }
@@ -648,7 +663,7 @@ void proxy_h2_conn_shutdown(struct proxy_conn *c)
         stream_publish(st);
         proxy_h2up_cancel(st);
         stream_unlink(st);
-        stream_free(st);
+        proxy_h2stream_free(st);
     }
     if (dc->dirty) {
         for (struct proxy_h2conn **pp = &pw->h2_dirty; *pp; pp = &(*pp)->dirty_next)

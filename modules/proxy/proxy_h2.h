@@ -43,7 +43,9 @@ struct proxy_h2up;
 
 /* One request/response exchange that arrived on an HTTP/2 client session. */
 struct proxy_h2stream {
-    struct proxy_h2conn *dc;
+    struct proxy_h2conn *dc;  /* the HTTP/2 client session, or NULL when... */
+    struct proxy_conn *h1c;   /* ...an HTTP/1.1 client's request is carried to an h2 cluster */
+    bool h1_resp_chunked, h1_resp_head_sent, h1_resp_done, h1_last_sent;
     int32_t id;
     struct proxy_h2stream *prev, *next;      /* dc->streams */
     struct proxy_h2stream *pending_next;     /* waiting for its upstream session */
@@ -144,6 +146,17 @@ void proxy_h2h1_on_read(struct proxy_h2stream *st, ssize_t n);
 void proxy_h2h1_pump(struct proxy_h2stream *st);
 void proxy_h2h1_consumed(struct proxy_h2stream *st);
 void proxy_h2h1_cancel(struct proxy_h2stream *st);
+
+/* HTTP/1.1 client request to an HTTP/2 cluster (proxy_h1h2.c). */
+void proxy_h1h2_start(struct proxy_conn *c, struct proxy_wcluster *wc);
+void proxy_h1h2_pump_request(struct proxy_conn *c);
+void proxy_h1h2_on_response(struct proxy_h2stream *st);
+void proxy_h1h2_on_response_data(struct proxy_h2stream *st);
+void proxy_h1h2_failed(struct proxy_h2stream *st, int status, const char *why);
+void proxy_h1h2_req_consumed(struct proxy_h2stream *st);
+/* Ends the exchange's stream (connection closing or exchange over). */
+void proxy_h1h2_end(struct proxy_conn *c);
+void proxy_h2stream_free(struct proxy_h2stream *st);
 
 /* Called by the upstream leg (proxy_h2.c). */
 void proxy_h2stream_on_response(struct proxy_h2stream *st);

@@ -170,7 +170,9 @@ static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
         return 0;
     }
     size_t n = proxy_bytes_take(&st->req_body, buf, length);
-    if (n) {
+    if (n && st->h1c) {
+        proxy_h1h2_req_consumed(st);
+    } else if (n) {
         /* Only now may the client send more: acknowledge on its session. */
         nghttp2_session_consume(st->dc->s, st->id, n);
         proxy_h2conn_flush(st->dc);
@@ -207,7 +209,7 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
 {
     const struct proxy_conf *conf = up->ep->wc->pw->st->conf;
     const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
-    const char *peer = st->dc->c->peer;
+    const char *peer = st->h1c ? st->h1c->peer : st->dc->c->peer;
     size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 4;
     nghttp2_nv *nv = malloc(cap * sizeof *nv);
     if (!nv) {

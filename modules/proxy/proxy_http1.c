@@ -165,9 +165,16 @@ static int pump_body(struct pump *pm, const struct body *b, const char *src, siz
 
 /* --- generated responses ---------------------------------------------------- */
 
-static const char *status_text(int status)
+const char *proxy_status_reason(int status)
 {
     switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -182,7 +189,7 @@ static const char *status_text(int status)
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
-    default: return "Error";
+    default: return status < 400 ? "" : "Error";
     }
 }
 
@@ -230,6 +237,7 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
     struct proxy_worker *pw = c->pw;
     if (c->state == CONN_CLOSING)
         return;
+    proxy_h1h2_end(c);
     if (c->up) {
         c->up->reusable = false;
         proxy_upconn_close(c->up);
@@ -258,7 +266,7 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
     char head[256];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
-                     status, status_text(status), body_len);
+                     status, proxy_status_reason(status), body_len);
     out_put(&o, head, (size_t)n);
     if (c->parser.head.method_id != PROXY_H1_M_HEAD || c->parser.state != PROXY_H1_PS_DONE)
         out_put(&o, line, (size_t)body_len);
@@ -310,6 +318,22 @@ void proxy_conn_close(struct proxy_conn *c)
     conn_close(c);
 }
 
+void proxy_conn_respond_error(struct proxy_conn *c, int status, const char *why)
+{
+    conn_respond_error(c, status, why);
+}
+
+void proxy_conn_exchange_done(struct proxy_conn *c)
+{
+    proxy_h1h2_end(c);
+    conn_finish_exchange(c);
+}
+
+void proxy_conn_read_start(struct proxy_conn *c)
+{
+    conn_start_reading(c);
+}
+
 void proxy_conn_idle_start(struct proxy_conn *c)
 {
     uv_timer_start(&c->timer, conn_on_timer, c->pw->st->conf->client_idle_timeout, 0);
@@ -321,6 +345,7 @@ static void conn_close(struct proxy_conn *c)
         return;
     c->state = CONN_CLOSING;
     proxy_h2_conn_shutdown(c);
+    proxy_h1h2_end(c);
     if (c->up) {
         c->up->reusable = false;
         proxy_upconn_close(c->up);
@@ -644,16 +669,20 @@ static void conn_start_request(struct proxy_conn *c)
         conn_respond_error(c, 404, "no route");
         return;
     }
-    if (build_request_head(c) != 0) {
-        conn_respond_error(c, 503, "out of memory");
-        return;
-    }
     uint64_t timeout = c->route && c->route->conf->timeout ? c->route->conf->timeout
                                                           : st->clusters[ci].conf->request_timeout;
     if (timeout)
         uv_timer_start(&c->timer, conn_on_timer, timeout, 0);
     else
         uv_timer_stop(&c->timer);
+    if (st->clusters[ci].conf->protocol == PROXY_PROTO_H2) {
+        proxy_h1h2_start(c, &pw->clusters[ci]);
+        return;
+    }
+    if (build_request_head(c) != 0) {
+        conn_respond_error(c, 503, "out of memory");
+        return;
+    }
     proxy_upstream_dispatch(c, &pw->clusters[ci]);
 }
 
@@ -695,7 +724,9 @@ static void conn_process(struct proxy_conn *c)
         conn_start_request(c);
         return;
     }
-    if (c->state == CONN_FORWARDING)
+    if (c->state == CONN_FORWARDING && c->h2st)
+        proxy_h1h2_pump_request(c);
+    else if (c->state == CONN_FORWARDING)
         conn_pump_request(c);
 }
 
@@ -714,12 +745,14 @@ static void up_on_request_written(uv_write_t *req, int status)
         c->keep_alive = false;
         return;
     }
-    /* Every byte before body_pos was written: drop it. The rest (a
-     * pipelined request, or body bytes not sent yet) moves to the front. */
-    if (c->body_pos) {
-        memmove(c->buf, c->buf + c->body_pos, c->len - c->body_pos);
-        c->len -= c->body_pos;
-        c->body_pos = 0;
+    /* Body bytes before body_pos were written: drop them, keeping the
+     * head (the access record reads it). What follows (body not sent yet,
+     * a pipelined request) moves down. */
+    size_t keep = c->parser.head.head_len;
+    if (c->body_pos > keep) {
+        memmove(c->buf + keep, c->buf + c->body_pos, c->len - c->body_pos);
+        c->len -= c->body_pos - keep;
+        c->body_pos = keep;
     }
     if (!c->req_done) {
         conn_pump_request(c);
