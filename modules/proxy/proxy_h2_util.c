@@ -22,7 +22,8 @@ int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n)
             b->off = 0;
         }
         if (b->len + n > b->cap) {
-            size_t cap = b->cap ? b->cap : 16384;
+            /* Small first: most queues hold one small message. */
+            size_t cap = b->cap ? b->cap : (n > 4096 ? n : 4096);
             while (cap < b->len + n)
                 cap *= 2;
             uint8_t *np = realloc(b->p, cap);
