@@ -141,6 +141,10 @@ static int metrics_register(struct proxy_state *st)
     st->m_upstream_conns = host->metric_new(st->ctx, &upconns);
     st->m_client_conns = host->metric_new(st->ctx, &clients);
     st->m_errors = host->metric_new(st->ctx, &errors);
+    const struct otr_metric_desc retries = { "outrider_proxy_retries_total",
+                                             "Requests sent again after a connection failure.", OTR_METRIC_COUNTER,
+                                             cluster_only, NULL, 0 };
+    st->m_retries = host->metric_new(st->ctx, &retries);
     if (!st->m_requests || !st->m_duration || !st->m_upstream_conns || !st->m_client_conns || !st->m_errors) {
         host->log(st->ctx, OTR_LOG_ERROR, "cannot register metrics");
         return UV_EINVAL;
@@ -214,6 +218,8 @@ static int worker_clusters_init(struct proxy_worker *pw)
             wc->s_requests[k] = host->series(st->m_requests, pw->w, (const char *[]){ wc->c->conf->name, classes[k], NULL });
         wc->s_duration = host->series(st->m_duration, pw->w, (const char *[]){ wc->c->conf->name, NULL });
         wc->s_conns = host->series(st->m_upstream_conns, pw->w, (const char *[]){ wc->c->conf->name, NULL });
+        if (st->m_retries)
+            wc->s_retries = host->series(st->m_retries, pw->w, (const char *[]){ wc->c->conf->name, NULL });
     }
     return 0;
 }
