@@ -18,7 +18,8 @@ struct logs_buf {
  * buffer is unchanged). */
 static inline int logs_buf_reserve(struct logs_buf *b, size_t extra)
 {
-    if (b->n + extra <= b->cap)
+    /* Never leaves p NULL, so callers may form p + n even for 0 bytes. */
+    if (b->n + extra <= b->cap && b->p)
         return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->n + extra)

@@ -57,6 +57,7 @@ struct logs_parser {
     struct logs_held ml;
     struct logs_buf ml_out;      /* a finished multiline group being emitted */
     struct logs_buf scratch;     /* decoded docker "log" values */
+    struct logs_buf re_text;     /* a message NUL-terminated for regexec */
     uint64_t last_end;           /* end offset of the last line fed */
     logs_emit_fn emit;
     void *arg;
