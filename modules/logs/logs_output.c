@@ -78,6 +78,11 @@ void logs_output_kick(struct logs_output *o)
     o->batch_end = end;
     o->batch_records = records;
     o->batch_bytes = bytes;
+    if (bytes == 0) {
+        /* Only positions (dropped records) moved: nothing to send. */
+        logs_output_sent(o, 0, NULL);
+        return;
+    }
     o->ops->send(o, o->iov, n, bytes, records);
 }
 

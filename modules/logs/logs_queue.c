@@ -115,12 +115,15 @@ int logs_queue_push(struct logs_queue *q, const char *line, size_t n, const stru
             return -1;
     }
     size_t cap = c->data.cap;
-    if (logs_buf_append(&c->data, line, n) || (ops && add_mark(c, ops, src, a, b)))
+    if ((n && logs_buf_append(&c->data, line, n)) || (ops && add_mark(c, ops, src, a, b)))
         return -1;
     q->mem_bytes += c->data.cap - cap;
-    c->n_records++;
-    q->records_in++;
-    q->bytes_in += n;
+    /* n == 0 moves a source's mark only (a record the filter dropped). */
+    if (n) {
+        c->n_records++;
+        q->records_in++;
+        q->bytes_in += n;
+    }
     if (c->data.n >= q->chunk_size)
         seal(q, c);
     if (!q->full && q->mem_bytes >= q->mem_limit) {
@@ -133,7 +136,7 @@ int logs_queue_push(struct logs_queue *q, const char *line, size_t n, const stru
 
 void logs_queue_seal(struct logs_queue *q)
 {
-    if (q->tail && !q->tail->sealed && q->tail->n_records)
+    if (q->tail && !q->tail->sealed && (q->tail->n_records || q->tail->n_marks))
         seal(q, q->tail);
 }
 

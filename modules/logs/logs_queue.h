@@ -75,7 +75,8 @@ void logs_queue_init(struct logs_queue *q, size_t mem_limit, size_t chunk_size, 
 void logs_queue_fini(struct logs_queue *q);
 
 /* Appends one encoded line (with its '\n') from source src, whose position
- * after it is (a, b). now_ms is the loop time. Returns 0 or -1 (memory). */
+ * after it is (a, b); n == 0 only moves the source's position (a dropped
+ * record). now_ms is the loop time. Returns 0 or -1 (memory). */
 int logs_queue_push(struct logs_queue *q, const char *line, size_t n, const struct logs_source_ops *ops, void *src,
                     uint64_t a, uint64_t b, uint64_t now_ms);
 /* Seals the newest chunk if it holds anything (outputs flush on a timer). */
