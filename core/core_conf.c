@@ -56,7 +56,7 @@ static const struct otr_conf_field identity_fields[] = {
 static const struct otr_conf_field inventory_fields[] = {
     FIN(otr_inventory_conf, "file", OTR_CONF_STRING, file, .def = "\"\"",
       .help = "Node role: JSON file listing the node's pods ({\"pods\":[{namespace, name, uid, ip, ips, "
-              "labels, annotations}]}), watched for changes. Empty: no "),
+              "labels, annotations}]}), watched for changes. Empty: no inventory."),
     FIN(otr_inventory_conf, "poll_interval", OTR_CONF_DURATION, poll_interval, .def = "\"2s\"", .min = 100, .max = 3600000,
       .help = "How often the inventory file is checked in addition to change notifications."),
     OTR_CONF_TABLE_END,
