@@ -46,7 +46,9 @@ static const struct otr_conf_field files_fields[] = {
     F("rotate_wait", OTR_CONF_DURATION, struct logs_files_conf, rotate_wait, .def = "\"5s\"", .min = 0,
       .max = 3600000, .help = "a rotated or deleted file is kept open until it has not grown for this long"),
     F("checkpoint_interval", OTR_CONF_DURATION, struct logs_files_conf, checkpoint_interval, .def = "\"1s\"",
-      .min = 10, .max = 600000, .help = "how often delivered positions are saved (atomically) to the state dir"),
+      .min = 0, .max = 600000,
+      .help = "how often delivered positions are saved (atomically) to the state dir; 0: after every batch "
+              "the outputs acknowledge (after a crash, at most one batch is sent again)"),
     OTR_CONF_TABLE_END,
 };
 

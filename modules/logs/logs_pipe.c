@@ -355,6 +355,7 @@ static void pipe_publish_metrics(struct logs_pipe *p)
 /* ---- the flush timer: time-based batching, multiline timeouts, metrics, drain ------- */
 
 static void pipe_finish(struct logs_pipe *p);
+static void pipe_on_acked(void *arg, struct logs_output *o, uint32_t records, size_t bytes);
 
 static void pipe_on_flush(uv_timer_t *t)
 {
@@ -467,6 +468,8 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
             h->log(m->ctx, OTR_LOG_ERROR, "output %s: %s", m->outs[i].name, err);
             return rc;
         }
+        p->outs[i]->on_acked = pipe_on_acked;
+        p->outs[i]->arg = p;
     }
     uv_timer_init(p->loop, &p->flush);
     p->flush.data = p;
@@ -514,6 +517,15 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
 }
 
 /* ---- drain ---------------------------------------------------------------------------- */
+
+/* checkpoint_interval 0: positions are saved as soon as a batch is
+ * acknowledged. */
+static void pipe_on_acked(void *arg, struct logs_output *o, uint32_t records, size_t bytes)
+{
+    struct logs_pipe *p = arg;
+    if (p->tailing && p->tailer.ckpt_dirty && p->m->conf->files.checkpoint_interval == 0)
+        logs_tailer_checkpoint(&p->tailer);
+}
 
 static void pipe_on_closed(struct logs_pipe *p)
 {

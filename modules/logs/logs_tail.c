@@ -573,8 +573,6 @@ int logs_tailer_init(struct logs_tailer *t, uv_loop_t *loop, const struct logs_t
         t->conf.poll_ms = 250;
     if (!t->conf.rescan_ms)
         t->conf.rescan_ms = 1000;
-    if (!t->conf.checkpoint_ms)
-        t->conf.checkpoint_ms = 1000;
     t->rbuf = malloc(t->conf.read_size);
     if (!t->rbuf)
         return UV_ENOMEM;
@@ -600,7 +598,7 @@ int logs_tailer_start(struct logs_tailer *t)
     watches_start(t);
     uv_timer_start(&t->poll, tailer_on_poll, t->conf.poll_ms, t->conf.poll_ms);
     uv_timer_start(&t->rescan, tailer_on_rescan, t->conf.rescan_ms, t->conf.rescan_ms);
-    if (t->conf.checkpoint_path)
+    if (t->conf.checkpoint_path && t->conf.checkpoint_ms)
         uv_timer_start(&t->ckpt_timer, tailer_on_ckpt, t->conf.checkpoint_ms, t->conf.checkpoint_ms);
     tailer_kick(t);
     return 0;

@@ -42,7 +42,8 @@ struct logs_tail_conf {
     uint64_t poll_ms;         /* how often open files are checked for growth and truncation */
     uint64_t rescan_ms;       /* how often the patterns are expanded again */
     uint64_t rotate_wait_ms;  /* how long a rotated file is kept open after it last grew */
-    uint64_t checkpoint_ms;   /* how often acknowledged offsets are saved */
+    uint64_t checkpoint_ms;   /* how often acknowledged offsets are saved; 0: only
+                                 when the owner calls logs_tailer_checkpoint */
     size_t read_size;         /* bytes per read() */
     size_t max_line;          /* longest line passed whole; longer ones are cut */
     const char *checkpoint_path; /* NULL: no checkpoints */
