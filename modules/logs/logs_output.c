@@ -94,9 +94,11 @@ void logs_output_sent(struct logs_output *o, int status, const char *why)
         o->next_seq = o->batch_end;
         o->shipped_records += o->batch_records;
         o->shipped_bytes += o->batch_bytes;
+        logs_queue_ack(o->q, o->index, o->batch_end);
+        /* After the release: the owner may save positions that now
+         * include this batch. */
         if (o->on_acked)
             o->on_acked(o->arg, o, o->batch_records, o->batch_bytes);
-        logs_queue_ack(o->q, o->index, o->batch_end);
         logs_output_kick(o);
         return;
     }
