@@ -485,8 +485,17 @@ static void tailer_on_more(uv_idle_t *h)
 static void tailer_on_poll(uv_timer_t *h)
 {
     struct logs_tailer *t = h->data;
-    if (!t->paused && tailer_round(t, true))
-        tailer_kick(t);
+    if (!t->paused) {
+        if (tailer_round(t, true))
+            tailer_kick(t);
+        return;
+    }
+    /* Paused: only note the sizes, so the lag stays true. */
+    for (struct logs_file *f = t->files; f; f = f->next) {
+        struct stat st;
+        if (f->fd >= 0 && fstat(f->fd, &st) == 0 && (uint64_t)st.st_size > f->size)
+            f->size = (uint64_t)st.st_size;
+    }
 }
 
 static void tailer_on_rescan(uv_timer_t *h)
