@@ -57,7 +57,7 @@ is($off, -s $log, 'sidecar checkpoint at the end of the file once the node ackno
 
 my ($code, $body) = $node->http('GET', 'admin', '/metrics');
 my $fl = 0;
-$fl += $1 for $body =~ /^outrider_logs_lines_read_total\{[^}]*source="forward"[^}]*\} (\d+)/mg;
+$fl += $_ for $body =~ /^outrider_logs_lines_read_total\{[^}]*source="forward"[^}]*\} (\d+)/mg;
 is($fl, 5000, 'node counts 5000 forwarded lines');
 ($code, $body) = $side->http('GET', 'admin', '/metrics');
 my ($shipped) = $body =~ /^outrider_logs_shipped_records_total\{[^}]*\} (\d+)/m;

@@ -215,11 +215,57 @@ static void malformed_line(struct logs_parser *p, const char *line, size_t n, ui
     deliver_line(p, &rec, start);
 }
 
+/* The source cut a line longer than its limit: the pieces come without
+ * newline (end == start + n) until the last. The first piece is parsed as
+ * usual (a CRI prefix still gives time and stream); it and the pieces
+ * after it form one record (cut again at max_size), flagged split. A
+ * first piece that cannot be parsed (docker and JSON need the whole line)
+ * makes the whole line one raw record, flagged malformed. */
+static bool cut_line(struct logs_parser *p, const char *line, size_t n, uint64_t start, uint64_t end,
+                     uint64_t now_ns)
+{
+    bool has_nl = end > start + n;
+    if (p->cut) {
+        struct logs_held *h = &p->partial[p->cut_stream];
+        struct logs_rec rec = {.time_ns = now_ns, .msg = line, .len = n, .stream = p->cut_stream};
+        p->cut = !has_nl;
+        if (!h->active)
+            h->flags = LOGS_REC_SPLIT; /* emitted by a flush meanwhile */
+        partial_line(p, &rec, p->cut || p->cut_partial, start);
+        return true;
+    }
+    if (has_nl)
+        return false;
+    p->cut = true;
+    struct logs_cri_line c;
+    struct logs_rec rec = {.time_ns = now_ns, .msg = line, .len = n, .flags = LOGS_REC_SPLIT};
+    if (p->format == LOGS_FORMAT_CRI && logs_cri_split(line, n, &c) == 0) {
+        rec.time_ns = c.time_ns;
+        rec.msg = c.msg;
+        rec.len = c.len;
+        rec.stream = (uint8_t)c.stream;
+        p->cut_partial = c.partial;
+    } else {
+        if (p->format != LOGS_FORMAT_RAW) {
+            rec.flags |= LOGS_REC_MALFORMED;
+            p->malformed++;
+        }
+        p->cut_partial = false;
+    }
+    p->cut_stream = rec.stream;
+    if (p->partial[rec.stream].active)
+        p->partial[rec.stream].flags |= LOGS_REC_SPLIT;
+    partial_line(p, &rec, true, start);
+    return true;
+}
+
 void logs_parser_line(struct logs_parser *p, const char *line, size_t n, uint64_t start, uint64_t end,
                       uint64_t now_ns)
 {
     p->lines++;
     p->last_end = end;
+    if (cut_line(p, line, n, start, end, now_ns))
+        return;
     switch (p->format) {
     case LOGS_FORMAT_CRI: {
         struct logs_cri_line c;
@@ -263,6 +309,7 @@ void logs_parser_line(struct logs_parser *p, const char *line, size_t n, uint64_
 void logs_parser_flush(struct logs_parser *p, bool partials)
 {
     if (partials) {
+        p->cut = false;
         for (int i = 0; i < 3; i++) {
             struct logs_held *h = &p->partial[i];
             if (!h->active)

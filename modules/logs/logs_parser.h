@@ -59,6 +59,8 @@ struct logs_parser {
     struct logs_buf scratch;     /* decoded docker "log" values */
     struct logs_buf re_text;     /* a message NUL-terminated for regexec */
     uint64_t last_end;           /* end offset of the last line fed */
+    bool cut, cut_partial;       /* in a line the source cut (see cut_line) */
+    uint8_t cut_stream;
     logs_emit_fn emit;
     void *arg;
     /* Counters, read by the owner. */
@@ -72,8 +74,10 @@ int logs_parser_init(struct logs_parser *p, const struct logs_parser_conf *conf,
 void logs_parser_fini(struct logs_parser *p);
 
 /* Feeds one line (without its newline) that spans source offsets
- * [start, end) (end includes the newline). now_ns is the time for records
- * whose format has none. May call emit any number of times. */
+ * [start, end) (end includes the newline). A piece of a line the source had
+ * to cut has no newline (end == start + n); the pieces up to the one with
+ * the newline form one record, flagged split. now_ns is the time for
+ * records whose format has none. May call emit any number of times. */
 void logs_parser_line(struct logs_parser *p, const char *line, size_t n, uint64_t start, uint64_t end,
                       uint64_t now_ns);
 

@@ -151,6 +151,37 @@ static void test_cri_limits(void)
     logs_parser_fini(&p);
 }
 
+/* Lines the source cut (no newline: end == start + n) until the last. */
+static void test_cut_lines(void)
+{
+    struct logs_parser p;
+    struct got g;
+    setup(&p, &g, LOGS_FORMAT_CRI, 16, NULL);
+    const char *a = "2016-10-06T00:17:09Z stderr F 0123456789", *b = "abcdefghij", *c = "XYZ";
+    size_t la = strlen(a);
+    logs_parser_line(&p, a, la, 0, la, 42);
+    logs_parser_line(&p, b, 10, la, la + 10, 42);
+    logs_parser_line(&p, c, 3, la + 10, la + 14, 42);
+    logs_parser_line(&p, "2016-10-06T00:17:09Z stdout F next", 34, la + 14, la + 49, 42);
+    is_int(g.n, 3, "a cut line is one record, cut again at max_size, then the next line");
+    is_str(g.msg[0], "0123456789abcdef", "first piece");
+    is_str(g.msg[1], "ghijXYZ", "rest");
+    ok((g.flags[0] & LOGS_REC_SPLIT) && (g.flags[1] & LOGS_REC_SPLIT), "flagged split");
+    is_int(g.stream[1], LOGS_STREAM_STDERR, "the line's stream on every piece");
+    is_int(g.resume[1], la + 14, "resume after the whole line");
+    is_str(g.msg[2], "next", "next line intact");
+    is_int(p.malformed, 0, "pieces are not malformed");
+    logs_parser_fini(&p);
+
+    setup(&p, &g, LOGS_FORMAT_DOCKER, 1024, NULL);
+    logs_parser_line(&p, "{\"log\":\"abc", 11, 0, 11, 42);
+    logs_parser_line(&p, "def\\n\"}", 8, 11, 20, 42);
+    is_int(g.n, 1, "docker: a cut line is one raw record");
+    is_str(g.msg[0], "{\"log\":\"abcdef\\n\"}", "with every byte");
+    is_int(g.flags[0], LOGS_REC_MALFORMED | LOGS_REC_SPLIT, "flagged malformed and split");
+    logs_parser_fini(&p);
+}
+
 static void test_docker(void)
 {
     struct logs_parser p;
@@ -255,6 +286,7 @@ int main(void)
     test_time();
     test_cri();
     test_cri_limits();
+    test_cut_lines();
     test_docker();
     test_json_raw();
     test_multiline();
