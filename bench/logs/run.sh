@@ -38,7 +38,10 @@ measure() {
     agent=$!
     wait $sink || true
     # utime + stime in clock ticks: fields 14 and 15 of /proc/pid/stat
+    # (the whole process: every thread, live or exited)
     ticks=$(awk '{print $14 + $15}' /proc/$agent/stat)
+    tticks=$(cat /proc/$agent/task/*/stat | awk '{s += $14 + $15} END {print s}')
+    echo "$label: process ticks $ticks, sum over live threads $tticks" >> "$WORK/ticks.log"
     hwm=$(awk '/VmHWM/ {print $2}' /proc/$agent/status)
     kill -TERM $agent; wait $agent 2>/dev/null || true
     read got secs < "$WORK/sink.out"

@@ -48,9 +48,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     const char *text = (const char *)data + 1;
     size_t n = size - 1, off = 0;
+    /* With the top bit set, a line without newline is a piece of a line
+     * the source cut (no newline counted in its end offset). */
+    bool cut = data[0] & 0x80;
     while (off < n) {
         const char *nl = memchr(text + off, '\n', n - off);
         size_t len = nl ? (size_t)(nl - text - off) : n - off;
+        if (cut && len > 8 && (text[off] & 1)) {
+            logs_parser_line(&p, text + off, len / 2, off, off + len / 2, 1);
+            logs_parser_line(&p, text + off + len / 2, len - len / 2, off + len / 2, off + len + 1, 1);
+            off += len + 1;
+            continue;
+        }
         logs_parser_line(&p, text + off, len, off, off + len + 1, 1);
         if (logs_parser_resume(&p) > off + len + 1)
             abort();
