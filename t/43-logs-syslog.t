@@ -56,7 +56,7 @@ my $a = Outrider->start(role => 'sidecar', env => { NODE_NAME => 'node-7' }, con
         outputs => [{ type => 'syslog', address => "127.0.0.1:$port", syslog_app => 'shop-app' }],
     },
 });
-sub received { open my $fh, '<', "$dir/received.log" or return (); return <$fh> }
+sub received { open my $fh, '<', "$dir/received.log" or return (); my @l = <$fh>; return @l }
 my $until = time + 20;
 sleep 0.1 while received() < 200 && time < $until;
 my @lines = received();
