@@ -29,6 +29,20 @@ struct ack_req {
     char text[32];
 };
 
+/* Reads a decimal number of at most 19 digits from [p, end); returns past
+ * it, or NULL. (No sscanf: the input is not NUL-terminated.) */
+static const char *parse_u64(const char *p, const char *end, uint64_t *v)
+{
+    const char *s = p;
+    uint64_t x = 0;
+    while (p < end && *p >= '0' && *p <= '9' && p - s < 19)
+        x = x * 10 + (uint64_t)(*p++ - '0');
+    if (p == s || (p < end && *p >= '0' && *p <= '9'))
+        return NULL;
+    *v = x;
+    return p;
+}
+
 int logs_fwd_parse_feed(struct logs_fwd_parse *p, const char *data, size_t n, size_t max_frame,
                         int (*frame)(void *arg, uint64_t seq, const char *payload, size_t n), void *arg)
 {
@@ -46,10 +60,10 @@ int logs_fwd_parse_feed(struct logs_fwd_parse *p, const char *data, size_t n, si
                     rc = -1;
                 break;
             }
-            unsigned long long seq, len;
-            char tail;
-            if (avail < 5 || memcmp(b, "OTRF ", 5) != 0 ||
-                sscanf(b + 5, "%llu %llu%c", &seq, &len, &tail) != 3 || tail != '\n' || len > max_frame) {
+            uint64_t seq, len;
+            const char *q = b + 5;
+            if (avail < 5 || memcmp(b, "OTRF ", 5) != 0 || !(q = parse_u64(q, nl, &seq)) || *q++ != ' ' ||
+                !(q = parse_u64(q, nl, &len)) || q != nl || len > max_frame) {
                 rc = -1;
                 break;
             }

@@ -161,7 +161,8 @@ static void net_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
         *buf = uv_buf_init(NULL, 0);
         return;
     }
-    *buf = uv_buf_init(n->rbuf.p + n->rbuf.n, (unsigned)(n->rbuf.cap - n->rbuf.n));
+    /* One byte stays free for the NUL the reply parsing needs. */
+    *buf = uv_buf_init(n->rbuf.p + n->rbuf.n, (unsigned)(n->rbuf.cap - n->rbuf.n - 1));
 }
 
 static void net_check_reply(struct out_net *n)
@@ -173,7 +174,7 @@ static void net_check_reply(struct out_net *n)
             unsigned long long seq;
             size_t len = (size_t)(nl - n->rbuf.p) + 1;
             bool ok = sscanf(n->rbuf.p, "OK %llu", &seq) == 1 && n->awaiting_reply && seq == n->fwd_seq;
-            memmove(n->rbuf.p, n->rbuf.p + len, n->rbuf.n - len);
+            memmove(n->rbuf.p, n->rbuf.p + len, n->rbuf.n - len + 1); /* with the NUL */
             n->rbuf.n -= len;
             if (ok) {
                 net_report(n, 0, NULL);
@@ -207,6 +208,7 @@ static void net_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     n->rbuf.n += (size_t)nread;
+    n->rbuf.p[n->rbuf.n] = 0;
     net_check_reply(n);
 }
 
