@@ -18,6 +18,8 @@
 
 static const struct otr_conf_field path_elem = {.type = OTR_CONF_STRING, .offset = 0, .max = 4096};
 
+static const struct otr_conf_field stream_elem = {.type = OTR_CONF_STRING, .offset = 0, .min = 1, .max = 128};
+
 static const struct otr_conf_field files_fields[] = {
     F("paths", OTR_CONF_ARRAY, struct logs_files_conf, paths, .elem = &path_elem, .elem_size = sizeof(char *),
       .def = "[]", .def_node = "[\"/var/log/pods/*/*/*.log\"]", .max = 1024,
@@ -114,8 +116,9 @@ static const struct otr_conf_field output_fields[] = {
 
 static const struct otr_conf_field logs_fields[] = {
     F("files", OTR_CONF_OBJECT, struct logs_conf, files, .fields = files_fields, .help = "tailed files"),
-    F("access", OTR_CONF_BOOL, struct logs_conf, access, .def = "false",
-      .help = "ship the proxy's access records (bus stream \"access\")"),
+    F("bus_streams", OTR_CONF_ARRAY, struct logs_conf, bus_streams, .elem = &stream_elem,
+      .elem_size = sizeof(char *), .def = "[]", .max = 16,
+      .help = "record bus streams shipped as sources, e.g. [\"access\"] for the proxy's access records"),
     F("forward_input", OTR_CONF_OBJECT, struct logs_conf, forward_input, .fields = forward_in_fields,
       .help = "receive batches from other outriders"),
     F("filter", OTR_CONF_OBJECT, struct logs_conf, filter, .fields = filter_fields, .help = "Lua filter"),
@@ -294,8 +297,8 @@ static int logs_init(otr_ctx *ctx, const void *conf)
         if (rc)
             return rc;
     }
-    if (c->access) {
-        int rc = h->bus_subscribe(ctx, "access", logs_pipe_on_access, m, &m->access_sub);
+    for (size_t i = 0; i < c->bus_streams.n; i++) {
+        int rc = h->bus_subscribe(ctx, OTR_CONF_AT(c->bus_streams, char *, i), logs_pipe_on_bus, m, NULL);
         if (rc)
             return rc;
     }

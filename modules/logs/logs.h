@@ -50,7 +50,7 @@ struct logs_output_item {
 
 struct logs_conf {
     struct logs_files_conf files;
-    bool access;
+    struct otr_conf_array bus_streams; /* char *: bus streams shipped as sources */
     struct logs_forward_in_conf forward_input;
     struct logs_filter_conf filter;
     struct logs_buffer_conf buffer;
@@ -79,7 +79,6 @@ struct logs_mod {
     char node[256];
     struct logs_pipe **pipes;      /* by worker index */
     unsigned n_pipes;
-    otr_sub *access_sub;
     struct logs_metrics m;
 };
 
@@ -87,7 +86,7 @@ struct logs_mod {
 int logs_pipe_start(struct logs_mod *m, otr_worker *w);
 void logs_pipe_drain(struct logs_mod *m, otr_worker *w, uint64_t deadline_ms);
 void logs_pipe_free(struct logs_pipe *p);
-/* The bus callback for "access" records (worker thread). */
-void logs_pipe_on_access(void *arg, otr_worker *w, const char *stream, const struct otr_record *rec);
+/* The bus callback for the configured streams (worker thread). */
+void logs_pipe_on_bus(void *arg, otr_worker *w, const char *stream, const struct otr_record *rec);
 
 #endif

@@ -5,7 +5,7 @@
  * shared between threads.
  *
  *   tailer -> parser (per file) -> metadata -> Lua filter -> queue -> outputs
- *   bus "access" ----------------------------^        forward input -^
+ *   bus streams (e.g. "access") -------------^        forward input -^
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +22,8 @@
 #include "logs_tail.h"
 #include "logs_time.h"
 
-enum { SRC_FILES = 0, SRC_ACCESS, SRC_FORWARD, SRC_N };
-static const char *const src_names[SRC_N] = {"files", "access", "forward"};
+enum { SRC_FILES = 0, SRC_BUS, SRC_FORWARD, SRC_N };
+static const char *const src_names[SRC_N] = {"files", "bus", "forward"};
 
 #define META_MAX 8
 
@@ -401,7 +401,7 @@ static int append_field(struct logs_buf *b, const struct otr_field *f)
     return logs_buf_append(b, num, (size_t)n);
 }
 
-void logs_pipe_on_access(void *arg, otr_worker *w, const char *stream, const struct otr_record *rec)
+void logs_pipe_on_bus(void *arg, otr_worker *w, const char *stream, const struct otr_record *rec)
 {
     struct logs_mod *m = arg;
     if (!w)
@@ -410,11 +410,11 @@ void logs_pipe_on_access(void *arg, otr_worker *w, const char *stream, const str
     struct logs_pipe *p = i < m->n_pipes ? m->pipes[i] : NULL;
     if (!p || p->draining)
         return;
-    p->c[SRC_ACCESS].lines++;
+    p->c[SRC_BUS].lines++;
     /* The bus cannot wait: when the buffer is full the record is dropped,
      * and counted. */
     if (p->q.full) {
-        p->c[SRC_ACCESS].dropped_full++;
+        p->c[SRC_BUS].dropped_full++;
         return;
     }
     struct logs_buf *b = &p->enc;
@@ -422,7 +422,8 @@ void logs_pipe_on_access(void *arg, otr_worker *w, const char *stream, const str
     char t[LOGS_TIME_LEN];
     logs_time_format(rec->time_ns ? rec->time_ns : wall_ns(), t);
     int rc = logs_buf_append(b, "{\"time\":\"", 9) || logs_buf_append(b, t, LOGS_TIME_LEN) ||
-             logs_buf_append(b, "\",\"source\":\"access\"", 19);
+             logs_buf_append(b, "\",\"source\":\"", 12) || logs_json_escape(b, stream, strlen(stream)) ||
+             logs_buf_append(b, "\"", 1);
     for (size_t k = 0; k < rec->n_fields && !rc; k++)
         rc = append_field(b, &rec->fields[k]);
     struct logs_buf meta = {0};
@@ -433,9 +434,9 @@ void logs_pipe_on_access(void *arg, otr_worker *w, const char *stream, const str
     if (!rc)
         rc = logs_buf_append(b, meta.p, meta.n) || logs_buf_append(b, "}\n", 2);
     logs_buf_free(&meta);
-    p->c[SRC_ACCESS].bytes += b->n;
+    p->c[SRC_BUS].bytes += b->n;
     if (rc || logs_queue_push(&p->q, b->p, b->n, NULL, NULL, 0, 0, uv_now(p->loop)))
-        p->c[SRC_ACCESS].dropped_full++;
+        p->c[SRC_BUS].dropped_full++;
 }
 
 /* ---- start -------------------------------------------------------------------------------- */
