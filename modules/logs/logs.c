@@ -75,6 +75,21 @@ static const struct otr_conf_field filter_fields[] = {
     OTR_CONF_TABLE_END,
 };
 
+static const struct otr_conf_field spool_fields[] = {
+    F("enabled", OTR_CONF_BOOL, struct logs_spool_conf, enabled, .def = "false",
+      .help = "move buffered records to segment files under <state_dir>/logs/spool-<worker> when memory is full"),
+    F("max_size", OTR_CONF_SIZE, struct logs_spool_conf, max_size, .def = "\"256MiB\"", .min = 1 << 20,
+      .max = 1ull << 40, .help = "disk space per worker at most; beyond it the buffer is full"),
+    F("segment_size", OTR_CONF_SIZE, struct logs_spool_conf, segment_size, .def = "\"8MiB\"", .min = 65536,
+      .max = 1ull << 32, .help = "size of one segment file (deleted once all its records are delivered)"),
+    F("full_policy", OTR_CONF_ENUM, struct logs_spool_conf, full_policy, .choices = LOGS_DROP_CHOICES,
+      .def = "\"drop_newest\"",
+      .help = "when memory and spool are full, a bus record (which cannot wait) is dropped, or the oldest "
+              "buffered chunk nobody is sending is dropped to make room; counted either way (files and forward "
+              "connections just pause)"),
+    OTR_CONF_TABLE_END,
+};
+
 static const struct otr_conf_field buffer_fields[] = {
     F("memory_limit", OTR_CONF_SIZE, struct logs_buffer_conf, memory_limit, .def = "\"8MiB\"", .min = 65536,
       .max = 1ull << 34,
@@ -83,6 +98,8 @@ static const struct otr_conf_field buffer_fields[] = {
       .max = 16 << 20, .help = "unit of buffering and acknowledgement"),
     F("flush_interval", OTR_CONF_DURATION, struct logs_buffer_conf, flush_interval, .def = "\"200ms\"", .min = 1,
       .max = 60000, .help = "records wait at most this long before being handed to the outputs"),
+    F("spool", OTR_CONF_OBJECT, struct logs_buffer_conf, spool, .fields = spool_fields,
+      .help = "disk overflow of the memory buffer"),
     OTR_CONF_TABLE_END,
 };
 
@@ -173,6 +190,10 @@ static int logs_check(otr_ctx *ctx, const void *conf)
         h->conf_error(ctx, "forward_input.address", "expected a TCP host:port");
         bad++;
     }
+    if (c->buffer.spool.enabled && !h->state_dir(ctx)) {
+        h->conf_error(ctx, "buffer.spool.enabled", "the spool needs a state_dir");
+        bad++;
+    }
     if (c->buffer.chunk_size * 2 > c->buffer.memory_limit) {
         h->conf_error(ctx, "buffer.chunk_size", "must be at most half of buffer.memory_limit");
         bad++;
@@ -191,6 +212,7 @@ static void mod_free(struct logs_mod *m)
         free((char *)m->outs[i].name);
     free(m->outs);
     free(m->ckpt_path);
+    free(m->spool_base);
     free(m);
 }
 
@@ -229,6 +251,8 @@ static void register_metrics(struct logs_mod *m)
                       OTR_METRIC_GAUGE, NULL);
     m->m.buffer = metric(m, "outrider_logs_buffer_bytes", "Memory held by buffered records.", OTR_METRIC_GAUGE,
                          NULL);
+    m->m.spool = metric(m, "outrider_logs_spool_bytes", "Buffered records on disk (spool).", OTR_METRIC_GAUGE,
+                        NULL);
 }
 
 static int logs_init(otr_ctx *ctx, const void *conf)
@@ -286,6 +310,14 @@ static int logs_init(otr_ctx *ctx, const void *conf)
             h->log(ctx, OTR_LOG_WARN,
                    "no state_dir configured: file positions are not kept across restarts (lines may be read again)");
         }
+    }
+    if (c->buffer.spool.enabled) {
+        const char *dir = h->state_dir(ctx);
+        size_t n = strlen(dir) + 8;
+        m->spool_base = malloc(n);
+        if (!m->spool_base)
+            return UV_ENOMEM;
+        snprintf(m->spool_base, n, "%s/spool", dir);
     }
     if (c->filter.script && *c->filter.script) {
         int rc = h->hook_declare(ctx, "filter.script", c->filter.script, c->filter.function, &m->filter);

@@ -32,8 +32,15 @@ struct logs_filter_conf {
     int fallback;   /* 0 keep the record unchanged, 1 drop it */
 };
 
+struct logs_spool_conf {
+    bool enabled;
+    uint64_t max_size, segment_size;
+    int full_policy; /* enum logs_drop_policy */
+};
+
 struct logs_buffer_conf {
     uint64_t memory_limit, chunk_size, flush_interval;
+    struct logs_spool_conf spool;
 };
 
 struct logs_output_item {
@@ -63,7 +70,7 @@ struct logs_pipe;
 struct logs_metrics {
     otr_metric *lines, *bytes, *malformed, *dropped, *filter_errors;
     otr_metric *shipped, *shipped_bytes, *retries, *failures;
-    otr_metric *files, *lag, *buffer;
+    otr_metric *files, *lag, *buffer, *spool;
 };
 
 struct logs_mod {
@@ -75,6 +82,7 @@ struct logs_mod {
     otr_hook *filter;
     otr_listener *fwd_listener;
     char *ckpt_path;               /* NULL: no state dir */
+    char *spool_base;              /* <state_dir>/logs/spool, when enabled */
     const char *role_name;
     char node[256];
     struct logs_pipe **pipes;      /* by worker index */

@@ -57,6 +57,8 @@ void logs_output_kick(struct logs_output *o)
     uint32_t records = 0;
     uint64_t end = o->next_seq;
     for (; c && c->sealed; c = c->next) {
+        if (logs_queue_load(o->q, c))
+            break; /* a spool read error: the batch ends before it */
         if (n && bytes + c->data.n > o->conf->batch_size)
             break;
         if (n == o->iov_cap) {
@@ -76,6 +78,7 @@ void logs_output_kick(struct logs_output *o)
         return;
     o->busy = true;
     o->batch_end = end;
+    logs_queue_note_sent(o->q, o->index, end);
     o->batch_records = records;
     o->batch_bytes = bytes;
     if (bytes == 0) {

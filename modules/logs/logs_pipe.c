@@ -49,6 +49,9 @@ struct logs_pipe {
     otr_worker *w;
     uv_loop_t *loop;
     struct logs_queue q;
+    struct logs_spool spool;
+    bool spooling;
+    uint64_t dropped_oldest_reported;
     struct logs_output **outs;
     size_t n_outs;
     uv_timer_t flush;
@@ -62,7 +65,7 @@ struct logs_pipe {
     otr_series *s_lines[SRC_N], *s_bytes[SRC_N], *s_malformed[SRC_N], *s_dropped_filter[SRC_N],
         *s_dropped_full[SRC_N], *s_filter_errors;
     otr_series **s_out;            /* 4 per output */
-    otr_series *s_files, *s_lag, *s_buffer;
+    otr_series *s_files, *s_lag, *s_buffer, *s_spool, *s_dropped_oldest;
     bool draining, finishing, fwd_closed;
     uint64_t deadline_ms;
     int pending_closes;
@@ -309,6 +312,9 @@ static void pipe_series(struct logs_pipe *p)
     p->s_files = m->m.files ? h->series(m->m.files, p->w, NULL) : NULL;
     p->s_lag = m->m.lag ? h->series(m->m.lag, p->w, NULL) : NULL;
     p->s_buffer = m->m.buffer ? h->series(m->m.buffer, p->w, NULL) : NULL;
+    p->s_spool = m->m.spool ? h->series(m->m.spool, p->w, NULL) : NULL;
+    const char *oldest[] = {"any", "drop_oldest"};
+    p->s_dropped_oldest = m->m.dropped ? h->series(m->m.dropped, p->w, oldest) : NULL;
 }
 
 static void add_delta(const struct otr_host *h, otr_series *s, uint64_t now, uint64_t *reported)
@@ -350,6 +356,12 @@ static void pipe_publish_metrics(struct logs_pipe *p)
     }
     if (p->s_buffer)
         h->gauge_set(p->s_buffer, (double)p->q.mem_bytes);
+    if (p->s_spool)
+        h->gauge_set(p->s_spool, (double)(p->spooling ? p->spool.bytes : 0));
+    /* Records dropped with whole chunks by drop_oldest; drop_newest drops
+     * are counted where they happen. */
+    if (p->m->conf->buffer.spool.full_policy == LOGS_DROP_OLDEST)
+        add_delta(h, p->s_dropped_oldest, p->q.dropped_records, &p->dropped_oldest_reported);
 }
 
 /* ---- the flush timer: time-based batching, multiline timeouts, metrics, drain ------- */
@@ -411,9 +423,9 @@ void logs_pipe_on_bus(void *arg, otr_worker *w, const char *stream, const struct
     if (!p || p->draining)
         return;
     p->c[SRC_BUS].lines++;
-    /* The bus cannot wait: when the buffer is full the record is dropped,
-     * and counted. */
-    if (p->q.full) {
+    /* The bus cannot wait: when the buffer is full the drop policy either
+     * drops this record or the oldest chunk nobody is sending; counted. */
+    if (p->q.full && !logs_queue_make_room(&p->q)) {
         p->c[SRC_BUS].dropped_full++;
         return;
     }
@@ -459,6 +471,18 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
     p->q.on_space = queue_on_space;
     p->q.on_sealed = queue_on_sealed;
     p->q.arg = p;
+    if (m->spool_base) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s-%u", m->spool_base, index);
+        int rc = logs_spool_open(&p->spool, dir, c->buffer.spool.max_size, c->buffer.spool.segment_size);
+        if (rc) {
+            h->log(m->ctx, OTR_LOG_ERROR, "spool %s: %s", dir, uv_strerror(rc));
+            logs_spool_close(&p->spool);
+            return rc;
+        }
+        p->spooling = true;
+        logs_queue_set_spool(&p->q, &p->spool, c->buffer.spool.full_policy);
+    }
     p->outs = calloc(m->n_outs + 1, sizeof *p->outs);
     if (!p->outs)
         return UV_ENOMEM;
@@ -602,6 +626,8 @@ void logs_pipe_free(struct logs_pipe *p)
         if (p->outs[i])
             logs_output_free(p->outs[i]);
     logs_queue_fini(&p->q);
+    if (p->spooling)
+        logs_spool_close(&p->spool);
     logs_buf_free(&p->enc);
     free(p->outs);
     free(p->s_out);

@@ -4,6 +4,7 @@
 #include "logs_queue.h"
 
 #include <stdlib.h>
+#include <uv.h>
 #include <string.h>
 
 #define SPARE_MAX 8
@@ -15,7 +16,8 @@ void logs_queue_init(struct logs_queue *q, size_t mem_limit, size_t chunk_size, 
     q->chunk_size = chunk_size;
     q->n_outputs = n_outputs;
     q->acked = calloc(n_outputs ? n_outputs : 1, sizeof *q->acked);
-    if (!q->acked)
+    q->sent = calloc(n_outputs ? n_outputs : 1, sizeof *q->sent);
+    if (!q->acked || !q->sent)
         abort();
 }
 
@@ -41,7 +43,71 @@ void logs_queue_fini(struct logs_queue *q)
         chunk_free(c);
     }
     free(q->acked);
-    q->acked = NULL;
+    free(q->sent);
+    q->acked = q->sent = NULL;
+}
+
+void logs_queue_set_spool(struct logs_queue *q, struct logs_spool *spool, int drop_policy)
+{
+    q->spool = spool;
+    q->drop_policy = drop_policy;
+}
+
+void logs_queue_note_sent(struct logs_queue *q, size_t output, uint64_t seq)
+{
+    if (seq > q->sent[output])
+        q->sent[output] = seq;
+}
+
+/* Whether some output has c in a batch it is sending. */
+static bool in_flight(const struct logs_queue *q, const struct logs_chunk *c)
+{
+    for (size_t i = 0; i < q->n_outputs; i++)
+        if (c->seq >= q->acked[i] && c->seq < q->sent[i])
+            return true;
+    return false;
+}
+
+/* Moves sealed chunks nobody is sending to the spool until memory is back
+ * under half the limit (or the spool is full). */
+static void spill(struct logs_queue *q)
+{
+    for (struct logs_chunk *c = q->head; c && q->mem_bytes > q->mem_limit / 2; c = c->next) {
+        if (!c->sealed || !c->in_memory || in_flight(q, c))
+            continue;
+        if (!c->on_disk) {
+            if (logs_spool_write(q->spool, c->data.p, c->data.n, &c->seg, &c->seg_off))
+                return;
+            c->on_disk = true;
+            c->len = c->data.n;
+        }
+        q->mem_bytes -= c->data.cap;
+        logs_buf_free(&c->data);
+        c->in_memory = false;
+        q->spilled++;
+    }
+}
+
+int logs_queue_load(struct logs_queue *q, struct logs_chunk *c)
+{
+    if (c->in_memory)
+        return 0;
+    if (logs_buf_reserve(&c->data, c->len))
+        return UV_ENOMEM;
+    int rc = logs_spool_read(q->spool, c->seg, c->seg_off, c->data.p, c->len);
+    if (rc)
+        return rc;
+    c->data.n = c->len;
+    c->in_memory = true;
+    q->mem_bytes += c->data.cap;
+    return 0;
+}
+
+static bool has_room(const struct logs_queue *q)
+{
+    if (q->mem_bytes < q->mem_limit / 2)
+        return true;
+    return q->spool && q->spool->bytes + 2 * q->chunk_size <= q->spool->max_size && q->mem_bytes < q->mem_limit;
 }
 
 static void seal(struct logs_queue *q, struct logs_chunk *c)
@@ -70,6 +136,8 @@ static struct logs_chunk *chunk_new(struct logs_queue *q, uint64_t now_ms)
     c->n_records = 0;
     c->n_marks = 0;
     c->sealed = false;
+    c->in_memory = true;
+    c->on_disk = false;
     c->opened_ms = now_ms;
     q->mem_bytes += c->data.cap;
     if (q->tail)
@@ -126,6 +194,8 @@ int logs_queue_push(struct logs_queue *q, const char *line, size_t n, const stru
     }
     if (c->data.n >= q->chunk_size)
         seal(q, c);
+    if (q->mem_bytes >= q->mem_limit && q->spool)
+        spill(q);
     if (!q->full && q->mem_bytes >= q->mem_limit) {
         q->full = true;
         if (q->on_full)
@@ -144,8 +214,42 @@ struct logs_chunk *logs_queue_at(struct logs_queue *q, uint64_t seq)
 {
     for (struct logs_chunk *c = q->head; c; c = c->next)
         if (c->seq >= seq)
-            return c->sealed ? c : NULL;
+            return c->sealed && logs_queue_load(q, c) == 0 ? c : NULL;
     return NULL;
+}
+
+/* Takes c out of the list (prev is its predecessor or NULL) and forgets
+ * it: its marks are not acknowledged, its records are counted dropped. */
+static void drop_chunk(struct logs_queue *q, struct logs_chunk *prev, struct logs_chunk *c)
+{
+    if (prev)
+        prev->next = c->next;
+    else
+        q->head = c->next;
+    if (q->tail == c)
+        q->tail = prev;
+    for (size_t i = 0; i < c->n_marks; i++)
+        c->marks[i].ops->unref(c->marks[i].src);
+    if (c->on_disk)
+        logs_spool_release(q->spool, c->seg, c->len);
+    if (c->in_memory)
+        q->mem_bytes -= c->data.cap;
+    q->dropped_records += c->n_records;
+    chunk_free(c);
+}
+
+bool logs_queue_make_room(struct logs_queue *q)
+{
+    if (q->drop_policy == LOGS_DROP_OLDEST) {
+        struct logs_chunk *prev = NULL;
+        for (struct logs_chunk *c = q->head; c; prev = c, c = c->next) {
+            if (c->sealed && !in_flight(q, c)) {
+                drop_chunk(q, prev, c);
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 void logs_queue_ack(struct logs_queue *q, size_t output, uint64_t seq)
@@ -166,10 +270,13 @@ void logs_queue_ack(struct logs_queue *q, size_t output, uint64_t seq)
             c->marks[i].ops->ack(c->marks[i].src, c->marks[i].a, c->marks[i].b);
             c->marks[i].ops->unref(c->marks[i].src);
         }
-        q->mem_bytes -= c->data.cap;
+        if (c->on_disk)
+            logs_spool_release(q->spool, c->seg, c->len);
+        if (c->in_memory)
+            q->mem_bytes -= c->data.cap;
         /* Keep a few chunks of the usual size to avoid malloc churn; an
          * oversized one (a huge record) goes back to the allocator. */
-        if (q->n_spare < SPARE_MAX && c->data.cap <= q->chunk_size * 2) {
+        if (q->n_spare < SPARE_MAX && c->in_memory && c->data.cap <= q->chunk_size * 2) {
             c->next = q->spare;
             q->spare = c;
             q->n_spare++;
@@ -177,7 +284,7 @@ void logs_queue_ack(struct logs_queue *q, size_t output, uint64_t seq)
             chunk_free(c);
         }
     }
-    if (q->full && q->mem_bytes < q->mem_limit / 2) {
+    if (q->full && has_room(q)) {
         q->full = false;
         if (q->on_space)
             q->on_space(q->arg, q);

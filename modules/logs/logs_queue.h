@@ -8,9 +8,11 @@
  * marks acknowledged to their sources (file checkpoints, forward acks), in
  * order. That is the whole at-least-once contract.
  *
- * Memory is bounded by mem_limit: above it the queue reports itself full
- * and sources that can wait (files, forward connections) pause until it
- * drains below half. Sources that cannot wait (the bus) drop, counted.
+ * Memory is bounded by mem_limit. Above it, with a spool, sealed chunks no
+ * output is sending move to disk; without one, or with the spool full, the
+ * queue reports itself full and sources that can wait (files, forward
+ * connections) pause until there is room again. Sources that cannot wait
+ * (the bus) lose records by the drop policy, counted.
  *
  * One queue per worker, used from that worker's thread only.
  */
@@ -22,6 +24,7 @@
 #include <stdint.h>
 
 #include "logs_buf.h"
+#include "logs_spool.h"
 
 /* A source's position: "everything of mine up to (a, b) is in here".
  * ack() is called when the chunk is released; unref() when the queue
@@ -44,6 +47,11 @@ struct logs_chunk {
     struct logs_buf data;       /* JSON lines, each ending in '\n' */
     uint32_t n_records;
     bool sealed;                /* no more appends; outputs may take it */
+    bool in_memory;             /* data holds the bytes (else only the spool) */
+    bool on_disk;               /* a copy is in the spool at (seg, seg_off) */
+    uint32_t seg;
+    uint64_t seg_off;
+    size_t len;                 /* bytes when spilled */
     uint64_t opened_ms;         /* loop time of the first record */
     struct logs_mark *marks;
     size_t n_marks, cap_marks;
@@ -66,9 +74,19 @@ struct logs_queue {
     void *arg;
     /* Outputs register their acknowledged position here. */
     uint64_t *acked;                /* per output: every chunk below is done */
+    uint64_t *sent;                 /* per output: chunks below were taken */
     size_t n_outputs;
-    uint64_t records_in, bytes_in;
+    struct logs_spool *spool;       /* NULL: memory only */
+    int drop_policy;                /* enum logs_drop_policy */
+    uint64_t records_in, bytes_in, spilled, dropped_records;
 };
+
+enum logs_drop_policy {
+    LOGS_DROP_NEWEST = 0, /* a record that cannot wait is dropped */
+    LOGS_DROP_OLDEST,     /* the oldest chunk nobody is sending makes room */
+};
+#define LOGS_DROP_CHOICES "drop_newest|drop_oldest"
+
 
 void logs_queue_init(struct logs_queue *q, size_t mem_limit, size_t chunk_size, size_t n_outputs);
 /* Frees every chunk; marks not yet acknowledged are only unref'ed. */
@@ -86,6 +104,19 @@ struct logs_chunk *logs_queue_at(struct logs_queue *q, uint64_t seq);
 /* Output i acknowledged every chunk below seq: releases what all outputs
  * have, acknowledging marks in order. */
 void logs_queue_ack(struct logs_queue *q, size_t output, uint64_t seq);
+/* Adds a spool (owned by the caller) for overflow. */
+void logs_queue_set_spool(struct logs_queue *q, struct logs_spool *spool, int drop_policy);
+/* Output i took every chunk below seq (a batch in flight). */
+void logs_queue_note_sent(struct logs_queue *q, size_t output, uint64_t seq);
+/* Makes c's bytes available in memory (reads them back from the spool).
+ * Returns 0 or a negative error. */
+int logs_queue_load(struct logs_queue *q, struct logs_chunk *c);
+/* The queue is full and a record cannot wait: applies the drop policy.
+ * Returns true if the record may be pushed (drop_oldest dropped a chunk,
+ * its records counted in dropped_records), false if the record must be
+ * dropped (drop_newest, or nothing to drop; the caller counts it). */
+bool logs_queue_make_room(struct logs_queue *q);
+
 /* Whether the queue holds nothing. */
 bool logs_queue_empty(const struct logs_queue *q);
 

@@ -14,6 +14,7 @@
 /* Only the parser is used: the socket side stays out of the fuzzer. */
 #include <uv.h>
 #include "../../modules/logs/logs_queue.c"
+#include "../../modules/logs/logs_spool.c"
 #include "../../modules/logs/logs_forward_in.c"
 
 static int on_frame(void *arg, uint64_t seq, const char *payload, size_t n)

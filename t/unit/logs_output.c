@@ -14,9 +14,11 @@
 #include "../../modules/logs/logs_out_net.c"
 #include "../../modules/logs/logs_output.c"
 #include "../../modules/logs/logs_queue.c"
+#include "../../modules/logs/logs_spool.c"
 #include "../../modules/logs/logs_time.c"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <sys/socket.h>
 
 static uv_loop_t loop;
@@ -369,6 +371,112 @@ static void test_tcp_down_then_up(void)
     logs_queue_fini(&q);
 }
 
+static int count_segments(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += strncmp(e->d_name, "spool-", 6) == 0;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Memory full while the sink is down: chunks move to the spool, memory
+ * stays bounded, the sources need not pause; then everything arrives in
+ * order and the segments are deleted. With the spool full too, the drop
+ * policy applies. */
+static void test_spool(void)
+{
+    char sdir[256];
+    snprintf(sdir, sizeof sdir, "%s/spool", tmpdir);
+    uv_tcp_t hold;
+    int port = dead_port(&hold);
+    struct logs_spool sp;
+    is_int(logs_spool_open(&sp, sdir, 1 << 20, 32768), 0, "spool opens");
+    struct logs_queue q;
+    logs_queue_init(&q, 32768, 4096, 1);
+    logs_queue_set_spool(&q, &sp, LOGS_DROP_NEWEST);
+    struct logs_output *outs[1];
+    q.on_sealed = kick_outputs;
+    q.arg = outs;
+    full_seen = false;
+    q.on_full = on_full;
+    struct logs_output_conf c = {.name = "t", .kind = LOGS_OUT_TCP, .host = "127.0.0.1", .port = (uint16_t)port,
+                                 .batch_size = 8192, .timeout_ms = 1000, .retry_min_ms = 20, .retry_max_ms = 100};
+    char err[256];
+    logs_output_new(&loop, &q, 0, &c, &outs[0], err, sizeof err);
+    struct src s = {0};
+    size_t peak = 0;
+    for (uint64_t i = 1; i <= 5000; i += 100) {
+        push_lines(&q, &s, i, i + 99);
+        if (q.mem_bytes > peak)
+            peak = q.mem_bytes;
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    logs_queue_seal(&q);
+    ok(sp.bytes > 200000, "records moved to the spool (%llu bytes)", (unsigned long long)sp.bytes);
+    ok(peak <= 32768 + 2 * 8192, "memory stayed bounded (peak %zu)", peak);
+    ok(!full_seen, "sources never had to pause");
+    ok(count_segments(sdir) > 3, "several segment files (%d)", count_segments(sdir));
+    uv_close((uv_handle_t *)&hold, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    struct sink sk = {0};
+    sink_listen(&sk, port);
+    struct acked_at a = {&s, 5000};
+    ok(wait_for(src_acked, &a, 10000), "sink up: everything acknowledged");
+    ok(!s.out_of_order, "in order");
+    struct sink_count sc = {&sk, "\"message\":\"line ", 5000};
+    wait_for(sink_has, &sc, 3000);
+    is_int(count_substr(&sk.got, "\"message\":\"line "), 5000, "5000 lines arrived");
+    bool order = true;
+    const char *p = sk.got.p;
+    for (int i = 1; i <= 5000 && order; i++) {
+        char needle[48];
+        snprintf(needle, sizeof needle, "\"line %d\"", i);
+        const char *f = memmem(p, (size_t)(sk.got.p + sk.got.n - p), needle, strlen(needle));
+        order = f != NULL;
+        p = f ? f : p;
+    }
+    ok(order, "each once, in order, through the spool");
+    is_int(sp.bytes, 0, "spool empty once delivered");
+    ok(count_segments(sdir) <= 1, "delivered segments deleted (%d left: the open one)", count_segments(sdir));
+    logs_output_close(outs[0], output_closed);
+    sink_close(&sk);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    logs_buf_free(&sk.got);
+    logs_queue_fini(&q);
+    logs_spool_close(&sp);
+    is_int(count_segments(sdir), 0, "no segment left after close");
+
+    /* Spool full: the queue is full; drop_newest refuses, drop_oldest
+     * frees the oldest chunk nobody sends. */
+    port = dead_port(&hold);
+    logs_spool_open(&sp, sdir, 16384, 8192);
+    logs_queue_init(&q, 16384, 4096, 1);
+    logs_queue_set_spool(&q, &sp, LOGS_DROP_NEWEST);
+    q.on_sealed = kick_outputs;
+    q.arg = outs;
+    full_seen = false;
+    q.on_full = on_full;
+    c.port = (uint16_t)port;
+    logs_output_new(&loop, &q, 0, &c, &outs[0], err, sizeof err);
+    struct src s2 = {0};
+    push_lines(&q, &s2, 1, 2000);
+    ok(full_seen && q.full, "memory and spool full: the queue is full");
+    ok(!logs_queue_make_room(&q), "drop_newest: no room made");
+    is_int(q.dropped_records, 0, "(the caller counts that drop)");
+    q.drop_policy = LOGS_DROP_OLDEST;
+    ok(logs_queue_make_room(&q), "drop_oldest: room made");
+    ok(q.dropped_records > 0, "records of the dropped chunk counted (%llu)", (unsigned long long)q.dropped_records);
+    logs_output_close(outs[0], output_closed);
+    uv_close((uv_handle_t *)&hold, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    logs_queue_fini(&q);
+    logs_spool_close(&sp);
+    is_int(s2.refs, 0, "dropped and freed chunks released their sources");
+}
+
 static void test_http_and_syslog(void)
 {
     struct sink sk = {.http = true, .http_statuses = {500, 503}, .n_statuses = 2};
@@ -523,6 +631,7 @@ int main(void)
     uv_unref((uv_handle_t *)&ticker);
     test_file_output();
     test_tcp_down_then_up();
+    test_spool();
     test_http_and_syslog();
     test_forward();
     uv_close((uv_handle_t *)&ticker, NULL);
