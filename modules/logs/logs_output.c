@@ -56,10 +56,16 @@ void logs_output_kick(struct logs_output *o)
     size_t n = 0, bytes = 0;
     uint32_t records = 0;
     uint64_t end = o->next_seq;
+    /* A batch in flight must stay in memory: it takes at most half of the
+     * buffer's share of each output, so the rest can move to the spool. */
+    size_t max = o->conf->batch_size;
+    size_t share = o->q->mem_limit / (2 * (o->q->n_outputs ? o->q->n_outputs : 1));
+    if (max > share)
+        max = share;
     for (; c && c->sealed; c = c->next) {
         if (logs_queue_load(o->q, c))
             break; /* a spool read error: the batch ends before it */
-        if (n && bytes + c->data.n > o->conf->batch_size)
+        if (n && bytes + c->data.n > max)
             break;
         if (n == o->iov_cap) {
             size_t cap = o->iov_cap ? o->iov_cap * 2 : 16;
