@@ -7,6 +7,7 @@
  *   tailer -> parser (per file) -> metadata -> Lua filter -> queue -> outputs
  *   bus streams (e.g. "access") -------------^        forward input -^
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,7 @@ struct logs_pipe {
     size_t n_outs;
     uv_timer_t flush;
     struct logs_tailer tailer;
-    bool tailing;
+    bool tailing, tail_waiting, tail_counted;
     struct logs_fwd_server fwd;
     bool forwarding;
     struct logs_buf enc;
@@ -70,6 +71,11 @@ struct logs_pipe {
     uint64_t deadline_ms;
     int pending_closes;
 };
+
+/* Tailers alive in this process (all generations). A reload's new
+ * generation starts tailing only once the old one stopped and saved its
+ * last positions, so no line is read twice or skipped across a reload. */
+static atomic_uint tailers_live;
 
 static uint64_t wall_ns(void)
 {
@@ -367,6 +373,7 @@ static void pipe_publish_metrics(struct logs_pipe *p)
 /* ---- the flush timer: time-based batching, multiline timeouts, metrics, drain ------- */
 
 static void pipe_finish(struct logs_pipe *p);
+static int pipe_tail_start(struct logs_pipe *p);
 static void pipe_on_acked(void *arg, struct logs_output *o, uint32_t records, size_t bytes);
 
 static void pipe_on_flush(uv_timer_t *t)
@@ -381,6 +388,8 @@ static void pipe_on_flush(uv_timer_t *t)
                 logs_parser_flush(&s->parser, false);
         }
     }
+    if (p->tail_waiting && !p->draining && atomic_load(&tailers_live) == 0)
+        pipe_tail_start(p);
     struct logs_chunk *tail = p->q.tail;
     if (tail && !tail->sealed && (p->draining || now - tail->opened_ms >= c->buffer.flush_interval))
         logs_queue_seal(&p->q);
@@ -518,14 +527,12 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
         struct logs_tail_cb cb = {.open = tail_on_open, .line = tail_on_line, .close = tail_on_close,
                                   .release = tail_on_release, .arg = p};
         int rc = logs_tailer_init(&p->tailer, p->loop, &tc, &cb);
-        if (!rc)
-            rc = logs_tailer_start(&p->tailer);
-        p->tailing = true;
-        if (rc) {
-            h->log(m->ctx, OTR_LOG_ERROR, "cannot start tailing (checkpoint %s): %s",
-                   m->ckpt_path ? m->ckpt_path : "-", uv_strerror(rc));
+        if (rc)
             return rc;
-        }
+        p->tailing = true;
+        p->tail_waiting = true;
+        if (atomic_load(&tailers_live) == 0 && (rc = pipe_tail_start(p)))
+            return rc;
     }
     if (m->fwd_listener) {
         uv_os_sock_t fd;
@@ -539,6 +546,21 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
         }
     }
     return 0;
+}
+
+/* Loads the checkpoint and starts reading (now, or once the previous
+ * generation's tailer stopped: see tailers_live). */
+static int pipe_tail_start(struct logs_pipe *p)
+{
+    struct logs_mod *m = p->m;
+    p->tail_waiting = false;
+    atomic_fetch_add(&tailers_live, 1);
+    p->tail_counted = true; /* its stop callback counts down */
+    int rc = logs_tailer_start(&p->tailer);
+    if (rc)
+        m->host->log(m->ctx, OTR_LOG_ERROR, "cannot start tailing (checkpoint %s): %s",
+                     m->ckpt_path ? m->ckpt_path : "-", uv_strerror(rc));
+    return rc;
 }
 
 /* ---- drain ---------------------------------------------------------------------------- */
@@ -565,7 +587,10 @@ static void pipe_on_output_closed(struct logs_output *o)
 
 static void pipe_on_tailer_stopped(struct logs_tailer *t)
 {
-    pipe_on_closed((struct logs_pipe *)((char *)t - offsetof(struct logs_pipe, tailer)));
+    struct logs_pipe *p = (struct logs_pipe *)((char *)t - offsetof(struct logs_pipe, tailer));
+    if (p->tail_counted)
+        atomic_fetch_sub(&tailers_live, 1);
+    pipe_on_closed(p);
 }
 
 static void pipe_on_fwd_closed(struct logs_fwd_server *s)

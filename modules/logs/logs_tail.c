@@ -648,7 +648,9 @@ void logs_tailer_stop(struct logs_tailer *t, void (*on_stopped)(struct logs_tail
 {
     t->stopping = true;
     t->on_stopped = on_stopped;
-    logs_tailer_checkpoint(t);
+    /* A tailer that never loaded the checkpoint must not overwrite it. */
+    if (t->started)
+        logs_tailer_checkpoint(t);
     uv_handle_t *hs[] = {(uv_handle_t *)&t->poll, (uv_handle_t *)&t->rescan, (uv_handle_t *)&t->ckpt_timer,
                          (uv_handle_t *)&t->more};
     t->pending_closes = 4 + (int)t->n_watches;
