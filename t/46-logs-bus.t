@@ -46,4 +46,37 @@ my $n = 0;
 $n += $_ for $body =~ /^outrider_logs_lines_read_total\{[^}]*source="bus"[^}]*\} (\d+)/mg;
 is($n, 100, 'counted as source "bus"');
 $a->finish_ok;
+
+# The Lua filter sees bus records too: fields, source, node and role.
+open my $lua, '>', "$dir/bus.lua" or die;
+print $lua <<'LUA';
+function filter(r)
+  if string.find(r.line, "secret", 1, true) then return nil end
+  r.seen_by = "lua:" .. r.source .. ":" .. r.role
+  return r
+end
+LUA
+close $lua;
+$out = "$dir/out2.json";
+$a = Outrider->start(role => 'sidecar', modules_dir => "$dir/mods", conf => {
+    modules => ['echo', 'logs'],
+    echo => { listen => '127.0.0.1:0' },
+    logs => { bus_streams => ['echo.lines'], filter => { script => "$dir/bus.lua" },
+              buffer => { flush_interval => '20ms' }, outputs => [{ type => 'file', path => $out }] },
+});
+$s = IO::Socket::INET->new(PeerAddr => $a->addr('echo.listen'), Timeout => 5) or die "connect: $!";
+for my $l ('keep 1', 'a secret', 'keep 2') { print $s "$l\n"; my $echo = <$s> }
+close $s;
+@r = ();
+$until = time + 10;
+while (time < $until) {
+    if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
+    last if @r >= 2;
+    sleep 0.05;
+}
+sleep 0.2;
+if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
+is_deeply([map { $_->{line} } @r], ['keep 1', 'keep 2'], 'filter dropped the secret line');
+is($r[0]{seen_by}, 'lua:echo.lines:sidecar', 'filter saw source and role, and added a field');
+$a->finish_ok;
 done_testing;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <outrider/module.h>
+
 #include "logs_json.h"
 #include "logs_time.h"
 
@@ -21,10 +23,35 @@ static void set_str(lua_State *L, const char *k, const char *v, size_t n)
     lua_setfield(L, -2, k);
 }
 
+static int push_bus(lua_State *L, const struct logs_filter_call *c)
+{
+    lua_createtable(L, 0, (int)(c->n_fields + c->n_meta) + 2);
+    char t[LOGS_TIME_LEN];
+    logs_time_format(c->time_ns, t);
+    set_str(L, "time", t, LOGS_TIME_LEN);
+    set_str(L, "source", c->source, strlen(c->source));
+    for (size_t i = 0; i < c->n_fields; i++) {
+        const struct otr_field *f = &c->fields[i];
+        switch (f->type) {
+        case OTR_VAL_STR: lua_pushlstring(L, f->v.s.ptr, f->v.s.len); break;
+        case OTR_VAL_INT: lua_pushinteger(L, (lua_Integer)f->v.i); break;
+        case OTR_VAL_DOUBLE: lua_pushnumber(L, f->v.d); break;
+        case OTR_VAL_BOOL: lua_pushboolean(L, f->v.b); break;
+        default: continue;
+        }
+        lua_setfield(L, -2, f->key);
+    }
+    for (size_t i = 0; i < c->n_meta; i++)
+        set_str(L, c->meta[i].key, c->meta[i].value, strlen(c->meta[i].value));
+    return 1;
+}
+
 int logs_filter_push(lua_State *L, void *arg)
 {
     const struct logs_filter_call *c = arg;
     const struct logs_rec *r = c->rec;
+    if (!r)
+        return push_bus(L, c);
     lua_createtable(L, 0, (int)c->n_meta + 4);
     char t[LOGS_TIME_LEN];
     logs_time_format(r->time_ns, t);

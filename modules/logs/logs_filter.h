@@ -2,7 +2,10 @@
  * logs_filter: a record as a Lua table for the filter(record) hook, and the
  * hook's answer back as a JSON line.
  *
- * The table holds time (RFC 3339 string), stream ("stdout"/"stderr", absent
+ * For a bus record the table holds time, source (the stream) and the
+ * record's fields, plus node and role.
+ *
+ * For a line, the table holds time (RFC 3339 string), stream ("stdout"/"stderr", absent
  * otherwise), message (the text; for JSON-lines input the object's text,
  * with json = true), the source's metadata (namespace, pod, container, node,
  * role, file, ...), split = true / malformed = true when flagged.
@@ -27,8 +30,14 @@ struct logs_kv {
     const char *key, *value;
 };
 
+struct otr_field;
+
 struct logs_filter_call {
-    const struct logs_rec *rec;
+    const struct logs_rec *rec;  /* a parsed line; NULL for a bus record: */
+    uint64_t time_ns;            /* bus record: its time, */
+    const char *source;          /* its stream name */
+    const struct otr_field *fields; /* and its fields */
+    size_t n_fields;
     const struct logs_kv *meta;
     size_t n_meta;
     struct logs_buf *out; /* receives the JSON line of a kept record */

@@ -440,8 +440,29 @@ void logs_pipe_on_bus(void *arg, otr_worker *w, const char *stream, const struct
     }
     struct logs_buf *b = &p->enc;
     b->n = 0;
+    uint64_t time_ns = rec->time_ns ? rec->time_ns : wall_ns();
+    if (m->filter) {
+        struct logs_kv kv[2] = {{"node", m->node}, {"role", m->role_name}};
+        struct logs_filter_call call = {.time_ns = time_ns, .source = stream, .fields = rec->fields,
+                                        .n_fields = rec->n_fields, .meta = m->node[0] ? kv : kv + 1,
+                                        .n_meta = m->node[0] ? 2 : 1, .out = b};
+        int frc = m->host->hook_run(m->filter, p->w, logs_filter_push, logs_filter_pull, 1, &call);
+        if (frc == LOGS_FILTER_DROP || (frc < 0 && m->conf->filter.fallback == 1)) {
+            p->c[SRC_BUS].filter_errors += frc < 0;
+            p->c[SRC_BUS].dropped_filter++;
+            return;
+        }
+        if (frc == LOGS_FILTER_KEEP) {
+            p->c[SRC_BUS].bytes += b->n;
+            if (logs_queue_push(&p->q, b->p, b->n, NULL, NULL, 0, 0, uv_now(p->loop)))
+                p->c[SRC_BUS].dropped_full++;
+            return;
+        }
+        p->c[SRC_BUS].filter_errors++;
+        b->n = 0;
+    }
     char t[LOGS_TIME_LEN];
-    logs_time_format(rec->time_ns ? rec->time_ns : wall_ns(), t);
+    logs_time_format(time_ns, t);
     int rc = logs_buf_append(b, "{\"time\":\"", 9) || logs_buf_append(b, t, LOGS_TIME_LEN) ||
              logs_buf_append(b, "\",\"source\":\"", 12) || logs_json_escape(b, stream, strlen(stream)) ||
              logs_buf_append(b, "\"", 1);
