@@ -1,0 +1,228 @@
+/*
+ * Exposition: merge by family name, then write each family's metadata and
+ * series. Label sets were rendered once when the snapshot was built, so
+ * this is mostly memcpy and number formatting.
+ */
+#include "metrics_expo.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct entry {
+    const struct msnap *snap;
+    const struct msnap_family *fam;
+    uint32_t src; /* index of the snapshot: earlier wins */
+};
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+    uint32_t xn = x->fam->name_len, yn = y->fam->name_len;
+    int c = memcmp(x->snap->text + x->fam->name_off, y->snap->text + y->fam->name_off, xn < yn ? xn : yn);
+    if (c)
+        return c;
+    if (xn != yn)
+        return xn < yn ? -1 : 1;
+    return x->src < y->src ? -1 : x->src > y->src;
+}
+
+static const char *om_type_name(enum prom_type t)
+{
+    static const char *const names[] = {
+        [PROM_UNTYPED] = "unknown", [PROM_COUNTER] = "counter", [PROM_GAUGE] = "gauge",
+        [PROM_HISTOGRAM] = "histogram", [PROM_SUMMARY] = "summary", [PROM_GAUGEHISTOGRAM] = "gaugehistogram",
+        [PROM_INFO] = "info", [PROM_STATESET] = "stateset",
+    };
+    return names[t];
+}
+
+/* The suffix a series is written with, or -1 to leave it out: the text
+ * format has no _created samples and no gauge histograms, and OpenMetrics
+ * counters always end in _total. */
+static int written_suffix(enum mexpo_format fmt, enum prom_type t, enum msnap_suffix s)
+{
+    if (fmt == MEXPO_OPENMETRICS)
+        return t == PROM_COUNTER && s == MSFX_NONE ? MSFX_TOTAL : (int)s;
+    if (s == MSFX_CREATED || t == PROM_GAUGEHISTOGRAM)
+        return -1;
+    return (int)s;
+}
+
+/* The name in HELP/TYPE lines: the family's in OpenMetrics; in the text
+ * format a counter's or info's is its samples' name. */
+static void add_meta_name(struct mbuf *out, enum mexpo_format fmt, const struct entry *e)
+{
+    const struct msnap_family *f = e->fam;
+    mbuf_add(out, e->snap->text + f->name_off, f->name_len);
+    if (fmt == MEXPO_PROMETHEUS) {
+        if (f->type == PROM_COUNTER && e->snap->series[f->first].suffix == MSFX_TOTAL)
+            mbuf_add(out, "_total", 6);
+        else if (f->type == PROM_INFO)
+            mbuf_add(out, "_info", 5);
+    }
+}
+
+static void add_meta(struct mbuf *out, enum mexpo_format fmt, const struct entry *e, const struct entry *help)
+{
+    const struct msnap_family *f = e->fam;
+    if (help) {
+        mbuf_add(out, "# HELP ", 7);
+        add_meta_name(out, fmt, e);
+        mbuf_addc(out, ' ');
+        mbuf_add_help(out, help->snap->text + help->fam->help_off, help->fam->help_len, fmt == MEXPO_OPENMETRICS);
+        mbuf_addc(out, '\n');
+    }
+    mbuf_add(out, "# TYPE ", 7);
+    add_meta_name(out, fmt, e);
+    mbuf_addc(out, ' ');
+    mbuf_adds(out, fmt == MEXPO_OPENMETRICS ? om_type_name(f->type) : prom_type_name(f->type));
+    mbuf_addc(out, '\n');
+}
+
+static void add_timestamp(struct mbuf *out, enum mexpo_format fmt, int64_t ms)
+{
+    mbuf_addc(out, ' ');
+    if (fmt == MEXPO_PROMETHEUS) {
+        mbuf_add_int64(out, ms);
+        return;
+    }
+    /* OpenMetrics timestamps are seconds. */
+    int64_t sec = ms / 1000, frac = ms % 1000;
+    if (frac < 0) {
+        sec -= 1;
+        frac += 1000;
+    }
+    mbuf_add_int64(out, sec);
+    char d[4] = {'.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10), (char)('0' + frac % 10)};
+    mbuf_add(out, d, 4);
+}
+
+static uint64_t add_series(struct mbuf *out, enum mexpo_format fmt, const struct entry *e)
+{
+    const struct msnap *s = e->snap;
+    const struct msnap_family *f = e->fam;
+    uint64_t n = 0;
+    for (uint32_t i = f->first; i < f->first + f->n_series; i++) {
+        const struct msnap_series *se = &s->series[i];
+        int sfx = written_suffix(fmt, (enum prom_type)f->type, (enum msnap_suffix)se->suffix);
+        if (sfx < 0)
+            continue;
+        mbuf_add(out, s->text + f->name_off, f->name_len);
+        mbuf_adds(out, msnap_suffix_text[sfx]);
+        bool any = se->labels_len > 0;
+        for (uint32_t t = 0; t < s->n_target_labels && !any; t++)
+            any = !(se->flags & (1u << t));
+        if (any) {
+            mbuf_addc(out, '{');
+            mbuf_add(out, s->text + se->labels_off, se->labels_len);
+            bool comma = se->labels_len > 0;
+            for (uint32_t t = 0; t < s->n_target_labels; t++) {
+                if (se->flags & (1u << t))
+                    continue;
+                if (comma)
+                    mbuf_addc(out, ',');
+                comma = true;
+                mbuf_add(out, s->target_labels[t], s->target_label_len[t]);
+            }
+            mbuf_addc(out, '}');
+        }
+        mbuf_addc(out, ' ');
+        mbuf_add_double(out, se->value);
+        if (se->flags & MSNAP_HAS_TS)
+            add_timestamp(out, fmt, se->ts_ms);
+        mbuf_addc(out, '\n');
+        n++;
+    }
+    return n;
+}
+
+void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, struct mbuf *out,
+                  struct mexpo_stats *stats)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += snaps[i] ? snaps[i]->n_fams : 0;
+    struct entry *es = xmalloc((total ? total : 1) * sizeof *es);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t f = 0; snaps[i] && f < snaps[i]->n_fams; f++)
+            es[k++] = (struct entry){snaps[i], &snaps[i]->fams[f], (uint32_t)i};
+    qsort(es, k, sizeof *es, entry_cmp);
+
+    for (size_t i = 0; i < k;) {
+        size_t j = i + 1;
+        while (j < k && es[j].fam->name_len == es[i].fam->name_len &&
+               memcmp(es[j].snap->text + es[j].fam->name_off, es[i].snap->text + es[i].fam->name_off,
+                      es[i].fam->name_len) == 0)
+            j++;
+        const struct entry *first = &es[i], *help = NULL;
+        for (size_t x = i; x < j; x++) {
+            if (es[x].fam->type != first->fam->type) {
+                stats->conflicts++;
+                continue;
+            }
+            if (!help && es[x].fam->help_len)
+                help = &es[x];
+        }
+        if (!(fmt == MEXPO_PROMETHEUS && first->fam->type == PROM_GAUGEHISTOGRAM)) {
+            add_meta(out, fmt, first, help);
+            stats->families++;
+            for (size_t x = i; x < j; x++)
+                if (es[x].fam->type == first->fam->type)
+                    stats->series += add_series(out, fmt, &es[x]);
+        }
+        i = j;
+    }
+    if (fmt == MEXPO_OPENMETRICS)
+        mbuf_add(out, "# EOF\n", 6);
+    free(es);
+}
+
+/* Accept: "application/openmetrics-text;version=1.0.0;q=0.5, text/plain;q=0.4".
+ * OpenMetrics wins when listed with a q greater than zero and not lower
+ * than text/plain's. */
+enum mexpo_format mexpo_negotiate(const char *accept)
+{
+    if (!accept)
+        return MEXPO_PROMETHEUS;
+    double q_om = -1, q_text = -1;
+    const char *p = accept;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *semi = p;
+        while (semi < end && *semi != ';')
+            semi++;
+        const char *type_end = semi;
+        while (type_end > p && (type_end[-1] == ' ' || type_end[-1] == '\t'))
+            type_end--;
+        double q = 1;
+        for (const char *s = semi; s < end;) {
+            const char *a = s + 1;
+            while (a < end && *a == ' ')
+                a++;
+            if (end - a > 2 && (a[0] == 'q' || a[0] == 'Q') && a[1] == '=')
+                q = strtod(a + 2, NULL);
+            while (a < end && *a != ';')
+                a++;
+            s = a;
+        }
+        size_t tn = (size_t)(type_end - p);
+        if (tn == 28 && strncasecmp(p, "application/openmetrics-text", 28) == 0)
+            q_om = q > q_om ? q : q_om;
+        else if ((tn == 10 && strncasecmp(p, "text/plain", 10) == 0) || (tn == 3 && strncmp(p, "*/*", 3) == 0))
+            q_text = q > q_text ? q : q_text;
+        p = *end ? end + 1 : end;
+    }
+    return q_om > 0 && q_om >= q_text ? MEXPO_OPENMETRICS : MEXPO_PROMETHEUS;
+}
+
+const char *mexpo_content_type(enum mexpo_format fmt)
+{
+    return fmt == MEXPO_OPENMETRICS ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                                    : "text/plain; version=0.0.4; charset=utf-8";
+}
