@@ -206,7 +206,11 @@ enum msnap_reject msnap_builder_add(struct msnap_builder *b, const struct msampl
     }
     uint8_t mask = 0;
     size_t off = b->text.len;
-    int64_t len = render_labels(b, s, &mask);
+    int64_t len = (int64_t)s->rendered_len;
+    if (s->rendered)
+        mbuf_add(&b->text, s->rendered, s->rendered_len);
+    else
+        len = render_labels(b, s, &mask);
     if (len < 0) {
         b->rejected[MSNAP_BAD_LABEL]++;
         return MSNAP_BAD_LABEL;

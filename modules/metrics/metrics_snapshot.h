@@ -83,6 +83,10 @@ struct msample {
     enum msnap_suffix suffix;
     const struct prom_label *labels;
     size_t n_labels;
+    /* Or, instead of labels: a label set already rendered and escaped
+     * (a="1",b="2"), valid by construction (the statsd store's). */
+    const char *rendered;
+    size_t rendered_len;
     double value;
     bool has_ts;
     int64_t ts_ms;
