@@ -98,37 +98,70 @@ static void add_timestamp(struct mbuf *out, enum mexpo_format fmt, int64_t ms)
     mbuf_add(out, d, 4);
 }
 
+/* The target labels every series of a snapshot carries when it skips
+ * none (the common case), joined once: ",a=\"1\",b=\"2\"". */
+static size_t join_targets(const struct msnap *s, char *out, size_t cap)
+{
+    size_t len = 0;
+    for (uint32_t t = 0; t < s->n_target_labels; t++) {
+        if (len + 1 + s->target_label_len[t] > cap)
+            return 0;
+        out[len++] = ',';
+        memcpy(out + len, s->target_labels[t], s->target_label_len[t]);
+        len += s->target_label_len[t];
+    }
+    return len;
+}
+
 static uint64_t add_series(struct mbuf *out, enum mexpo_format fmt, const struct entry *e)
 {
     const struct msnap *s = e->snap;
     const struct msnap_family *f = e->fam;
+    char joined[2048];
+    size_t joined_len = join_targets(s, joined, sizeof joined);
+    size_t targets_max = 0;
+    for (uint32_t t = 0; t < s->n_target_labels; t++)
+        targets_max += 1 + s->target_label_len[t];
     uint64_t n = 0;
     for (uint32_t i = f->first; i < f->first + f->n_series; i++) {
         const struct msnap_series *se = &s->series[i];
         int sfx = written_suffix(fmt, (enum prom_type)f->type, (enum msnap_suffix)se->suffix);
         if (sfx < 0)
             continue;
-        mbuf_add(out, s->text + f->name_off, f->name_len);
-        mbuf_adds(out, msnap_suffix_text[sfx]);
-        bool any = se->labels_len > 0;
-        for (uint32_t t = 0; t < s->n_target_labels && !any; t++)
-            any = !(se->flags & (1u << t));
-        if (any) {
-            mbuf_addc(out, '{');
-            mbuf_add(out, s->text + se->labels_off, se->labels_len);
+        /* One reservation per series, then plain stores: this loop is the
+         * exposition's hot path. */
+        size_t sfx_len = strlen(msnap_suffix_text[sfx]);
+        char *w = mbuf_reserve(out, f->name_len + sfx_len + se->labels_len + targets_max + 2 * METRICS_NUM_MAX + 8);
+        memcpy(w, s->text + f->name_off, f->name_len);
+        w += f->name_len;
+        memcpy(w, msnap_suffix_text[sfx], sfx_len);
+        w += sfx_len;
+        uint8_t skip = se->flags & (uint8_t)~MSNAP_HAS_TS;
+        bool any_target = s->n_target_labels > 0 && (skip != (1u << s->n_target_labels) - 1);
+        if (se->labels_len || any_target) {
+            *w++ = '{';
+            memcpy(w, s->text + se->labels_off, se->labels_len);
+            w += se->labels_len;
             bool comma = se->labels_len > 0;
-            for (uint32_t t = 0; t < s->n_target_labels; t++) {
-                if (se->flags & (1u << t))
-                    continue;
-                if (comma)
-                    mbuf_addc(out, ',');
-                comma = true;
-                mbuf_add(out, s->target_labels[t], s->target_label_len[t]);
+            if (!skip && joined_len) {
+                memcpy(w, joined + !comma, joined_len - !comma);
+                w += joined_len - !comma;
+            } else {
+                for (uint32_t t = 0; t < s->n_target_labels; t++) {
+                    if (skip & (1u << t))
+                        continue;
+                    if (comma)
+                        *w++ = ',';
+                    comma = true;
+                    memcpy(w, s->target_labels[t], s->target_label_len[t]);
+                    w += s->target_label_len[t];
+                }
             }
-            mbuf_addc(out, '}');
+            *w++ = '}';
         }
-        mbuf_addc(out, ' ');
-        mbuf_add_double(out, se->value);
+        *w++ = ' ';
+        w += metrics_format_double(w, se->value);
+        out->len = (size_t)(w - out->p);
         if (se->flags & MSNAP_HAS_TS)
             add_timestamp(out, fmt, se->ts_ms);
         mbuf_addc(out, '\n');
@@ -149,6 +182,17 @@ void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, s
         for (uint32_t f = 0; snaps[i] && f < snaps[i]->n_fams; f++)
             es[k++] = (struct entry){snaps[i], &snaps[i]->fams[f], (uint32_t)i};
     qsort(es, k, sizeof *es, entry_cmp);
+    /* Presize the output: label text, names and numbers of every series. */
+    size_t estimate = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!snaps[i])
+            continue;
+        size_t targets = 0;
+        for (uint32_t t = 0; t < snaps[i]->n_target_labels; t++)
+            targets += 1 + snaps[i]->target_label_len[t];
+        estimate += snaps[i]->text_len + snaps[i]->n_series * (targets + 48);
+    }
+    mbuf_reserve(out, estimate);
 
     for (size_t i = 0; i < k;) {
         size_t j = i + 1;

@@ -66,6 +66,17 @@ void msnap_builder_fini(struct msnap_builder *b)
     b->fam_slots = b->series_slots = b->series_hash = NULL;
 }
 
+void msnap_builder_reserve(struct msnap_builder *b, size_t n_series, size_t text_bytes)
+{
+    struct msnap *snap = b->snap;
+    if (snap->n_series + n_series > b->series_cap) {
+        b->series_cap = snap->n_series + n_series;
+        snap->series = xrealloc(snap->series, b->series_cap * sizeof *snap->series);
+        b->series_hash = xrealloc(b->series_hash, b->series_cap * sizeof *b->series_hash);
+    }
+    mbuf_reserve(&b->text, text_bytes);
+}
+
 static bool text_eq(const struct msnap_builder *b, uint32_t off, uint32_t len, const char *p, size_t n)
 {
     return len == n && memcmp(b->text.p + off, p, n) == 0;
@@ -215,10 +226,14 @@ enum msnap_reject msnap_builder_add(struct msnap_builder *b, const struct msampl
         b->rejected[MSNAP_BAD_LABEL]++;
         return MSNAP_BAD_LABEL;
     }
-    uint64_t key[2] = {(uint64_t)fi, sfx};
-    uint32_t h = (uint32_t)metrics_hash(b->text.p + off, (size_t)len, metrics_hash(key, sizeof key, 1));
-    size_t j = h & b->series_mask;
-    for (; b->series_slots[j]; j = (j + 1) & b->series_mask) {
+    uint32_t h = 0;
+    size_t j = 0;
+    if (!b->unique) {
+        uint64_t key[2] = {(uint64_t)fi, sfx};
+        h = (uint32_t)metrics_hash(b->text.p + off, (size_t)len, metrics_hash(key, sizeof key, 1));
+        j = h & b->series_mask;
+    }
+    for (; !b->unique && b->series_slots[j]; j = (j + 1) & b->series_mask) {
         uint32_t i = b->series_slots[j] - 1;
         const struct msnap_series *o = &snap->series[i];
         if (b->series_hash[i] == h && o->fam == fi && o->suffix == sfx &&
@@ -243,9 +258,11 @@ enum msnap_reject msnap_builder_add(struct msnap_builder *b, const struct msampl
         .value = s->value,
         .ts_ms = s->ts_ms,
     };
+    snap->fams[fi].n_series++;
+    if (b->unique)
+        return MSNAP_OK;
     b->series_hash[i] = h;
     b->series_slots[j] = i + 1;
-    snap->fams[fi].n_series++;
     if (snap->n_series * 2 > b->series_mask + 1)
         series_grow(b);
     return MSNAP_OK;

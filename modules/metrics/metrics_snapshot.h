@@ -110,6 +110,9 @@ struct msnap_builder {
     uint32_t *series_hash;
     size_t fam_mask, series_mask;
     bool honor_labels;
+    /* Set by callers whose series are unique by construction (the statsd
+     * store): skips the duplicate check, the builder's main cost. */
+    bool unique;
     uint32_t limit; /* 0: unlimited */
     struct prom_str target_names[MSNAP_MAX_TARGET_LABELS];
     /* Counts of refused samples, by reason. */
@@ -120,6 +123,9 @@ struct msnap_builder {
  * MSNAP_MAX_TARGET_LABELS. limit caps the number of series (0: none). */
 void msnap_builder_init(struct msnap_builder *b, const struct prom_label *target, size_t n_target,
                         bool honor_labels, uint32_t limit);
+/* Makes room for n_series more series and text_bytes more label text, so
+ * a builder that knows its size never copies while growing. */
+void msnap_builder_reserve(struct msnap_builder *b, size_t n_series, size_t text_bytes);
 /* Adds a sample (see enum msnap_reject). Counter families named x_total
  * with a bare sample are stored as family x with suffix _total, the
  * OpenMetrics model, so both input formats expose alike. */

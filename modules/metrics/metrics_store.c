@@ -549,10 +549,26 @@ static void emit_series(const struct mstore *st, const struct mseries *s, struct
     msnap_builder_add(b, &m);
 }
 
+/* Presizes the builder for everything emit_series will add. */
+static void reserve_for(const struct mstore *st, struct msnap_builder *b)
+{
+    size_t n = 0, text = 0;
+    for (uint32_t i = 0; i < st->n_series; i++) {
+        const struct mseries *s = st->list[i];
+        const struct mstore_family *f = &st->fams[s->fam];
+        size_t k = f->type == PROM_HISTOGRAM ? n_buckets(st, f) + 3 : 1;
+        n += k;
+        text += k * (s->labels_len + (k > 1 ? 40 : 0));
+    }
+    msnap_builder_reserve(b, n, text);
+}
+
 void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builder *b)
 {
+    b->unique = true;
     if (n == 1) {
         pthread_mutex_lock(&stores[0]->lock);
+        reserve_for(stores[0], b);
         for (uint32_t i = 0; i < stores[0]->n_series; i++)
             emit_series(stores[0], stores[0]->list[i], b);
         pthread_mutex_unlock(&stores[0]->lock);
@@ -566,6 +582,7 @@ void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builde
             merge_series(&merged, stores[k], stores[k]->list[i]);
         pthread_mutex_unlock(&stores[k]->lock);
     }
+    reserve_for(&merged, b);
     for (uint32_t i = 0; i < merged.n_series; i++)
         emit_series(&merged, merged.list[i], b);
     mstore_fini(&merged);
