@@ -5,9 +5,12 @@
  */
 #include "metrics_expo.h"
 
+#include "metrics_number.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
 
 struct entry {
     const struct msnap *snap;
