@@ -172,11 +172,9 @@ static void econn_process(struct econn *c)
     c->close_after = http10;
     if (find_header(eol + 2, end + 2, "Connection", conn_hdr, sizeof conn_hdr))
         c->close_after = strcasecmp(conn_hdr, "close") == 0 || (http10 && strcasecmp(conn_hdr, "keep-alive") != 0);
-    if (find_header(eol + 2, end + 2, "Content-Length", accept, sizeof accept) && strcmp(accept, "0") != 0) {
-        /* Bodies are not expected here; rather than skip one, close. */
-        econn_error(c, 400, "Bad Request", true);
-        return;
-    }
+    /* Bodies are not expected here; rather than skip one, answer and close. */
+    bool body = (find_header(eol + 2, end + 2, "Content-Length", accept, sizeof accept) && strcmp(accept, "0") != 0) ||
+                find_header(eol + 2, end + 2, "Transfer-Encoding", accept, sizeof accept);
     bool get = sp1 - c->req == 3 && memcmp(c->req, "GET", 3) == 0;
     bool head = sp1 - c->req == 4 && memcmp(c->req, "HEAD", 4) == 0;
     const char *path = sp1 + 1;
@@ -191,11 +189,15 @@ static void econn_process(struct econn *c)
     memmove(c->req, c->req + head_len, c->len - head_len);
     c->len -= head_len;
     if (!match) {
-        econn_error(c, 404, "Not Found", false);
+        econn_error(c, 404, "Not Found", body);
         return;
     }
     if (!get && !head) {
-        econn_error(c, 405, "Method Not Allowed", false);
+        econn_error(c, 405, "Method Not Allowed", body);
+        return;
+    }
+    if (body) {
+        econn_error(c, 400, "Bad Request", true);
         return;
     }
     enum mexpo_format fmt = mexpo_negotiate(accept_v);
