@@ -76,7 +76,7 @@ struct metrics_target {
     struct metrics_state *st;
     char *key; /* the URL: identity across rediscoveries */
     struct metrics_url url;
-    struct prom_label labels[4];
+    struct prom_label labels[MSNAP_MAX_TARGET_LABELS];
     size_t n_labels;
     char *label_text; /* storage for labels' strings */
     bool discovered, seen, removed;

@@ -49,7 +49,7 @@ static struct metrics_target *target_new(struct metrics_state *st, const char *u
         total += strlen(kv[i]) + strlen(kv[i + 1]);
     t->label_text = xmalloc(total + 1);
     char *w = t->label_text;
-    for (size_t i = 0; kv[i] && t->n_labels < 4; i += 2) {
+    for (size_t i = 0; kv[i] && t->n_labels < MSNAP_MAX_TARGET_LABELS; i += 2) {
         if (!kv[i + 1][0])
             continue;
         size_t kn = strlen(kv[i]), vn = strlen(kv[i + 1]);
@@ -306,9 +306,16 @@ int metrics_scrape_start(struct metrics_worker *mw)
     const char *node = st->host->node_name(st->ctx);
     for (size_t i = 0; i < conf->scrape.targets.n; i++) {
         const char *url = OTR_CONF_AT(conf->scrape.targets, char *, i);
+        /* Several local targets of one pod differ by instance (host:port),
+         * as in Prometheus; url_parse cannot fail here: check() ran it. */
+        struct metrics_url u;
+        char err[160];
+        if (metrics_url_parse(url, &u, err, sizeof err) != 0)
+            continue;
         const char *kv[] = {"namespace", self && self->namespace_ ? self->namespace_ : "",
                             "pod",       self && self->name ? self->name : "",
                             "node",      node ? node : "",
+                            "instance",  u.hostport,
                             NULL};
         struct metrics_target *t = target_new(st, url, kv);
         if (t)
