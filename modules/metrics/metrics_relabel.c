@@ -42,6 +42,13 @@ static int relabel_push(lua_State *L, void *arg)
     return 1;
 }
 
+static bool label_less(const struct prom_label *a, const struct prom_label *b)
+{
+    size_t n = a->name.n < b->name.n ? a->name.n : b->name.n;
+    int c = memcmp(a->name.p, b->name.p, n);
+    return c < 0 || (c == 0 && a->name.n < b->name.n);
+}
+
 static int relabel_pull(lua_State *L, int nres, void *arg)
 {
     struct relabel_call *c = arg;
@@ -86,6 +93,16 @@ static int relabel_pull(lua_State *L, int nres, void *arg)
             }
             lua_pop(L, 1);
         }
+    }
+    /* Lua tables have no order: sort labels so series stay stable. */
+    for (size_t i = 1; i < out.n_labels; i++) {
+        struct prom_label l = out.labels[i];
+        size_t j = i;
+        while (j > 0 && label_less(&l, &out.labels[j - 1])) {
+            out.labels[j] = out.labels[j - 1];
+            j--;
+        }
+        out.labels[j] = l;
     }
     msnap_builder_add_prom(c->b, &out);
     lua_pop(L, 2);
