@@ -117,6 +117,8 @@ static void rx_on_readable(uv_poll_t *poll, int status, int events)
         return;
     struct apply_ctx a = {.rx = rx, .now_ds = (uint32_t)(uv_now(mw->loop) / 100)};
     uint64_t packets = 0, truncated = 0;
+    /* Only this worker writes its store's counters: no lock to read them. */
+    uint64_t overflow0 = mw->store.set_overflow;
     struct statsd_counts counts = {0};
     /* Bounded work per wakeup, so a flood cannot starve the loop's other
      * handles (the /metrics endpoint on this worker). */
@@ -155,6 +157,7 @@ static void rx_on_readable(uv_poll_t *poll, int status, int events)
     metrics_count(h, mw->c.truncated, (double)truncated);
     for (int r = 1; r < MSTORE_N; r++)
         metrics_count(h, mw->c.refused[r], (double)a.refused[r]);
+    metrics_count(h, mw->c.set_overflow, (double)(mw->store.set_overflow - overflow0));
 }
 
 static struct metrics_statsd_rx *rx_new(struct metrics_worker *mw, int fd, bool pod_labels)

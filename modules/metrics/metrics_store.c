@@ -164,7 +164,8 @@ static enum prom_type type_of(enum statsd_type k)
 }
 
 /* Finds or creates the family; -1 when the name has another type, or
- * another kind of histogram (timer buckets vs histogram buckets). */
+ * another kind of histogram (timer buckets vs histogram buckets); -2 when
+ * it is new and the series cap is reached. */
 static int64_t store_family_get(struct mstore *st, const char *name, size_t n, enum statsd_type kind)
 {
     if (kind == STATSD_DISTRIBUTION)
@@ -175,6 +176,13 @@ static int64_t store_family_get(struct mstore *st, const char *name, size_t n, e
         if (f->name_len == n && memcmp(f->name, name, n) == 0)
             return f->kind == kind ? (int64_t)st->fam_slots[j] - 1 : -1;
     }
+    /* A family only exists for its series: when no new series may be
+     * created, no new family is either, so a flood of new names cannot
+     * grow the store. The race with other workers is bounded by the
+     * per-store cap. */
+    if (st->limit && st->limit->max &&
+        (atomic_load(&st->limit->used) >= st->limit->max || st->n_fams >= st->limit->max))
+        return -2;
     if (st->n_fams == st->fam_cap) {
         st->fam_cap = st->fam_cap ? st->fam_cap * 2 : 16;
         st->fams = xrealloc(st->fams, st->fam_cap * sizeof *st->fams);
@@ -406,6 +414,10 @@ enum mstore_result mstore_apply(struct mstore *st, const struct statsd_line *lin
         nn += 6;
     }
     int64_t fam = store_family_get(st, name, nn, line->type);
+    if (fam == -2) {
+        st->refused[MSTORE_LIMIT]++;
+        return MSTORE_LIMIT;
+    }
     if (fam < 0) {
         st->refused[MSTORE_TYPE_CONFLICT]++;
         return MSTORE_TYPE_CONFLICT;

@@ -142,7 +142,11 @@ static void test_refusals(void)
     feed(&fa, "x:5|g\n");
     is_int(fa.refused[MSTORE_OK], 3, "existing series still update at the cap");
     is_int(a.refused[MSTORE_LIMIT] + b.refused[MSTORE_LIMIT], 2, "counted in the store");
-    feed(&fa, "x:1|ms\n...:1|c\nok:1|g|#k:\xff\n");
+    uint32_t fams = a.n_fams;
+    feed(&fa, "brand.new:1|g\nanother.new:1|c\n");
+    is_int(a.n_fams, fams, "at the cap, new names create no family (a flood cannot grow the store)");
+    is_int(fa.refused[MSTORE_LIMIT], 2, "and are refused as over the limit");
+    feed(&fa, "x:1|ms\n...:1|c\nx:1|g|#k:\xff\n");
     is_int(fa.refused[MSTORE_TYPE_CONFLICT], 1, "gauge x then timer x: conflict");
     is_int(fa.refused[MSTORE_BAD_NAME], 1, "name with nothing valid refused");
     is_int(fa.refused[MSTORE_BAD_LABEL], 1, "non-UTF-8 tag value refused");
