@@ -27,6 +27,8 @@ struct pod_cache_entry {
 
 struct metrics_statsd_rx {
     uv_poll_t poll;
+    uv_timer_t coalesce; /* see rx_on_readable */
+    int open;            /* handles not yet closed */
     struct metrics_worker *mw;
     int fd;
     bool pod_labels;
@@ -108,13 +110,12 @@ static void rx_on_line(void *arg, const struct statsd_line *line)
     a->refused[mstore_apply(&a->rx->mw->store, line, a->extra, a->n_extra, a->now_ds)]++;
 }
 
-static void rx_on_readable(uv_poll_t *poll, int status, int events)
+/* Reads what the socket holds, in batches, and applies it; returns the
+ * number of datagrams read. */
+static uint64_t rx_drain(struct metrics_statsd_rx *rx)
 {
-    struct metrics_statsd_rx *rx = poll->data;
     struct metrics_worker *mw = rx->mw;
     const struct otr_host *h = mw->st->host;
-    if (status < 0)
-        return;
     struct apply_ctx a = {.rx = rx, .now_ds = (uint32_t)(uv_now(mw->loop) / 100)};
     uint64_t packets = 0, truncated = 0;
     /* Only this worker writes its store's counters: no lock to read them. */
@@ -158,6 +159,37 @@ static void rx_on_readable(uv_poll_t *poll, int status, int events)
     for (int r = 1; r < MSTORE_N; r++)
         metrics_count(h, mw->c.refused[r], (double)a.refused[r]);
     metrics_count(h, mw->c.set_overflow, (double)(mw->store.set_overflow - overflow0));
+    return packets;
+}
+
+static void rx_on_readable(uv_poll_t *poll, int status, int events);
+
+static void rx_on_coalesced(uv_timer_t *t)
+{
+    struct metrics_statsd_rx *rx = t->data;
+    rx_drain(rx);
+    uv_poll_start(&rx->poll, UV_READABLE, rx_on_readable);
+}
+
+/* Interrupt coalescing: after a wakeup, stop polling for statsd.coalesce
+ * and read everything that arrived meanwhile in one go. Each wakeup costs
+ * an epoll_wait and a recvmmsg whatever it brings; at moderate rates this
+ * turns many one-datagram wakeups into few full batches, for at most that
+ * much latency, which statsd (aggregated, scraped every few seconds)
+ * does not notice. A wakeup that already found a full batch means the
+ * load is high enough to batch by itself: then no pause, so a busy
+ * socket's buffer never waits on the timer. */
+static void rx_on_readable(uv_poll_t *poll, int status, int events)
+{
+    struct metrics_statsd_rx *rx = poll->data;
+    if (status < 0)
+        return;
+    uint64_t n = rx_drain(rx);
+    uint64_t delay = rx->mw->st->conf->statsd.coalesce;
+    if (delay && n < rx->batch) {
+        uv_poll_stop(&rx->poll);
+        uv_timer_start(&rx->coalesce, rx_on_coalesced, delay, 0);
+    }
 }
 
 static struct metrics_statsd_rx *rx_new(struct metrics_worker *mw, int fd, bool pod_labels)
@@ -187,6 +219,9 @@ static void rx_on_close(uv_handle_t *handle)
 {
     struct metrics_statsd_rx *rx = handle->data;
     struct metrics_worker *mw = rx->mw;
+    metrics_worker_closed(mw);
+    if (--rx->open > 0)
+        return;
     cache_flush(rx);
     close(rx->fd);
     free(rx->msgs);
@@ -194,7 +229,6 @@ static void rx_on_close(uv_handle_t *handle)
     free(rx->addrs);
     free(rx->bufs);
     free(rx);
-    metrics_worker_closed(mw);
 }
 
 static int rx_open(struct metrics_worker *mw, otr_listener *l, bool pod_labels, struct metrics_statsd_rx **out)
@@ -219,14 +253,20 @@ static int rx_open(struct metrics_worker *mw, otr_listener *l, bool pod_labels, 
         free(rx);
         return rc;
     }
-    rx->poll.data = rx;
-    mw->open_handles++;
-    if ((rc = uv_poll_start(&rx->poll, UV_READABLE, rx_on_readable)) != 0) {
-        uv_close((uv_handle_t *)&rx->poll, rx_on_close);
-        return rc;
-    }
+    uv_timer_init(mw->loop, &rx->coalesce);
+    rx->poll.data = rx->coalesce.data = rx;
+    rx->open = 2;
+    mw->open_handles += 2;
     *out = rx;
+    if ((rc = uv_poll_start(&rx->poll, UV_READABLE, rx_on_readable)) != 0)
+        return rc; /* the drain closes it */
     return 0;
+}
+
+static void rx_close(struct metrics_statsd_rx *rx)
+{
+    uv_close((uv_handle_t *)&rx->poll, rx_on_close);
+    uv_close((uv_handle_t *)&rx->coalesce, rx_on_close);
 }
 
 int metrics_statsd_start(struct metrics_worker *mw)
@@ -245,8 +285,8 @@ int metrics_statsd_start(struct metrics_worker *mw)
 void metrics_statsd_stop(struct metrics_worker *mw)
 {
     if (mw->udp_rx)
-        uv_close((uv_handle_t *)&mw->udp_rx->poll, rx_on_close);
+        rx_close(mw->udp_rx);
     if (mw->unix_rx)
-        uv_close((uv_handle_t *)&mw->unix_rx->poll, rx_on_close);
+        rx_close(mw->unix_rx);
     mw->udp_rx = mw->unix_rx = NULL;
 }
