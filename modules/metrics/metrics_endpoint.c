@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "metrics_http_request.h"
 #include "metrics_int.h"
 
 #define REQ_MAX 8192
@@ -126,84 +127,43 @@ static void econn_error(struct econn *c, int status, const char *reason, bool cl
     econn_send(c, status, reason, "text/plain; charset=utf-8", status == 405 ? "Allow: GET, HEAD\r\n" : NULL, false);
 }
 
-/* Finds header `name` in the head [p, end); returns its trimmed value. */
-static bool find_header(const char *p, const char *end, const char *name, char *out, size_t cap)
-{
-    size_t nl = strlen(name);
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol)
-            eol = end;
-        if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1, *ve = eol;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            size_t n = (size_t)(ve - v) < cap - 1 ? (size_t)(ve - v) : cap - 1;
-            memcpy(out, v, n);
-            out[n] = '\0';
-            return true;
-        }
-        p = eol + 1;
-    }
-    return false;
-}
-
 /* Handles one complete request head at the start of c->req, if any. */
 static void econn_process(struct econn *c)
 {
-    char *end = memmem(c->req, c->len, "\r\n\r\n", 4);
-    if (!end) {
+    struct mreq r;
+    int rc = mreq_parse(c->req, c->len, &r);
+    if (rc == 0) {
         if (c->len == REQ_MAX)
             econn_error(c, 431, "Request Header Fields Too Large", true);
         return;
     }
-    size_t head_len = (size_t)(end - c->req) + 4;
-    char *sp1 = memchr(c->req, ' ', head_len);
-    char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(c->req + head_len - sp1 - 1)) : NULL;
-    char *eol = memchr(c->req, '\r', head_len);
-    if (!sp1 || !sp2 || sp2 > eol || eol - sp2 < 9 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0) {
+    if (rc < 0) {
         econn_error(c, 400, "Bad Request", true);
         return;
     }
-    bool http10 = sp2[8] == '0';
-    char conn_hdr[32], accept[512];
-    c->close_after = http10;
-    if (find_header(eol + 2, end + 2, "Connection", conn_hdr, sizeof conn_hdr))
-        c->close_after = strcasecmp(conn_hdr, "close") == 0 || (http10 && strcasecmp(conn_hdr, "keep-alive") != 0);
-    /* Bodies are not expected here; rather than skip one, answer and close. */
-    bool body = (find_header(eol + 2, end + 2, "Content-Length", accept, sizeof accept) && strcmp(accept, "0") != 0) ||
-                find_header(eol + 2, end + 2, "Transfer-Encoding", accept, sizeof accept);
-    bool get = sp1 - c->req == 3 && memcmp(c->req, "GET", 3) == 0;
-    bool head = sp1 - c->req == 4 && memcmp(c->req, "HEAD", 4) == 0;
-    const char *path = sp1 + 1;
-    size_t path_len = (size_t)(sp2 - path);
-    const char *q = memchr(path, '?', path_len);
-    if (q)
-        path_len = (size_t)(q - path);
-    /* Consume the head now: pipelined requests after it stay queued. */
+    c->close_after = !r.keep_alive;
     const char *want = c->ep->mw->st->conf->path;
-    bool match = path_len == strlen(want) && memcmp(path, want, path_len) == 0;
-    const char *accept_v = find_header(eol + 2, end + 2, "Accept", accept, sizeof accept) ? accept : NULL;
-    memmove(c->req, c->req + head_len, c->len - head_len);
-    c->len -= head_len;
+    bool match = r.path_len == strlen(want) && memcmp(r.path, want, r.path_len) == 0;
+    /* Consume the head now: pipelined requests after it stay queued.
+     * Bodies are not expected here; rather than skip one, answer and close. */
+    memmove(c->req, c->req + r.head_len, c->len - r.head_len);
+    c->len -= r.head_len;
     if (!match) {
-        econn_error(c, 404, "Not Found", body);
+        econn_error(c, 404, "Not Found", r.has_body);
         return;
     }
-    if (!get && !head) {
-        econn_error(c, 405, "Method Not Allowed", body);
+    if (!r.get && !r.head) {
+        econn_error(c, 405, "Method Not Allowed", r.has_body);
         return;
     }
-    if (body) {
+    if (r.has_body) {
         econn_error(c, 400, "Bad Request", true);
         return;
     }
-    enum mexpo_format fmt = mexpo_negotiate(accept_v);
+    enum mexpo_format fmt = mexpo_negotiate(r.has_accept ? r.accept : NULL);
     c->out.len = 0;
     metrics_expose(c->ep->mw->st, fmt, &c->out);
-    econn_send(c, 200, "OK", mexpo_content_type(fmt), NULL, head);
+    econn_send(c, 200, "OK", mexpo_content_type(fmt), NULL, r.head);
 }
 
 static void econn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
