@@ -87,6 +87,8 @@ bool prom_valid_label_name(const char *p, size_t n)
 
 bool prom_valid_utf8(const char *s, size_t n)
 {
+    if (n == 0)
+        return true; /* s may be NULL then */
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     while (p < end) {
         unsigned c = *p;
