@@ -26,8 +26,8 @@ struct mexpo_stats {
 };
 
 /* Appends the exposition of n snapshots to out. Sources earlier in the
- * array win type conflicts. Families come out sorted by name. The
- * snapshots are only read. */
+ * array win type conflicts. Families come out in order of first
+ * appearance (source by source). The snapshots are only read. */
 void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, struct mbuf *out,
                   struct mexpo_stats *stats);
 

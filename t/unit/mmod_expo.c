@@ -156,10 +156,10 @@ static void test_merge(void)
     struct mexpo_stats st = {0};
     char *text = render(snaps, 3, MEXPO_PROMETHEUS, &st);
     is_str(text,
-           "# HELP a_first A.\n# TYPE a_first gauge\na_first{pod=\"b\"} 3\n"
+           "# HELP z_last Z.\n# TYPE z_last gauge\nz_last{pod=\"a\"} 1\n"
            "# HELP shared_total Shared.\n# TYPE shared_total counter\nshared_total{pod=\"a\"} 1\nshared_total{pod=\"b\"} 2\n"
-           "# HELP z_last Z.\n# TYPE z_last gauge\nz_last{pod=\"a\"} 1\n",
-           "families merged across sources, sorted, first HELP found, type conflict dropped");
+           "# HELP a_first A.\n# TYPE a_first gauge\na_first{pod=\"b\"} 3\n",
+           "families merged across sources in order of first appearance, first HELP found, type conflict dropped");
     is_int(st.conflicts, 1, "one conflict counted");
     is_int(st.families, 3, "three families");
     is_int(st.series, 4, "four series");

@@ -78,16 +78,17 @@ static void test_types(void)
              "9lives:1|g\n");
     char *text = expose(&sp, 1, MEXPO_PROMETHEUS);
     is_str(text,
-           "# HELP _9lives statsd gauge\n# TYPE _9lives gauge\n_9lives 1\n"
            "# HELP api_hits_total statsd counter\n# TYPE api_hits_total counter\napi_hits_total 5\n"
+           "# HELP temp statsd gauge\n# TYPE temp gauge\ntemp 12\n"
            "# HELP req_time statsd timer, in seconds\n# TYPE req_time histogram\n"
            "req_time_bucket{le=\"0.1\"} 0\nreq_time_bucket{le=\"0.5\"} 1\nreq_time_bucket{le=\"1\"} 1\n"
            "req_time_bucket{le=\"+Inf\"} 1\nreq_time_sum 0.32\nreq_time_count 1\n"
            "# HELP size statsd histogram\n# TYPE size histogram\n"
            "size_bucket{le=\"10\"} 1\nsize_bucket{le=\"100\"} 3\nsize_bucket{le=\"+Inf\"} 4\nsize_sum 605\nsize_count 4\n"
-           "# HELP temp statsd gauge\n# TYPE temp gauge\ntemp 12\n"
-           "# HELP users statsd set: distinct members seen\n# TYPE users gauge\nusers 2\n",
-           "every type aggregated: rates weight counters and histograms, gauge deltas, timer in seconds");
+           "# HELP users statsd set: distinct members seen\n# TYPE users gauge\nusers 2\n"
+           "# HELP _9lives statsd gauge\n# TYPE _9lives gauge\n_9lives 1\n",
+           "every type aggregated (families in order of arrival): rates weight counters and histograms, gauge deltas, "
+           "timer in seconds");
     ok(promtool_ok(text), "promtool accepts it");
     free(text);
     text = expose(&sp, 1, MEXPO_OPENMETRICS);
