@@ -44,9 +44,11 @@ is($rc, 0, 'build-debs succeeds') or diag $out;
 my @printed = grep { /\.deb$/ } split /\n/, $out;
 my $core_deb = "$tmp/debs/outrider_${version}_$arch.deb";
 my %mod_deb = map { $_ => "$tmp/debs/outrider-mod-${_}_${version}_$arch.deb" } @modules;
-is_deeply([ sort @printed ], [ sort $core_deb, values %mod_deb ], 'build-debs prints the packages it wrote: the agent and one per module');
-ok(-f $_, basename($_) . ' exists') for $core_deb, values %mod_deb;
-is_deeply([ sort glob("$tmp/debs/*.deb") ], [ sort $core_deb, values %mod_deb ], 'and nothing else');
+my $inv_deb = "$tmp/debs/outrider-inventory_${version}_all.deb";
+is_deeply([ sort @printed ], [ sort $core_deb, $inv_deb, values %mod_deb ],
+    'build-debs prints the packages it wrote: the agent, one per module, the inventory writer');
+ok(-f $_, basename($_) . ' exists') for $core_deb, $inv_deb, values %mod_deb;
+is_deeply([ sort glob("$tmp/debs/*.deb") ], [ sort $core_deb, $inv_deb, values %mod_deb ], 'and nothing else');
 
 sub field { my ($deb, $f) = @_; my $v = `dpkg-deb -f '$deb' $f`; chomp $v; $v }
 sub files { my ($deb) = @_; [ map { (split ' ', $_)[5] } split /\n/, `dpkg-deb -c '$deb'` ] }
@@ -141,6 +143,12 @@ for my $m (@modules) {
     is_deeply([ grep { !m{/$} } @{ files($deb) } ], ["./usr/lib/outrider/modules/$m.so"], "$m: installs exactly /usr/lib/outrider/modules/$m.so");
 }
 
+# --- the inventory writer (the DaemonSet's second container runs it) ----------------------
+is(field($inv_deb, 'Architecture'), 'all', 'outrider-inventory: Architecture all');
+like(field($inv_deb, 'Depends'), qr/^python3 \(>= 3\.\d+\)$/, 'outrider-inventory: Depends python3 only (standard library)');
+is_deeply([ grep { !m{/$} } @{ files($inv_deb) } ], ['./usr/bin/outrider-inventory'], 'outrider-inventory installs /usr/bin/outrider-inventory');
+unlike(field($core_deb, 'Depends'), qr/python/, 'the agent itself does not need python3');
+
 # A module built for the next ABI major, packaged by the same script.
 my $fake = 'abinext';
 mkdir "$tmp/fake";
@@ -175,7 +183,7 @@ SKIP: {
     skip 'an outrider package is already installed here: not ours to replace or purge', 1
         if `dpkg-query -W -f '\${Status}' outrider 2>/dev/null` =~ /installed|unpacked|config-files/;
 
-    my @pkgs = ('outrider', map { "outrider-mod-$_" } @modules, $fake);
+    my @pkgs = ('outrider', 'outrider-inventory', map { "outrider-mod-$_" } @modules, $fake);
     # Whatever happens below, leave the system as it was.
     my $guard = Purge->new(\@pkgs);
 
@@ -190,9 +198,9 @@ SKIP: {
         }
         return ($r, $o);
     };
-    ($rc, $out) = $dpkg->('-i', $core_deb, values %mod_deb);
-    is($rc, 0, 'dpkg -i installs the agent and every module in one go') or diag $out;
-    for my $p ('outrider', map { "outrider-mod-$_" } @modules) {
+    ($rc, $out) = $dpkg->('-i', $core_deb, $inv_deb, values %mod_deb);
+    is($rc, 0, 'dpkg -i installs the agent, the inventory writer and every module in one go') or diag $out;
+    for my $p ('outrider', 'outrider-inventory', map { "outrider-mod-$_" } @modules) {
         is(`dpkg-query -W -f '\${Status}' $p`, 'install ok installed', "$p is installed");
     }
     ($rc, $out) = $dpkg->('--verify', 'outrider', map { "outrider-mod-$_" } @modules);
@@ -205,6 +213,8 @@ SKIP: {
     like($out, qr/\Q$version\E/, '-V prints the version');
     like($out, qr/\b\Q$_\E\b/, "-V lists the installed module $_") for @modules;
 
+    ($rc, $out) = run('/usr/bin/outrider-inventory', '--help');
+    is($rc, 0, 'installed outrider-inventory runs') or diag $out;
     ($rc, $out) = run('/usr/bin/outrider', '-t', '-c', '/etc/outrider/agent.conf');
     is($rc, 0, 'the installed agent accepts its packaged config') or diag $out;
     ($rc, $out) = run('systemd-analyze', 'verify', '/lib/systemd/system/outrider.service');
@@ -262,7 +272,7 @@ SKIP: {
     for my $p (@pkgs) {
         like(`dpkg-query -W -f '\${Status}' $p 2>/dev/null`, qr/^(?:|unknown ok not-installed|purge ok not-installed|deinstall ok not-installed)$/, "$p purged");
     }
-    ok(!-e '/usr/bin/outrider' && !-e '/etc/outrider/agent.conf' && !-e '/usr/lib/outrider/modules', 'no file left behind');
+    ok(!-e '/usr/bin/outrider' && !-e '/usr/bin/outrider-inventory' && !-e '/etc/outrider/agent.conf' && !-e '/usr/lib/outrider/modules', 'no file left behind');
 }
 
 done_testing();
