@@ -45,6 +45,8 @@ struct otr_admin_ops {
     /* Runs a reload now; returns 0 or an error; on error writes the
      * messages (one per line) into out. */
     int (*reload)(void *arg, struct otr_buf *out);
+    /* Writes the / HTML status page into out. */
+    void (*html)(void *arg, struct otr_buf *out);
 };
 
 struct otr_admin;
