@@ -90,10 +90,11 @@ check-exports: $(MODULE_SOS) $(BUILD)/t/modules/echo.so
 # A unit test #includes the .c files it tests (to reach statics) and links
 # against core's libraries; module unit tests add their module's packages via
 # a "// pkgs: libnghttp2" first line.
+unit_pkgs = $(shell sed -n '1s|^// pkgs: ||p' $(1))
 $(BUILD)/t/unit/%.t: t/unit/%.c $(wildcard t/lib/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) -Wno-missing-prototypes -It/lib $(call pkg_cflags,$(CORE_PKGS) $(shell sed -n '1s|^// pkgs: ||p' $<)) \
-		-MMD -MP -o $@ $< $(LDFLAGS_SAN) $(CORE_LIBS) $(call pkg_libs,$(shell sed -n '1s|^// pkgs: ||p' $<))
+	$(CC) $(CFLAGS_BASE) -Wno-missing-prototypes -It/lib $(call pkg_cflags,$(CORE_PKGS) $(call unit_pkgs,$<)) \
+		-MMD -MP -o $@ $< $(LDFLAGS_SAN) $(CORE_LIBS) $(if $(call unit_pkgs,$<),$(call pkg_libs,$(call unit_pkgs,$<)))
 
 clean:
 	rm -rf $(BUILD)

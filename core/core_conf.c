@@ -3,18 +3,19 @@
 #include <stddef.h>
 
 #define F(k, t, m, ...) OTR_CONF_FIELD(k, t, struct otr_core_conf, m, __VA_ARGS__)
+#define FIN(st, k, t, m, ...) OTR_CONF_FIELD(k, t, struct st, m, __VA_ARGS__)
 
 static const struct otr_conf_field log_fields[] = {
-    F("level", OTR_CONF_ENUM, log.level, .choices = "error|warn|info|debug", .def = "\"info\"",
+    FIN(otr_log_conf, "level", OTR_CONF_ENUM, level, .choices = "error|warn|info|debug", .def = "\"info\"",
       .help = "Lowest level of the agent's own log lines (stderr)."),
-    F("format", OTR_CONF_ENUM, log.format, .choices = "text|json", .def = "\"text\"",
+    FIN(otr_log_conf, "format", OTR_CONF_ENUM, format, .choices = "text|json", .def = "\"text\"",
       .help = "Log line format: human-readable text or one JSON object per line."),
     OTR_CONF_TABLE_END,
 };
 
 static const struct otr_conf_field admin_fields[] = {
-    F("enabled", OTR_CONF_BOOL, admin.enabled, .def = "true", .help = "Serve the admin endpoint."),
-    F("address", OTR_CONF_ADDRESS, admin.address, .def = "\"127.0.0.1:9901\"",
+    FIN(otr_admin_conf, "enabled", OTR_CONF_BOOL, enabled, .def = "true", .help = "Serve the admin endpoint."),
+    FIN(otr_admin_conf, "address", OTR_CONF_ADDRESS, address, .def = "\"127.0.0.1:9901\"",
       .help = "Where the admin endpoint listens (/healthz, /ready, /metrics, /status, POST /reload)."),
     OTR_CONF_TABLE_END,
 };
@@ -23,40 +24,40 @@ static const struct otr_conf_field module_name = {
     .key = NULL, .type = OTR_CONF_STRING, .max = 64, .help = "A module name: loads <modules_dir>/<name>.so."};
 
 static const struct otr_conf_field lua_fields[] = {
-    F("memory_limit", OTR_CONF_SIZE, lua.memory_limit, .def = "\"16MiB\"", .min = 65536, .max = 4294967296.0,
+    FIN(otr_lua_conf, "memory_limit", OTR_CONF_SIZE, memory_limit, .def = "\"16MiB\"", .min = 65536, .max = 4294967296.0,
       .help = "Memory cap of each worker's Lua VM; an allocation past it fails the call."),
-    F("instruction_limit", OTR_CONF_INT, lua.instruction_limit, .def = "1000000", .min = 1000, .max = 1e12,
+    FIN(otr_lua_conf, "instruction_limit", OTR_CONF_INT, instruction_limit, .def = "1000000", .min = 1000, .max = 1e12,
       .help = "Lua VM instructions one hook call may run before it is cut off and its fallback used."),
     OTR_CONF_TABLE_END,
 };
 
 static const struct otr_conf_field drain_fields[] = {
-    F("delay", OTR_CONF_DURATION, drain.delay, .def = "\"0s\"", .def_node = "\"5s\"", .max = 3600000,
+    FIN(otr_drain_conf, "delay", OTR_CONF_DURATION, delay, .def = "\"0s\"", .def_node = "\"5s\"", .max = 3600000,
       .help = "On SIGTERM, how long to keep serving after /ready turns 503, so load balancers stop "
               "sending new work."),
-    F("timeout", OTR_CONF_DURATION, drain.timeout, .def = "\"30s\"", .max = 3600000,
+    FIN(otr_drain_conf, "timeout", OTR_CONF_DURATION, timeout, .def = "\"30s\"", .max = 3600000,
       .help = "How long in-flight work may take to finish after accepting stopped."),
     OTR_CONF_TABLE_END,
 };
 
 static const struct otr_conf_field identity_fields[] = {
-    F("pod_name", OTR_CONF_STRING, identity.pod_name, .def = "\"${POD_NAME:-}\"",
+    FIN(otr_identity_conf, "pod_name", OTR_CONF_STRING, pod_name, .def = "\"${POD_NAME:-}\"",
       .help = "This pod's name (sidecar role); from the downward API."),
-    F("pod_namespace", OTR_CONF_STRING, identity.pod_namespace, .def = "\"${POD_NAMESPACE:-}\"",
+    FIN(otr_identity_conf, "pod_namespace", OTR_CONF_STRING, pod_namespace, .def = "\"${POD_NAMESPACE:-}\"",
       .help = "This pod's namespace (sidecar role)."),
-    F("pod_uid", OTR_CONF_STRING, identity.pod_uid, .def = "\"${POD_UID:-}\"", .help = "This pod's UID."),
-    F("pod_ip", OTR_CONF_STRING, identity.pod_ip, .def = "\"${POD_IP:-}\"", .help = "This pod's IP address."),
-    F("node_name", OTR_CONF_STRING, identity.node_name, .def = "\"${NODE_NAME:-}\"",
+    FIN(otr_identity_conf, "pod_uid", OTR_CONF_STRING, pod_uid, .def = "\"${POD_UID:-}\"", .help = "This pod's UID."),
+    FIN(otr_identity_conf, "pod_ip", OTR_CONF_STRING, pod_ip, .def = "\"${POD_IP:-}\"", .help = "This pod's IP address."),
+    FIN(otr_identity_conf, "node_name", OTR_CONF_STRING, node_name, .def = "\"${NODE_NAME:-}\"",
       .help = "The node's name; labels every record and series."),
-    F("labels", OTR_CONF_MAP, identity.labels, .help = "This pod's labels (sidecar role)."),
+    FIN(otr_identity_conf, "labels", OTR_CONF_MAP, labels, .help = "This pod's labels (sidecar role)."),
     OTR_CONF_TABLE_END,
 };
 
 static const struct otr_conf_field inventory_fields[] = {
-    F("file", OTR_CONF_STRING, inventory.file, .def = "\"\"",
+    FIN(otr_inventory_conf, "file", OTR_CONF_STRING, file, .def = "\"\"",
       .help = "Node role: JSON file listing the node's pods ({\"pods\":[{namespace, name, uid, ip, ips, "
-              "labels, annotations}]}), watched for changes. Empty: no inventory."),
-    F("poll_interval", OTR_CONF_DURATION, inventory.poll_interval, .def = "\"2s\"", .min = 100, .max = 3600000,
+              "labels, annotations}]}), watched for changes. Empty: no "),
+    FIN(otr_inventory_conf, "poll_interval", OTR_CONF_DURATION, poll_interval, .def = "\"2s\"", .min = 100, .max = 3600000,
       .help = "How often the inventory file is checked in addition to change notifications."),
     OTR_CONF_TABLE_END,
 };

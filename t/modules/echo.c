@@ -7,6 +7,7 @@
  * and counts what the bus delivered, so a test sees publish, subscribe,
  * metrics and Lua work through the real host table.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <lua.h>
@@ -142,10 +143,35 @@ static int transform_pull(lua_State *L, int nres, void *arg)
     return 0;
 }
 
+/* "WHO" asks who the agent thinks the caller is (pod_by_addr). */
+static void answer_who(struct echo_conn *c)
+{
+    const struct otr_host *host = c->ew->st->ctx->host;
+    struct sockaddr_storage peer;
+    int len = sizeof peer;
+    char out[512] = "unknown";
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0) {
+        const struct otr_pod *pod = host->pod_by_addr(c->ew->st->ctx, (struct sockaddr *)&peer);
+        if (pod) {
+            const char *app = "";
+            for (size_t i = 0; i < pod->n_labels; i++)
+                if (strcmp(pod->labels[i].key, "app") == 0)
+                    app = pod->labels[i].value;
+            snprintf(out, sizeof out, "%s/%s app=%s", pod->namespace_, pod->name, app);
+            host->pod_unref(pod);
+        }
+    }
+    conn_send(c, out, strlen(out));
+}
+
 static void handle_line(struct echo_conn *c, const char *line, size_t len)
 {
     struct echo_worker *ew = c->ew;
     const struct otr_host *host = ew->st->ctx->host;
+    if (len == 3 && memcmp(line, "WHO", 3) == 0) {
+        answer_who(c);
+        return;
+    }
     struct transform_call t = {.line = line, .len = len};
     if (ew->st->hook && host->hook_run(ew->st->hook, ew->w, transform_push, transform_pull, 1, &t) == 0) {
         line = t.out;

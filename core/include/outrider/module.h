@@ -174,7 +174,9 @@ struct otr_conf_field {
     const char *choices;    /* ENUM: "round_robin|least_request|p2c" */
     const char *help;       /* one sentence for --describe and the README */
     unsigned flags;         /* enum otr_conf_flags */
-    const struct otr_conf_field *fields; /* OBJECT, or ARRAY of objects */
+    const struct otr_conf_field *fields; /* OBJECT, or ARRAY of objects: offsets
+                                            in it are relative to the nested
+                                            struct, not the top one */
     const struct otr_conf_field *elem;   /* ARRAY: one field describing each
                                             element (key NULL, offset 0) */
     size_t elem_size;       /* ARRAY: sizeof one element; OBJECT: unused */

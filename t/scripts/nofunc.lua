@@ -1,0 +1,2 @@
+-- Test script that defines no transform().
+function other(x) return x end

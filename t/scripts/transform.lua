@@ -1,0 +1,4 @@
+-- Test script for the echo module: wraps each line in angle brackets.
+function transform(line)
+  return "<" .. line .. ">"
+end
