@@ -8,11 +8,18 @@
  *   GET  /         a small HTML status page
  *   POST /reload   triggers a reload; 200 with the outcome, 500 with errors
  *
- * Connections are keep-alive; requests are parsed incrementally with a
- * bounded request head (8 KiB) and body (64 KiB), a read timeout (slow
- * clients are closed), and a cap on concurrent connections; a malformed
- * request gets 400 (431 for a too large head) and the connection closes.
- * Nothing a client does can block the loop.
+ * GET endpoints also answer HEAD; a known path with another method gets
+ * 405 with Allow, an unknown path 404.
+ *
+ * Connections are keep-alive and may pipeline (answered in order); requests
+ * are parsed incrementally with a bounded request head (8 KiB) and body
+ * (64 KiB), a read timeout (slow clients are closed), and a cap on
+ * concurrent connections. A malformed request gets 400, a too large head
+ * 431, a too large body 413, a Transfer-Encoding 501, and the connection
+ * closes (after a lingering half-close, so the client reads the answer).
+ * Nothing a client does can block the loop or grow memory past
+ * max_head + max_body per connection (plus the responses it has not read,
+ * bounded too: reading stops while 256 KiB are queued).
  */
 #ifndef OTR_ADMIN_H
 #define OTR_ADMIN_H
@@ -51,12 +58,29 @@ struct otr_admin_ops {
 
 struct otr_admin;
 
-/* Starts serving on fd (a bound listening TCP socket the admin takes over).
- * Returns 0 or a libuv error. */
+/* Starts serving on fd (a bound TCP socket; the admin takes it over and
+ * closes it, also on failure). Returns 0 or a libuv error. */
 int otr_admin_start(uv_loop_t *loop, uv_os_sock_t fd, const struct otr_admin_ops *ops, struct otr_admin **out);
 /* Stops accepting and closes every connection; frees itself when the last
  * handle is closed (run the loop afterwards). */
 void otr_admin_stop(struct otr_admin *a);
+
+/* The server's bounds. timeout_ms: a request must arrive complete within
+ * this long after the connection became idle (accepted, or the previous
+ * response queued); a client trickling bytes is closed when it runs out,
+ * and a client that stops reading its responses is closed as well.
+ * max_conns: connections beyond it are accepted and closed at once. */
+struct otr_admin_limits {
+    size_t max_head;     /* default 8 KiB */
+    size_t max_body;     /* default 64 KiB */
+    uint64_t timeout_ms; /* default 10 s */
+    unsigned max_conns;  /* default 64 */
+};
+extern const struct otr_admin_limits otr_admin_default_limits;
+/* Replaces the limits (main thread). Head and body limits apply to
+ * connections accepted afterwards; the timeout to every timer started
+ * afterwards; max_conns at once. Tests shorten the timeout. */
+void otr_admin_set_limits(struct otr_admin *a, const struct otr_admin_limits *lim);
 
 /* --- the request parser, exposed for unit tests and fuzzing --- */
 
@@ -64,7 +88,11 @@ enum otr_admin_parse {
     OTR_ADMIN_PARSE_MORE = 0,  /* need more bytes */
     OTR_ADMIN_PARSE_DONE = 1,  /* a complete request (head and body) */
     OTR_ADMIN_PARSE_BAD = -1,  /* malformed: answer 400 */
-    OTR_ADMIN_PARSE_TOO_LARGE = -2, /* head over the limit: answer 431; body: 413 */
+    /* head over the limit: answer 431; body (content_length > max_body): 413 */
+    OTR_ADMIN_PARSE_TOO_LARGE = -2,
+    /* a Transfer-Encoding header: the admin takes no chunked or otherwise
+     * coded bodies; answer 501 (RFC 9112 §6.1) and close */
+    OTR_ADMIN_PARSE_UNSUPPORTED = -3,
 };
 
 struct otr_admin_request {
@@ -73,7 +101,10 @@ struct otr_admin_request {
     char accept[256];        /* Accept header value (truncated), "" if none */
     bool keep_alive;         /* HTTP/1.1 default, Connection: close/keep-alive */
     size_t content_length;
-    size_t consumed;         /* bytes of input this request used (head + body) */
+    /* DONE: bytes of input this request used (head + body). MORE: the
+     * bytes the request needs in total once its head is complete (the
+     * body is missing), 0 while the head is incomplete. */
+    size_t consumed;
 };
 
 /* Parses one request from the start of buf[0..len). */

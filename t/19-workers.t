@@ -25,6 +25,7 @@ for my $i (1 .. 64) {
 my %per = $body =~ /^outrider_echo_lines_total\{worker="(\d)"\} (\d+)$/mg;
 is(($per{0} // 0) + ($per{1} // 0), 64, 'every line counted once across shards');
 ok(($per{0} // 0) > 0 && ($per{1} // 0) > 0, 'both workers accepted connections') or diag(explain \%per);
+$a->finish_ok;
 
 $a = Outrider->start(conf => { modules => ['echo'] }, role => 'sidecar', modules_dir => Outrider::test_modules_dir());
 ($code, $body) = $a->http('GET', 'admin', '/status');
