@@ -171,10 +171,14 @@ ok($inv_v, "DaemonSet: the inventory's folder $inv_dir is a volume of the agent"
 my @writers = grep {
     my $c = $_;
     $c->{name} ne 'outrider' && grep { $inv_v && $_->{name} eq $inv_v->{name} && !$_->{readOnly} } @{ $c->{volumeMounts} // [] }
-} @{ $dspec->{containers} };
+} @{ $dspec->{initContainers} // [] }, @{ $dspec->{containers} };
 is(scalar @writers, 1, 'DaemonSet: one container writes the inventory');
 if (@writers) {
     my $w = $writers[0];
+    ok((grep { $_ == $w } @{ $dspec->{initContainers} // [] }) && ($w->{restartPolicy} // '') eq 'Always',
+        'inventory writer is a native sidecar (starts before the agent, runs along)');
+    my $probe = join ' ', @{ ($w->{startupProbe} // {})->{exec}{command} // [] };
+    is($probe, "test -s $role_conf{node}{inventory}{file}", 'its startupProbe waits for the first inventory, so the agent starts with one');
     is(image_of($w), image_of($agent), 'DaemonSet: the inventory writer runs from the agent image');
     is(env_of($w)->{NODE_NAME}, 'spec.nodeName', 'inventory writer: env NODE_NAME from spec.nodeName');
     my @cmd = (@{ $w->{command} // [] }, @{ $w->{args} // [] });
@@ -182,6 +186,7 @@ if (@writers) {
     my ($o) = grep { $cmd[$_] eq '--output' } 0 .. $#cmd;
     is(defined $o ? $cmd[ $o + 1 ] : undef, $role_conf{node}{inventory}{file}, 'inventory writer writes the file inventory.file names');
     check_resources('inventory writer', $w);
+    is($dspec->{serviceAccountName} && $w->{securityContext}{runAsNonRoot} ? 1 : 0, 1, 'inventory writer runs as non-root');
 }
 for my $c (@{ $dspec->{containers} }) {
     check_resources("DaemonSet container $c->{name}", $c);
