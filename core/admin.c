@@ -342,6 +342,10 @@ static void route_get(struct otr_admin *a, const struct otr_admin_request *req, 
             ops->status(ops->arg, &r->body);
         else
             otr_buf_append(&r->body, "{}", 2);
+    } else if (ops->html) {
+        r->status = 200;
+        r->content_type = "text/html; charset=utf-8";
+        ops->html(ops->arg, &r->body);
     } else {
         r->status = 200;
         r->content_type = "text/html; charset=utf-8";
