@@ -70,6 +70,7 @@ struct otr_gen {
     size_t n_listeners;
     otr_listener *admin_listener;
     _Atomic unsigned pending; /* worker acknowledgements still awaited */
+    _Atomic unsigned drain_begun; /* workers where drain() has been called */
     _Atomic unsigned start_failures;
     bool started;
     struct otr_gen *next_draining;

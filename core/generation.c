@@ -100,7 +100,6 @@ static int load_modules(struct otr_gen *g, json_t *root, struct otr_diag *d)
         mc->pub.host = &otr_host_table;
         mc->pub.name = name;
         mc->pub.generation = g->id;
-        mc->drained = otr_xcalloc(a->n_workers + 1, sizeof *mc->drained);
         if (otr_loader_open(a->modules_dir, name, a->role, d, &mc->lm) != 0) {
             errs++;
             continue;
@@ -144,12 +143,18 @@ static int init_modules(struct otr_gen *g, struct otr_diag *d)
 {
     for (size_t i = 0; i < g->n_mods; i++) {
         struct otr_modctx *mc = &g->mods[i];
+        /* Sized here: the first generation is parsed before the agent
+         * knows how many workers it will run. */
+        mc->drained = otr_xcalloc(g->agent->n_workers + 1, sizeof *mc->drained);
         if (!mc->lm->desc.init) {
             mc->inited = true;
             continue;
         }
         size_t before = d->n;
         mc->diag = d;
+        /* fini() is owed even if init() fails half-way: one cleanup path
+         * in the module covers both. */
+        mc->inited = true;
         int rc = mc->lm->desc.init(&mc->pub, mc->conf);
         mc->diag = NULL;
         if (rc != 0) {
@@ -158,7 +163,6 @@ static int init_modules(struct otr_gen *g, struct otr_diag *d)
                              rc == OTR_ECONFIG ? "configuration rejected" : uv_strerror(rc));
             return rc;
         }
-        mc->inited = true;
     }
     return 0;
 }
