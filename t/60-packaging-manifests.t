@@ -248,6 +248,9 @@ for my $d (@with_sidecar) {
 SKIP: {
     skip "$build/outrider not built yet: the agent's own check (-t) of the ConfigMap config needs it", 4
         unless -x "$build/outrider";
+    my %named = map { $_ => 1 } map { @{ $role_conf{$_}{modules} // [] } } qw(node sidecar);
+    my @unbuilt = grep { !-e "$build/modules/$_.so" } sort keys %named;
+    skip "modules the ConfigMap loads are not built yet (@unbuilt): the agent's -t check needs them", 4 if @unbuilt;
     my $tmp = tempdir(CLEANUP => 1);
     # Only install locations change: they point into the build tree, the way
     # the packages point them at /usr/lib/outrider and /usr/share/outrider.
