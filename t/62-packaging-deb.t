@@ -16,6 +16,8 @@ use File::Basename qw(dirname basename);
 use File::Temp qw(tempdir);
 use JSON::PP;
 use Test::More;
+use lib dirname(__FILE__) . '/lib';
+use Outrider;
 
 my $root = abs_path(dirname(dirname(__FILE__)));
 my $build = abs_path($ENV{OUTRIDER_BUILD} // "$root/build") // "$root/build";
@@ -240,6 +242,20 @@ SKIP: {
             diag "$m in role $role: $o" if $r != 0 && $o !~ /role/i;
         }
         ok(@ok, "installed agent loads $m from /usr/lib/outrider/modules (roles: @ok)");
+        next unless @ok;
+        # And serves with it: the installed binary, modules and scripts, under
+        # the test harness (state file, /ready, clean SIGTERM exit).
+        no warnings 'redefine';
+        local *Outrider::bin = sub { '/usr/bin/outrider' };
+        my $agent = eval {
+            Outrider->start(role => $ok[0], modules_dir => '/usr/lib/outrider/modules',
+                conf => { modules => [$m], scripts_dir => '/usr/share/outrider/scripts', state_dir => "$tmp/state",
+                    drain => { delay => '0s', timeout => '2s' } });
+        };
+        ok($agent, "installed agent starts with $m in role $ok[0]") or do { diag $@; next };
+        my ($code) = $agent->http('GET', 'admin', '/ready');
+        is($code, 200, "installed agent with $m is ready");
+        $agent->finish_ok;
     }
 
     # Removing a module's package removes the module: the agent says so clearly.
