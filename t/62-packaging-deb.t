@@ -225,7 +225,9 @@ SKIP: {
     is($rc, 0, 'installed outrider-inventory runs') or diag $out;
     ($rc, $out) = run('/usr/bin/outrider', '-t', '-c', '/etc/outrider/agent.conf');
     is($rc, 0, 'the installed agent accepts its packaged config') or diag $out;
+    ok(-x '/usr/bin/systemd-analyze', 'systemd-analyze is here to check the unit (package systemd, deps/packaging.txt)');
     ($rc, $out) = run('systemd-analyze', 'verify', '/lib/systemd/system/outrider.service');
+    unlike($out, qr/not found/, 'systemd-analyze ran');
     unlike($out, qr/outrider\.service:\d+: /, 'systemd-analyze verify: the unit has no bad line') or diag $out;
 
     # Each module, loaded alone by the installed agent from the default modules dir.
