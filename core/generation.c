@@ -181,6 +181,20 @@ static int open_admin(struct otr_gen *g, struct otr_diag *d)
     return rc;
 }
 
+static int open_control(struct otr_gen *g, struct otr_diag *d)
+{
+    if (!g->core.control_socket || !*g->core.control_socket)
+        return 0;
+    struct otr_conf_address addr = {.text = g->core.control_socket, .host = g->core.control_socket, .is_unix = true};
+    char err[256];
+    int rc = otr_listener_open("control", &addr, SOCK_STREAM, 1, g->dry, &g->control_listener, err, sizeof err);
+    if (rc)
+        otr_diag_at(d, "control_socket", "%s", err);
+    else
+        otr_gen_hold_listener(g, g->control_listener);
+    return rc;
+}
+
 static void apply_log_settings(struct otr_gen *g)
 {
     int level = g->agent->opt.log_level >= 0 ? g->agent->opt.log_level : g->core.log.level;
@@ -221,6 +235,8 @@ int otr_gen_init(struct otr_gen *g, struct otr_diag *d)
         apply_log_settings(g);
     g->self_pod = build_self_pod(&g->core);
     int rc = open_admin(g, d);
+    if (rc == 0)
+        rc = open_control(g, d);
     return rc ? rc : init_modules(g, d);
 }
 

@@ -10,6 +10,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "status.h"
+#include "upgrade.h"
 #include "util.h"
 
 struct gen_task {
@@ -109,8 +110,10 @@ static void gen_became_current(struct otr_gen *g)
     a->current = g;
     otr_bus_activate(g->subs);
     otr_inventory_watch(a->inventory, g->core.inventory.file, g->core.inventory.poll_interval);
-    if (!old)
+    if (!old) {
         otr_status_write_state_file(a);
+        otr_upgrade_announce_ready(a);
+    }
     if (old) {
         otr_series_counter_add(a->reloads_ok, 1);
         otr_log_info("generation %llu serving; draining generation %llu", (unsigned long long)g->id,

@@ -15,6 +15,7 @@
 #include "util.h"
 
 static struct otr_listener *listeners;
+static bool keep_paths;
 
 static struct otr_listener *find(const char *name)
 {
@@ -131,7 +132,7 @@ static int bind_all(struct otr_listener *l, const struct otr_conf_address *a, un
 
 static void listener_free(struct otr_listener *l)
 {
-    if (l->n_fds && strncmp(l->bound, "unix:", 5) == 0)
+    if (l->n_fds && !keep_paths && strncmp(l->bound, "unix:", 5) == 0)
         unlink(l->bound + 5);
     for (unsigned i = 0; i < l->n_fds; i++)
         close(l->fds[i]);
@@ -194,3 +195,44 @@ int otr_listener_socket(otr_listener *l, unsigned i, uv_os_sock_t *out)
     return 0;
 }
 
+
+void otr_listener_adopt(const char *name, const char *addr_text, int kind, const char *bound, const int *fds,
+                        unsigned n)
+{
+    struct otr_listener *l = otr_xcalloc(1, sizeof *l);
+    l->name = otr_xstrdup(name);
+    l->addr_text = otr_xstrdup(addr_text);
+    l->kind = kind;
+    snprintf(l->bound, sizeof l->bound, "%s", bound);
+    l->fds = otr_xcalloc(n ? n : 1, sizeof *l->fds);
+    memcpy(l->fds, fds, n * sizeof *fds);
+    l->n_fds = n;
+    l->next = listeners;
+    listeners = l;
+}
+
+void otr_listener_close_unused(void)
+{
+    struct otr_listener **pp = &listeners;
+    while (*pp) {
+        struct otr_listener *l = *pp;
+        if (l->users == 0) {
+            *pp = l->next;
+            listener_free(l);
+        } else {
+            pp = &l->next;
+        }
+    }
+}
+
+void otr_listener_foreach(void (*fn)(void *arg, const otr_listener *l), void *arg)
+{
+    for (struct otr_listener *l = listeners; l; l = l->next)
+        if (!l->dry && l->n_fds)
+            fn(arg, l);
+}
+
+void otr_listener_keep_paths(void)
+{
+    keep_paths = true;
+}
