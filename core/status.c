@@ -130,7 +130,7 @@ void otr_status_write_state_file(struct otr_agent *a)
                            "version", OTR_VERSION, "generation", (json_int_t)(a->current ? a->current->id : 0),
                            "listeners", listeners_json(a->current));
     char *text = json_dumps(st, JSON_COMPACT);
-    int rc = otr_write_file_atomic(a->opt.state_file, text, strlen(text));
+    int rc = otr_write_file_atomic(a->opt.state_file, text, strlen(text), false);
     if (rc)
         otr_log_error("cannot write state file %s: %s", a->opt.state_file, strerror(-rc));
     free(text);
