@@ -247,11 +247,21 @@ SKIP: {
         next unless @ok;
         # And serves with it: the installed binary, modules and scripts, under
         # the test harness (state file, /ready, clean SIGTERM exit).
+        # Its listeners on loopback port 0, found from its own reference
+        # (--describe): no fixed port that a parallel test might hold.
+        my %section;
+        for my $key (`/usr/bin/outrider --describe $m` =~ /^\| `\Q$m\E\.([a-z0-9_.]+)` \| address \|/mg) {
+            my @path = split /\./, $key;
+            my $leaf = pop @path;
+            my $h = \%section;
+            $h = $h->{$_} //= {} for @path;
+            $h->{$leaf} = '127.0.0.1:0';
+        }
         no warnings 'redefine';
         local *Outrider::bin = sub { '/usr/bin/outrider' };
         my $agent = eval {
             Outrider->start(role => $ok[0], modules_dir => '/usr/lib/outrider/modules',
-                conf => { modules => [$m], scripts_dir => '/usr/share/outrider/scripts', state_dir => "$tmp/state",
+                conf => { modules => [$m], $m => \%section, scripts_dir => '/usr/share/outrider/scripts', state_dir => "$tmp/state",
                     drain => { delay => '0s', timeout => '2s' } });
         };
         ok($agent, "installed agent starts with $m in role $ok[0]") or do { diag $@; next };
