@@ -101,6 +101,15 @@ sub env_of {
     }
     return \%e;
 }
+# Every ${VAR} the role's config expands must come from the container's env:
+# a missing one silently falls back to its default (e.g. 127.0.0.1), and
+# the probes would fail on a real cluster only.
+sub check_config_env {
+    my ($what, $role, $c) = @_;
+    my $e = env_of($c);
+    my %vars = map { $_ => 1 } JSON::PP->new->canonical->encode($role_conf{$role}) =~ /\$\{(\w+)/g;
+    ok(exists $e->{$_}, "$what: env $_ set, as the $role config expands \${$_}") for sort keys %vars;
+}
 sub port_of {    # a probe's port: a number or the name of one of the container's ports
     my ($c, $p) = @_;
     return $p if $p =~ /^\d+$/;
@@ -155,6 +164,7 @@ my %downward = (POD_NAME => 'metadata.name', POD_NAMESPACE => 'metadata.namespac
 is($env->{$_}, $downward{$_}, "DaemonSet: env $_ from $downward{$_}") for sort keys %downward;
 is($env->{NODE_IP}, 'status.hostIP', 'DaemonSet: env NODE_IP from status.hostIP');
 is($env->{OUTRIDER_ROLE}, '=node', 'DaemonSet: OUTRIDER_ROLE=node');
+check_config_env('DaemonSet', 'node', $agent);
 config_file_of('DaemonSet', $dspec, $agent);
 
 my ($logs_m, $logs_v) = volume_of_mount($dspec, $agent, '/var/log/pods');
@@ -231,6 +241,7 @@ for my $d (@with_sidecar) {
     is(image_of($sc), image_of($agent), "$what: same image as the DaemonSet");
     my $e = env_of($sc);
     is($e->{OUTRIDER_ROLE}, '=sidecar', "$what: OUTRIDER_ROLE=sidecar");
+    check_config_env($what, 'sidecar', $sc);
     is($e->{$_}, $downward{$_}, "$what: env $_ from $downward{$_}") for sort keys %downward;
     config_file_of($what, $spec, $sc);
     check_probe($what, $sc, 'startupProbe', '/ready', $admin_port{sidecar});
