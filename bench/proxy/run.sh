@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Proxy benchmark: outrider vs haproxy vs nginx (HTTP/1.1), one worker each,
-# in front of the same nginx backend on loopback.
+# Proxy benchmark: outrider vs haproxy vs nginx (HTTP/1.1) and outrider vs
+# nghttpx (h2c clients), one worker each, in front of the same nginx
+# backend (HTTP/1.1) on loopback.
 #
 #   bench/proxy/run.sh [seconds-per-run]     (default 8)
 #
@@ -9,7 +10,8 @@
 # req/s, so the figure that counts is the proxy's CPU time per request:
 # (utime+stime from /proc/<pid>/stat over the run) / requests served.
 # Scenarios: wrk keep-alive -c50; wrk with "Connection: close" -c50; a fixed
-# 5,000 req/s (wrk with a delay() script) that saturates nothing.
+# 5,000 req/s (wrk with a delay() script) that saturates nothing; h2load
+# h2c -c50 -m10 (outrider and nghttpx).
 # Prints one line per proxy and scenario, then ratios to the best peer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,7 +24,22 @@ trap cleanup EXIT
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; return 1; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# CPU ticks of a process and its children (nghttpx serves from a forked worker).
+ticks() {
+    local t=0 p
+    for p in "$1" $(ps -o pid= --ppid "$1"); do
+        t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+hwm_tree_kb() {
+    local m=0 p v
+    for p in "$1" $(ps -o pid= --ppid "$1"); do
+        v=$(awk '/^VmHWM/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        m=$((m + v))
+    done
+    echo "$m"
+}
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/{print $2}' "/proc/$1/status"; }
 HZ=$(getconf CLK_TCK)
@@ -83,6 +100,12 @@ CONF
     PPID_=$!
 }
 
+start_nghttpx() {
+    taskset -c 0 nghttpx --conf=/dev/null --frontend="127.0.0.1,$PPORT;no-tls" --backend="127.0.0.1,$BPORT" --workers=1 \
+        --no-ocsp --accesslog-file=/dev/null --errorlog-file="$work/nghttpx.log" &
+    PPID_=$!
+}
+
 cat > "$work/close.lua" <<'LUA'
 wrk.headers["Connection"] = "close"
 LUA
@@ -90,6 +113,14 @@ cat > "$work/rate.lua" <<'LUA'
 -- 50 connections, each one request per 10 ms: 5,000 req/s in total.
 function delay() return 10 end
 LUA
+
+run_h2load() { # -> "requests p50 p99" (p50/p99: h2load gives mean and sd only; mean shown as p50)
+    taskset -c 1 h2load -c50 -m10 -D "$SECS" "http://127.0.0.1:$PPORT/" > "$work/h2load.out" 2>&1
+    local req mean
+    req=$(awk '/^requests:/{print $8}' "$work/h2load.out")
+    mean=$(awk '/^time for request:/{print $6}' "$work/h2load.out")
+    echo "$req ${mean}(mean) -"
+}
 
 run_wrk() { # scenario -> "requests p50 p99"
     local extra=()
@@ -108,24 +139,27 @@ run_wrk() { # scenario -> "requests p50 p99"
 
 printf '%-9s %-10s %10s %10s %9s %9s %12s %9s %9s\n' proxy scenario requests req/s p50 p99 cpu_us/req idle_rss peak_rss
 declare -A CPU
-for proxy in outrider haproxy nginx; do
-    for scen in keepalive close rate5k; do
+for run in outrider:keepalive outrider:close outrider:rate5k outrider:h2c haproxy:keepalive haproxy:close \
+           haproxy:rate5k nginx:keepalive nginx:close nginx:rate5k nghttpx:h2c; do
+    proxy=${run%%:*} scen=${run#*:}
+    {
         PPORT=$(free_port)
         "start_$proxy"
         pids+=("$PPID_")
         wait_port "$PPORT"
         sleep 0.3
-        idle=$(rss_kb "$PPID_")
+        idle=0
+        for p in "$PPID_" $(ps -o pid= --ppid "$PPID_"); do idle=$((idle + $(rss_kb "$p"))); done
         t0=$(ticks "$PPID_")
-        read -r req p50 p99 < <(run_wrk "$scen")
+        if [ "$scen" = h2c ]; then read -r req p50 p99 < <(run_h2load); else read -r req p50 p99 < <(run_wrk "$scen"); fi
         t1=$(ticks "$PPID_")
-        peak=$(hwm_kb "$PPID_")
+        peak=$(hwm_tree_kb "$PPID_")
         cpu_us=$(awk -v a="$t0" -v b="$t1" -v n="$req" -v hz="$HZ" 'BEGIN{printf "%.1f", (b-a)*1e6/hz/n}')
         CPU[$proxy.$scen]=$cpu_us
         printf '%-9s %-10s %10s %10.0f %9s %9s %12s %7sKB %7sKB\n' "$proxy" "$scen" "$req" \
             "$(awk -v n="$req" -v s="$SECS" 'BEGIN{print n/s}')" "$p50" "$p99" "$cpu_us" "$idle" "$peak"
         kill "$PPID_"; wait "$PPID_" 2>/dev/null || true
-    done
+    }
 done
 echo
 for scen in keepalive close rate5k; do
@@ -133,3 +167,5 @@ for scen in keepalive close rate5k; do
     printf 'ratio %-10s outrider/best-peer CPU per request: %s\n' "$scen" \
         "$(awk -v a="${CPU[outrider.$scen]}" -v b="$best" 'BEGIN{printf "%.2f", a/b}')"
 done
+printf 'ratio %-10s outrider/nghttpx CPU per request: %s\n' h2c \
+    "$(awk -v a="${CPU[outrider.h2c]}" -v b="${CPU[nghttpx.h2c]}" 'BEGIN{printf "%.2f", a/b}')"

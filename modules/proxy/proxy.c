@@ -168,6 +168,8 @@ static int proxy_init(otr_ctx *ctx, const void *conf_)
         return UV_ENOMEM;
     if ((rc = metrics_register(st)))
         return rc;
+    if (conf->script[0] && (rc = host->hook_declare(ctx, "script", conf->script, "route", &st->hook)))
+        return rc;
     const struct proxy_listener_conf *lc[PROXY_LISTENERS] = { &conf->outbound, &conf->inbound };
     static const char *const names[PROXY_LISTENERS] = { "outbound", "inbound" };
     for (int l = 0; l < PROXY_LISTENERS; l++) {

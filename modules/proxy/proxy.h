@@ -66,12 +66,15 @@ struct proxy_state {
     unsigned n_workers;
     struct proxy_worker *workers;
     otr_metric *m_requests, *m_duration, *m_upstream_conns, *m_client_conns, *m_errors;
+    otr_hook *hook; /* route(req), or NULL */
 };
 
 struct proxy_upconn;
 struct proxy_conn;
 struct proxy_h2conn;
 struct proxy_h2up;
+struct proxy_lua_out;
+struct proxy_h2stream;
 
 /* A cluster's per-worker endpoint state. */
 struct proxy_endpoint {
@@ -132,6 +135,7 @@ struct proxy_upconn {
     uv_write_t wreq;
     struct proxy_endpoint *ep;
     struct proxy_conn *down; /* the client request it carries, if any */
+    struct proxy_h2stream *h2st; /* or the HTTP/2 stream it carries (translated) */
     struct proxy_upconn *next_idle;
     uint8_t state;           /* enum proxy_upconn_state */
     uint8_t closes_pending;  /* handles still to close before free */
@@ -156,6 +160,10 @@ void proxy_upconn_close(struct proxy_upconn *u);
 void proxy_upconn_read_start(struct proxy_upconn *u);
 /* Removes c from its cluster's queue of requests waiting for a connection. */
 void proxy_upstream_unqueue(struct proxy_conn *c);
+/* Gives an HTTP/2 stream an HTTP/1.1 connection to an endpoint of its
+ * cluster: proxy_h2h1_ready() runs (now or once connected), or the stream
+ * is failed. */
+void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc);
 /* Closes every pooled connection of the worker (drain). */
 void proxy_upstream_close_idle(struct proxy_worker *pw);
 /* The endpoint choice, exposed for tests. */
@@ -218,8 +226,11 @@ struct proxy_conn {
     uint64_t bytes_in, bytes_out;
     int status;
     char peer[64];
+    struct sockaddr_storage peer_sa;
+    struct proxy_lua_out *lua; /* the script's decision for the current request */
     uint32_t n_requests;
     struct proxy_h2conn *h2; /* set once the client spoke the HTTP/2 preface */
+    struct proxy_h2stream *h2st; /* the current request, when its cluster speaks HTTP/2 */
 };
 
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l);
@@ -232,6 +243,15 @@ void proxy_conn_on_response_data(struct proxy_conn *c);
 void proxy_conn_on_upstream_eof(struct proxy_conn *c, int err);
 /* Drain: close connections between requests; the rest close when done. */
 void proxy_conn_close(struct proxy_conn *c);
+/* The reason phrase for a status we generate ("" for unknown 1xx-3xx). */
+const char *proxy_status_reason(int status);
+/* Answers the client with an error status and closes the connection. */
+void proxy_conn_respond_error(struct proxy_conn *c, int status, const char *why);
+/* The current exchange is complete: publish it, then serve the next
+ * request or close (HTTP/1.1 clients of HTTP/2 clusters). */
+void proxy_conn_exchange_done(struct proxy_conn *c);
+/* Resumes reading the client. */
+void proxy_conn_read_start(struct proxy_conn *c);
 /* (Re)starts the client idle timeout. */
 void proxy_conn_idle_start(struct proxy_conn *c);
 void proxy_conns_drain(struct proxy_worker *pw);

@@ -120,6 +120,11 @@ const struct otr_conf_field proxy_conf_fields[] = {
     P("xff", OTR_CONF_ENUM, xff, .choices = "append|replace|off", .def = "\"append\"",
       .help = "X-Forwarded-For: append the client address, replace it, or leave it alone."),
     P("via", OTR_CONF_BOOL, via, .def = "false", .help = "Add a Via field to requests and responses."),
+    P("script", OTR_CONF_STRING, script, .def = "\"\"", .max = 256,
+      .help = "Lua script (in the scripts dir) defining route(req): may pick the cluster, set request headers "
+              "or deny; empty: none."),
+    P("script_failure", OTR_CONF_ENUM, script_failure, .choices = "allow|deny", .def = "\"allow\"",
+      .help = "When route() fails (error, budget, memory, bad result): route as configured, or answer 503."),
     P("via_name", OTR_CONF_STRING, via_name, .def = "\"outrider\"", .max = 64, .help = "Pseudonym used in Via."),
     OTR_CONF_TABLE_END,
 };

@@ -11,6 +11,7 @@
 /* enum values follow the order of the .choices strings in proxy_conf.c. */
 enum proxy_lb_kind { PROXY_LB_ROUND_ROBIN = 0, PROXY_LB_LEAST_REQUEST, PROXY_LB_P2C };
 enum proxy_protocol { PROXY_PROTO_HTTP1 = 0, PROXY_PROTO_H2 };
+enum proxy_script_failure { PROXY_SCRIPT_ALLOW = 0, PROXY_SCRIPT_DENY };
 enum proxy_xff_mode { PROXY_XFF_APPEND = 0, PROXY_XFF_REPLACE, PROXY_XFF_OFF };
 
 struct proxy_listener_conf {
@@ -64,6 +65,8 @@ struct proxy_conf {
 enum proxy_xff_mode */
     bool via;
     char *via_name; /* pseudonym in Via ("outrider") */
+    char *script;        /* Lua script defining route(req), "" none */
+    int script_failure;  /* enum proxy_script_failure */
 };
 
 /* The table core parses the section with. */

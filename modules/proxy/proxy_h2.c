@@ -138,13 +138,16 @@ static void stream_timer_on_close(uv_handle_t *h)
     free(h);
 }
 
-static void stream_free(struct proxy_h2stream *st)
+void proxy_h2stream_free(struct proxy_h2stream *st)
 {
     proxy_hdrs_clear(&st->req);
     proxy_hdrs_clear(&st->resp);
     proxy_hdrs_clear(&st->trailers);
     proxy_bytes_free(&st->req_body);
     proxy_bytes_free(&st->resp_body);
+    free(st->lua);
+    free(st->h1_head);
+    free(st->h1_out);
     if (st->timer)
         uv_close((uv_handle_t *)st->timer, stream_timer_on_close);
     free(st);
@@ -192,6 +195,10 @@ static ssize_t resp_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 
 void proxy_h2stream_on_response(struct proxy_h2stream *st)
 {
+    if (st->h1c) {
+        proxy_h1h2_on_response(st);
+        return;
+    }
     struct proxy_h2conn *dc = st->dc;
     if (st->resp_submitted)
         return;
@@ -210,6 +217,10 @@ void proxy_h2stream_on_response(struct proxy_h2stream *st)
 
 void proxy_h2stream_on_response_data(struct proxy_h2stream *st)
 {
+    if (st->h1c) {
+        proxy_h1h2_on_response_data(st);
+        return;
+    }
     if (st->resp_end && st->trailers.n) {
         const nghttp2_nv *gs = proxy_hdrs_find(&st->trailers, "grpc-status");
         if (gs)
@@ -229,6 +240,10 @@ static void add_lit(struct proxy_hdrs *h, const char *n, const char *v)
 
 void proxy_h2stream_on_upstream_failed(struct proxy_h2stream *st, int status, int grpc_status, const char *why)
 {
+    if (st->h1c) {
+        proxy_h1h2_failed(st, status, why);
+        return;
+    }
     struct proxy_h2conn *dc = st->dc;
     char num[16];
     st->failed = true;
@@ -299,6 +314,70 @@ static bool h2_header_eq(const void *arg, const char *name, const char *value)
     return false;
 }
 
+static void h2_push_headers(lua_State *L, const void *arg)
+{
+    const struct proxy_h2stream *st = arg;
+    for (size_t i = 0; i < st->req.n; i++) {
+        const nghttp2_nv *nv = &st->req.nv[i];
+        if (nv->namelen && nv->name[0] != ':')
+            proxy_lua_push_header(L, (const char *)nv->name, nv->namelen, (const char *)nv->value, nv->valuelen);
+    }
+}
+
+/* The gRPC status a script's HTTP deny status stands for. */
+static int grpc_for_http(int status)
+{
+    switch (status) {
+    case 400: return 3;
+    case 401: return 16;
+    case 403: return 7;
+    case 404: return 12;
+    case 429: return 8;
+    case 503: return 14;
+    case 504: return 4;
+    default: return 2;
+    }
+}
+
+/* Runs the route script: the cluster it chose, -1 for none, -2 when the
+ * stream was answered. */
+static int stream_run_script(struct proxy_h2stream *st)
+{
+    struct proxy_conn *c = st->dc->c;
+    struct proxy_worker *pw = c->pw;
+    struct proxy_state *ps = pw->st;
+    struct proxy_lua_out out;
+    const struct otr_pod *pod = c->peer[0] ? ps->host->pod_by_addr(ps->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
+    struct proxy_lua_call call = {
+        st->method, st->path, st->authority, st->method_len, st->path_len, st->authority_len,
+        c->listener == PROXY_OUTBOUND ? "outbound" : "inbound", st->grpc ? "gRPC" : "HTTP/2", h2_push_headers, st,
+        pod, &out, ps,
+    };
+    int rc = proxy_lua_route(pw, &call);
+    if (pod)
+        ps->host->pod_unref(pod);
+    if (rc && ps->conf->script_failure == PROXY_SCRIPT_DENY) {
+        proxy_h2stream_on_upstream_failed(st, 503, 14, "route script failed");
+        return -2;
+    }
+    if (out.deny) {
+        proxy_h2stream_on_upstream_failed(st, out.deny, grpc_for_http(out.deny),
+                                          out.reason[0] ? out.reason : "denied by route script");
+        return -2;
+    }
+    if (out.n_set && (st->lua = malloc(sizeof *st->lua))) {
+        *st->lua = out;
+        /* HTTP/2 field names are lower-case. */
+        for (unsigned i = 0; i < out.n_set; i++)
+            for (uint16_t k = 0; k < out.set[i].name_len; k++) {
+                char *ch = &st->lua->store[out.set[i].name_off + k];
+                if (*ch >= 'A' && *ch <= 'Z')
+                    *ch = (char)(*ch + 32);
+            }
+    }
+    return out.cluster;
+}
+
 /* The request's headers are complete: route it and start the upstream leg. */
 static void stream_begin(struct proxy_h2stream *st)
 {
@@ -326,18 +405,22 @@ static void stream_begin(struct proxy_h2stream *st)
     st->path_len = p->valuelen;
     st->authority = a ? (const char *)a->value : "";
     st->authority_len = a ? a->valuelen : 0;
+    int script_cluster = -1;
+    if (st_->hook && (script_cluster = stream_run_script(st)) == -2)
+        return;
     struct proxy_req_view v = { st->method, st->authority, st->path, st->method_len, st->authority_len,
                                 st->path_len, h2_header_eq, st };
     st->route = proxy_route_match(st_, (enum proxy_listener_id)c->listener, &v);
-    int ci = st->route ? proxy_route_cluster(st->route, &pw->rng) : st_->default_cluster[c->listener];
+    int ci = script_cluster >= 0 ? script_cluster
+             : st->route         ? proxy_route_cluster(st->route, &pw->rng)
+                                 : st_->default_cluster[c->listener];
     if (ci < 0) {
         proxy_h2stream_on_upstream_failed(st, 404, 12, "no route");
         return;
     }
     st->wc = &pw->clusters[ci];
-    if (st->wc->c->conf->protocol != PROXY_PROTO_H2) {
-        proxy_h2stream_on_upstream_failed(st, 502, 14,
-                                          "the cluster speaks HTTP/1.1; HTTP/2 clients need a cluster with protocol h2");
+    if (st->wc->c->conf->protocol != PROXY_PROTO_H2 && st->grpc) {
+        proxy_h2stream_on_upstream_failed(st, 502, 14, "gRPC needs a cluster with protocol h2");
         return;
     }
     uint64_t timeout = st->route && st->route->conf->timeout ? st->route->conf->timeout
@@ -356,7 +439,10 @@ static void stream_begin(struct proxy_h2stream *st)
             uv_timer_start(st->timer, stream_on_deadline, timeout, 0);
         }
     }
-    proxy_h2up_dispatch(st);
+    if (st->wc->c->conf->protocol == PROXY_PROTO_H2)
+        proxy_h2up_dispatch(st);
+    else
+        proxy_upstream_dispatch_h2(st, st->wc);
 }
 
 static void stream_publish(struct proxy_h2stream *st)
@@ -497,7 +583,7 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     stream_publish(st);
     proxy_h2up_cancel(st);
     stream_unlink(st);
-    stream_free(st);
+    proxy_h2stream_free(st);
     if (dc->n_streams == 0 && !dc->goaway)
         proxy_conn_idle_start(dc->c);
     return 0;
@@ -536,6 +622,9 @@ int proxy_h2_conn_start(struct proxy_conn *c)
     c->len = 0;
     if (n < 0)
         return UV_EPROTO;
+    /* The first read may have filled the buffer, which stops reading on
+     * an HTTP/1.1 connection; from now on the buffer is always empty. */
+    proxy_conn_read_start(c);
     proxy_h2conn_flush(dc);
     return 0;
 }
@@ -561,7 +650,7 @@ void proxy_h2_conn_drain(struct proxy_conn *c)
     proxy_h2conn_flush(dc);
 }
 
-void proxy_h2_conn_free(struct proxy_conn *c)
+void proxy_h2_conn_shutdown(struct proxy_conn *c)
 {
     struct proxy_h2conn *dc = c->h2;
     if (!dc)
@@ -574,7 +663,7 @@ void proxy_h2_conn_free(struct proxy_conn *c)
         stream_publish(st);
         proxy_h2up_cancel(st);
         stream_unlink(st);
-        stream_free(st);
+        proxy_h2stream_free(st);
     }
     if (dc->dirty) {
         for (struct proxy_h2conn **pp = &pw->h2_dirty; *pp; pp = &(*pp)->dirty_next)
@@ -582,7 +671,15 @@ void proxy_h2_conn_free(struct proxy_conn *c)
                 *pp = dc->dirty_next;
                 break;
             }
+        dc->dirty = false;
     }
+}
+
+void proxy_h2_conn_free(struct proxy_conn *c)
+{
+    struct proxy_h2conn *dc = c->h2;
+    if (!dc)
+        return;
     nghttp2_session_del(dc->s);
     free(dc->out);
     free(dc);

@@ -17,6 +17,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "proxy.h"
+#include "proxy_lua.h"
 
 /* The client connection preface of HTTP/2 (RFC 9113 3.4). */
 #define PROXY_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -42,7 +43,9 @@ struct proxy_h2up;
 
 /* One request/response exchange that arrived on an HTTP/2 client session. */
 struct proxy_h2stream {
-    struct proxy_h2conn *dc;
+    struct proxy_h2conn *dc;  /* the HTTP/2 client session, or NULL when... */
+    struct proxy_conn *h1c;   /* ...an HTTP/1.1 client's request is carried to an h2 cluster */
+    bool h1_resp_chunked, h1_resp_head_sent, h1_resp_done, h1_last_sent;
     int32_t id;
     struct proxy_h2stream *prev, *next;      /* dc->streams */
     struct proxy_h2stream *pending_next;     /* waiting for its upstream session */
@@ -68,6 +71,15 @@ struct proxy_h2stream {
     uint64_t t_start_ms, t_sent_ms, bytes_in, bytes_out;
     uint64_t deadline_ms;
     uv_timer_t *timer; /* allocated when a deadline applies */
+    struct proxy_lua_out *lua; /* headers the route script sets, if any */
+    /* translated to an HTTP/1.1 upstream (proxy_h2h1.c) */
+    struct proxy_upconn *h1up;
+    char *h1_head;
+    size_t h1_head_len, h1_head_cap;
+    uint8_t *h1_out;
+    size_t h1_out_len, h1_out_payload;
+    uint64_t h1_resp_left;
+    bool h1_writing, h1_head_sent, h1_req_chunked, h1_req_done;
 };
 
 /* An HTTP/2 client session, riding on a struct proxy_conn. */
@@ -108,7 +120,11 @@ struct proxy_h2up {
 int proxy_h2_conn_start(struct proxy_conn *c);
 /* Bytes read on an HTTP/2 client connection. */
 void proxy_h2_conn_on_read(struct proxy_conn *c, const uint8_t *data, size_t n);
-/* Frees the session and its streams (from conn_close). */
+/* Ends every stream (from conn_close); the session stays until the
+ * connection's handles are closed, since a cancelled write still calls
+ * back into it. */
+void proxy_h2_conn_shutdown(struct proxy_conn *c);
+/* Frees the session (from the connection's last close callback). */
 void proxy_h2_conn_free(struct proxy_conn *c);
 /* Drain: GOAWAY; the connection closes when its streams are done. */
 void proxy_h2_conn_drain(struct proxy_conn *c);
@@ -122,6 +138,25 @@ void proxy_h2up_resume(struct proxy_h2stream *st);
 /* The downstream leg took response bytes: acknowledge them upstream. */
 void proxy_h2up_consumed(struct proxy_h2stream *st, size_t n);
 void proxy_h2up_close_all(struct proxy_worker *pw);
+
+/* HTTP/2 stream to HTTP/1.1 upstream (proxy_h2h1.c). */
+void proxy_h2h1_ready(struct proxy_h2stream *st, struct proxy_upconn *u);
+void proxy_h2h1_failed(struct proxy_h2stream *st, int status, const char *why);
+void proxy_h2h1_on_read(struct proxy_h2stream *st, ssize_t n);
+void proxy_h2h1_pump(struct proxy_h2stream *st);
+void proxy_h2h1_consumed(struct proxy_h2stream *st);
+void proxy_h2h1_cancel(struct proxy_h2stream *st);
+
+/* HTTP/1.1 client request to an HTTP/2 cluster (proxy_h1h2.c). */
+void proxy_h1h2_start(struct proxy_conn *c, struct proxy_wcluster *wc);
+void proxy_h1h2_pump_request(struct proxy_conn *c);
+void proxy_h1h2_on_response(struct proxy_h2stream *st);
+void proxy_h1h2_on_response_data(struct proxy_h2stream *st);
+void proxy_h1h2_failed(struct proxy_h2stream *st, int status, const char *why);
+void proxy_h1h2_req_consumed(struct proxy_h2stream *st);
+/* Ends the exchange's stream (connection closing or exchange over). */
+void proxy_h1h2_end(struct proxy_conn *c);
+void proxy_h2stream_free(struct proxy_h2stream *st);
 
 /* Called by the upstream leg (proxy_h2.c). */
 void proxy_h2stream_on_response(struct proxy_h2stream *st);

@@ -170,7 +170,9 @@ static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
         return 0;
     }
     size_t n = proxy_bytes_take(&st->req_body, buf, length);
-    if (n) {
+    if (n && st->h1c) {
+        proxy_h1h2_req_consumed(st);
+    } else if (n) {
         /* Only now may the client send more: acknowledge on its session. */
         nghttp2_session_consume(st->dc->s, st->id, n);
         proxy_h2conn_flush(st->dc);
@@ -207,8 +209,8 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
 {
     const struct proxy_conf *conf = up->ep->wc->pw->st->conf;
     const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
-    const char *peer = st->dc->c->peer;
-    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + 4;
+    const char *peer = st->h1c ? st->h1c->peer : st->dc->c->peer;
+    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 4;
     nghttp2_nv *nv = malloc(cap * sizeof *nv);
     if (!nv) {
         stream_detach(st, false);
@@ -227,7 +229,8 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
         const nghttp2_nv *h = &st->req.nv[i];
         if (h->namelen && h->name[0] == ':')
             continue;
-        if (proxy_h2_hop_field(h->name, h->namelen, h->value, h->valuelen) || route_drops(rc, h->name, h->namelen))
+        if (proxy_h2_hop_field(h->name, h->namelen, h->value, h->valuelen) || route_drops(rc, h->name, h->namelen) ||
+            (st->lua && proxy_lua_sets(st->lua, (const char *)h->name, h->namelen)))
             continue;
         if (h->namelen == 15 && memcmp(h->name, "x-forwarded-for", 15) == 0 && conf->xff != PROXY_XFF_OFF) {
             if (conf->xff == PROXY_XFF_REPLACE || xff_done || !peer[0])
@@ -245,6 +248,9 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
         for (size_t i = 0; i < rc->add_headers.n && n < cap; i++)
             nv[n++] = NV(rc->add_headers.items[i].key, rc->add_headers.items[i].value,
                          strlen(rc->add_headers.items[i].key), strlen(rc->add_headers.items[i].value));
+    for (unsigned i = 0; st->lua && i < st->lua->n_set && n < cap; i++)
+        nv[n++] = NV(st->lua->store + st->lua->set[i].name_off, st->lua->store + st->lua->set[i].value_off,
+                     st->lua->set[i].name_len, st->lua->set[i].value_len);
     nghttp2_nv *nv2 = nv;
     if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0]) {
         nv2 = realloc(nv, (n + 2) * sizeof *nv);
@@ -499,6 +505,10 @@ void proxy_h2up_dispatch(struct proxy_h2stream *st)
 
 void proxy_h2up_cancel(struct proxy_h2stream *st)
 {
+    if (st->h1up) {
+        proxy_h2h1_cancel(st);
+        return;
+    }
     struct proxy_endpoint *ep = st->ep;
     if (ep && ep->h2 && !ep->h2->connected) {
         /* Still waiting for the connection: just leave the queue. */
@@ -530,6 +540,10 @@ void proxy_h2up_cancel(struct proxy_h2stream *st)
 
 void proxy_h2up_resume(struct proxy_h2stream *st)
 {
+    if (st->h1up) {
+        proxy_h2h1_pump(st);
+        return;
+    }
     struct proxy_h2up *up = st->up;
     if (!up || !up->s || !st->req_deferred)
         return;
@@ -540,6 +554,10 @@ void proxy_h2up_resume(struct proxy_h2stream *st)
 
 void proxy_h2up_consumed(struct proxy_h2stream *st, size_t n)
 {
+    if (st->h1up) {
+        proxy_h2h1_consumed(st);
+        return;
+    }
     struct proxy_h2up *up = st->up;
     if (!up || !up->s)
         return;

@@ -10,6 +10,8 @@
 
 int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n)
 {
+    if (!n)
+        return 0;
     if (b->off && b->off == b->len)
         b->off = b->len = 0;
     if (b->len + n > b->cap) {
@@ -20,7 +22,8 @@ int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n)
             b->off = 0;
         }
         if (b->len + n > b->cap) {
-            size_t cap = b->cap ? b->cap : 16384;
+            /* Small first: most queues hold one small message. */
+            size_t cap = b->cap ? b->cap : (n > 4096 ? n : 4096);
             while (cap < b->len + n)
                 cap *= 2;
             uint8_t *np = realloc(b->p, cap);
@@ -40,6 +43,8 @@ size_t proxy_bytes_take(struct proxy_bytes *b, uint8_t *out, size_t n)
     size_t avail = b->len - b->off;
     if (n > avail)
         n = avail;
+    if (!n)
+        return 0; /* p may be NULL: memcpy must not see it */
     memcpy(out, b->p + b->off, n);
     b->off += n;
     return n;

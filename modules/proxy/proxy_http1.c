@@ -15,6 +15,7 @@
 
 #include "proxy.h"
 #include "proxy_h2.h"
+#include "proxy_lua.h"
 
 static const char crlf[] = "\r\n";
 static const char last_chunk[] = "0\r\n";
@@ -164,10 +165,20 @@ static int pump_body(struct pump *pm, const struct body *b, const char *src, siz
 
 /* --- generated responses ---------------------------------------------------- */
 
-static const char *status_text(int status)
+const char *proxy_status_reason(int status)
 {
     switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 429: return "Too Many Requests";
     case 404: return "Not Found";
     case 408: return "Request Timeout";
     case 414: return "URI Too Long";
@@ -178,7 +189,7 @@ static const char *status_text(int status)
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
-    default: return "Error";
+    default: return status < 400 ? "" : "Error";
     }
 }
 
@@ -226,6 +237,7 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
     struct proxy_worker *pw = c->pw;
     if (c->state == CONN_CLOSING)
         return;
+    proxy_h1h2_end(c);
     if (c->up) {
         c->up->reusable = false;
         proxy_upconn_close(c->up);
@@ -254,7 +266,7 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
     char head[256];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
-                     status, status_text(status), body_len);
+                     status, proxy_status_reason(status), body_len);
     out_put(&o, head, (size_t)n);
     if (c->parser.head.method_id != PROXY_H1_M_HEAD || c->parser.state != PROXY_H1_PS_DONE)
         out_put(&o, line, (size_t)body_len);
@@ -292,7 +304,9 @@ static void conn_on_handle_closed(uv_handle_t *h)
     pw->n_conns--;
     if (pw->s_client_conns)
         pw->st->host->gauge_add(pw->s_client_conns, -1);
+    proxy_h2_conn_free(c);
     free(c->buf);
+    free(c->lua);
     free(c->req_head);
     free(c->resp_head);
     free(c);
@@ -302,6 +316,22 @@ static void conn_on_handle_closed(uv_handle_t *h)
 void proxy_conn_close(struct proxy_conn *c)
 {
     conn_close(c);
+}
+
+void proxy_conn_respond_error(struct proxy_conn *c, int status, const char *why)
+{
+    conn_respond_error(c, status, why);
+}
+
+void proxy_conn_exchange_done(struct proxy_conn *c)
+{
+    proxy_h1h2_end(c);
+    conn_finish_exchange(c);
+}
+
+void proxy_conn_read_start(struct proxy_conn *c)
+{
+    conn_start_reading(c);
 }
 
 /* How long a client connection may wait for its next request: the
@@ -322,7 +352,8 @@ static void conn_close(struct proxy_conn *c)
     if (c->closes_pending)
         return;
     c->state = CONN_CLOSING;
-    proxy_h2_conn_free(c);
+    proxy_h2_conn_shutdown(c);
+    proxy_h1h2_end(c);
     if (c->up) {
         c->up->reusable = false;
         proxy_upconn_close(c->up);
@@ -441,14 +472,13 @@ void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
+    int sl = sizeof c->peer_sa;
     c->peer[0] = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
-        else if (ss.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_sa, &sl) == 0) {
+        if (c->peer_sa.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&c->peer_sa, c->peer, sizeof c->peer);
+        else if (c->peer_sa.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&c->peer_sa, c->peer, sizeof c->peer);
     }
     proxy_h1_parser_init(&c->parser, PROXY_H1_REQUEST, &st->limits, 0);
     c->state = CONN_READ_HEAD;
@@ -506,6 +536,8 @@ static int build_request_head(struct proxy_conn *c)
         if (rc && (name_in_list(name, f->name_len, &rc->remove_headers) ||
                    name_in_map(name, f->name_len, &rc->add_headers)))
             continue;
+        if (c->lua && proxy_lua_sets(c->lua, name, f->name_len))
+            continue;
         if (f->id == PROXY_H1_F_X_FORWARDED_FOR && conf->xff == PROXY_XFF_REPLACE)
             continue;
         if (f->id == PROXY_H1_F_HOST) {
@@ -529,6 +561,9 @@ static int build_request_head(struct proxy_conn *c)
         for (size_t i = 0; i < rc->add_headers.n; i++)
             out_field(&o, rc->add_headers.items[i].key, strlen(rc->add_headers.items[i].key),
                       rc->add_headers.items[i].value, strlen(rc->add_headers.items[i].value));
+    for (unsigned i = 0; c->lua && i < c->lua->n_set; i++)
+        out_field(&o, c->lua->store + c->lua->set[i].name_off, c->lua->set[i].name_len,
+                  c->lua->store + c->lua->set[i].value_off, c->lua->set[i].value_len);
     if (conf->xff != PROXY_XFF_OFF && last_xff < 0 && c->peer[0])
         out_field(&o, "X-Forwarded-For", 15, c->peer, strlen(c->peer));
     if (conf->via) {
@@ -554,6 +589,49 @@ static bool h1_header_eq(const void *arg, const char *name, const char *value)
             return true;
     }
     return false;
+}
+
+static void h1_push_headers(lua_State *L, const void *arg)
+{
+    const struct proxy_conn *c = arg;
+    const struct proxy_h1_head *h = &c->parser.head;
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        const struct proxy_h1_field *f = &h->fields[i];
+        if (!(f->flags & PROXY_H1_FIELD_HOP))
+            proxy_lua_push_header(L, c->buf + f->name_off, f->name_len, c->buf + f->value_off, f->value_len);
+    }
+}
+
+/* Runs the route script. Returns the cluster it chose (>= 0), -1 for no
+ * choice, or -2 when the request was answered (denied). */
+static int conn_run_script(struct proxy_conn *c)
+{
+    struct proxy_worker *pw = c->pw;
+    struct proxy_state *st = pw->st;
+    const struct proxy_h1_head *h = &c->parser.head;
+    if (!c->lua && !(c->lua = malloc(sizeof *c->lua))) {
+        conn_respond_error(c, 503, "out of memory");
+        return -2;
+    }
+    const struct otr_pod *pod = c->peer[0] ? st->host->pod_by_addr(st->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
+    struct proxy_lua_call call = {
+        c->buf + h->method.off, c->buf + h->path.off, c->buf + h->authority.off, h->method.len, h->path.len,
+        h->authority.len, c->listener == PROXY_OUTBOUND ? "outbound" : "inbound", "HTTP/1.1", h1_push_headers, c,
+        pod, c->lua, st,
+    };
+    int rc = proxy_lua_route(pw, &call);
+    if (pod)
+        st->host->pod_unref(pod);
+    if (rc && st->conf->script_failure == PROXY_SCRIPT_DENY) {
+        conn_respond_error(c, 503, "route script failed");
+        return -2;
+    }
+    if (c->lua->deny) {
+        c->keep_alive = false;
+        conn_respond_error(c, c->lua->deny, c->lua->reason[0] ? c->lua->reason : "denied by route script");
+        return -2;
+    }
+    return c->lua->cluster;
 }
 
 static void conn_start_request(struct proxy_conn *c)
@@ -584,16 +662,19 @@ static void conn_start_request(struct proxy_conn *c)
         conn_respond_error(c, 501, "CONNECT is not supported");
         return;
     }
+    int script_cluster = -1;
+    if (c->lua)
+        c->lua->n_set = 0;
+    if (st->hook && (script_cluster = conn_run_script(c)) == -2)
+        return;
     struct proxy_req_view v = { c->buf + h->method.off, c->buf + h->authority.off, c->buf + h->path.off,
                                 h->method.len, h->authority.len, h->path.len, h1_header_eq, c };
     c->route = proxy_route_match(st, (enum proxy_listener_id)c->listener, &v);
-    int ci = c->route ? proxy_route_cluster(c->route, &pw->rng) : st->default_cluster[c->listener];
+    int ci = script_cluster >= 0 ? script_cluster
+             : c->route         ? proxy_route_cluster(c->route, &pw->rng)
+                                : st->default_cluster[c->listener];
     if (ci < 0) {
         conn_respond_error(c, 404, "no route");
-        return;
-    }
-    if (build_request_head(c) != 0) {
-        conn_respond_error(c, 503, "out of memory");
         return;
     }
     uint64_t timeout = c->route && c->route->conf->timeout ? c->route->conf->timeout
@@ -602,6 +683,14 @@ static void conn_start_request(struct proxy_conn *c)
         uv_timer_start(&c->timer, conn_on_timer, timeout, 0);
     else
         uv_timer_stop(&c->timer);
+    if (st->clusters[ci].conf->protocol == PROXY_PROTO_H2) {
+        proxy_h1h2_start(c, &pw->clusters[ci]);
+        return;
+    }
+    if (build_request_head(c) != 0) {
+        conn_respond_error(c, 503, "out of memory");
+        return;
+    }
     proxy_upstream_dispatch(c, &pw->clusters[ci]);
 }
 
@@ -643,7 +732,9 @@ static void conn_process(struct proxy_conn *c)
         conn_start_request(c);
         return;
     }
-    if (c->state == CONN_FORWARDING)
+    if (c->state == CONN_FORWARDING && c->h2st)
+        proxy_h1h2_pump_request(c);
+    else if (c->state == CONN_FORWARDING)
         conn_pump_request(c);
 }
 
@@ -662,12 +753,14 @@ static void up_on_request_written(uv_write_t *req, int status)
         c->keep_alive = false;
         return;
     }
-    /* Every byte before body_pos was written: drop it. The rest (a
-     * pipelined request, or body bytes not sent yet) moves to the front. */
-    if (c->body_pos) {
-        memmove(c->buf, c->buf + c->body_pos, c->len - c->body_pos);
-        c->len -= c->body_pos;
-        c->body_pos = 0;
+    /* Body bytes before body_pos were written: drop them, keeping the
+     * head (the access record reads it). What follows (body not sent yet,
+     * a pipelined request) moves down. */
+    size_t keep = c->parser.head.head_len;
+    if (c->body_pos > keep) {
+        memmove(c->buf + keep, c->buf + c->body_pos, c->len - c->body_pos);
+        c->len -= c->body_pos - keep;
+        c->body_pos = keep;
     }
     if (!c->req_done) {
         conn_pump_request(c);
@@ -983,11 +1076,7 @@ static void conn_publish(struct proxy_conn *c)
     const char *b = c->buf;
     const char *upstream = c->ep ? c->wc->c->addr_text[c->ep->index] : "";
     const char *cluster = c->wc ? c->wc->c->conf->name : "";
-    const struct otr_pod *pod = NULL;
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
-        pod = host->pod_by_addr(st->ctx, (struct sockaddr *)&ss);
+    const struct otr_pod *pod = c->peer[0] ? host->pod_by_addr(st->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
     /* The head's bytes may have been compacted away after an error; only
      * trust them while the parser says the head is complete. */
     bool have_head = c->parser.state == PROXY_H1_PS_DONE && c->parser.head.head_len <= c->len;

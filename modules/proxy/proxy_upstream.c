@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "proxy.h"
+#include "proxy_h2.h"
 
 /* Latency memory of the EWMA: samples older than this weigh 1/e. */
 #define EWMA_DECAY_MS 2000.0
@@ -103,6 +104,7 @@ void proxy_upconn_close(struct proxy_upconn *u)
         idle_unlink(u);
     u->state = UP_CLOSING;
     u->down = NULL;
+    u->h2st = NULL;
     u->closes_pending = 2;
     uv_close((uv_handle_t *)&u->tcp, upconn_on_handle_closed);
     uv_close((uv_handle_t *)&u->timer, upconn_on_handle_closed);
@@ -113,9 +115,12 @@ static void upconn_on_timer(uv_timer_t *t)
     struct proxy_upconn *u = t->data;
     if (u->state == UP_CONNECTING) {
         struct proxy_conn *c = u->down;
+        struct proxy_h2stream *st = u->h2st;
         proxy_upconn_close(u);
         if (c)
             proxy_conn_upstream_failed(c, 503, "upstream connect timeout");
+        if (st)
+            proxy_h2h1_failed(st, 503, "upstream connect timeout");
         return;
     }
     if (u->state == UP_IDLE)
@@ -134,6 +139,10 @@ static void upconn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     struct proxy_upconn *u = s->data;
     if (n == 0)
         return;
+    if (u->h2st) {
+        proxy_h2h1_on_read(u->h2st, n);
+        return;
+    }
     if (u->state != UP_ACTIVE || !u->down) {
         /* An idle pooled connection said something (usually EOF: the
          * server's keep-alive timeout): it cannot be reused. */
@@ -169,13 +178,21 @@ static void upconn_on_connect(uv_connect_t *req, int status)
         return;
     uv_timer_stop(&u->timer);
     struct proxy_conn *c = u->down;
+    struct proxy_h2stream *st = u->h2st;
     if (status < 0) {
         proxy_upconn_close(u);
         if (c)
             proxy_conn_upstream_failed(c, 503, uv_strerror(status));
+        if (st)
+            proxy_h2h1_failed(st, 503, uv_strerror(status));
         return;
     }
     uv_tcp_nodelay(&u->tcp, 1);
+    if (st) {
+        u->state = UP_ACTIVE;
+        proxy_h2h1_ready(st, u);
+        return;
+    }
     if (!c) {
         /* The client went away while we connected: pool the connection. */
         u->reusable = true;
@@ -266,6 +283,33 @@ void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
     dispatch_to(c, ep);
 }
 
+void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc)
+{
+    struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    if (!ep->idle)
+        for (size_t i = 0; i < wc->c->n_endpoints && wc->n_conns >= (unsigned)wc->c->conf->max_connections; i++)
+            if (wc->eps[i].idle)
+                ep = &wc->eps[i];
+    st->ep = ep;
+    st->ep_active = true;
+    ep->active++;
+    struct proxy_upconn *u = ep->idle;
+    if (u) {
+        idle_unlink(u);
+        uv_timer_stop(&u->timer);
+        u->state = UP_ACTIVE;
+        u->h2st = st;
+        proxy_h2h1_ready(st, u);
+        return;
+    }
+    /* HTTP/2 streams do not wait in the queue: over the limit is 503. */
+    if (wc->n_conns >= (unsigned)wc->c->conf->max_connections || !(u = upconn_open(ep, NULL))) {
+        proxy_h2h1_failed(st, 503, "no upstream connection available");
+        return;
+    }
+    u->h2st = st;
+}
+
 void proxy_upstream_unqueue(struct proxy_conn *c)
 {
     struct proxy_wcluster *wc = c->wc;
@@ -303,6 +347,7 @@ void proxy_upconn_release(struct proxy_upconn *u)
     struct proxy_endpoint *ep = u->ep;
     struct proxy_wcluster *wc = ep->wc;
     u->down = NULL;
+    u->h2st = NULL;
     if (!u->reusable || wc->pw->draining || u->state != UP_ACTIVE) {
         proxy_upconn_close(u);
         return;

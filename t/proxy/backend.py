@@ -5,7 +5,7 @@ Listens on 127.0.0.1:0, prints its port on the first line of stdout, serves
 until killed. Its name (argv[1]) identifies it in responses, for load
 balancing tests.
 
-  /echo          JSON: method, path, headers (in order), body length and
+  /echo, */echo  JSON: method, path, headers (in order), body length and
                  sha256; request bodies with Content-Length or chunked
   /chunked?n=K   K chunks "chunk-i\\n", with a trailer
   /close?n=B     B bytes, delimited by closing the connection (no length)
@@ -60,7 +60,7 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(url.query))
         body = self.read_body()
-        if url.path == "/echo":
+        if url.path == "/echo" or url.path.endswith("/echo"):
             out = {
                 "backend": NAME,
                 "method": self.command,
@@ -119,6 +119,7 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # bursts of new connections from the proxy
 
 
 srv = Server(("127.0.0.1", 0), Handler)
