@@ -11,13 +11,12 @@
 
 Generic handlers with no (de)serializers: messages are raw bytes, so the load generator can
 send a pre-encoded request body (see REQUEST and encode_request_body)."""
+import os
 import signal
 import struct
 import sys
 import threading
 from concurrent import futures
-
-import grpc
 
 SERVICE = "bench.Echo"
 REPLY = b"hello world\n"
@@ -31,6 +30,7 @@ def encode_request_body():
 
 
 def serve(portfile):
+    import grpc
     lock = threading.Lock()
     calls = [0]
 
@@ -56,7 +56,6 @@ def serve(portfile):
     server.start()
     with open(portfile + ".tmp", "w") as f:
         f.write(str(port))
-    import os
     os.rename(portfile + ".tmp", portfile)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -66,6 +65,7 @@ def serve(portfile):
 
 
 def call(addr, method):
+    import grpc
     with grpc.insecure_channel(addr) as ch:
         return ch.unary_unary(f"/{SERVICE}/{method}")(REQUEST, timeout=5)
 
@@ -77,6 +77,7 @@ def main():
     if mode == "serve":
         serve(arg)
         return
+    import grpc  # only here and in serve: bench/proxy/run imports encode_request_body from any python3
     try:
         reply = call(arg, "Unary" if mode == "call" else "Count")
     except grpc.RpcError as e:
