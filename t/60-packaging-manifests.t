@@ -91,6 +91,13 @@ for my $role (qw(node sidecar)) {
 ok($role_conf{node}{state_dir}, 'node: state_dir set (checkpoints survive the pod)');
 ok($role_conf{node}{inventory}{file}, 'node: inventory.file set (callers are mapped to pods)');
 ok((grep { $_ eq 'logs' } @{ $role_conf{node}{modules} }), 'node: loads the logs module');
+# The node agent tails its own container's log too: writing records to stdout
+# would feed every shipped line back in, without end.
+ok(!(grep { ($_->{type} // '') eq 'stdout' } @{ $role_conf{node}{logs}{outputs} // [ { type => 'stdout' } ] }),
+    'node: logs.outputs set, and none is stdout (its own log is tailed)');
+# Scripts the config names are shipped (scripts/ becomes /usr/share/outrider/scripts).
+my @named_scripts = JSON::PP->new->canonical->encode($conf) =~ /"script":"([^"]+)"/g;
+ok(-f "$root/scripts/$_", "script $_ named in the ConfigMap is in scripts/") for @named_scripts;
 
 # --- helpers over pod specs ----------------------------------------------------------
 sub env_of {
