@@ -56,8 +56,8 @@ sub ids {
 is_deeply(ids('rr.test', 30), { b1 => 10, b2 => 10, b3 => 10 }, 'round robin: 30 requests spread 10/10/10');
 
 # least_request: while one endpoint holds a long request, the other takes all.
-my $bg = open(my $bgfh, '-|', 'curl', '-s', '-m', '10', '-H', 'Host: lr.test', "http://$addr/sleep?ms=1500") or die;
-sleep 0.4;
+my $bg = open(my $bgfh, '-|', 'curl', '-s', '-m', '20', '-H', 'Host: lr.test', "http://$addr/sleep?ms=5000") or die;
+sleep 1.5;    # generous: under ASan on a loaded machine curl itself is slow to start
 my $seen = ids('lr.test', 6);
 my @busy = grep { !$seen->{$_} } qw(b1 b2);
 is(scalar(keys %$seen), 1, 'least request: all requests avoid the busy endpoint') or diag(explain $seen);

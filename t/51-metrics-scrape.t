@@ -125,11 +125,11 @@ is(scalar(grep { $up{$_} == 0 } keys %up), 5, 'five down: slow, garbage, huge, m
 like($body, qr/^# TYPE scrape_duration_seconds gauge$/m, 'scrape_duration_seconds exposed');
 ok(!grep({ /^big/ } split /\n/, $body), 'nothing of the huge body kept');
 ok($body !~ /^many_/m, 'nothing of the target over sample_limit kept');
-ok($a->wait_log(qr/scrape .*:$port{slow}\/metrics failed: connection timed out/, 5), 'slow target: timeout logged');
-ok($a->wait_log(qr/scrape .*:$port{garbage}\/metrics failed: line 1:6: /, 5), 'garbage: parse error with line:col logged');
-ok($a->wait_log(qr/scrape .*:$port{huge}\/metrics failed: body larger than scrape.max_body/, 5), 'huge body refused');
-ok($a->wait_log(qr/scrape .*:$port{many}\/metrics failed: more than scrape.sample_limit \(100\) samples/, 5), 'sample limit');
-ok($a->wait_log(qr/scrape .*:$down\/metrics failed: connection refused/, 5), 'down target');
+ok($a->wait_log(qr/scrape .*:$port{slow}\/metrics failed: connection timed out/, 15), 'slow target: timeout logged');
+ok($a->wait_log(qr/scrape .*:$port{garbage}\/metrics failed: line 1:6: /, 15), 'garbage: parse error with line:col logged');
+ok($a->wait_log(qr/scrape .*:$port{huge}\/metrics failed: body larger than scrape.max_body/, 15), 'huge body refused');
+ok($a->wait_log(qr/scrape .*:$port{many}\/metrics failed: more than scrape.sample_limit \(100\) samples/, 15), 'sample limit');
+ok($a->wait_log(qr/scrape .*:$down\/metrics failed: connection refused/, 15), 'down target');
 like($body, qr/^outrider_metrics_scrapes_total\{result="failed"\} [1-9]/m, 'failed scrapes counted');
 my $file = "$dir/expo.txt";
 open my $fh, '>', $file or die;
