@@ -30,10 +30,11 @@
  * each call runs under an instruction budget enforced with a count hook.
  * Errors never propagate: they come back as OTR_EFALLBACK with a reason.
  *
- * Known gap: Lua's pattern matching (string.find/match/gmatch/gsub) runs in
- * C and backtracks; its steps are not instructions, so a pathological
- * pattern on a long subject ('.-.-.-.-b' on 200 bytes: ~20 s) is not cut by
- * the budget. Memory stays capped.
+ * string.find, match, gmatch and gsub are lua_pattern's reimplementation of
+ * Lua 5.4's (same results and errors): Lua's own matcher runs in C and
+ * backtracks without executing instructions, so a pathological pattern
+ * ('.-.-.-.-b' on 200 bytes: ~20 s) would escape the budget. Ours charges
+ * one instruction per matcher step and ends such a call as OTR_LUA_BUDGET.
  *
  * A VM is used by one thread at a time (created on the main thread, then
  * handed to its worker).

@@ -8,6 +8,7 @@
 #include "tap.h"
 
 #include "../../core/lua_host.c"
+#include "../../core/lua_pattern.c"
 
 #include <unistd.h>
 
