@@ -121,6 +121,7 @@ static bool class_has(int cl, int c)
     case 'u': in = isupper(c); break;
     case 'w': in = isalnum(c); break;
     case 'x': in = isxdigit(c); break;
+    case 'z': in = c == 0; break; /* deprecated, still accepted by Lua 5.4 */
     default: return cl == c;
     }
     return isupper(cl) ? !in : in;
