@@ -134,11 +134,18 @@ static int hook_count_for(uint64_t remaining)
     return remaining < HOOK_PERIOD ? (int)(remaining ? remaining : 1) : HOOK_PERIOD;
 }
 
-/* Raises "file:line: instruction budget exhausted", placed at the Lua
- * function `level` frames up (0 from the hook: the running function). */
+/* Raises "file:line: instruction budget exhausted", placed at the first
+ * Lua function from `level` frames up (0 from the hook: the running
+ * function). Frames of C functions are skipped: a library function that
+ * charges the budget may have been called by another one (pcall,
+ * string.gsub with string.find as replacement), and the message should
+ * still name the script line that started it. */
 static int budget_error(lua_State *L, int level)
 {
     struct otr_lua_vm *vm = vm_of(L);
+    lua_Debug ar;
+    while (lua_getstack(L, level, &ar) && lua_getinfo(L, "l", &ar) && ar.currentline <= 0)
+        level++;
     luaL_where(L, level);
     lua_pushfstring(L, "instruction budget exhausted (%I instructions)", (lua_Integer)vm->limits.instructions);
     lua_concat(L, 2);
