@@ -10,12 +10,12 @@
  * order, so the same error or result for every input) and report their work
  * to a meter as "steps": one per pattern item tried, per subject byte a
  * repetition or %b scans, per capture or replacement item, and one per few
- * bytes compared, searched or scanned in bulk (memmem, memcmp, long sets).
+ * bytes compared, searched or scanned in bulk (memchr, memcmp, long sets).
  * The meter may end the call by raising a Lua error.
  *
  * Plain finds (fourth argument true, or a pattern without special
- * characters) use memmem, which is linear, in windows charged before they
- * are searched.
+ * characters) search like Lua (memchr, then memcmp per candidate), charging
+ * the bytes skipped and each candidate compared.
  */
 #ifndef OTR_LUA_PATTERN_H
 #define OTR_LUA_PATTERN_H

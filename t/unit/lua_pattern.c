@@ -334,7 +334,7 @@ static void test_meter(void)
         int rc = eval_ours(patho[i], out, sizeof out);
         pdiff_limit = UINT64_MAX;
         ok(rc != LUA_OK && strstr(out, "pdiff: step limit"), "cut off by the meter: %s (%s)", patho[i], out);
-        /* Linear scans (%b, a repetition's run, a memmem window) are charged
+        /* Linear scans (%b, a repetition's run, a memchr window) are charged
          * whole, so the overshoot is at most a batch plus one scan of these
          * 64 KiB subjects. */
         ok(pdiff_charges > 1 && pdiff_steps <= 1000000 + OTR_LUA_PATTERN_BATCH + 70000,
