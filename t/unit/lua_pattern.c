@@ -301,6 +301,75 @@ static void test_errors(void)
     expect_error("return pcall(string.find, 'abc', 'a)')", "(no error)"); /* no specials: a plain find */
 }
 
+/* Code beyond the generated cases: number arguments, metamethods in
+ * replacement tables, reentrancy, coroutines. Both states must print the
+ * same. */
+static void test_literal_code(void)
+{
+    static const char *const codes[] = {
+        "return string.find(12345, 34)",
+        "return string.find(12345, 34, -3, true)",
+        "return string.match(1e100, '%d+')",
+        "return string.gsub(12.5, '%.', 7)",
+        "return string.gsub('abc', 'b', 2.5)",
+        "return string.gsub('abc', '', '-')",
+        "return string.gsub('hello world', '%w+', '%0 %0', 1)",
+        "return string.gsub('abc', '%w', '%1')",
+        "return string.gsub('abc', '()', '%1')",
+        "return string.gsub('a=1, b=2', '(%w+)=(%w+)', '%2=%1')",
+        "return string.gsub('$a $b', '%$(%w+)', setmetatable({}, {__index = function(t, k) return k:upper() end}))",
+        "return string.gsub('x y', '%w', function(c) return (string.gsub(c, '.', '<%0>')) end)",
+        "return string.gsub('abc', '.', {a = 1, b = true})",
+        "local t = {} for k, v in string.gmatch('a=1, b=2', '(%w+)=(%w+)') do t[#t + 1] = k .. v end return table.concat(t)",
+        "local t = {} for p in string.gmatch('abc', '()') do t[#t + 1] = p end return table.concat(t, ',')",
+        "local t = {} for w in string.gmatch('one two three', '%a+', 5) do t[#t + 1] = w end return table.concat(t, ',')",
+        "local t = {} for w in string.gmatch('abc', '^.') do t[#t + 1] = w end return #t",
+        "local t = {} for w in string.gmatch('^a^b', '^.') do t[#t + 1] = w end return table.concat(t, ',')",
+        "local co = coroutine.wrap(function() for w in string.gmatch('a b c', '%a') do coroutine.yield(w) end end)"
+        " return co() .. co() .. co()",
+        "local it = string.gmatch('ab', '.') local a = it() local co = coroutine.wrap(function() return it() end)"
+        " return a, co(), it()",
+        "return pcall(string.gsub, 'abc', '.', function() coroutine.yield() end)",
+        "return coroutine.wrap(function() return pcall(string.gsub, 'abc', '.', function() coroutine.yield() end) end)()",
+        "return ('x'):rep(100):find(('x'):rep(50) .. 'y', 1, true)",
+        "return string.find('a\\0b\\0c', '\\0c')",
+        "return string.find('a.b', '.', 1, true), string.find('a.b', '%.'), string.find('a+b', '+', 1, true)",
+        "return string.match('  x  ', '^%s*(.-)%s*$'), string.match('key: v', '(%w+):%s*(%w+)')",
+        "return string.find('abc', 'b', -1), string.find('abc', 'b', -2), string.find('abc', '', 10)",
+        "return string.find('abc', '', 4), string.find('abc', '', 3), string.match('abc', '()', 4)",
+        "return string.gsub('abc', 'b*', '-')",
+        "return string.gsub('', 'x*', '-')",
+        "return string.gsub('abc', '^', '>')",
+        "return string.gsub('abc', '$', '<')",
+        "return string.gsub('aaa', '^a', 'b')",
+        "return string.gsub('hello', '', 'x', 3)",
+        "return string.gsub('hello', 'l', 'L', 1.0)",
+        "return pcall(string.gsub, 'hello', 'l', 'L', 1.5)",
+        "return pcall(string.rep)",
+        "return string.format('%q', select(1, string.gsub('\\n\\0\\r', '%c', '%%%0')))",
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
+        char *out[2];
+        lua_State *states[2] = {D.ref, D.ours};
+        bool loaded = true;
+        for (int k = 0; k < 2; k++) {
+            lua_State *L = states[k];
+            lua_getglobal(L, "RUN");
+            if (luaL_loadbuffer(L, codes[i], strlen(codes[i]), "=code") != LUA_OK) {
+                loaded = false;
+            } else {
+                lua_call(L, 1, 1);
+            }
+            out[k] = strdup(lua_tostring(L, -1));
+            lua_settop(L, 0);
+        }
+        if (!ok(loaded && strcmp(out[0], out[1]) == 0, "same as Lua: %s", codes[i]))
+            printf("#   lua:  %s\n#   ours: %s\n", out[0], out[1]);
+        free(out[0]);
+        free(out[1]);
+    }
+}
+
 /* --- the meter ------------------------------------------------------------------ */
 
 static int eval_ours(const char *code, char *out, size_t outlen)
@@ -367,6 +436,7 @@ int main(void)
     alarm(300);
     pdiff_init(&D);
     test_errors();
+    test_literal_code();
     test_meter();
     test_curated();
     test_random();
