@@ -2,9 +2,10 @@
  * lua_pattern: Lua 5.4 patterns with a step meter (see lua_pattern.h).
  *
  * The matcher is a backtracking interpreter that walks the pattern text
- * directly, item by item, exactly as Lua 5.4 specifies its semantics
- * (reference manual §6.4.1). Walking the text rather than compiling it
- * first matters for compatibility: Lua reports a malformed part of a
+ * directly, item by item, with the semantics of Lua 5.4 (reference manual
+ * §6.4.1) and the observable behaviour of its implementation, which t/unit
+ * and t/fuzz compare against Lua's own library. Walking the text rather
+ * than compiling it first matters: Lua reports a malformed part of a
  * pattern only when matching reaches it, so string.find('b', 'a[') is nil
  * while string.find('a', 'a[') is an error, and scripts may rely on either.
  * For the same reason the nesting limit ("pattern too complex") is counted
@@ -34,10 +35,12 @@
 #define CAP_OPEN (-1)     /* opened, not closed yet */
 #define CAP_POSITION (-2) /* "()": captures a position */
 
-/* Work that is not one pattern step per byte is charged in bytes per step:
- * bulk byte operations (memchr, memcmp, the specials scan) are vectorised by
- * the C library and several times cheaper per byte than a matcher step;
- * scanning a set's text costs about a comparison per byte. */
+/* A step (one pattern item tried, one subject byte a repetition or %b
+ * scans) costs about as much as a VM instruction (bench/lua_pattern).
+ * Other work is charged in bytes per step: bulk byte operations (memchr,
+ * memcmp, the specials scan) are vectorised by the C library, far cheaper
+ * per byte than a step; scanning a set's text costs a comparison or two
+ * per byte. */
 #define BULK_BYTES_PER_STEP 32
 #define SET_BYTES_PER_STEP 8
 /* A plain find scans at most this many bytes per memchr call. */
