@@ -346,6 +346,17 @@ static void test_literal_code(void)
         "return string.gsub('hello', 'l', 'L', 1.0)",
         "return pcall(string.gsub, 'hello', 'l', 'L', 1.5)",
         "return pcall(string.rep)",
+        /* around the nesting limit and the capture limit */
+        "return pcall(string.match, ('a'):rep(199), ('a?'):rep(199))",
+        "return pcall(string.match, ('a'):rep(200), ('a?'):rep(200))",
+        "return pcall(string.match, ('a'):rep(201), ('a?'):rep(201))",
+        "return pcall(string.match, ('a'):rep(100), ('a?'):rep(250))",
+        "return pcall(string.match, ('a'):rep(250), ('a*'):rep(250))",
+        "return pcall(string.match, 'a', ('('):rep(31) .. 'a' .. (')'):rep(31))",
+        "return pcall(string.match, 'a', ('('):rep(32) .. 'a' .. (')'):rep(32))",
+        "return pcall(string.match, 'a', ('('):rep(33) .. 'a' .. (')'):rep(33))",
+        "return pcall(string.find, 'ab', ('()'):rep(32))",
+        "return pcall(string.gsub, ('x'):rep(300), ('x?'):rep(199), '.')",
         "return string.format('%q', select(1, string.gsub('\\n\\0\\r', '%c', '%%%0')))",
     };
     for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
