@@ -165,8 +165,6 @@ static int logs_check(otr_ctx *ctx, const void *conf)
             regfree(&re);
         }
     }
-    if (c->files.max_line_size < 64)
-        bad++;
     for (size_t i = 0; i < c->outputs.n; i++) {
         const struct logs_output_item *o = &OTR_CONF_AT(c->outputs, struct logs_output_item, i);
         char at[64];
