@@ -375,6 +375,7 @@ static void pipe_publish_metrics(struct logs_pipe *p)
 static void pipe_finish(struct logs_pipe *p);
 static int pipe_tail_start(struct logs_pipe *p);
 static void pipe_on_acked(void *arg, struct logs_output *o, uint32_t records, size_t bytes);
+static void pipe_on_output_state(void *arg, struct logs_output *o, unsigned attempt);
 
 static void pipe_on_flush(uv_timer_t *t)
 {
@@ -524,6 +525,7 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
             return rc;
         }
         p->outs[i]->on_acked = pipe_on_acked;
+        p->outs[i]->on_state = pipe_on_output_state;
         p->outs[i]->arg = p;
     }
     uv_timer_init(p->loop, &p->flush);
@@ -593,6 +595,20 @@ static void pipe_on_acked(void *arg, struct logs_output *o, uint32_t records, si
     struct logs_pipe *p = arg;
     if (p->tailing && p->tailer.ckpt_dirty && p->m->conf->files.checkpoint_interval == 0)
         logs_tailer_checkpoint(&p->tailer);
+}
+
+/* One warning when an output starts failing, one every 100 attempts while
+ * it keeps failing, one when it delivers again: enough to see an outage
+ * without flooding the log (the counters have every attempt). */
+static void pipe_on_output_state(void *arg, struct logs_output *o, unsigned attempt)
+{
+    struct logs_pipe *p = arg;
+    const struct otr_host *h = p->m->host;
+    if (attempt == 0)
+        h->log(p->m->ctx, OTR_LOG_INFO, "output %s: delivering again", o->conf->name);
+    else if (attempt == 1 || attempt % 100 == 0)
+        h->log(p->m->ctx, OTR_LOG_WARN, "output %s: batch failed (%s), attempt %u; retrying with backoff",
+               o->conf->name, o->last_error, attempt);
 }
 
 static void pipe_on_closed(struct logs_pipe *p)
