@@ -286,7 +286,8 @@ static void queue_on_sealed(void *arg, struct logs_queue *q)
 {
     struct logs_pipe *p = arg;
     for (size_t i = 0; i < p->n_outs; i++)
-        logs_output_kick(p->outs[i]);
+        if (p->outs[i])
+            logs_output_kick(p->outs[i]);
 }
 
 /* ---- metrics ------------------------------------------------------------------------ */
@@ -350,6 +351,8 @@ static void pipe_publish_metrics(struct logs_pipe *p)
     }
     for (size_t i = 0; i < p->n_outs; i++) {
         struct logs_output *o = p->outs[i];
+        if (!o)
+            continue;
         uint64_t now[4] = {o->shipped_records, o->shipped_bytes, o->retries, o->failures};
         for (int k = 0; k < 4; k++)
             add_delta(h, p->s_out[i * 4 + k], now[k], &p->out_reported[i * 4 + k]);
@@ -502,6 +505,16 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
     p->q.on_space = queue_on_space;
     p->q.on_sealed = queue_on_sealed;
     p->q.arg = p;
+    p->outs = calloc(m->n_outs + 1, sizeof *p->outs);
+    if (!p->outs)
+        abort();
+    /* The flush timer first: from here on a failed start still drains
+     * (core calls drain after a failed start), closing what exists. */
+    uv_timer_init(p->loop, &p->flush);
+    p->flush.data = p;
+    uint64_t every = c->buffer.flush_interval < 50 ? c->buffer.flush_interval : 50;
+    uv_timer_start(&p->flush, pipe_on_flush, every ? every : 1, every ? every : 1);
+    pipe_series(p);
     if (m->spool_base) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s-%u", m->spool_base, index);
@@ -514,9 +527,6 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
         p->spooling = true;
         logs_queue_set_spool(&p->q, &p->spool, c->buffer.spool.full_policy);
     }
-    p->outs = calloc(m->n_outs + 1, sizeof *p->outs);
-    if (!p->outs)
-        return UV_ENOMEM;
     for (size_t i = 0; i < m->n_outs; i++) {
         char err[256];
         int rc = logs_output_new(p->loop, &p->q, i, &m->outs[i], &p->outs[i], err, sizeof err);
@@ -528,11 +538,6 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
         p->outs[i]->on_state = pipe_on_output_state;
         p->outs[i]->arg = p;
     }
-    uv_timer_init(p->loop, &p->flush);
-    p->flush.data = p;
-    uint64_t every = c->buffer.flush_interval < 50 ? c->buffer.flush_interval : 50;
-    uv_timer_start(&p->flush, pipe_on_flush, every ? every : 1, every ? every : 1);
-    pipe_series(p);
 
     if (index == 0 && c->files.paths.n) {
         struct logs_tail_conf tc = {
@@ -647,11 +652,15 @@ static void pipe_finish(struct logs_pipe *p)
 {
     pipe_publish_metrics(p);
     p->finishing = true;
-    p->pending_closes = 1 + (int)p->n_outs + (p->tailing ? 1 : 0);
+    p->pending_closes = 1 + (p->tailing ? 1 : 0);
+    for (size_t i = 0; i < p->n_outs; i++)
+        p->pending_closes += p->outs[i] != NULL;
     uv_timer_stop(&p->flush);
     if (p->tailing)
         logs_tailer_stop(&p->tailer, pipe_on_tailer_stopped);
     for (size_t i = 0; i < p->n_outs; i++) {
+        if (!p->outs[i])
+            continue;
         p->outs[i]->arg = p;
         logs_output_close(p->outs[i], pipe_on_output_closed);
     }
