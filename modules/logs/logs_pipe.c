@@ -7,10 +7,14 @@
  *   tailer -> parser (per file) -> metadata -> Lua filter -> queue -> outputs
  *   bus streams (e.g. "access") -------------^        forward input -^
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "logs.h"
@@ -57,7 +61,8 @@ struct logs_pipe {
     size_t n_outs;
     uv_timer_t flush;
     struct logs_tailer tailer;
-    bool tailing, tail_waiting, tail_counted;
+    bool tailing, tail_waiting, tail_counted, lock_logged;
+    int lock_fd;
     struct logs_fwd_server fwd;
     bool forwarding;
     struct logs_buf enc;
@@ -72,9 +77,12 @@ struct logs_pipe {
     int pending_closes;
 };
 
-/* Tailers alive in this process (all generations). A reload's new
- * generation starts tailing only once the old one stopped and saved its
- * last positions, so no line is read twice or skipped across a reload. */
+/* Handover of the files between tailers. A reload's new generation, or the
+ * new process of a hot upgrade, starts tailing only once the old tailer
+ * stopped and saved its last positions, so no line is read twice or
+ * skipped: within a process by this count, across processes by an
+ * exclusive flock on <state_dir>/logs/tailer.lock held while tailing (it
+ * also keeps two agents from sharing a state dir's checkpoints). */
 static atomic_uint tailers_live;
 
 static uint64_t wall_ns(void)
@@ -393,7 +401,7 @@ static void pipe_on_flush(uv_timer_t *t)
         }
     }
     if (p->tail_waiting && !p->draining && atomic_load(&tailers_live) == 0)
-        pipe_tail_start(p);
+        pipe_tail_start(p); /* errors were logged; the pipe goes on without files */
     struct logs_chunk *tail = p->q.tail;
     if (tail && !tail->sealed && (p->draining || now - tail->opened_ms >= c->buffer.flush_interval))
         logs_queue_seal(&p->q);
@@ -498,6 +506,7 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
     m->pipes[index] = p;
     p->m = m;
     p->w = w;
+    p->lock_fd = -1;
     p->loop = h->loop(w);
     p->n_outs = m->n_outs;
     logs_queue_init(&p->q, (size_t)c->buffer.memory_limit, (size_t)c->buffer.chunk_size, m->n_outs);
@@ -581,6 +590,21 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
 static int pipe_tail_start(struct logs_pipe *p)
 {
     struct logs_mod *m = p->m;
+    if (m->lock_path) {
+        int fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            m->host->log(m->ctx, OTR_LOG_ERROR, "cannot open %s: %s", m->lock_path, strerror(errno));
+            return -errno;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB)) {
+            close(fd);
+            if (!p->lock_logged)
+                m->host->log(m->ctx, OTR_LOG_INFO, "waiting for the previous tailer to release %s", m->lock_path);
+            p->lock_logged = true;
+            return 0; /* still waiting: the flush timer tries again */
+        }
+        p->lock_fd = fd;
+    }
     p->tail_waiting = false;
     atomic_fetch_add(&tailers_live, 1);
     p->tail_counted = true; /* its stop callback counts down */
@@ -632,6 +656,11 @@ static void pipe_on_tailer_stopped(struct logs_tailer *t)
     struct logs_pipe *p = (struct logs_pipe *)((char *)t - offsetof(struct logs_pipe, tailer));
     if (p->tail_counted)
         atomic_fetch_sub(&tailers_live, 1);
+    /* The positions were saved when the tailer stopped: hand over. */
+    if (p->lock_fd >= 0) {
+        close(p->lock_fd);
+        p->lock_fd = -1;
+    }
     pipe_on_closed(p);
 }
 
@@ -693,6 +722,8 @@ void logs_pipe_free(struct logs_pipe *p)
         return;
     if (p->tailing)
         logs_tailer_fini(&p->tailer);
+    if (p->lock_fd >= 0)
+        close(p->lock_fd);
     for (size_t i = 0; i < p->n_outs; i++)
         if (p->outs[i])
             logs_output_free(p->outs[i]);
