@@ -15,6 +15,7 @@
 #include "config.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "notify.h"
 #include "status.h"
 #include "upgrade.h"
 #include "util.h"
@@ -177,6 +178,7 @@ int otr_agent_reload(struct otr_agent *a, struct otr_diag *d)
         return UV_EBUSY;
     }
     otr_log_info("reloading %s", a->opt.conf_path);
+    otr_notify("RELOADING=1");
     struct otr_gen *g = otr_gen_build(a, false, d);
     int rc = g ? otr_gen_init(g, d) : OTR_ECONFIG;
     if (rc) {
@@ -186,6 +188,7 @@ int otr_agent_reload(struct otr_agent *a, struct otr_diag *d)
             otr_log_error("reload: %s", d->msgs[i]);
         otr_log_error("reload failed; still serving generation %llu",
                       (unsigned long long)(a->current ? a->current->id : 0));
+        otr_notify("READY=1");
         return rc;
     }
     unsigned want = g->core.workers ? (unsigned)g->core.workers : 0;
@@ -244,6 +247,8 @@ static void agent_on_drain_delay(uv_timer_t *t)
     uv_timer_start(&a->deadline_timer, agent_on_deadline, timeout + 5000, 0);
     if (g)
         otr_gen_drain(g, timeout);
+    /* Workers close their duplicates as they drain; these are the last. */
+    otr_listener_close_sockets();
     otr_agent_maybe_finish(a);
 }
 
@@ -252,6 +257,10 @@ void otr_agent_shutdown(struct otr_agent *a, bool use_delay)
     if (a->shutting_down)
         return;
     a->shutting_down = true;
+    if (!a->handed_over)
+        otr_notify("STOPPING=1");
+    /* Commands make no sense any more; a new agent may want the path. */
+    otr_control_stop(a);
     uint64_t delay = use_delay && a->current ? a->current->core.drain.delay : 0;
     otr_log_info("shutting down: not ready now, draining in %llu ms", (unsigned long long)delay);
     uv_timer_start(&a->drain_timer, agent_on_drain_delay, delay, 0);

@@ -104,7 +104,8 @@ struct otr_agent {
     char admin_bound[160];
     uv_signal_t sig_hup, sig_term, sig_int;
     uv_timer_t drain_timer, deadline_timer;
-    bool shutting_down, ready_flag;
+    bool shutting_down;
+    bool handed_over;         /* a new process took over the listeners */
     int exit_code;
     uint64_t start_ms, start_wall_ns;
     otr_series *reloads_ok, *reloads_failed;

@@ -56,8 +56,8 @@ sub ids {
 is_deeply(ids('rr.test', 30), { b1 => 10, b2 => 10, b3 => 10 }, 'round robin: 30 requests spread 10/10/10');
 
 # least_request: while one endpoint holds a long request, the other takes all.
-my $bg = open(my $bgfh, '-|', 'curl', '-s', '-m', '10', '-H', 'Host: lr.test', "http://$addr/sleep?ms=3000") or die;
-ok(wait_metric($a, qr/^outrider_proxy_upstream_connections\{cluster="lr"\} 1$/m), 'the long request reached an endpoint');
+my $bg = open(my $bgfh, '-|', 'curl', '-s', '-m', '20', '-H', 'Host: lr.test', "http://$addr/sleep?ms=5000") or die;
+ok(wait_metric($a, qr/^outrider_proxy_upstream_connections\{cluster="lr"\} 1$/m, 15), 'the long request reached an endpoint');
 my $seen = ids('lr.test', 6);
 my @busy = grep { !$seen->{$_} } qw(b1 b2);
 is(scalar(keys %$seen), 1, 'least request: all requests avoid the busy endpoint') or diag(explain $seen);

@@ -183,6 +183,10 @@ enum proxy_conn_state {
 };
 
 /* A client connection. */
+/* While draining, keep-alive client connections wait this long for a next
+ * request before they are closed. */
+#define PROXY_DRAIN_IDLE_GRACE_MS 1000
+
 struct proxy_conn {
     uv_tcp_t tcp;
     uv_timer_t timer; /* idle timeout between requests, request timeout during one */

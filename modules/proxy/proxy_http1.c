@@ -334,9 +334,17 @@ void proxy_conn_read_start(struct proxy_conn *c)
     conn_start_reading(c);
 }
 
+/* How long a client connection may wait for its next request: the
+ * configured idle timeout, or while draining a short grace. */
+static uint64_t idle_timeout(struct proxy_worker *pw)
+{
+    uint64_t t = pw->st->conf->client_idle_timeout;
+    return pw->draining && t > PROXY_DRAIN_IDLE_GRACE_MS ? PROXY_DRAIN_IDLE_GRACE_MS : t;
+}
+
 void proxy_conn_idle_start(struct proxy_conn *c)
 {
-    uv_timer_start(&c->timer, conn_on_timer, c->pw->st->conf->client_idle_timeout, 0);
+    uv_timer_start(&c->timer, conn_on_timer, idle_timeout(c->pw), 0);
 }
 
 static void conn_close(struct proxy_conn *c)
@@ -1185,7 +1193,7 @@ static void conn_finish_exchange(struct proxy_conn *c)
         proxy_upconn_release(u);
     }
     c->bytes_in = c->bytes_out = 0;
-    if (!c->keep_alive || pw->draining) {
+    if (!c->keep_alive) {
         conn_close(c);
         return;
     }
@@ -1198,7 +1206,7 @@ static void conn_finish_exchange(struct proxy_conn *c)
     c->state = CONN_READ_HEAD;
     c->wc = NULL;
     proxy_h1_parser_init(&c->parser, PROXY_H1_REQUEST, &pw->st->limits, 0);
-    uv_timer_start(&c->timer, conn_on_timer, pw->st->conf->client_idle_timeout, 0);
+    uv_timer_start(&c->timer, conn_on_timer, idle_timeout(pw), 0);
     if (c->len)
         conn_process(c);
     else
@@ -1207,6 +1215,11 @@ static void conn_finish_exchange(struct proxy_conn *c)
 
 /* --- draining --------------------------------------------------------------------- */
 
+/* A keep-alive connection is not closed the moment draining starts: its
+ * client may be sending the next request right now, and would see the
+ * connection reset. It gets a short grace instead; a request arriving in it
+ * is served with "Connection: close". Only a client idle for the whole
+ * grace risks the race, as with any idle timeout. */
 void proxy_conns_drain(struct proxy_worker *pw)
 {
     struct proxy_conn *next;
@@ -1215,9 +1228,11 @@ void proxy_conns_drain(struct proxy_worker *pw)
         if (c->h2)
             proxy_h2_conn_drain(c);
         else if (c->state == CONN_READ_HEAD && c->len == 0)
-            conn_close(c);
-        else
+            uv_timer_start(&c->timer, conn_on_timer, idle_timeout(pw), 0);
+        else if (!c->resp_head_sent)
             c->keep_alive = false;
+        /* A response already announced keep-alive: the connection waits for
+         * the next request, which is answered with "Connection: close". */
     }
 }
 
