@@ -223,6 +223,9 @@ void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, s
         for (uint32_t t = 0; t < snaps[i]->n_target_labels; t++)
             targets += 1 + snaps[i]->target_label_len[t];
         estimate += snaps[i]->text_len + snaps[i]->n_series * (targets + 48);
+        /* HELP and TYPE lines repeat the family name twice, and HELP its text. */
+        for (uint32_t f = 0; f < snaps[i]->n_fams; f++)
+            estimate += 2 * snaps[i]->fams[f].name_len + snaps[i]->fams[f].help_len + 40;
     }
     mbuf_reserve(out, estimate);
 
