@@ -115,6 +115,8 @@ struct metrics_state {
     struct metrics_target **targets;
     size_t n_targets, cap_targets;
     uint64_t inventory_seen;
+    /* The last statsd snapshot, kept for its buffers (guarded by lock). */
+    struct msnap *statsd_spare;
 };
 
 /* Builds the whole exposition into out (any worker thread). */
