@@ -16,6 +16,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "status.h"
+#include "upgrade.h"
 #include "util.h"
 
 /* --- roles and paths ------------------------------------------------------ */
@@ -216,6 +217,8 @@ void otr_agent_maybe_finish(struct otr_agent *a)
     close_handle((uv_handle_t *)&a->sig_hup);
     close_handle((uv_handle_t *)&a->sig_term);
     close_handle((uv_handle_t *)&a->sig_int);
+    close_handle((uv_handle_t *)&a->sig_usr2);
+    otr_control_stop(a);
     close_handle((uv_handle_t *)&a->drain_timer);
     close_handle((uv_handle_t *)&a->deadline_timer);
     otr_inventory_watch(a->inventory, NULL, 0);
@@ -241,6 +244,8 @@ static void agent_on_drain_delay(uv_timer_t *t)
     uv_timer_start(&a->deadline_timer, agent_on_deadline, timeout + 5000, 0);
     if (g)
         otr_gen_drain(g, timeout);
+    /* Workers close their duplicates as they drain; these are the last. */
+    otr_listener_close_sockets();
     otr_agent_maybe_finish(a);
 }
 
@@ -249,6 +254,8 @@ void otr_agent_shutdown(struct otr_agent *a, bool use_delay)
     if (a->shutting_down)
         return;
     a->shutting_down = true;
+    /* Commands make no sense any more; a new agent may want the path. */
+    otr_control_stop(a);
     uint64_t delay = use_delay && a->current ? a->current->core.drain.delay : 0;
     otr_log_info("shutting down: not ready now, draining in %llu ms", (unsigned long long)delay);
     uv_timer_start(&a->drain_timer, agent_on_drain_delay, delay, 0);
@@ -257,6 +264,10 @@ void otr_agent_shutdown(struct otr_agent *a, bool use_delay)
 static void agent_on_signal(uv_signal_t *s, int signum)
 {
     struct otr_agent *a = s->data;
+    if (signum == SIGUSR2) {
+        otr_upgrade_start(a, NULL, NULL);
+        return;
+    }
     if (signum == SIGHUP) {
         struct otr_diag d;
         otr_diag_init(&d, a->opt.conf_path);
@@ -374,7 +385,9 @@ static void init_main_handles(struct otr_agent *a)
     uv_signal_init(a->loop, &a->sig_hup);
     uv_signal_init(a->loop, &a->sig_term);
     uv_signal_init(a->loop, &a->sig_int);
-    a->sig_hup.data = a->sig_term.data = a->sig_int.data = a;
+    uv_signal_init(a->loop, &a->sig_usr2);
+    a->sig_hup.data = a->sig_term.data = a->sig_int.data = a->sig_usr2.data = a;
+    uv_signal_start(&a->sig_usr2, agent_on_signal, SIGUSR2);
     uv_signal_start(&a->sig_hup, agent_on_signal, SIGHUP);
     uv_signal_start(&a->sig_term, agent_on_signal, SIGTERM);
     uv_signal_start(&a->sig_int, agent_on_signal, SIGINT);
@@ -419,8 +432,24 @@ out:
     return code;
 }
 
+/* The binary's path as it was at start, so an upgrade runs what the
+ * package manager put there since (not the replaced inode). */
+static char *self_exe_path(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return otr_xstrdup("/usr/bin/outrider");
+    exe[n] = '\0';
+    char *deleted = strstr(exe, " (deleted)");
+    if (deleted && deleted[10] == '\0')
+        *deleted = '\0';
+    return otr_xstrdup(exe);
+}
+
 static void agent_cleanup(struct otr_agent *a)
 {
+    free(a->self_exe);
     for (unsigned i = 0; i < a->n_workers; i++)
         otr_worker_quit_join(&a->workers[i]);
     free(a->workers);
@@ -439,6 +468,11 @@ int otr_agent_run(const struct otr_options *opt)
         return code;
     a.start_ms = otr_now_ms();
     a.start_wall_ns = otr_wall_ns();
+    a.self_exe = self_exe_path();
+    if (otr_upgrade_receive(&a) != 0) {
+        free(a.self_exe);
+        return OTR_EXIT_STARTUP;
+    }
     uv_loop_init(&loop);
     a.loop = &loop;
     otr_mailbox_init(&a.mb, a.loop);
@@ -447,6 +481,8 @@ int otr_agent_run(const struct otr_options *opt)
     struct otr_gen *g = NULL;
     code = build_first_generation(&a, &g);
     if (code == 0 && start_admin(&a, g) != 0)
+        code = OTR_EXIT_STARTUP;
+    if (code == 0 && g->control_listener && otr_control_start(&a, g->control_listener) != 0)
         code = OTR_EXIT_STARTUP;
     if (code) {
         otr_gen_free(g);

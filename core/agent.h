@@ -68,8 +68,9 @@ struct otr_gen {
     const struct otr_pod *self_pod;
     otr_listener **listeners; /* references this generation holds */
     size_t n_listeners;
-    otr_listener *admin_listener;
+    otr_listener *admin_listener, *control_listener;
     _Atomic unsigned pending; /* worker acknowledgements still awaited */
+    _Atomic unsigned drain_begun; /* workers where drain() has been called */
     _Atomic unsigned start_failures;
     bool started;
     struct otr_gen *next_draining;
@@ -82,6 +83,7 @@ struct otr_options {
     const char *state_file;   /* NULL: none */
     int log_level;            /* -1: from the config */
     bool check_only;          /* -t */
+    char **argv;              /* as started: a hot upgrade starts the same */
 };
 
 struct otr_agent {
@@ -106,6 +108,11 @@ struct otr_agent {
     int exit_code;
     uint64_t start_ms, start_wall_ns;
     otr_series *reloads_ok, *reloads_failed;
+    char *self_exe;           /* the binary's path, for hot upgrades */
+    struct otr_upgrade *upgrade; /* an upgrade in progress (old side) */
+    int upgrade_fd;           /* new side: report readiness here, or -1 */
+    uv_pipe_t *control;       /* the control socket server */
+    uv_signal_t sig_usr2;
     otr_metric *lua_errors;
 };
 

@@ -56,9 +56,16 @@ static const struct otr_conf_field identity_fields[] = {
 static const struct otr_conf_field inventory_fields[] = {
     FIN(otr_inventory_conf, "file", OTR_CONF_STRING, file, .def = "\"\"",
       .help = "Node role: JSON file listing the node's pods ({\"pods\":[{namespace, name, uid, ip, ips, "
-              "labels, annotations}]}), watched for changes. Empty: no "),
+              "labels, annotations}]}), watched for changes. Empty: no inventory."),
     FIN(otr_inventory_conf, "poll_interval", OTR_CONF_DURATION, poll_interval, .def = "\"2s\"", .min = 100, .max = 3600000,
       .help = "How often the inventory file is checked in addition to change notifications."),
+    OTR_CONF_TABLE_END,
+};
+
+static const struct otr_conf_field upgrade_fields[] = {
+    FIN(otr_upgrade_conf, "timeout", OTR_CONF_DURATION, timeout, .def = "\"60s\"", .min = 1000, .max = 3600000,
+        .help = "How long a new binary started by a hot upgrade has to become ready before it is stopped and "
+                "the running agent keeps serving."),
     OTR_CONF_TABLE_END,
 };
 
@@ -84,5 +91,9 @@ const struct otr_conf_field otr_core_conf_fields[] = {
     F("identity", OTR_CONF_OBJECT, identity, .fields = identity_fields,
       .help = "Who this agent is; defaults come from the downward API environment variables."),
     F("inventory", OTR_CONF_OBJECT, inventory, .fields = inventory_fields, .help = "The node's pod inventory."),
+    F("control_socket", OTR_CONF_STRING, control_socket, .def = "\"\"", .max = 100,
+      .help = "Unix socket path on which `outrider upgrade` and `outrider reload` reach the running agent. "
+              "Empty: none (SIGUSR2 and SIGHUP still work)."),
+    F("upgrade", OTR_CONF_OBJECT, upgrade, .fields = upgrade_fields, .help = "Hot binary upgrade."),
     OTR_CONF_TABLE_END,
 };

@@ -41,6 +41,10 @@ struct otr_inventory_conf {
     uint64_t poll_interval;
 };
 
+struct otr_upgrade_conf {
+    uint64_t timeout; /* ms the new process has to become ready */
+};
+
 struct otr_core_conf {
     int role;        /* index in "sidecar|node": only read when no --role/env */
     int64_t workers; /* 0: role default (sidecar 1, node = CPUs) */
@@ -54,6 +58,8 @@ struct otr_core_conf {
     struct otr_drain_conf drain;
     struct otr_identity_conf identity;
     struct otr_inventory_conf inventory;
+    char *control_socket;
+    struct otr_upgrade_conf upgrade;
 };
 
 /* The table for struct otr_core_conf. */

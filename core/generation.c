@@ -100,7 +100,6 @@ static int load_modules(struct otr_gen *g, json_t *root, struct otr_diag *d)
         mc->pub.host = &otr_host_table;
         mc->pub.name = name;
         mc->pub.generation = g->id;
-        mc->drained = otr_xcalloc(a->n_workers + 1, sizeof *mc->drained);
         if (otr_loader_open(a->modules_dir, name, a->role, d, &mc->lm) != 0) {
             errs++;
             continue;
@@ -144,12 +143,18 @@ static int init_modules(struct otr_gen *g, struct otr_diag *d)
 {
     for (size_t i = 0; i < g->n_mods; i++) {
         struct otr_modctx *mc = &g->mods[i];
+        /* Sized here: the first generation is parsed before the agent
+         * knows how many workers it will run. */
+        mc->drained = otr_xcalloc(g->agent->n_workers + 1, sizeof *mc->drained);
         if (!mc->lm->desc.init) {
             mc->inited = true;
             continue;
         }
         size_t before = d->n;
         mc->diag = d;
+        /* fini() is owed even if init() fails half-way: one cleanup path
+         * in the module covers both. */
+        mc->inited = true;
         int rc = mc->lm->desc.init(&mc->pub, mc->conf);
         mc->diag = NULL;
         if (rc != 0) {
@@ -158,7 +163,6 @@ static int init_modules(struct otr_gen *g, struct otr_diag *d)
                              rc == OTR_ECONFIG ? "configuration rejected" : uv_strerror(rc));
             return rc;
         }
-        mc->inited = true;
     }
     return 0;
 }
@@ -174,6 +178,20 @@ static int open_admin(struct otr_gen *g, struct otr_diag *d)
         otr_diag_at(d, "admin.address", "%s", err);
     else
         otr_gen_hold_listener(g, g->admin_listener);
+    return rc;
+}
+
+static int open_control(struct otr_gen *g, struct otr_diag *d)
+{
+    if (!g->core.control_socket || !*g->core.control_socket)
+        return 0;
+    struct otr_conf_address addr = {.text = g->core.control_socket, .host = g->core.control_socket, .is_unix = true};
+    char err[256];
+    int rc = otr_listener_open("control", &addr, SOCK_STREAM, 1, g->dry, &g->control_listener, err, sizeof err);
+    if (rc)
+        otr_diag_at(d, "control_socket", "%s", err);
+    else
+        otr_gen_hold_listener(g, g->control_listener);
     return rc;
 }
 
@@ -217,6 +235,8 @@ int otr_gen_init(struct otr_gen *g, struct otr_diag *d)
         apply_log_settings(g);
     g->self_pod = build_self_pod(&g->core);
     int rc = open_admin(g, d);
+    if (rc == 0)
+        rc = open_control(g, d);
     return rc ? rc : init_modules(g, d);
 }
 

@@ -10,6 +10,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "status.h"
+#include "upgrade.h"
 #include "util.h"
 
 struct gen_task {
@@ -55,12 +56,26 @@ void otr_modctx_drained(struct otr_modctx *mc, struct otr_worker *w)
         otr_mailbox_post(&mc->gen->agent->mb, gen_on_drained, mc->gen);
 }
 
+/* Every worker stopped the old generation's accepting: only now does the
+ * state file announce the new generation, so a client that reads it
+ * reaches the new configuration. */
+static void gen_on_drain_begun(void *arg)
+{
+    struct otr_gen *g = arg;
+    if (atomic_fetch_sub(&g->drain_begun, 1) == 1 && !g->agent->shutting_down)
+        otr_status_write_state_file(g->agent);
+}
+
 static void drain_on_worker(void *arg)
 {
     struct gen_task *t = arg;
+    struct otr_gen *g = t->gen;
     uint64_t deadline = uv_now(&t->w->loop) + t->timeout_ms;
-    for (size_t i = 0; i < t->gen->n_mods; i++) {
-        struct otr_modctx *mc = &t->gen->mods[i];
+    /* Post first: a module may report drained() synchronously, and the
+     * generation may be freed once the last report is in. */
+    otr_mailbox_post(&g->agent->mb, gen_on_drain_begun, g);
+    for (size_t i = 0; i < g->n_mods; i++) {
+        struct otr_modctx *mc = &g->mods[i];
         if (mc->lm->desc.drain)
             mc->lm->desc.drain(&mc->pub, t->w, deadline);
         else
@@ -76,7 +91,10 @@ void otr_gen_drain(struct otr_gen *g, uint64_t timeout_ms)
     a->draining = g;
     unsigned n = (unsigned)g->n_mods * a->n_workers;
     atomic_store(&g->pending, n);
+    atomic_store(&g->drain_begun, a->n_workers);
     if (n == 0) {
+        if (!a->shutting_down)
+            otr_status_write_state_file(a);
         otr_mailbox_post(&a->mb, gen_on_drained, g);
         return;
     }
@@ -92,7 +110,10 @@ static void gen_became_current(struct otr_gen *g)
     a->current = g;
     otr_bus_activate(g->subs);
     otr_inventory_watch(a->inventory, g->core.inventory.file, g->core.inventory.poll_interval);
-    otr_status_write_state_file(a);
+    if (!old) {
+        otr_status_write_state_file(a);
+        otr_upgrade_announce_ready(a);
+    }
     if (old) {
         otr_series_counter_add(a->reloads_ok, 1);
         otr_log_info("generation %llu serving; draining generation %llu", (unsigned long long)g->id,

@@ -37,6 +37,22 @@ int otr_listener_open(const char *name, const struct otr_conf_address *addr, int
                       bool dry, otr_listener **out, char *err, size_t errlen);
 /* Drops a generation's reference; the last one closes the sockets. */
 void otr_listener_release(otr_listener *l);
+/* Hot upgrade, new process: registers sockets handed over by the old one
+ * (takes ownership of fds). otr_listener_open adopts them instead of
+ * binding when name, kind and address match. */
+void otr_listener_adopt(const char *name, const char *addr_text, int kind, const char *bound, const int *fds,
+                        unsigned n);
+/* Closes adopted sockets no generation took. */
+void otr_listener_close_unused(void);
+/* Hot upgrade, old process: calls fn for every listener with its sockets. */
+void otr_listener_foreach(void (*fn)(void *arg, const otr_listener *l), void *arg);
+/* Shutdown: closes every listening socket now, so that new connections are
+ * refused instead of waiting in a backlog nobody accepts from (sockets
+ * handed to a new process live on there). */
+void otr_listener_close_sockets(void);
+/* After a handover the new process owns unix socket paths: never unlink. */
+void otr_listener_keep_paths(void);
+
 /* A new descriptor (dup) of socket i (modulo the count), for a worker. */
 int otr_listener_socket(otr_listener *l, unsigned i, uv_os_sock_t *out);
 

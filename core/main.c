@@ -11,10 +11,12 @@
 #include "config.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "upgrade.h"
 
 static const char usage_text[] =
     "usage: outrider [--role sidecar|node] [-c FILE] [-t] [-V] [--describe [MODULE]]\n"
     "                [--log-level error|warn|info|debug] [--modules-dir DIR] [--state-file FILE]\n"
+    "       outrider upgrade|reload [-c FILE] [--role ROLE] [--control PATH]\n"
     "\n"
     "  -c, --config FILE     configuration file (default /etc/outrider/agent.conf)\n"
     "      --role ROLE       sidecar or node; beats OUTRIDER_ROLE, which beats the config's \"role\"\n"
@@ -25,6 +27,9 @@ static const char usage_text[] =
     "      --log-level LVL   override log.level\n"
     "      --modules-dir DIR where module .so files are\n"
     "      --state-file FILE write pid, role and bound addresses there once ready (atomically)\n"
+    "  upgrade               ask the running agent (via its control socket) to start this binary anew,\n"
+    "                        hand it the listeners and drain; prints the outcome\n"
+    "  reload                ask the running agent to reload its configuration\n"
     "\n"
     "exit codes: 0 ok, 1 invalid configuration, 2 usage, 3 start-up failed, 4 drain deadline exceeded\n";
 
@@ -148,9 +153,61 @@ static int parse_args(int argc, char **argv, struct cli *c)
     return 0;
 }
 
+/* The control socket path of the agent that runs with this configuration. */
+static char *control_path_from_config(const struct otr_options *opt)
+{
+    struct otr_diag d;
+    otr_diag_init(&d, opt->conf_path);
+    json_t *root = otr_config_read(opt->conf_path, &d);
+    char *path = NULL;
+    if (root) {
+        bool env_bad;
+        enum otr_role cfg = otr_role_parse(json_string_value(json_object_get(root, "role")) ?: "");
+        otr_config_merge_role(root, otr_agent_resolve_role(opt->role, cfg, &env_bad), &d);
+        const char *raw = json_string_value(json_object_get(root, "control_socket"));
+        char err[256];
+        if (raw)
+            path = otr_env_expand(raw, err, sizeof err);
+    }
+    otr_diag_print(&d, stderr);
+    otr_diag_fini(&d);
+    json_decref(root);
+    return path;
+}
+
+/* `outrider upgrade|reload [-c FILE] [--role R] [--control PATH]` */
+static int run_client(int argc, char **argv)
+{
+    enum { OPT_ROLE = 256, OPT_CONTROL };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"role", required_argument, NULL, OPT_ROLE},
+        {"control", required_argument, NULL, OPT_CONTROL},
+        {NULL, 0, NULL, 0},
+    };
+    struct otr_options opt = {.conf_path = "/etc/outrider/agent.conf"};
+    const char *control = NULL;
+    int ch;
+    while ((ch = getopt_long(argc - 1, argv + 1, "c:", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': opt.conf_path = optarg; break;
+        case OPT_ROLE: opt.role = otr_role_parse(optarg); break;
+        case OPT_CONTROL: control = optarg; break;
+        default: fputs(usage_text, stderr); return OTR_EXIT_USAGE;
+        }
+    }
+    char *path = control ? strdup(control) : control_path_from_config(&opt);
+    int code = otr_control_request(path, argv[1], 180000);
+    free(path);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
-    struct cli c = {.opt = {.conf_path = "/etc/outrider/agent.conf", .log_level = -1}, .action = RUN};
+    if (argc > 1 && (strcmp(argv[1], "upgrade") == 0 || strcmp(argv[1], "reload") == 0))
+        return run_client(argc, argv);
+
+    struct cli c = {.opt = {.conf_path = "/etc/outrider/agent.conf", .log_level = -1, .argv = argv}, .action = RUN};
     int code = parse_args(argc, argv, &c);
     if (code)
         return code;

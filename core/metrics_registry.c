@@ -842,7 +842,9 @@ static void family_sort(struct otr_metric *m)
     if (m->sorted_valid)
         return;
     sort_n_labels = m->n_labels;
-    qsort(m->sorted, m->n_sets, sizeof *m->sorted, labelset_qsort_cmp);
+    /* qsort's array may not be NULL, even with no elements. */
+    if (m->n_sets > 1)
+        qsort(m->sorted, m->n_sets, sizeof *m->sorted, labelset_qsort_cmp);
     m->sorted_valid = true;
 }
 

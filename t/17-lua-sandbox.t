@@ -33,7 +33,7 @@ close $s;
 $a->finish_ok;
 
 # A script that does not parse is a configuration error found by -t.
-my ($dir, $path) = Outrider::write_conf({ modules => ['echo'], scripts_dir => $dir = Outrider::root() . '/t/scripts',
+my ($dir, $path) = Outrider::write_conf({ modules => ['echo'], scripts_dir => Outrider::root() . '/t/scripts',
                                           echo => { script => 'broken.lua' } });
 my ($rc, $out) = Outrider::run_cmd(Outrider::bin(), '-t', '-c', $path, '--modules-dir', Outrider::test_modules_dir());
 is($rc, 1, 'a script syntax error fails -t');

@@ -428,8 +428,11 @@ struct otr_module {
      * `outrider -t` runs it. Report with host->conf_error, return OTR_ECONFIG. */
     int (*check)(otr_ctx *ctx, const void *conf);
     /* Creates the generation's state: listeners, metrics, hooks, bus
-     * subscriptions (main thread). On failure the whole generation is
-     * discarded and fini() is called for modules already initialised. */
+     * subscriptions (main thread). No other I/O: `outrider -t` runs it too,
+     * with listener_open binding nothing. On failure the whole generation
+     * is discarded; fini() is then called for every module whose init()
+     * ran, including the one that failed, so it must cope with state
+     * that init() left half-built. */
     int (*init)(otr_ctx *ctx, const void *conf);
     /* Starts serving on worker w (worker thread): open handles on its loop. */
     int (*start)(otr_ctx *ctx, otr_worker *w);
@@ -439,13 +442,14 @@ struct otr_module {
      * reload) or on shutdown. */
     void (*drain)(otr_ctx *ctx, otr_worker *w, uint64_t deadline_ms);
     /* Frees the generation's state (main thread), after every worker
-     * drained, or after a failed init. */
+     * drained, or after a failed init (see init). */
     void (*fini)(otr_ctx *ctx);
     /* Whether the module is ready to serve (any thread); NULL: always.
      * Feeds /ready. */
     bool (*ready)(otr_ctx *ctx);
-    /* Adds the module's fields to the /status JSON (main thread): writes a
-     * JSON object's text (without braces' surroundings) via emit. */
+    /* Adds the module's fields to the /status JSON (main thread): writes one
+     * JSON object via emit, e.g. {"clusters":3}. (The members alone, without
+     * the braces, are accepted too.) */
     void (*status)(otr_ctx *ctx, void (*emit)(void *arg, const char *p, size_t n), void *arg);
 };
 
