@@ -50,7 +50,7 @@ static struct msnap *statsd_snapshot(struct metrics_state *st)
     return msnap_builder_finish(&b);
 }
 
-void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, struct mbuf *out)
+void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, unsigned flags, struct mbuf *out)
 {
     pthread_mutex_lock(&st->lock);
     size_t n = st->n_targets + 2, k = 2;
@@ -62,7 +62,7 @@ void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, struct mbuf
     snaps[0] = registry_snapshot(st);
     snaps[1] = statsd_snapshot(st);
     struct mexpo_stats stats = {0};
-    mexpo_render(snaps, k, fmt, out, &stats);
+    mexpo_render_flags(snaps, k, fmt, flags, out, &stats);
     /* The statsd snapshot's buffers serve the next exposition, unless
      * another one is already kept. */
     pthread_mutex_lock(&st->lock);

@@ -119,8 +119,9 @@ struct metrics_state {
     struct msnap *statsd_spare;
 };
 
-/* Builds the whole exposition into out (any worker thread). */
-void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, struct mbuf *out);
+/* Builds the whole exposition into out (any worker thread); flags: enum
+ * mexpo_flags. */
+void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, unsigned flags, struct mbuf *out);
 
 /* Counting helper: adds v to a counter series if it exists. */
 static inline void metrics_count(const struct otr_host *h, otr_series *s, double v)
