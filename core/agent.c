@@ -165,6 +165,30 @@ static int start_admin(struct otr_agent *a, struct otr_gen *g)
     return rc;
 }
 
+int otr_agent_follow_endpoints(struct otr_agent *a, struct otr_gen *g)
+{
+    int rc = 0;
+    if (g->admin_listener != a->admin_serving) {
+        if (a->admin)
+            otr_admin_stop(a->admin);
+        a->admin = NULL;
+        a->admin_serving = NULL;
+        if (g->admin_listener && (rc = start_admin(a, g)) == 0)
+            a->admin_serving = g->admin_listener;
+    }
+    if (g->control_listener != a->control_serving) {
+        otr_control_stop(a);
+        a->control_serving = NULL;
+        if (g->control_listener) {
+            int crc = otr_control_start(a, g->control_listener);
+            if (crc == 0)
+                a->control_serving = g->control_listener;
+            rc = rc ? rc : crc;
+        }
+    }
+    return rc;
+}
+
 /* --- reload ----------------------------------------------------------------- */
 
 int otr_agent_reload(struct otr_agent *a, struct otr_diag *d)
@@ -485,9 +509,7 @@ int otr_agent_run(const struct otr_options *opt)
     signal(SIGPIPE, SIG_IGN);
     struct otr_gen *g = NULL;
     code = build_first_generation(&a, &g);
-    if (code == 0 && start_admin(&a, g) != 0)
-        code = OTR_EXIT_STARTUP;
-    if (code == 0 && g->control_listener && otr_control_start(&a, g->control_listener) != 0)
+    if (code == 0 && otr_agent_follow_endpoints(&a, g) != 0)
         code = OTR_EXIT_STARTUP;
     if (code) {
         otr_gen_free(g);

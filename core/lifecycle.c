@@ -128,6 +128,7 @@ static void gen_became_current(struct otr_gen *g)
         otr_notify("READY=1");
     }
     if (old) {
+        otr_agent_follow_endpoints(a, g);
         otr_series_counter_add(a->reloads_ok, 1);
         otr_log_info("generation %llu serving; draining generation %llu", (unsigned long long)g->id,
                      (unsigned long long)old->id);
