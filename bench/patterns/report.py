@@ -1,0 +1,262 @@
+"""Turns the runs' figures into bench/patterns/results/<name>.md, .json and .png."""
+import json
+import os
+import re
+import subprocess
+
+LAYOUT_NAMES = {"a": "(a) no agent", "b": "(b) sidecar per pod", "c": "(c) node agent"}
+SEQ_RE = re.compile(r"^\S+ stdout F seq=(\d+) pod=(\S+) ")
+NOT_YET = "not measured yet"
+
+
+# ------------------------------------------------------------------ figures
+
+def percentile_ms(buckets, total, q):
+    """buckets: sorted [lo_us, hi_us, count]; the q-quantile as the bucket's midpoint, in ms."""
+    if total == 0:
+        return float("nan")
+    want, cum = q * total, 0
+    for lo, hi, c in buckets:
+        cum += c
+        if cum >= want:
+            return (lo + hi) / 2 / 1000.0
+    return buckets[-1][1] / 1000.0
+
+
+def merge_apps(results):
+    """Sums the apps' counters and merges their latency histograms."""
+    keys = ("sent", "ok", "bad_status", "misrouted", "conn_errors", "timeouts", "dropped", "unfinished",
+            "conns_opened", "served")
+    out = {k: sum(r[k] for r in results) for k in keys}
+    hist = {}
+    for r in results:
+        for lo, hi, c in r["hist_us"]:
+            h = hist.setdefault(lo, [lo, hi, 0])
+            h[2] += c
+    buckets = sorted(hist.values())
+    total = sum(b[2] for b in buckets)
+    for name, q in (("p50", 0.50), ("p99", 0.99), ("p999", 0.999)):
+        out[name + "_ms"] = percentile_ms(buckets, total, q)
+    out["max_ms"] = buckets[-1][1] / 1000.0 if buckets else float("nan")
+    out["measured"] = total
+    out["failed"] = out["sent"] - out["ok"] + out["dropped"]
+    return out
+
+
+def check_log_files(files):
+    """files: [(pod, path, lines the app says it wrote)]. Each file must hold exactly lines
+    seq=1..n of its pod, in order: the baseline that loss and duplication are counted against."""
+    bad = []
+    total = 0
+    for pod, path, n in files:
+        seqs = []
+        with open(path) as f:
+            for line in f:
+                m = SEQ_RE.match(line)
+                if not m or m.group(2) != pod:
+                    bad.append(f"{path}: unexpected line {line[:80]!r}")
+                    break
+                seqs.append(int(m.group(1)))
+        total += len(seqs)
+        if seqs != list(range(1, n + 1)):
+            bad.append(f"{path}: {len(seqs)} lines, expected seq 1..{n}")
+    return {"lines": total, "ok": not bad, "problems": bad[:5]}
+
+
+# ------------------------------------------------------------------ Markdown
+
+def _mib(kib):
+    return f"{kib / 1024:.1f}"
+
+
+def _per_k(cpu_ms, count):
+    return f"{cpu_ms / (count / 1000.0):.1f}" if count else "n/a"
+
+
+def _ms(x):
+    return "n/a" if x != x else f"{x:.3f}"
+
+
+def _table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def _by_layout(results):
+    d = {}
+    for r in results:
+        d.setdefault(r["layout"], []).append(r)
+    return d
+
+
+def markdown(results, meta, png_name):
+    mods = meta["modules"]
+    a = meta["args"]
+    lines = [f"# bench/patterns: sidecar vs node agent ({meta['name']})", ""]
+    lines += [f"One machine ({meta['host']['cpus']} CPUs shared with other work, kernel {meta['host']['kernel']}). "
+              f"Each pod sends {a['rate']:g} requests/s round robin to the other pods, writes "
+              f"{a['log_rate']:g} CRI log lines/s and sends {a['statsd_rate']:g} statsd lines/s, for "
+              f"{a['duration']:g} s per layout and N. Agent modules loaded in (b) and (c): "
+              f"{', '.join(mods) if mods else 'none'}.", ""]
+    if "proxy" not in mods:
+        lines += ["**The proxy module was not loaded: in (b) and (c) the apps still call each other "
+                  "directly, so their latency is the no-agent path and the agents' CPU is idle cost, "
+                  "not the cost of carrying traffic.** Rows marked *direct* say so.", ""]
+    if meta.get("stopped"):
+        lines += [f"**The run stopped early: {meta['stopped']}.** The tables hold what finished.", ""]
+    lines += [f"![memory and latency against N]({png_name})", ""]
+
+    lines += ["## Resources", "",
+              "Agent RSS/PSS sampled at the end of the load (idle: right after start); CPU is utime+stime "
+              "over the load window, from /proc/<pid>/stat. Containers: the seed's formulas, sidecar "
+              "N × (app + agent), node N apps + 1 agent per node.", ""]
+    rows = []
+    for r in results:
+        ag, ap, q = r["agents"], r["apps"], r["requests"]
+        rows.append([LAYOUT_NAMES[r["layout"]], r["n"], ag["processes"], ag["threads"], r["containers"],
+                     _mib(ag["idle_rss_kib"]), _mib(ag["rss_kib"]), _mib(ag["pss_kib"]),
+                     f"{ag['cpu_ms']:.0f}",
+                     _per_k(ag["cpu_ms"], q["sent"]) if "proxy" in mods and ag["processes"] else "n/a (no proxy)",
+                     _per_k(ag["cpu_ms"], r["logs"]["written"]) if "logs" in mods and ag["processes"] else "n/a (no logs)",
+                     _per_k(ag["cpu_ms"], r["statsd"]["sent"]) if "metrics" in mods and ag["processes"] else "n/a (no metrics)",
+                     f"{ap['cpu_ms']:.0f}", _per_k(ap["cpu_ms"], q["sent"] + q["served"]), _mib(ap["pss_kib"])])
+    lines += [_table(["layout", "N", "agent procs", "agent threads", "containers", "agent RSS idle MiB",
+                      "agent RSS MiB", "agent PSS MiB", "agent CPU ms", "agent CPU ms /1k req",
+                      "/1k log lines", "/1k statsd", "apps CPU ms", "apps CPU ms /1k req (sent+served)",
+                      "apps PSS MiB"], rows), ""]
+
+    lines += ["## Latency", "",
+              "Per request, from the moment it was due (open loop, so queueing behind a slow connection "
+              "counts), HDR-style buckets (<= 3.2 % error), all pods merged. Failed = not answered 200 by "
+              "the right pod (errors, timeouts, misrouted, dropped).", ""]
+    base = {r["n"]: r["requests"] for r in results if r["layout"] == "a"}
+    rows = []
+    for r in results:
+        q = r["requests"]
+        path = r["app_mode"] if r["layout"] != "a" else "direct"
+        b = base.get(r["n"])
+        d50 = f"{q['p50_ms'] - b['p50_ms']:+.3f}" if b and r["layout"] != "a" else ""
+        d99 = f"{q['p99_ms'] - b['p99_ms']:+.3f}" if b and r["layout"] != "a" else ""
+        rows.append([LAYOUT_NAMES[r["layout"]], r["n"], f"*{path}*", q["sent"], q["ok"], q["failed"],
+                     _ms(q["p50_ms"]), _ms(q["p99_ms"]), _ms(q["p999_ms"]), _ms(q["max_ms"]), d50, d99])
+    lines += [_table(["layout", "N", "path", "requests", "ok", "failed", "p50 ms", "p99 ms", "p999 ms",
+                      "max ms", "p50 vs (a)", "p99 vs (a)"], rows), ""]
+
+    lines += ["## Grouping", "",
+              "Connections the apps opened to their next hop (direct: one pool per destination pod; "
+              "through an agent: to the agent); what one Prometheus scrape of all agents costs (targets, "
+              "series, bytes of /metrics); log records and batches the sink received (a node agent can "
+              "batch across pods). Upstream connections the agents opened need the proxy's metrics.", ""]
+    rows = []
+    for r in results:
+        sc = r["scrape"]
+        sink = r["logs"]["sink"]
+        rows.append([LAYOUT_NAMES[r["layout"]], r["n"], r["requests"]["conns_opened"],
+                     "n/a (no proxy)" if "proxy" not in mods or r["layout"] == "a" else NOT_YET,
+                     f"{sc['scrape_targets']} / {sc['series']} / {sc['bytes']}" if sc else "n/a",
+                     f"{sink['received']} / {sink['batches']}" if "logs" in mods and r["layout"] != "a" else "n/a (no logs)",
+                     r["statsd"]["sent"], r["statsd"]["sink"]["lines"]])
+    lines += [_table(["layout", "N", "app connections opened", "agent upstream connections",
+                      "scrape: targets / series / bytes", "log sink: records / batches",
+                      "statsd sent", "statsd at runner's sink"], rows), ""]
+
+    lines += ["## Logs", "",
+              "Every pod's 0.log is checked line by line (seq 1..n of its own pod, in order) so the sink's "
+              "loss and duplication counts have an exact baseline.", ""]
+    rows = []
+    for r in results:
+        lg = r["logs"]
+        shipped = r["layout"] != "a" and "logs" in mods
+        rows.append([LAYOUT_NAMES[r["layout"]], r["n"], lg["written"],
+                     "ok" if lg["files"]["ok"] else "BAD: " + "; ".join(lg["files"]["problems"]),
+                     lg["sink"]["received"] if shipped else "n/a (not shipped)",
+                     lg["sink"]["lost"] if shipped else "n/a", lg["sink"]["duplicated"] if shipped else "n/a"])
+    lines += [_table(["layout", "N", "lines written", "files check", "received at sink", "lost", "duplicated"],
+                     rows), ""]
+
+    lines += ["## Lifecycle", "",
+              f"**{NOT_YET}**: an agent upgrade under load (every sidecar in turn, or the one node agent) "
+              "counting failed requests, lost and duplicated log lines and time to serve again needs the "
+              "proxy and logs modules on the path; until then these cells are empty on purpose.", ""]
+    rows = [[LAYOUT_NAMES[r["layout"]], r["n"], NOT_YET, NOT_YET, NOT_YET, NOT_YET]
+            for r in results if r["layout"] != "a"]
+    lines += [_table(["layout", "N", "failed requests", "lost log lines", "duplicated log lines",
+                      "time to serve again"], rows), ""]
+
+    lines += ["## Checks", ""]
+    rows = []
+    for r in results:
+        ag = r["agents"]
+        rows.append([LAYOUT_NAMES[r["layout"]], r["n"],
+                     f"{ag['alive_during_load']}/{ag['processes']}", ",".join(map(str, ag["exit_codes"])) or "-",
+                     ag["error_lines"], ",".join(sorted(set(map(str, r["apps"]["exit_codes"])))),
+                     f"{ag['ready_s']:.2f}" if ag["ready_s"] is not None else "-", f"{r['wall_s']:.1f}"])
+    lines += [_table(["layout", "N", "agents alive under load", "agent exit codes", "agent error lines",
+                      "app exit codes", "agents ready s", "load window s"], rows), ""]
+    lines += [f"Command: `bench/patterns/run {meta['argv']}`; total {meta['elapsed_s']:.0f} s; load average at "
+              f"the end {' '.join(meta['host']['loadavg_end'])}. Raw figures: {meta['name']}.json.", ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ plot
+
+def plot(results, path_png, data_dir):
+    """Two panels against N: agent PSS (MiB), and p50/p99 latency (ms) per layout."""
+    by = _by_layout(results)
+    dat = os.path.join(data_dir, os.path.basename(path_png) + ".dat")
+    with open(dat, "w") as f:
+        for layout in ("a", "b", "c"):
+            f.write(f"# layout {layout}: N agent_pss_mib apps_pss_mib p50_ms p99_ms\n")
+            for r in by.get(layout, []):
+                q = r["requests"]
+                f.write(f"{r['n']} {r['agents']['pss_kib'] / 1024:.3f} {r['apps']['pss_kib'] / 1024:.3f} "
+                        f"{q['p50_ms']:.4f} {q['p99_ms']:.4f}\n")
+            f.write("\n\n")
+    present = [i for i, l in enumerate("abc") if l in by]
+    title = {0: "no agent", 1: "sidecar", 2: "node agent"}
+    color = {0: "#555555", 1: "#d62728", 2: "#1f77b4"}
+    mem = ", ".join(f"'{dat}' index {i} using 1:2 with linespoints lw 2 pt 7 lc rgb '{color[i]}' "
+                    f"title '{title[i]}: agents'" for i in present if i)
+    mem += (", " if mem else "") + ", ".join(
+        f"'{dat}' index {i} using 1:3 with linespoints dt 2 lc rgb '{color[i]}' title '{title[i]}: apps'"
+        for i in present)
+    lat = ", ".join(f"'{dat}' index {i} using 1:4 with linespoints lw 2 pt 7 lc rgb '{color[i]}' "
+                    f"title '{title[i]} p50', '{dat}' index {i} using 1:5 with linespoints dt 2 pt 5 "
+                    f"lc rgb '{color[i]}' title '{title[i]} p99'" for i in present)
+    script = f"""
+set terminal pngcairo size 1200,520 font 'sans,10'
+set output '{path_png}'
+set multiplot layout 1,2
+set key top left
+set grid
+set xlabel 'pods on the node (N)'
+set ylabel 'PSS, MiB (sum over processes)'
+set title 'Memory at the end of the load'
+set yrange [0:*]
+plot {mem}
+set ylabel 'latency, ms'
+set title 'Request latency (open loop, all pods)'
+set logscale y
+set yrange [*:*]
+plot {lat}
+unset multiplot
+"""
+    r = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"gnuplot failed: {r.stderr}")
+    os.unlink(dat)
+
+
+def write(out_dir, name, results, meta):
+    import sys
+    os.makedirs(out_dir, exist_ok=True)
+    meta = {**meta, "name": name, "argv": " ".join(sys.argv[1:])}
+    png = os.path.join(out_dir, name + ".png")
+    plot(results, png, out_dir)
+    md = os.path.join(out_dir, name + ".md")
+    with open(md, "w") as f:
+        f.write(markdown(results, meta, name + ".png"))
+    with open(os.path.join(out_dir, name + ".json"), "w") as f:
+        json.dump({"meta": meta, "results": results}, f, indent=1, default=str)
+    return md
