@@ -85,7 +85,8 @@ is($magic, "\x89PNG\r\n\x1a\n", 'the plot is a PNG');
 ok(-s "$out/smoke.png" > 10_000, 'and not an empty one');
 
 my $res = decode_json(do { local $/; open my $fh, '<', "$out/smoke.json" or die; <$fh> });
-my %by = map { ($_->{layout} => $_) } @{ $res->{results} };
+my %by = map { ($_->{layout} => $_) } grep { !$_->{lifecycle} } @{ $res->{results} };
+my %up = map { ($_->{layout} => $_) } grep { $_->{lifecycle} } @{ $res->{results} };
 is_deeply([sort keys %by], ['a', 'b', 'c'], 'results for the three layouts');
 for my $l (sort keys %by) {
     my $r = $by{$l};
@@ -114,6 +115,20 @@ for my $l ('b', 'c') {
     is($ag->{error_lines}, 0, "$l: no error in the agents' logs");
     is($by{$l}{scrape}{scrape_targets}, $ag->{processes}, "$l: each agent's /metrics scraped");
 }
+
+# the hot-upgrade-under-load runs
+is_deeply([sort keys %up], ['b', 'c'], 'an upgrade run for b and c');
+for my $l ('b', 'c') {
+    my @u = @{ $up{$l}{upgrades} };
+    is(scalar @u, $l eq 'b' ? 2 : 1, "$l: every agent upgraded in turn");
+    is_deeply([grep { $_->{old_exit} != 0 } @u], [], "$l: every old process drained and exited 0");
+    ok(!grep({ !($_->{serving_ms} > 0 && $_->{serving_ms} <= $_->{old_exited_ms}) } @u),
+       "$l: the new process served before the old one was gone");
+    is_deeply([grep { $_ != 0 } @{ $up{$l}{agents}{exit_codes} }], [], "$l: the new processes exited 0 on SIGTERM");
+    is($up{$l}{agents}{alive_during_load}, scalar @u, "$l: the new processes run");
+    is($up{$l}{requests}{ok}, $up{$l}{requests}{sent}, "$l: no request failed across the upgrade");
+}
+like($md, qr/^\| \(b\) sidecar per pod \| 2 \| 2 \| \d+ \/ \d+ \|/m, 'the lifecycle table has the upgrade figures');
 
 # --- interrupted in the middle ----------------------------------------------------------
 $pid = start_bench('--quick', '--n', '2', '--duration', '5', '--layouts', 'b', '--name', 'interrupted');

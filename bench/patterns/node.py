@@ -9,7 +9,10 @@ the machine.
 import ipaddress
 import os
 import re
+import shutil
+import signal
 import subprocess
+import tempfile
 
 SUBNET = ipaddress.ip_network("10.254.0.0/16")
 NODE_IP = "10.254.0.1"          # the bridge: what pods see as status.hostIP
@@ -44,21 +47,44 @@ def check_subnet_free():
                                "the bench needs it for itself")
 
 
+def _dead(m):
+    return m and not os.path.exists(f"/proc/{m.group(1)}")
+
+
 def sweep_stale():
-    """Deletes namespaces and links named otrp<PID>... whose PID no longer exists."""
+    """Deletes what runs killed with SIGKILL left: processes whose command line names an
+    otrp<PID>- temp dir, namespaces and links named otrp<PID>..., temp dirs, for PIDs that
+    no longer exist."""
     swept = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                m = re.search(rb"/otrp(\d+)-", f.read())
+        except OSError:
+            continue
+        if m and not os.path.exists(f"/proc/{m.group(1).decode()}"):
+            try:
+                os.kill(int(d), signal.SIGKILL)
+                swept.append(f"process {d}")
+            except ProcessLookupError:
+                pass
     for line in ip("netns", "list").splitlines():
         name = line.split()[0] if line.strip() else ""
-        m = PREFIX_RE.match(name)
-        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+        if _dead(PREFIX_RE.match(name)):
             ip("netns", "del", name, check=False)
             swept.append(name)
     for line in ip("-o", "link", "show").splitlines():
         name = line.split(":")[1].strip().split("@")[0]
-        m = PREFIX_RE.match(name)
-        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+        if _dead(PREFIX_RE.match(name)):
             ip("link", "del", name, check=False)
             swept.append(name)
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        if os.path.isdir(os.path.join(tmp, name)) and _dead(PREFIX_RE.match(name)):
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+            swept.append(os.path.join(tmp, name))
     return swept
 
 

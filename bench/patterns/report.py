@@ -90,8 +90,10 @@ def _by_layout(results):
     return d
 
 
-def markdown(results, meta, png_name):
+def markdown(all_results, meta, png_name):
     mods = meta["modules"]
+    results = [r for r in all_results if not r.get("lifecycle")]
+    lifecycle = [r for r in all_results if r.get("lifecycle")]
     a = meta["args"]
     lines = [f"# bench/patterns: sidecar vs node agent ({meta['name']})", ""]
     lines += [f"One machine ({meta['host']['cpus']} CPUs shared with other work, kernel {meta['host']['kernel']}). "
@@ -108,21 +110,22 @@ def markdown(results, meta, png_name):
     lines += [f"![memory and latency against N]({png_name})", ""]
 
     lines += ["## Resources", "",
-              "Agent RSS/PSS sampled at the end of the load (idle: right after start); CPU is utime+stime "
+              "Agent RSS/PSS/USS sampled at the end of the load (idle: right after start); USS = private "
+              "pages, what stopping the agents would free; CPU is utime+stime "
               "over the load window, from /proc/<pid>/stat. Containers: the seed's formulas, sidecar "
               "N × (app + agent), node N apps + 1 agent per node.", ""]
     rows = []
     for r in results:
         ag, ap, q = r["agents"], r["apps"], r["requests"]
         rows.append([LAYOUT_NAMES[r["layout"]], r["n"], ag["processes"], ag["threads"], r["containers"],
-                     _mib(ag["idle_rss_kib"]), _mib(ag["rss_kib"]), _mib(ag["pss_kib"]),
+                     _mib(ag["idle_rss_kib"]), _mib(ag["rss_kib"]), _mib(ag["pss_kib"]), _mib(ag["uss_kib"]),
                      f"{ag['cpu_ms']:.0f}",
                      _per_k(ag["cpu_ms"], q["sent"]) if "proxy" in mods and ag["processes"] else "n/a (no proxy)",
                      _per_k(ag["cpu_ms"], r["logs"]["written"]) if "logs" in mods and ag["processes"] else "n/a (no logs)",
                      _per_k(ag["cpu_ms"], r["statsd"]["sent"]) if "metrics" in mods and ag["processes"] else "n/a (no metrics)",
                      f"{ap['cpu_ms']:.0f}", _per_k(ap["cpu_ms"], q["sent"] + q["served"]), _mib(ap["pss_kib"])])
     lines += [_table(["layout", "N", "agent procs", "agent threads", "containers", "agent RSS idle MiB",
-                      "agent RSS MiB", "agent PSS MiB", "agent CPU ms", "agent CPU ms /1k req",
+                      "agent RSS MiB", "agent PSS MiB", "agent USS MiB", "agent CPU ms", "agent CPU ms /1k req",
                       "/1k log lines", "/1k statsd", "apps CPU ms", "apps CPU ms /1k req (sent+served)",
                       "apps PSS MiB"], rows), ""]
 
@@ -176,19 +179,40 @@ def markdown(results, meta, png_name):
                      rows), ""]
 
     lines += ["## Lifecycle", "",
-              f"**{NOT_YET}**: an agent upgrade under load (every sidecar in turn, or the one node agent) "
-              "counting failed requests, lost and duplicated log lines and time to serve again needs the "
-              "proxy and logs modules on the path; until then these cells are empty on purpose.", ""]
-    rows = [[LAYOUT_NAMES[r["layout"]], r["n"], NOT_YET, NOT_YET, NOT_YET, NOT_YET]
-            for r in results if r["layout"] != "a"]
-    lines += [_table(["layout", "N", "failed requests", "lost log lines", "duplicated log lines",
-                      "time to serve again"], rows), ""]
+              "Hot upgrade (SIGUSR2) under the same load, a quarter into it: every sidecar in turn, or the "
+              "one node agent. Serving again = from the signal until the state file names the new process "
+              "(it announces itself once every listener is adopted and every module started); old exited = "
+              "until the old process finished draining and exited (its exit code must be 0). Failed requests "
+              "and log loss count over the whole run."
+              + ("" if "proxy" in mods else " **Without the proxy module the requests do not cross the agents, "
+                 "so 0 failed requests says nothing about the upgrade yet.**")
+              + ("" if "logs" in mods else " Lost/duplicated log lines need the logs module: "
+                 f"{NOT_YET}."), ""]
+    rows = []
+    for r in lifecycle:
+        ups = r["upgrades"] or []
+        serving = sorted(u["serving_ms"] for u in ups)
+        olds = [u["old_exited_ms"] for u in ups]
+        shipped = "logs" in mods
+        sink = r["logs"]["sink"]
+        rows.append([LAYOUT_NAMES[r["layout"]], r["n"], len(ups),
+                     f"{serving[len(serving) // 2]:.0f} / {serving[-1]:.0f}" if serving else "-",
+                     f"{max(olds):.0f}" if olds else "-",
+                     ",".join(sorted(set(str(u["old_exit"]) for u in ups))) or "-",
+                     f"{r['requests']['failed']} of {r['requests']['sent']}" + ("" if "proxy" in mods else " (*direct*)"),
+                     sink["lost"] if shipped else NOT_YET, sink["duplicated"] if shipped else NOT_YET,
+                     "ok" if r["logs"]["files"]["ok"] else "BAD"])
+    if not rows:
+        rows = [["-", "-", "-", "-", "-", "-", "-", NOT_YET, NOT_YET, "-"]]
+    lines += [_table(["layout", "N", "agents upgraded", "serving again ms (median / max)", "old exited ms (max)",
+                      "old exit codes", "failed requests", "lost log lines", "duplicated log lines",
+                      "log files check"], rows), ""]
 
     lines += ["## Checks", ""]
     rows = []
-    for r in results:
+    for r in all_results:
         ag = r["agents"]
-        rows.append([LAYOUT_NAMES[r["layout"]], r["n"],
+        rows.append([LAYOUT_NAMES[r["layout"]] + (" upgrade" if r.get("lifecycle") else ""), r["n"],
                      f"{ag['alive_during_load']}/{ag['processes']}", ",".join(map(str, ag["exit_codes"])) or "-",
                      ag["error_lines"], ",".join(sorted(set(map(str, r["apps"]["exit_codes"])))),
                      f"{ag['ready_s']:.2f}" if ag["ready_s"] is not None else "-", f"{r['wall_s']:.1f}"])
@@ -203,7 +227,7 @@ def markdown(results, meta, png_name):
 
 def plot(results, path_png, data_dir):
     """Two panels against N: agent PSS (MiB), and p50/p99 latency (ms) per layout."""
-    by = _by_layout(results)
+    by = _by_layout([r for r in results if not r.get("lifecycle")])
     dat = os.path.join(data_dir, os.path.basename(path_png) + ".dat")
     with open(dat, "w") as f:
         for layout in ("a", "b", "c"):
