@@ -66,6 +66,16 @@ def metrics_section(statsd_address, scrape):
     return {"statsd": {"address": statsd_address}, "scrape": {"enabled": scrape}}
 
 
+# Metric names (ADAPT) summed over every agent's admin /metrics at the end of a run, for the
+# report's Grouping table: what the agents opened and sent on behalf of the pods. A name no agent
+# exposes shows as "not exposed" rather than 0.
+GROUPING_METRICS = {
+    "upstream_connections": "outrider_proxy_upstream_connections_opened_total",
+    "log_batches": "outrider_logs_output_batches_total",
+    "metric_batches": "outrider_metrics_output_batches_total",
+}
+
+
 # ---------------------------------------------------------------- core keys
 
 def _core(role, admin, state_dir, modules):

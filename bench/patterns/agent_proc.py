@@ -80,3 +80,21 @@ def scrape(agent):
     url = f"http://{agent.admin()}/metrics"
     cmd = (["ip", "netns", "exec", agent.netns] if agent.netns else []) + ["curl", "-s", "-m", "5", url]
     return subprocess.run(cmd, capture_output=True).stdout
+
+
+def metric_sums(bodies, names):
+    """{key: sum of every sample of metric names[key] over the bodies, or None if absent}."""
+    out = {k: None for k in names}
+    for body in bodies:
+        for line in body.decode(errors="replace").splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            for k, want in names.items():
+                if name == want:
+                    try:
+                        value = line.rsplit("}", 1)[1] if "}" in line else line.split(None, 1)[1]
+                        out[k] = (out[k] or 0) + float(value.split()[0])
+                    except (IndexError, ValueError):
+                        pass
+    return out

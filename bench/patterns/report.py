@@ -3,6 +3,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 LAYOUT_NAMES = {"a": "(a) no agent", "b": "(b) sidecar per pod", "c": "(c) node agent"}
 SEQ_RE = re.compile(r"^\S+ stdout F seq=(\d+) pod=(\S+) ")
@@ -83,6 +84,16 @@ def _table(head, rows):
     return "\n".join(out)
 
 
+def _grouping(scrape, key, module_loaded):
+    """A grouping counter summed over the agents' /metrics, or why there is none."""
+    if not scrape:
+        return "n/a"
+    v = (scrape.get("grouping") or {}).get(key)
+    if v is None:
+        return "not exposed" if module_loaded else "n/a (module not loaded)"
+    return f"{v:.0f}"
+
+
 def _by_layout(results):
     d = {}
     for r in results:
@@ -156,12 +167,13 @@ def markdown(all_results, meta, png_name):
         sc = r["scrape"]
         sink = r["logs"]["sink"]
         rows.append([LAYOUT_NAMES[r["layout"]], r["n"], r["requests"]["conns_opened"],
-                     "n/a (no proxy)" if "proxy" not in mods or r["layout"] == "a" else NOT_YET,
+                     _grouping(sc, "upstream_connections", "proxy" in mods),
                      f"{sc['scrape_targets']} / {sc['series']} / {sc['bytes']}" if sc else "n/a",
-                     f"{sink['received']} / {sink['batches']}" if "logs" in mods and r["layout"] != "a" else "n/a (no logs)",
+                     f"{sink['received']} / {sink['batches']} ({_grouping(sc, 'log_batches', True)})"
+                     if "logs" in mods and r["layout"] != "a" else "n/a (no logs)",
                      r["statsd"]["sent"], r["statsd"]["sink"]["lines"]])
     lines += [_table(["layout", "N", "app connections opened", "agent upstream connections",
-                      "scrape: targets / series / bytes", "log sink: records / batches",
+                      "scrape: targets / series / bytes", "log sink: records / batches (agents' count)",
                       "statsd sent", "statsd at runner's sink"], rows), ""]
 
     lines += ["## Logs", "",
@@ -272,10 +284,9 @@ unset multiplot
     os.unlink(dat)
 
 
-def write(out_dir, name, results, meta):
-    import sys
+def write(out_dir, name, results, meta, argv=None):
     os.makedirs(out_dir, exist_ok=True)
-    meta = {**meta, "name": name, "argv": " ".join(sys.argv[1:])}
+    meta = {**meta, "name": name, "argv": argv if argv is not None else " ".join(sys.argv[1:])}
     png = os.path.join(out_dir, name + ".png")
     plot(results, png, out_dir)
     md = os.path.join(out_dir, name + ".md")
