@@ -62,6 +62,9 @@ class Agent:
                 self.popen = None
                 return new_ms, (time.monotonic() - t0) * 1000, old.returncode
             if old.poll() is not None and new_ms is None:
+                st = self.read_state()  # the new process may have announced itself just before
+                if st and st.get("pid") not in (None, old.pid):
+                    continue
                 raise RuntimeError(f"agent {self.name}: exited ({old.returncode}) during an upgrade "
                                    "before a new process served")
             time.sleep(0.002)

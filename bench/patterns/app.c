@@ -93,11 +93,12 @@ static struct {
     int pool;
     struct target targets[MAX_TARGETS];
     int ntargets, next_target;
-    int ep, tfd, log_fd, statsd_fd;
+    int ep, tfd, log_fd, statsd_fd, signal_fd;
     struct sockaddr_in statsd_addr;
     uint64_t start_ns, end_ns, next_req_ns, next_log_ns, next_statsd_ns;
     uint64_t req_period, log_period, statsd_period;
-    bool client_done, results_written, stopping;
+    bool client_done, results_written, stopping, wait_start, started;
+    const char *ready_file;
     struct stats st;
     struct source timer_src, signal_src;
     struct { struct source src; int fd; } listener;
@@ -620,8 +621,31 @@ static void statsd_send(void)
 
 /* ---- schedule ---- */
 
+static void timer_arm(void);
+
+/* Starts the client, log and statsd schedules at start (CLOCK_MONOTONIC ns). */
+static void schedule_from(uint64_t start)
+{
+    g.start_ns = start;
+    g.end_ns = g.start_ns + (uint64_t)(g.duration * 1e9);
+    g.req_period = g.rate > 0 ? (uint64_t)(1e9 / g.rate) : 0;
+    g.log_period = g.log_rate > 0 ? (uint64_t)(1e9 / g.log_rate) : 0;
+    g.statsd_period = g.statsd_rate > 0 ? (uint64_t)(1e9 / g.statsd_rate) : 0;
+    /* stagger the three schedules so they don't all wake at the same instant */
+    g.next_req_ns = g.start_ns;
+    g.next_log_ns = g.start_ns + g.log_period / 3;
+    g.next_statsd_ns = g.start_ns + 2 * g.statsd_period / 3;
+    g.started = true;
+    timer_arm();
+}
+
 static void timer_arm(void)
 {
+    if (!g.started) {           /* waiting for SIGUSR1: nothing scheduled yet */
+        struct itimerspec off = {0};
+        timerfd_settime(g.tfd, 0, &off, NULL);
+        return;
+    }
     uint64_t next = g.end_ns + 1000000000u;       /* after the end: housekeeping once more */
     if (g.client_done)
         next = now_ns() + 200000000u;
@@ -678,7 +702,7 @@ static void on_timer(void)
     if (read(g.tfd, &exp, sizeof exp) < 0 && errno != EAGAIN)
         die("timerfd read: %s", strerror(errno));
     uint64_t now = now_ns();
-    if (!g.client_done) {
+    if (g.started && !g.client_done) {
         while (g.req_period && g.next_req_ns <= now && g.next_req_ns < g.end_ns) {
             struct target *t = &g.targets[g.next_target];
             g.next_target = (g.next_target + 1) % g.ntargets;
@@ -703,6 +727,19 @@ static void on_timer(void)
     timer_arm();
 }
 
+static void on_signal(void)
+{
+    struct signalfd_siginfo si;
+    while (read(g.signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGUSR1) {
+            if (!g.started)
+                schedule_from(now_ns());
+        } else {
+            g.stopping = true;
+        }
+    }
+}
+
 /* ---- set-up ---- */
 
 static void usage(void)
@@ -719,7 +756,9 @@ static void usage(void)
             "  --log-file F   CRI log file to append numbered lines to\n"
             "  --log-rate R   lines per second (0..10000, default 10)\n"
             "  --statsd IP:PORT  --statsd-rate R   (0..10000, default 10)\n"
-            "  --start-at T   CLOCK_REALTIME epoch seconds to begin the client work (default now)\n"
+            "  --start-at T   CLOCK_REALTIME epoch seconds to begin the client work (default now),\n"
+            "                 or usr1: begin when SIGUSR1 arrives\n"
+            "  --ready-file F created once the server listens\n"
             "  --duration S   seconds of client work (0.5..3600, default 5)\n");
     exit(2);
 }
@@ -781,7 +820,9 @@ static void parse_args(int argc, char **argv)
         else if (!strcmp(a, "--log-rate")) g.log_rate = num_arg(a, v, 0, 10000);
         else if (!strcmp(a, "--statsd")) g.statsd = v;
         else if (!strcmp(a, "--statsd-rate")) g.statsd_rate = num_arg(a, v, 0, 10000);
+        else if (!strcmp(a, "--start-at") && !strcmp(v, "usr1")) g.wait_start = true;
         else if (!strcmp(a, "--start-at")) g.start_at = num_arg(a, v, 0, 1e11);
+        else if (!strcmp(a, "--ready-file")) g.ready_file = v;
         else if (!strcmp(a, "--duration")) g.duration = num_arg(a, v, 0.5, 3600);
         else usage();
     }
@@ -851,38 +892,39 @@ static void setup(void)
     sigemptyset(&ss);
     sigaddset(&ss, SIGTERM);
     sigaddset(&ss, SIGINT);
+    sigaddset(&ss, SIGUSR1);
     sigprocmask(SIG_BLOCK, &ss, NULL);
     int sfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd < 0)
         die("signalfd: %s", strerror(errno));
     g.signal_src.kind = K_SIGNAL;
+    g.signal_fd = sfd;
     ep_add(sfd, EPOLLIN, &g.signal_src);
-
-    /* start_at is wall-clock so every pod can be told the same instant; convert once */
-    uint64_t now = now_ns();
-    if (g.start_at > 0) {
-        struct timespec rt;
-        clock_gettime(CLOCK_REALTIME, &rt);
-        double delta = g.start_at - ((double)rt.tv_sec + rt.tv_nsec / 1e9);
-        g.start_ns = delta > 0 ? now + (uint64_t)(delta * 1e9) : now;
-    } else {
-        g.start_ns = now;
-    }
-    g.end_ns = g.start_ns + (uint64_t)(g.duration * 1e9);
-    g.req_period = g.rate > 0 ? (uint64_t)(1e9 / g.rate) : 0;
-    g.log_period = g.log_rate > 0 ? (uint64_t)(1e9 / g.log_rate) : 0;
-    g.statsd_period = g.statsd_rate > 0 ? (uint64_t)(1e9 / g.statsd_rate) : 0;
-    /* stagger the three schedules so they don't all wake at the same instant */
-    g.next_req_ns = g.start_ns;
-    g.next_log_ns = g.start_ns + g.log_period / 3;
-    g.next_statsd_ns = g.start_ns + 2 * g.statsd_period / 3;
 
     g.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (g.tfd < 0)
         die("timerfd_create: %s", strerror(errno));
     g.timer_src.kind = K_TIMER;
     ep_add(g.tfd, EPOLLIN, &g.timer_src);
-    timer_arm();
+
+    /* start_at is wall-clock so every pod can be told the same instant; convert once */
+    uint64_t now = now_ns();
+    if (g.wait_start) {
+        timer_arm();
+    } else if (g.start_at > 0) {
+        struct timespec rt;
+        clock_gettime(CLOCK_REALTIME, &rt);
+        double delta = g.start_at - ((double)rt.tv_sec + rt.tv_nsec / 1e9);
+        schedule_from(delta > 0 ? now + (uint64_t)(delta * 1e9) : now);
+    } else {
+        schedule_from(now);
+    }
+    if (g.ready_file) {         /* the listener is bound: callers may come */
+        int fd = open(g.ready_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+            die("--ready-file %s: %s", g.ready_file, strerror(errno));
+        close(fd);
+    }
 }
 
 int main(int argc, char **argv)
@@ -901,7 +943,7 @@ int main(int argc, char **argv)
             case K_SERVER: server_on_readable((struct server_conn *)s); break;
             case K_CLIENT: client_on_event((struct client_conn *)s, evs[i].events); break;
             case K_TIMER: on_timer(); break;
-            case K_SIGNAL: g.stopping = true; break;
+            case K_SIGNAL: on_signal(); break;
             }
         }
     }
