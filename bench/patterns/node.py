@@ -99,6 +99,7 @@ class Pod:
         self.name = f"app-{i}"
         self.uid = f"{prefix}-uid-{i:04d}"
         self.service = f"{self.name}.{self.namespace}:8080"   # what callers ask for
+        self.mac = f"02:fe:00:00:{i >> 8:02x}:{i & 255:02x}"     # only has to be unique on our bridge
         self.port = 8080
 
 
@@ -115,24 +116,34 @@ class Node:
                 raise RuntimeError(f"interface name {name} is longer than 15 characters")
         self.pods = [Pod(self.prefix, i) for i in range(1, n + 1)]
         self.ip = NODE_IP
+        self.mac = "02:fe:00:00:00:00"
         self.created = False
 
     def create(self):
+        """Bridge, pods, addresses, and permanent neighbour entries for every address on the
+        bridge: the kernel's ARP table is shared by all namespaces and its garbage-collection
+        limit (gc_thresh3, 1024 by default) would overflow at N*(N-1) dynamic entries, dropping
+        packets; permanent entries are exempt from that limit (Linux >= 5.0)."""
         self.created = True
-        lines = [f"link add {self.bridge} type bridge",
+        lines = [f"link add {self.bridge} address {self.mac} type bridge",
                  f"addr add {NODE_IP}/{SUBNET.prefixlen} dev {self.bridge}",
                  f"link set {self.bridge} up"]
         for p in self.pods:
             lines += [f"netns add {p.netns}",
                       f"link add {p.veth_host} type veth peer name {p.veth_pod} netns {p.netns}",
-                      f"link set {p.veth_host} master {self.bridge} up"]
+                      f"link set {p.veth_host} master {self.bridge} up",
+                      f"neigh replace {p.ip} lladdr {p.mac} dev {self.bridge} nud permanent"]
         ip("-batch", "-", input="\n".join(lines) + "\n")
         for p in self.pods:
+            neighbours = [f"neigh replace {self.ip} lladdr {self.mac} dev eth0 nud permanent"]
+            neighbours += [f"neigh replace {o.ip} lladdr {o.mac} dev eth0 nud permanent"
+                           for o in self.pods if o is not p]
             ip("-n", p.netns, "-batch", "-", input="\n".join([
                 "link set lo up",
+                f"link set {p.veth_pod} address {p.mac}",
                 f"link set {p.veth_pod} name eth0",
                 f"addr add {p.ip}/{SUBNET.prefixlen} dev eth0",
-                "link set eth0 up"]) + "\n")
+                "link set eth0 up"] + neighbours) + "\n")
         self.check_isolated()
 
     def check_isolated(self):

@@ -64,6 +64,30 @@ def check_log_files(files):
     return {"lines": total, "ok": not bad, "problems": bad[:5]}
 
 
+def problems(results):
+    """What says the set-up itself is broken, as opposed to a figure worth reporting: a failed
+    request when no agent is upgraded, a log file not holding exactly what its app wrote,
+    an agent that died under load or did not exit 0, an app that did not exit 0."""
+    out = []
+    for r in results:
+        where = f"{LAYOUT_NAMES[r['layout']]} N={r['n']}" + (" upgrade" if r.get("lifecycle") else "")
+        q = r["requests"]
+        if q["failed"] and not r.get("lifecycle"):
+            out.append(f"{where}: {q['failed']} of {q['sent']} requests failed (errors {q['conn_errors']}, "
+                       f"timeouts {q['timeouts']}, bad status {q['bad_status']}, misrouted {q['misrouted']}, "
+                       f"dropped {q['dropped']})")
+        if not r["logs"]["files"]["ok"]:
+            out.append(f"{where}: log files: {'; '.join(r['logs']['files']['problems'])}")
+        ag = r["agents"]
+        if ag["alive_during_load"] != ag["processes"]:
+            out.append(f"{where}: {ag['processes'] - ag['alive_during_load']} agents died under load")
+        if any(c != 0 for c in ag["exit_codes"]):
+            out.append(f"{where}: agent exit codes {ag['exit_codes']}")
+        if any(c != 0 for c in r["apps"]["exit_codes"]):
+            out.append(f"{where}: app exit codes {sorted(set(r['apps']['exit_codes']))}")
+    return out
+
+
 # ------------------------------------------------------------------ Markdown
 
 def _mib(kib):
@@ -116,6 +140,9 @@ def markdown(all_results, meta, png_name):
         lines += ["**The proxy module was not loaded: in (b) and (c) the apps still call each other "
                   "directly, so their latency is the no-agent path and the agents' CPU is idle cost, "
                   "not the cost of carrying traffic.** Rows marked *direct* say so.", ""]
+    bad = problems(all_results)
+    if bad:
+        lines += ["**The set-up misbehaved; figures below are suspect:**", ""] + [f"- {b}" for b in bad] + [""]
     if meta.get("stopped"):
         lines += [f"**The run stopped early: {meta['stopped']}.** The tables hold what finished.", ""]
     lines += [f"![memory and latency against N]({png_name})", ""]
@@ -227,9 +254,11 @@ def markdown(all_results, meta, png_name):
         rows.append([LAYOUT_NAMES[r["layout"]] + (" upgrade" if r.get("lifecycle") else ""), r["n"],
                      f"{ag['alive_during_load']}/{ag['processes']}", ",".join(map(str, ag["exit_codes"])) or "-",
                      ag["error_lines"], ",".join(sorted(set(map(str, r["apps"]["exit_codes"])))),
-                     f"{ag['ready_s']:.2f}" if ag["ready_s"] is not None else "-", f"{r['wall_s']:.1f}"])
+                     f"{ag['ready_s']:.2f}" if ag["ready_s"] is not None else "-", f"{r['wall_s']:.1f}",
+                     f"{r['loadavg_before']:.1f}" if "loadavg_before" in r else "-"])
     lines += [_table(["layout", "N", "agents alive under load", "agent exit codes", "agent error lines",
-                      "app exit codes", "agents ready s", "load window s"], rows), ""]
+                      "app exit codes", "agents ready s", "load window s",
+                      "machine load avg before"], rows), ""]
     lines += [f"Command: `bench/patterns/run {meta['argv']}`; total {meta['elapsed_s']:.0f} s; load average at "
               f"the end {' '.join(meta['host']['loadavg_end'])}. Raw figures: {meta['name']}.json.", ""]
     return "\n".join(lines)
