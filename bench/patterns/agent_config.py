@@ -84,6 +84,9 @@ def _core(role, admin, state_dir, modules):
         "workers": 0,                   # sidecar: 1 loop, node: one per CPU (the defaults)
         "log": {"level": "warn", "format": "text"},
         "admin": {"address": admin},
+        # no load balancer watches /ready here: stop at once on SIGTERM (the node role's default
+        # keeps serving 5 s first), but let in-flight work finish
+        "drain": {"delay": "0s", "timeout": "10s"},
         "state_dir": state_dir,
         "modules": list(modules),
     }

@@ -38,7 +38,7 @@
 
 #define MAX_TARGETS 256
 #define QUEUE_CAP 1024          /* due requests waiting for a free connection, per target */
-#define BUF_SIZE 8192
+#define BUF_SIZE 4096          /* requests and answers here are a few hundred bytes */
 #define HIST_SUB_BITS 5         /* 32 sub-buckets per power of two: <= 3.2% relative error */
 #define HIST_SIZE 2048
 
@@ -304,6 +304,10 @@ static void server_on_readable(struct server_conn *c)
         const char *cl = header_value(req, hl, "Content-Length", &vlen);
         if (cl)
             body = strtoul(cl, NULL, 10);
+        if (body > sizeof c->in) {      /* never sent here: refuse rather than wait for it */
+            server_close(c);
+            return;
+        }
         if (hl + body > c->in_len - off)
             break;
         const char *sp = memchr(req, ' ', hl);
@@ -420,12 +424,23 @@ static void client_send(struct client_conn *c, uint64_t due_ns)
     client_write(c);
 }
 
+/* An idle connection to t, or a new one while the pool has room (allocated on demand, so
+ * an app calling 49 pods at a low rate holds about one per pod, not --pool per pod). */
 static struct client_conn *target_idle_conn(struct target *t)
 {
     for (int i = 0; i < t->nconns; i++)
         if (!t->conns[i]->busy)
             return t->conns[i];
-    return NULL;
+    if (t->nconns == g.pool)
+        return NULL;
+    struct client_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        die("out of memory");
+    c->src.kind = K_CLIENT;
+    c->fd = -1;
+    c->t = t;
+    t->conns[t->nconns++] = c;
+    return c;
 }
 
 static void target_dispatch(struct target *t)
@@ -490,6 +505,8 @@ static long parse_response(const char *in, size_t len, int *status, const char *
     }
     const char *cl = header_value(in, hl, "Content-Length", &vlen);
     size_t n = cl ? strtoul(cl, NULL, 10) : 0;
+    if (n > BUF_SIZE)
+        return -1;
     if (hl + n > len)
         return hl + n > BUF_SIZE ? -1 : 0;
     *body = in + hl;
@@ -864,17 +881,9 @@ static void setup(void)
     }
     for (int i = 0; i < g.ntargets; i++) {
         struct target *t = &g.targets[i];
-        t->nconns = g.pool;
         t->conns = calloc((size_t)g.pool, sizeof *t->conns);
-        for (int j = 0; j < g.pool; j++) {
-            struct client_conn *c = calloc(1, sizeof *c);
-            if (!c || !t->conns)
-                die("out of memory");
-            c->src.kind = K_CLIENT;
-            c->fd = -1;
-            c->t = t;
-            t->conns[j] = c;
-        }
+        if (!t->conns)
+            die("out of memory");
     }
     if (g.log_rate > 0) {
         g.log_fd = open(g.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -118,6 +118,13 @@ def _grouping(scrape, key, module_loaded):
     return f"{v:.0f}"
 
 
+def _codes(codes):
+    """Exit codes, e.g. "0 x 100" or "0 x 49, 1 x 1"; "-" for none."""
+    if not codes:
+        return "-"
+    return ", ".join(f"{c} x {codes.count(c)}" for c in sorted(set(codes), key=str))
+
+
 def _by_layout(results):
     d = {}
     for r in results:
@@ -252,8 +259,8 @@ def markdown(all_results, meta, png_name):
     for r in all_results:
         ag = r["agents"]
         rows.append([LAYOUT_NAMES[r["layout"]] + (" upgrade" if r.get("lifecycle") else ""), r["n"],
-                     f"{ag['alive_during_load']}/{ag['processes']}", ",".join(map(str, ag["exit_codes"])) or "-",
-                     ag["error_lines"], ",".join(sorted(set(map(str, r["apps"]["exit_codes"])))),
+                     f"{ag['alive_during_load']}/{ag['processes']}", _codes(ag["exit_codes"]),
+                     ag["error_lines"], _codes(r["apps"]["exit_codes"]),
                      f"{ag['ready_s']:.2f}" if ag["ready_s"] is not None else "-", f"{r['wall_s']:.1f}",
                      f"{r['loadavg_before']:.1f}" if "loadavg_before" in r else "-"])
     lines += [_table(["layout", "N", "agents alive under load", "agent exit codes", "agent error lines",
@@ -267,25 +274,26 @@ def markdown(all_results, meta, png_name):
 # ------------------------------------------------------------------ plot
 
 def plot(results, path_png, data_dir):
-    """Two panels against N: agent PSS (MiB), and p50/p99 latency (ms) per layout."""
+    """Two panels against N: the agents' PSS and summed RSS (MiB), and p50/p99 latency (ms)
+    per layout. The apps' memory is the same in every layout and stays in the tables."""
     by = _by_layout([r for r in results if not r.get("lifecycle")])
     dat = os.path.join(data_dir, os.path.basename(path_png) + ".dat")
     with open(dat, "w") as f:
         for layout in ("a", "b", "c"):
-            f.write(f"# layout {layout}: N agent_pss_mib apps_pss_mib p50_ms p99_ms\n")
+            f.write(f"# layout {layout}: N agent_pss_mib agent_rss_mib p50_ms p99_ms\n")
             for r in by.get(layout, []):
                 q = r["requests"]
-                f.write(f"{r['n']} {r['agents']['pss_kib'] / 1024:.3f} {r['apps']['pss_kib'] / 1024:.3f} "
+                f.write(f"{r['n']} {r['agents']['pss_kib'] / 1024:.3f} {r['agents']['rss_kib'] / 1024:.3f} "
                         f"{q['p50_ms']:.4f} {q['p99_ms']:.4f}\n")
             f.write("\n\n")
     present = [i for i, l in enumerate("abc") if l in by]
     title = {0: "no agent", 1: "sidecar", 2: "node agent"}
     color = {0: "#555555", 1: "#d62728", 2: "#1f77b4"}
     mem = ", ".join(f"'{dat}' index {i} using 1:2 with linespoints lw 2 pt 7 lc rgb '{color[i]}' "
-                    f"title '{title[i]}: agents'" for i in present if i)
-    mem += (", " if mem else "") + ", ".join(
-        f"'{dat}' index {i} using 1:3 with linespoints dt 2 lc rgb '{color[i]}' title '{title[i]}: apps'"
-        for i in present)
+                    f"title '{title[i]}: agents PSS', '{dat}' index {i} using 1:3 with linespoints dt 2 pt 5 "
+                    f"lc rgb '{color[i]}' title '{title[i]}: agents RSS (sum)'" for i in present if i)
+    if not mem:
+        mem = "NaN notitle"
     lat = ", ".join(f"'{dat}' index {i} using 1:4 with linespoints lw 2 pt 7 lc rgb '{color[i]}' "
                     f"title '{title[i]} p50', '{dat}' index {i} using 1:5 with linespoints dt 2 pt 5 "
                     f"lc rgb '{color[i]}' title '{title[i]} p99'" for i in present)
@@ -296,8 +304,8 @@ set multiplot layout 1,2
 set key top left
 set grid
 set xlabel 'pods on the node (N)'
-set ylabel 'PSS, MiB (sum over processes)'
-set title 'Memory at the end of the load'
+set ylabel 'MiB, all agents of the node'
+set title 'Agent memory at the end of the load'
 set yrange [0:*]
 plot {mem}
 set ylabel 'latency, ms'
