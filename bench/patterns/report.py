@@ -228,7 +228,8 @@ def markdown(all_results, meta, png_name):
               "Hot upgrade (SIGUSR2) under the same load, a quarter into it: every sidecar in turn, or the "
               "one node agent. Serving again = from the signal until the state file names the new process "
               "(it announces itself once every listener is adopted and every module started); old exited = "
-              "until the old process finished draining and exited (its exit code must be 0). Failed requests "
+              "until the old process finished draining and exited (its exit code must be 0); whole rollout = the "
+              "agents one after the other, each once its predecessor's old process exited. Failed requests "
               "and log loss count over the whole run."
               + ("" if "proxy" in mods else " **Without the proxy module the requests do not cross the agents, "
                  "so 0 failed requests says nothing about the upgrade yet.**")
@@ -243,14 +244,14 @@ def markdown(all_results, meta, png_name):
         sink = r["logs"]["sink"]
         rows.append([LAYOUT_NAMES[r["layout"]], r["n"], len(ups),
                      f"{serving[len(serving) // 2]:.0f} / {serving[-1]:.0f}" if serving else "-",
-                     f"{max(olds):.0f}" if olds else "-",
+                     f"{max(olds):.0f}" if olds else "-", f"{sum(olds):.0f}" if olds else "-",
                      ",".join(sorted(set(str(u["old_exit"]) for u in ups))) or "-",
                      f"{r['requests']['failed']} of {r['requests']['sent']}" + ("" if "proxy" in mods else " (*direct*)"),
                      sink["lost"] if shipped else NOT_YET, sink["duplicated"] if shipped else NOT_YET,
                      "ok" if r["logs"]["files"]["ok"] else "BAD"])
     if not rows:
-        rows = [["-", "-", "-", "-", "-", "-", "-", NOT_YET, NOT_YET, "-"]]
-    lines += [_table(["layout", "N", "agents upgraded", "serving again ms (median / max)", "old exited ms (max)",
+        rows = [["-", "-", "-", "-", "-", "-", "-", "-", NOT_YET, NOT_YET, "-"]]
+    lines += [_table(["layout", "N", "agents upgraded", "serving again ms (median / max)", "old exited ms (max)", "whole rollout ms",
                       "old exit codes", "failed requests", "lost log lines", "duplicated log lines",
                       "log files check"], rows), ""]
 
