@@ -152,7 +152,10 @@ def markdown(all_results, meta, png_name):
         lines += ["**The set-up misbehaved; figures below are suspect:**", ""] + [f"- {b}" for b in bad] + [""]
     if meta.get("stopped"):
         lines += [f"**The run stopped early: {meta['stopped']}.** The tables hold what finished.", ""]
-    lines += [f"![memory and latency against N]({png_name})", ""]
+    if meta.get("plot_error"):
+        lines += [f"**No plot:** {meta['plot_error']}", ""]
+    else:
+        lines += [f"![memory and latency against N]({png_name})", ""]
 
     lines += ["## Resources", "",
               "Agent RSS/PSS/USS sampled at the end of the load (idle: right after start); USS = private "
@@ -279,25 +282,28 @@ def plot(results, path_png, data_dir):
     per layout. The apps' memory is the same in every layout and stays in the tables."""
     by = _by_layout([r for r in results if not r.get("lifecycle")])
     dat = os.path.join(data_dir, os.path.basename(path_png) + ".dat")
+    present = [l for l in "abc" if l in by]
     with open(dat, "w") as f:
-        for layout in ("a", "b", "c"):
+        for layout in present:          # gnuplot's "index k" is the k-th block written here
             f.write(f"# layout {layout}: N agent_pss_mib agent_rss_mib p50_ms p99_ms\n")
             for r in by.get(layout, []):
                 q = r["requests"]
                 f.write(f"{r['n']} {r['agents']['pss_kib'] / 1024:.3f} {r['agents']['rss_kib'] / 1024:.3f} "
                         f"{q['p50_ms']:.4f} {q['p99_ms']:.4f}\n")
             f.write("\n\n")
-    present = [i for i, l in enumerate("abc") if l in by]
-    title = {0: "no agent", 1: "sidecar", 2: "node agent"}
-    color = {0: "#555555", 1: "#d62728", 2: "#1f77b4"}
-    mem = ", ".join(f"'{dat}' index {i} using 1:2 with linespoints lw 2 pt 7 lc rgb '{color[i]}' "
-                    f"title '{title[i]}: agents PSS', '{dat}' index {i} using 1:3 with linespoints dt 2 pt 5 "
-                    f"lc rgb '{color[i]}' title '{title[i]}: agents RSS (sum)'" for i in present if i)
-    if not mem:
-        mem = "NaN notitle"
-    lat = ", ".join(f"'{dat}' index {i} using 1:4 with linespoints lw 2 pt 7 lc rgb '{color[i]}' "
-                    f"title '{title[i]} p50', '{dat}' index {i} using 1:5 with linespoints dt 2 pt 5 "
-                    f"lc rgb '{color[i]}' title '{title[i]} p99'" for i in present)
+    title = {"a": "no agent", "b": "sidecar", "c": "node agent"}
+    color = {"a": "#555555", "b": "#d62728", "c": "#1f77b4"}
+    mem = ", ".join(f"'{dat}' index {i} using 1:2 with linespoints lw 2 pt 7 lc rgb '{color[l]}' "
+                    f"title '{title[l]}: agents PSS', '{dat}' index {i} using 1:3 with linespoints dt 2 pt 5 "
+                    f"lc rgb '{color[l]}' title '{title[l]}: agents RSS (sum)'"
+                    for i, l in enumerate(present) if l != "a")
+    lat = ", ".join(f"'{dat}' index {i} using 1:4 with linespoints lw 2 pt 7 lc rgb '{color[l]}' "
+                    f"title '{title[l]} p50', '{dat}' index {i} using 1:5 with linespoints dt 2 pt 5 "
+                    f"lc rgb '{color[l]}' title '{title[l]} p99'" for i, l in enumerate(present))
+    xs = sorted({r["n"] for rs in by.values() for r in rs})
+    xrange = f"set xrange [{max(0, xs[0] - 1)}:{xs[-1] + 1}]" if xs else ""
+    if not mem:                         # layout a alone: no agent to draw
+        mem = "0 title 'no agent: 0' lc rgb '#555555'"
     script = f"""
 set terminal pngcairo size 1200,520 font 'sans,10'
 set output '{path_png}'
@@ -305,6 +311,7 @@ set multiplot layout 1,2
 set key top left
 set grid
 set xlabel 'pods on the node (N)'
+{xrange}
 set ylabel 'MiB, all agents of the node'
 set title 'Agent memory at the end of the load'
 set yrange [0:*]
@@ -326,10 +333,14 @@ def write(out_dir, name, results, meta, argv=None):
     os.makedirs(out_dir, exist_ok=True)
     meta = {**meta, "name": name, "argv": argv if argv is not None else " ".join(sys.argv[1:])}
     png = os.path.join(out_dir, name + ".png")
-    plot(results, png, out_dir)
+    plot_error = None
+    try:
+        plot(results, png, out_dir)
+    except RuntimeError as e:           # the tables still matter: write them, say what is missing
+        plot_error = str(e)
     md = os.path.join(out_dir, name + ".md")
     with open(md, "w") as f:
-        f.write(markdown(results, meta, name + ".png"))
+        f.write(markdown(results, {**meta, "plot_error": plot_error}, name + ".png"))
     with open(os.path.join(out_dir, name + ".json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1, default=str)
     return md
