@@ -244,6 +244,8 @@ static void agent_on_drain_delay(uv_timer_t *t)
     uv_timer_start(&a->deadline_timer, agent_on_deadline, timeout + 5000, 0);
     if (g)
         otr_gen_drain(g, timeout);
+    /* Workers close their duplicates as they drain; these are the last. */
+    otr_listener_close_sockets();
     otr_agent_maybe_finish(a);
 }
 
@@ -252,6 +254,8 @@ void otr_agent_shutdown(struct otr_agent *a, bool use_delay)
     if (a->shutting_down)
         return;
     a->shutting_down = true;
+    /* Commands make no sense any more; a new agent may want the path. */
+    otr_control_stop(a);
     uint64_t delay = use_delay && a->current ? a->current->core.drain.delay : 0;
     otr_log_info("shutting down: not ready now, draining in %llu ms", (unsigned long long)delay);
     uv_timer_start(&a->drain_timer, agent_on_drain_delay, delay, 0);

@@ -130,23 +130,47 @@ static int bind_all(struct otr_listener *l, const struct otr_conf_address *a, un
     return 0;
 }
 
-static void listener_free(struct otr_listener *l)
+static void listener_close_fds(struct otr_listener *l)
 {
     if (l->n_fds && !keep_paths && strncmp(l->bound, "unix:", 5) == 0)
         unlink(l->bound + 5);
     for (unsigned i = 0; i < l->n_fds; i++)
         close(l->fds[i]);
+    l->n_fds = 0;
+}
+
+static void listener_free(struct otr_listener *l)
+{
+    listener_close_fds(l);
     free(l->fds);
     free(l->name);
     free(l->addr_text);
     free(l);
 }
 
+/* Whether addr, resolved, is where l is bound: "127.0.0.1:0" in one
+ * configuration and the port it got in the next are the same socket, and
+ * so are the old process's and the new one's after a hot upgrade. */
+static bool same_socket(const struct otr_listener *l, const struct otr_conf_address *addr)
+{
+    if (strcmp(l->addr_text, addr->text) == 0)
+        return true;
+    if (l->dry || (!addr->is_unix && addr->port == 0))
+        return false;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char err[128], bound[sizeof l->bound];
+    if (resolve(addr, l->kind, &ss, &len, err, sizeof err) != 0)
+        return false;
+    format_bound(&ss, bound, sizeof bound);
+    return strcmp(bound, l->bound) == 0;
+}
+
 int otr_listener_open(const char *name, const struct otr_conf_address *addr, int kind, unsigned n_sockets,
                       bool dry, otr_listener **out, char *err, size_t errlen)
 {
     struct otr_listener *l = find(name);
-    if (l && l->kind == kind && strcmp(l->addr_text, addr->text) == 0 && l->dry == dry) {
+    if (l && l->kind == kind && l->dry == dry && same_socket(l, addr)) {
         l->users++;
         *out = l;
         return 0;
@@ -230,6 +254,12 @@ void otr_listener_foreach(void (*fn)(void *arg, const otr_listener *l), void *ar
     for (struct otr_listener *l = listeners; l; l = l->next)
         if (!l->dry && l->n_fds)
             fn(arg, l);
+}
+
+void otr_listener_close_sockets(void)
+{
+    for (struct otr_listener *l = listeners; l; l = l->next)
+        listener_close_fds(l);
 }
 
 void otr_listener_keep_paths(void)

@@ -46,6 +46,10 @@ void otr_listener_adopt(const char *name, const char *addr_text, int kind, const
 void otr_listener_close_unused(void);
 /* Hot upgrade, old process: calls fn for every listener with its sockets. */
 void otr_listener_foreach(void (*fn)(void *arg, const otr_listener *l), void *arg);
+/* Shutdown: closes every listening socket now, so that new connections are
+ * refused instead of waiting in a backlog nobody accepts from (sockets
+ * handed to a new process live on there). */
+void otr_listener_close_sockets(void);
 /* After a handover the new process owns unix socket paths: never unlink. */
 void otr_listener_keep_paths(void);
 

@@ -340,6 +340,100 @@ static int sandbox_xpcall(lua_State *L)
     return sandbox_xpcall_done(L, lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, sandbox_xpcall_done), 2);
 }
 
+/*
+ * Library functions whose work is a C loop over a count the script chooses
+ * (a table's length can come from a __len metamethod; index and newindex
+ * metamethods can be C functions that allocate nothing) run no instructions,
+ * so the count hook never sees them: table.move(t, 1, 1 << 40, 2) would spin
+ * for hours. These wrappers charge the loop's length to the budget first.
+ * string.rep of an empty string with an empty separator loops n times
+ * producing nothing; it returns "" at once instead.
+ */
+enum charge_kind { CHARGE_MOVE, CHARGE_INSERT, CHARGE_REMOVE, CHARGE_SORT, CHARGE_CONCAT, CHARGE_UNPACK };
+
+/* Takes n instructions from the current call's budget, or raises the budget
+ * error (and enters the spent state) if fewer are left. */
+static void budget_charge(lua_State *L, uint64_t n)
+{
+    struct otr_lua_vm *vm = vm_of(L);
+    if (!vm->spent && n < vm->remaining) {
+        vm->remaining -= n;
+        return;
+    }
+    vm->remaining = 0;
+    vm->spent = true;
+    lua_sethook(L, budget_on_count, LUA_MASKCOUNT, 1);
+    budget_error(L, 1);
+}
+
+/* Elements in i..j, 0 if empty; unsigned so extreme bounds cannot overflow. */
+static uint64_t span(lua_Integer i, lua_Integer j)
+{
+    return j < i ? 0 : (uint64_t)((lua_Unsigned)j - (lua_Unsigned)i) + 1;
+}
+
+static uint64_t charge_of(lua_State *L, enum charge_kind kind)
+{
+    int n = lua_gettop(L);
+    if (!lua_istable(L, 1))
+        return 0; /* the library function reports the bad argument */
+    switch (kind) {
+    case CHARGE_MOVE:
+        return span(luaL_checkinteger(L, 2), luaL_checkinteger(L, 3));
+    case CHARGE_INSERT:
+        return n == 3 ? span(luaL_checkinteger(L, 2), luaL_len(L, 1)) : 1;
+    case CHARGE_REMOVE:
+        return n >= 2 && !lua_isnil(L, 2) ? span(luaL_checkinteger(L, 2), luaL_len(L, 1)) : 1;
+    case CHARGE_SORT: {
+        uint64_t len = (uint64_t)(luaL_len(L, 1) > 0 ? luaL_len(L, 1) : 0), log = 1;
+        for (uint64_t x = len; x > 1; x >>= 1)
+            log++;
+        return len > UINT64_MAX / log ? UINT64_MAX : len * log;
+    }
+    case CHARGE_CONCAT:
+        return span(luaL_optinteger(L, 3, 1), lua_isnoneornil(L, 4) ? luaL_len(L, 1) : luaL_checkinteger(L, 4));
+    case CHARGE_UNPACK:
+        return span(luaL_optinteger(L, 2, 1), lua_isnoneornil(L, 3) ? luaL_len(L, 1) : luaL_checkinteger(L, 3));
+    }
+    return 0;
+}
+
+/* Upvalue 1: the library function; upvalue 2: its enum charge_kind. */
+static int sandbox_charged(lua_State *L)
+{
+    budget_charge(L, charge_of(L, (enum charge_kind)lua_tointeger(L, lua_upvalueindex(2))));
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* Upvalue 1: Lua's string.rep. */
+static int sandbox_string_rep(lua_State *L)
+{
+    size_t len, seplen;
+    luaL_checklstring(L, 1, &len);
+    luaL_checkinteger(L, 2);
+    luaL_optlstring(L, 3, "", &seplen);
+    if (len == 0 && seplen == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* Replaces field name of the table at t by a sandbox_charged wrapper. */
+static void wrap_charged(lua_State *L, int t, const char *name, enum charge_kind kind)
+{
+    lua_getfield(L, t, name);
+    lua_pushinteger(L, kind);
+    lua_pushcclosure(L, sandbox_charged, 2);
+    lua_setfield(L, t, name);
+}
+
 /* ------------------------------------------------------------------------ */
 /* VM setup                                                                  */
 
@@ -419,6 +513,9 @@ static void template_add_string(lua_State *L, int tpl)
     int lib = open_lib(L, LUA_STRLIBNAME, luaopen_string);
     lua_pushnil(L);
     lua_setfield(L, lib, "dump");
+    lua_getfield(L, lib, "rep");
+    lua_pushcclosure(L, sandbox_string_rep, 1);
+    lua_setfield(L, lib, "rep");
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
     lua_pushboolean(L, 0);
@@ -454,6 +551,14 @@ static int vm_setup(lua_State *L)
 
     template_add_string(L, tpl);
     template_add_lib(L, tpl, LUA_TABLIBNAME, luaopen_table, NULL);
+    lua_getfield(L, tpl, LUA_TABLIBNAME);
+    wrap_charged(L, lua_gettop(L), "move", CHARGE_MOVE);
+    wrap_charged(L, lua_gettop(L), "insert", CHARGE_INSERT);
+    wrap_charged(L, lua_gettop(L), "remove", CHARGE_REMOVE);
+    wrap_charged(L, lua_gettop(L), "sort", CHARGE_SORT);
+    wrap_charged(L, lua_gettop(L), "concat", CHARGE_CONCAT);
+    wrap_charged(L, lua_gettop(L), "unpack", CHARGE_UNPACK);
+    lua_pop(L, 1);
     template_add_lib(L, tpl, LUA_MATHLIBNAME, luaopen_math, math_unsafe);
     template_add_lib(L, tpl, LUA_UTF8LIBNAME, luaopen_utf8, NULL);
     template_add_lib(L, tpl, LUA_OSLIBNAME, luaopen_os, os_unsafe);

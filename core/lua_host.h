@@ -2,14 +2,38 @@
  * lua_host: sandboxed Lua 5.4 virtual machines for policy scripts.
  *
  * One VM per worker per generation (a reload builds new ones). A VM loads
- * each script into its own environment table holding only safe libraries:
- * base functions without dofile/loadfile/load of binary chunks/collectgarbage
- * abuse, string, table, math, utf8, coroutine, and os.time/os.clock/os.date.
- * No io, os.execute/remove/exit..., debug, package, require. Binary
- * (precompiled) chunks are refused. Memory is capped by a custom allocator
- * (returns NULL past the cap, so Lua raises "not enough memory"); each call
- * runs under an instruction budget enforced with a count hook. Errors never
- * propagate: they come back as OTR_EFALLBACK with a reason.
+ * each script into its own environment table; the state's real globals are
+ * never reachable from a script. The environment holds only:
+ *   base: assert error ipairs next pairs pcall xpcall select tonumber
+ *         tostring type rawequal rawget rawset rawlen getmetatable
+ *         setmetatable print load _VERSION, and _G (the environment itself);
+ *   string (no dump), table, math (no randomseed: the generator is shared
+ *   by the VM's scripts and seeded randomly), utf8, coroutine, and os with
+ *   time, clock and date only.
+ * Absent: io, debug, package, require, dofile, loadfile, collectgarbage,
+ * warn and the rest of os. Adjusted functions:
+ *   print         writes nothing; calls are counted (otr_lua_vm_prints);
+ *   load          text chunks only; without an env argument the chunk gets
+ *                 the calling script's environment;
+ *   setmetatable  refuses metatables with __gc (finalizers run with hooks
+ *                 off, outside any budget);
+ *   xpcall        the script's message handler is skipped once the budget
+ *                 is spent (it would otherwise run unhooked);
+ *   coroutine     resume/close/wrap refuse to run once the budget is spent;
+ *                 close does not run the to-be-closed variables of a
+ *                 coroutine that died by an error, and wrap leaves them too.
+ * Library tables are copied per script, so no script can change what
+ * another sees; the string metatable (shared by all strings) is hidden from
+ * getmetatable and its __index is the reduced string table.
+ * Binary (precompiled) chunks are refused. Memory is capped by a custom
+ * allocator (returns NULL past the cap, so Lua raises "not enough memory");
+ * each call runs under an instruction budget enforced with a count hook.
+ * Errors never propagate: they come back as OTR_EFALLBACK with a reason.
+ *
+ * Known gap: Lua's pattern matching (string.find/match/gmatch/gsub) runs in
+ * C and backtracks; its steps are not instructions, so a pathological
+ * pattern on a long subject ('.-.-.-.-b' on 200 bytes: ~20 s) is not cut by
+ * the budget. Memory stays capped.
  *
  * A VM is used by one thread at a time (created on the main thread, then
  * handed to its worker).

@@ -24,6 +24,18 @@ static json_t *module_status(struct otr_modctx *mc)
         return NULL;
     struct otr_buf b = {0};
     mc->lm->desc.status(&mc->pub, otr_buf_emit, &b);
+    size_t start = 0;
+    while (start < b.len && (b.p[start] == ' ' || b.p[start] == '\n'))
+        start++;
+    if (start < b.len && b.p[start] != '{') {
+        /* Members without their braces: wrap them. */
+        struct otr_buf w = {0};
+        otr_buf_append(&w, "{", 1);
+        otr_buf_append(&w, b.p, b.len);
+        otr_buf_append(&w, "}", 1);
+        otr_buf_fini(&b);
+        b = w;
+    }
     json_error_t err;
     json_t *v = b.len ? json_loadb(b.p, b.len, 0, &err) : NULL;
     if (b.len && !v)
@@ -71,7 +83,7 @@ static json_t *status_object(struct otr_agent *a)
 void otr_status_json(struct otr_agent *a, struct otr_buf *out)
 {
     json_t *st = status_object(a);
-    char *text = json_dumps(st, JSON_INDENT(2));
+    char *text = json_dumps(st, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
     otr_buf_append(out, text, strlen(text));
     otr_buf_append(out, "\n", 1);
     free(text);
@@ -130,7 +142,7 @@ void otr_status_write_state_file(struct otr_agent *a)
                            "version", OTR_VERSION, "generation", (json_int_t)(a->current ? a->current->id : 0),
                            "listeners", listeners_json(a->current));
     char *text = json_dumps(st, JSON_COMPACT);
-    int rc = otr_write_file_atomic(a->opt.state_file, text, strlen(text));
+    int rc = otr_write_file_atomic(a->opt.state_file, text, strlen(text), false);
     if (rc)
         otr_log_error("cannot write state file %s: %s", a->opt.state_file, strerror(-rc));
     free(text);

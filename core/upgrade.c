@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "util.h"
@@ -89,6 +90,12 @@ static void upgrade_succeed(struct otr_upgrade *u, int pid)
         u->done(u->arg, 0, msg);
     upgrade_close(u);
     otr_listener_keep_paths();
+    /* The new process answers probes and commands from now on: an old
+     * admin endpoint would report "not ready" while it drains. */
+    otr_control_stop(u->a);
+    if (u->a->admin)
+        otr_admin_stop(u->a->admin);
+    u->a->admin = NULL;
     otr_agent_shutdown(u->a, false);
 }
 

@@ -73,7 +73,7 @@ uint64_t otr_wall_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int otr_write_file_atomic(const char *path, const char *data, size_t len)
+int otr_write_file_atomic(const char *path, const char *data, size_t len, bool durable)
 {
     char tmp[4096];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
@@ -95,7 +95,7 @@ int otr_write_file_atomic(const char *path, const char *data, size_t len)
         }
         off += (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
+    if ((durable && fsync(fd) != 0) || close(fd) != 0) {
         int err = -errno;
         unlink(tmp);
         return err;

@@ -6,6 +6,7 @@
 #ifndef OTR_UTIL_H
 #define OTR_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,8 +28,10 @@ uint64_t otr_now_ms(void);
 uint64_t otr_wall_ns(void);
 
 /* Writes data to path atomically: a temporary file in the same folder,
- * fsync, rename. Returns 0 or a negative errno. */
-int otr_write_file_atomic(const char *path, const char *data, size_t len);
+ * then rename; with durable, fsync before the rename (for data that must
+ * survive a power loss, not for runtime announcements). Returns 0 or a
+ * negative errno. */
+int otr_write_file_atomic(const char *path, const char *data, size_t len, bool durable);
 
 #define OTR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define OTR_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))

@@ -205,7 +205,7 @@ sub finish_ok {
     is($code, 0, 'agent exited 0') or diag($log);
     my $san = sanitizer_report($log);
     ok(!defined $san, 'no sanitizer report') or diag($log);
-    my @errors = grep { / error \[/ && !($o{allow_errors} && $_ =~ $o{allow_errors}) } split /\n/, $log;
+    my @errors = grep { (/ error \[/ || /"level":"error"/) && !($o{allow_errors} && $_ =~ $o{allow_errors}) } split /\n/, $log;
     ok(!@errors, 'no error lines in the agent log') or diag(join("\n", @errors));
     return $code;
 }

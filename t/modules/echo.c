@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <lua.h>
 
 #include "outrider/module.h"
@@ -170,6 +171,12 @@ static void handle_line(struct echo_conn *c, const char *line, size_t len)
     const struct otr_host *host = ew->st->ctx->host;
     if (len == 3 && memcmp(line, "WHO", 3) == 0) {
         answer_who(c);
+        return;
+    }
+    if (len == 5 && memcmp(line, "STALL", 5) == 0) {
+        /* Blocks this worker's loop on purpose: readiness must notice. */
+        usleep(6500 * 1000);
+        conn_send(c, "stalled", 7);
         return;
     }
     struct transform_call t = {.line = line, .len = len};

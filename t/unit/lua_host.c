@@ -276,6 +276,23 @@ static const char loops_lua[] =
     "  return tostring(coroutine.resume(dead))\n"
     "end\n"
     "function tbc_close() return tostring(coroutine.close(dead)) end\n"
+    "local huge_mt = {__len = function() return 1 << 40 end, __index = rawlen, __newindex = rawequal}\n"
+    "function move_spin() table.move({}, 1, 1 << 40, 2) end\n"
+    "function insert_spin() table.insert(setmetatable({}, huge_mt), 1, 'x') end\n"
+    "function remove_spin() table.remove(setmetatable({}, huge_mt), 1) end\n"
+    "function sort_spin()\n"
+    "  table.sort(setmetatable({}, {__len = function() return (1 << 31) - 2 end, __index = rawlen, __newindex = rawequal}))\n"
+    "end\n"
+    "function rep_empty() return #string.rep('', 1 << 50) + #(''):rep(1 << 50, '') end\n"
+    "function legit_tables()\n"
+    "  local t = {}\n"
+    "  for i = 1, 3000 do table.insert(t, (i * 7919) % 1000) end\n"
+    "  table.insert(t, 1, 5) table.remove(t, 1) table.remove(t)\n"
+    "  table.sort(t)\n"
+    "  local u = table.move(t, 1, #t, 1, {})\n"
+    "  return #table.concat(u, ',') + select('#', table.unpack(u)) + #string.rep('ab', 3, '-')\n"
+    "end\n"
+    "function tostring_loop() error(setmetatable({}, {__tostring = function() while true do end end})) end\n"
     "function close_in_budget()\n"
     "  local x <close> = looping_close()\n"
     "  return 1\n"
@@ -310,6 +327,14 @@ static void test_budget(void)
     is_str(eval(vm, id, "tbc_close", NULL), "false",
            "next call: closing it does not run its looping __close unhooked");
     is_int(run(vm, id, "close_in_budget", err, sizeof err), OTR_LUA_BUDGET, "a looping __close in a call: budget");
+    static const char *const c_loops[] = {"move_spin", "insert_spin", "remove_spin", "sort_spin"};
+    for (size_t i = 0; i < sizeof c_loops / sizeof *c_loops; i++)
+        is_int(run(vm, id, c_loops[i], err, sizeof err), OTR_LUA_BUDGET, "C loop of a table function (%s): budget",
+               c_loops[i]);
+    is_str(eval(vm, id, "rep_empty", NULL), "0", "string.rep of nothing 2^50 times returns at once");
+    is_str(eval(vm, id, "legit_tables", NULL), "14674", "table functions on 3000 elements fit the budget (and compute the right thing)");
+    is_int(run(vm, id, "tostring_loop", err, sizeof err), OTR_LUA_BUDGET,
+           "an error object whose __tostring loops: budget");
     is_str(eval(vm, id, "fine", NULL), "fine", "VM usable after budget failures");
 
     /* The budget is per call and close to its nominal size: a loop of ~40k

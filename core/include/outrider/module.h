@@ -447,8 +447,9 @@ struct otr_module {
     /* Whether the module is ready to serve (any thread); NULL: always.
      * Feeds /ready. */
     bool (*ready)(otr_ctx *ctx);
-    /* Adds the module's fields to the /status JSON (main thread): writes a
-     * JSON object's text (without braces' surroundings) via emit. */
+    /* Adds the module's fields to the /status JSON (main thread): writes one
+     * JSON object via emit, e.g. {"clusters":3}. (The members alone, without
+     * the braces, are accepted too.) */
     void (*status)(otr_ctx *ctx, void (*emit)(void *arg, const char *p, size_t n), void *arg);
 };
 

@@ -1,0 +1,2 @@
+logs_SRCS := $(wildcard modules/logs/*.c)
+logs_PKGS :=

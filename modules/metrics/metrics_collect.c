@@ -1,0 +1,65 @@
+/*
+ * One exposition from every source: the core registry (the agent's and
+ * every module's own metrics), the statsd stores of all workers, and the
+ * last snapshot of every scrape target. The registry comes first, so its
+ * families win a type conflict with anything scraped.
+ */
+#include <stdlib.h>
+
+#include "metrics_int.h"
+
+static void registry_on_emit(void *arg, const char *p, size_t n)
+{
+    mbuf_add(arg, p, n);
+}
+
+static int registry_on_sample(void *arg, const struct prom_sample *s)
+{
+    msnap_builder_add_prom(arg, s);
+    return 0;
+}
+
+static struct msnap *registry_snapshot(struct metrics_state *st)
+{
+    struct mbuf text;
+    mbuf_init(&text);
+    struct msnap_builder b;
+    msnap_builder_init(&b, NULL, 0, false, 0);
+    if (st->host->metrics_render(st->ctx, OTR_METRICS_PROMETHEUS, registry_on_emit, &text) == 0) {
+        struct prom_error err;
+        if (prom_parse(text.p, text.len, 0, registry_on_sample, &b, &err) != 0)
+            st->host->log(st->ctx, OTR_LOG_WARN, "agent registry output, line %u:%u: %s", err.line, err.col, err.msg);
+    }
+    mbuf_fini(&text);
+    return msnap_builder_finish(&b);
+}
+
+static struct msnap *statsd_snapshot(struct metrics_state *st)
+{
+    struct mstore **stores = xmalloc(st->n_workers * sizeof *stores);
+    for (unsigned i = 0; i < st->n_workers; i++)
+        stores[i] = &st->workers[i].store;
+    struct msnap_builder b;
+    msnap_builder_init(&b, NULL, 0, false, 0);
+    mstore_snapshot(stores, st->n_workers, &b);
+    free(stores);
+    return msnap_builder_finish(&b);
+}
+
+void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, struct mbuf *out)
+{
+    pthread_mutex_lock(&st->lock);
+    size_t n = st->n_targets + 2, k = 2;
+    struct msnap **snaps = xmalloc(n * sizeof *snaps);
+    for (size_t i = 0; i < st->n_targets; i++)
+        if (st->targets[i]->snap)
+            snaps[k++] = msnap_ref(st->targets[i]->snap);
+    pthread_mutex_unlock(&st->lock);
+    snaps[0] = registry_snapshot(st);
+    snaps[1] = statsd_snapshot(st);
+    struct mexpo_stats stats = {0};
+    mexpo_render(snaps, k, fmt, out, &stats);
+    for (size_t i = 0; i < k; i++)
+        msnap_unref(snaps[i]);
+    free(snaps);
+}

@@ -1,0 +1,299 @@
+/*
+ * Exposition: merge by family name, then write each family's metadata and
+ * series. Label sets were rendered once when the snapshot was built, so
+ * this is mostly memcpy and number formatting.
+ */
+#include "metrics_expo.h"
+
+#include "metrics_hash.h"
+#include "metrics_number.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+
+struct entry {
+    const struct msnap *snap;
+    const struct msnap_family *fam;
+    uint32_t next; /* next entry of the same family name, UINT32_MAX: none */
+};
+
+static bool entry_same_name(const struct entry *a, const struct entry *b)
+{
+    return a->fam->name_len == b->fam->name_len &&
+           memcmp(a->snap->text + a->fam->name_off, b->snap->text + b->fam->name_off, a->fam->name_len) == 0;
+}
+
+/* Groups entries by family name with a hash table: O(families), where
+ * sorting 100,000 names would cost tens of milliseconds. Fills heads[]
+ * with each group's first entry, in order of first appearance (sources
+ * in order: the registry, statsd, then targets); returns their number. */
+static size_t group_by_name(struct entry *es, size_t k, uint32_t *heads)
+{
+    size_t cap = 16;
+    while (cap < 2 * k)
+        cap *= 2;
+    uint32_t *slots = xcalloc(cap, sizeof *slots);
+    uint32_t *tails = xmalloc((k ? k : 1) * sizeof *tails);
+    size_t n_groups = 0;
+    for (size_t i = 0; i < k; i++) {
+        es[i].next = UINT32_MAX;
+        size_t j = metrics_hash(es[i].snap->text + es[i].fam->name_off, es[i].fam->name_len, 0) & (cap - 1);
+        for (; slots[j]; j = (j + 1) & (cap - 1)) {
+            uint32_t g = slots[j] - 1;
+            if (entry_same_name(&es[heads[g]], &es[i])) {
+                es[tails[g]].next = (uint32_t)i;
+                tails[g] = (uint32_t)i;
+                break;
+            }
+        }
+        if (!slots[j]) {
+            heads[n_groups] = tails[n_groups] = (uint32_t)i;
+            slots[j] = (uint32_t)++n_groups;
+        }
+    }
+    free(slots);
+    free(tails);
+    return n_groups;
+}
+
+static const char *om_type_name(enum prom_type t)
+{
+    static const char *const names[] = {
+        [PROM_UNTYPED] = "unknown", [PROM_COUNTER] = "counter", [PROM_GAUGE] = "gauge",
+        [PROM_HISTOGRAM] = "histogram", [PROM_SUMMARY] = "summary", [PROM_GAUGEHISTOGRAM] = "gaugehistogram",
+        [PROM_INFO] = "info", [PROM_STATESET] = "stateset",
+    };
+    return names[t];
+}
+
+/* The suffix a series is written with, or -1 to leave it out: the text
+ * format has no _created samples and no gauge histograms, and OpenMetrics
+ * counters always end in _total. */
+static int written_suffix(enum mexpo_format fmt, enum prom_type t, enum msnap_suffix s)
+{
+    if (fmt == MEXPO_OPENMETRICS)
+        return t == PROM_COUNTER && s == MSFX_NONE ? MSFX_TOTAL : (int)s;
+    if (s == MSFX_CREATED || t == PROM_GAUGEHISTOGRAM)
+        return -1;
+    return (int)s;
+}
+
+/* The name in HELP/TYPE lines: the family's in OpenMetrics; in the text
+ * format a counter's or info's is its samples' name. */
+static void add_meta_name(struct mbuf *out, enum mexpo_format fmt, const struct entry *e)
+{
+    const struct msnap_family *f = e->fam;
+    mbuf_add(out, e->snap->text + f->name_off, f->name_len);
+    if (fmt == MEXPO_PROMETHEUS) {
+        if (f->type == PROM_COUNTER && e->snap->series[f->first].suffix == MSFX_TOTAL)
+            mbuf_add(out, "_total", 6);
+        else if (f->type == PROM_INFO)
+            mbuf_add(out, "_info", 5);
+    }
+}
+
+static void add_meta(struct mbuf *out, enum mexpo_format fmt, const struct entry *e, const struct entry *help)
+{
+    const struct msnap_family *f = e->fam;
+    if (help) {
+        mbuf_add(out, "# HELP ", 7);
+        add_meta_name(out, fmt, e);
+        mbuf_addc(out, ' ');
+        mbuf_add_help(out, help->snap->text + help->fam->help_off, help->fam->help_len, fmt == MEXPO_OPENMETRICS);
+        mbuf_addc(out, '\n');
+    }
+    mbuf_add(out, "# TYPE ", 7);
+    add_meta_name(out, fmt, e);
+    mbuf_addc(out, ' ');
+    mbuf_adds(out, fmt == MEXPO_OPENMETRICS ? om_type_name(f->type) : prom_type_name(f->type));
+    mbuf_addc(out, '\n');
+}
+
+static void add_timestamp(struct mbuf *out, enum mexpo_format fmt, int64_t ms)
+{
+    mbuf_addc(out, ' ');
+    if (fmt == MEXPO_PROMETHEUS) {
+        mbuf_add_int64(out, ms);
+        return;
+    }
+    /* OpenMetrics timestamps are seconds. */
+    int64_t sec = ms / 1000, frac = ms % 1000;
+    if (frac < 0) {
+        sec -= 1;
+        frac += 1000;
+    }
+    mbuf_add_int64(out, sec);
+    char d[4] = {'.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10), (char)('0' + frac % 10)};
+    mbuf_add(out, d, 4);
+}
+
+/* The target labels every series of a snapshot carries when it skips
+ * none (the common case), joined once: ",a=\"1\",b=\"2\"". */
+static size_t join_targets(const struct msnap *s, char *out, size_t cap)
+{
+    size_t len = 0;
+    for (uint32_t t = 0; t < s->n_target_labels; t++) {
+        if (len + 1 + s->target_label_len[t] > cap)
+            return 0;
+        out[len++] = ',';
+        memcpy(out + len, s->target_labels[t], s->target_label_len[t]);
+        len += s->target_label_len[t];
+    }
+    return len;
+}
+
+static uint64_t add_series(struct mbuf *out, enum mexpo_format fmt, const struct entry *e)
+{
+    const struct msnap *s = e->snap;
+    const struct msnap_family *f = e->fam;
+    char joined[2048];
+    size_t joined_len = join_targets(s, joined, sizeof joined);
+    size_t targets_max = 0;
+    for (uint32_t t = 0; t < s->n_target_labels; t++)
+        targets_max += 1 + s->target_label_len[t];
+    uint64_t n = 0;
+    for (uint32_t i = f->first; i < f->first + f->n_series; i++) {
+        const struct msnap_series *se = &s->series[i];
+        int sfx = written_suffix(fmt, (enum prom_type)f->type, (enum msnap_suffix)se->suffix);
+        if (sfx < 0)
+            continue;
+        /* One reservation per series, then plain stores: this loop is the
+         * exposition's hot path. */
+        size_t sfx_len = strlen(msnap_suffix_text[sfx]);
+        char *w = mbuf_reserve(out, f->name_len + sfx_len + se->labels_len + targets_max + 2 * METRICS_NUM_MAX + 8);
+        memcpy(w, s->text + f->name_off, f->name_len);
+        w += f->name_len;
+        memcpy(w, msnap_suffix_text[sfx], sfx_len);
+        w += sfx_len;
+        uint8_t skip = se->flags & (uint8_t)~MSNAP_HAS_TS;
+        bool any_target = s->n_target_labels > 0 && (skip != (1u << s->n_target_labels) - 1);
+        if (se->labels_len || any_target) {
+            *w++ = '{';
+            memcpy(w, s->text + se->labels_off, se->labels_len);
+            w += se->labels_len;
+            bool comma = se->labels_len > 0;
+            if (!skip && joined_len) {
+                memcpy(w, joined + !comma, joined_len - !comma);
+                w += joined_len - !comma;
+            } else {
+                for (uint32_t t = 0; t < s->n_target_labels; t++) {
+                    if (skip & (1u << t))
+                        continue;
+                    if (comma)
+                        *w++ = ',';
+                    comma = true;
+                    memcpy(w, s->target_labels[t], s->target_label_len[t]);
+                    w += s->target_label_len[t];
+                }
+            }
+            *w++ = '}';
+        }
+        *w++ = ' ';
+        w += metrics_format_double(w, se->value);
+        out->len = (size_t)(w - out->p);
+        if (se->flags & MSNAP_HAS_TS)
+            add_timestamp(out, fmt, se->ts_ms);
+        mbuf_addc(out, '\n');
+        n++;
+    }
+    return n;
+}
+
+void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, struct mbuf *out,
+                  struct mexpo_stats *stats)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += snaps[i] ? snaps[i]->n_fams : 0;
+    struct entry *es = xmalloc((total ? total : 1) * sizeof *es);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t f = 0; snaps[i] && f < snaps[i]->n_fams; f++)
+            es[k++] = (struct entry){snaps[i], &snaps[i]->fams[f], UINT32_MAX};
+    uint32_t *heads = xmalloc((k ? k : 1) * sizeof *heads);
+    size_t n_groups = group_by_name(es, k, heads);
+    /* Presize the output: label text, names and numbers of every series. */
+    size_t estimate = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!snaps[i])
+            continue;
+        size_t targets = 0;
+        for (uint32_t t = 0; t < snaps[i]->n_target_labels; t++)
+            targets += 1 + snaps[i]->target_label_len[t];
+        estimate += snaps[i]->text_len + snaps[i]->n_series * (targets + 48);
+    }
+    mbuf_reserve(out, estimate);
+
+    for (size_t g = 0; g < n_groups; g++) {
+        const struct entry *first = &es[heads[g]], *help = NULL;
+        for (uint32_t x = heads[g]; x != UINT32_MAX; x = es[x].next) {
+            if (es[x].fam->type != first->fam->type) {
+                stats->conflicts++;
+                continue;
+            }
+            if (!help && es[x].fam->help_len)
+                help = &es[x];
+        }
+        if (fmt == MEXPO_PROMETHEUS && first->fam->type == PROM_GAUGEHISTOGRAM)
+            continue;
+        add_meta(out, fmt, first, help);
+        stats->families++;
+        for (uint32_t x = heads[g]; x != UINT32_MAX; x = es[x].next)
+            if (es[x].fam->type == first->fam->type)
+                stats->series += add_series(out, fmt, &es[x]);
+    }
+    free(heads);
+    if (fmt == MEXPO_OPENMETRICS)
+        mbuf_add(out, "# EOF\n", 6);
+    free(es);
+}
+
+/* Accept: "application/openmetrics-text;version=1.0.0;q=0.5, text/plain;q=0.4".
+ * OpenMetrics wins when listed with a q greater than zero and not lower
+ * than text/plain's. */
+enum mexpo_format mexpo_negotiate(const char *accept)
+{
+    if (!accept)
+        return MEXPO_PROMETHEUS;
+    double q_om = -1, q_text = -1;
+    const char *p = accept;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *semi = p;
+        while (semi < end && *semi != ';')
+            semi++;
+        const char *type_end = semi;
+        while (type_end > p && (type_end[-1] == ' ' || type_end[-1] == '\t'))
+            type_end--;
+        double q = 1;
+        for (const char *s = semi; s < end;) {
+            const char *a = s + 1;
+            while (a < end && *a == ' ')
+                a++;
+            if (end - a > 2 && (a[0] == 'q' || a[0] == 'Q') && a[1] == '=')
+                q = strtod(a + 2, NULL);
+            while (a < end && *a != ';')
+                a++;
+            s = a;
+        }
+        size_t tn = (size_t)(type_end - p);
+        if (tn == 28 && strncasecmp(p, "application/openmetrics-text", 28) == 0)
+            q_om = q > q_om ? q : q_om;
+        else if ((tn == 10 && strncasecmp(p, "text/plain", 10) == 0) || (tn == 3 && strncmp(p, "*/*", 3) == 0))
+            q_text = q > q_text ? q : q_text;
+        p = *end ? end + 1 : end;
+    }
+    return q_om > 0 && q_om >= q_text ? MEXPO_OPENMETRICS : MEXPO_PROMETHEUS;
+}
+
+const char *mexpo_content_type(enum mexpo_format fmt)
+{
+    return fmt == MEXPO_OPENMETRICS ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                                    : "text/plain; version=0.0.4; charset=utf-8";
+}

@@ -1,0 +1,39 @@
+/*
+ * metrics_expo: renders snapshots as one exposition, merging families of
+ * the same name from different sources (the registry, statsd, every
+ * scraped target) so each family appears once, with one HELP and TYPE
+ * line, as both formats require.
+ */
+#ifndef OTR_METRICS_EXPO_H
+#define OTR_METRICS_EXPO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics_buf.h"
+#include "metrics_snapshot.h"
+
+enum mexpo_format {
+    MEXPO_PROMETHEUS = 0, /* text/plain; version=0.0.4 */
+    MEXPO_OPENMETRICS,    /* application/openmetrics-text; version=1.0.0 */
+};
+
+struct mexpo_stats {
+    uint64_t families, series;
+    /* Families dropped because an earlier source has the same name with
+     * another type (the earlier source wins). */
+    uint64_t conflicts;
+};
+
+/* Appends the exposition of n snapshots to out. Sources earlier in the
+ * array win type conflicts. Families come out in order of first
+ * appearance (source by source). The snapshots are only read. */
+void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, struct mbuf *out,
+                  struct mexpo_stats *stats);
+
+/* Picks the format from an HTTP Accept header (NULL: Prometheus text):
+ * OpenMetrics when application/openmetrics-text is accepted with q > 0. */
+enum mexpo_format mexpo_negotiate(const char *accept);
+const char *mexpo_content_type(enum mexpo_format fmt);
+
+#endif

@@ -1,0 +1,613 @@
+/*
+ * statsd aggregation store. See metrics_store.h for the model.
+ */
+#include "metrics_store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics_buf.h"
+#include "metrics_hash.h"
+#include "metrics_number.h"
+
+struct mhist {
+    double sum, count;
+    double counts[]; /* per bucket, not cumulative; +Inf is count - sum of these */
+};
+
+struct mset {
+    uint32_t n, cap; /* cap: slots, a power of two */
+    uint64_t *slots; /* member hashes, 0 = empty */
+};
+
+struct mseries {
+    uint32_t hash;
+    uint32_t fam;
+    uint32_t stamp;
+    uint16_t labels_len;
+    union {
+        double value;
+        struct mhist *hist;
+        struct mset *set;
+    } u;
+    char labels[];
+};
+
+#define ARENA_CHUNK 65536
+
+struct mstore_arena_chunk {
+    struct mstore_arena_chunk *next;
+    size_t used, cap;
+    char data[];
+};
+
+static void *arena_alloc(struct mstore *st, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    struct mstore_arena_chunk *c = st->arena;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
+        c = xmalloc(sizeof *c + cap);
+        c->used = 0;
+        c->cap = cap;
+        c->next = st->arena;
+        st->arena = c;
+        st->arena_bytes += sizeof *c + cap;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+void mstore_init(struct mstore *st, const struct mstore_conf *conf, struct mstore_limit *limit)
+{
+    memset(st, 0, sizeof *st);
+    st->conf = conf;
+    st->limit = limit;
+    pthread_mutex_init(&st->lock, NULL);
+    st->fam_mask = 15;
+    st->fam_slots = xcalloc(st->fam_mask + 1, sizeof *st->fam_slots);
+    st->mask = 255;
+    st->slots = xcalloc(st->mask + 1, sizeof *st->slots);
+}
+
+void mstore_fini(struct mstore *st)
+{
+    for (uint32_t i = 0; i < st->n_series; i++) {
+        struct mseries *s = st->list[i];
+        if (st->fams[s->fam].kind == STATSD_SET)
+            free(s->u.set->slots);
+    }
+    if (st->limit)
+        atomic_fetch_sub(&st->limit->used, st->n_series);
+    for (struct mstore_arena_chunk *c = st->arena, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    for (uint32_t i = 0; i < st->n_fams; i++)
+        free(st->fams[i].name);
+    free(st->fams);
+    free(st->fam_slots);
+    free(st->slots);
+    free(st->list);
+    pthread_mutex_destroy(&st->lock);
+}
+
+static bool is_alpha_(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+size_t mstore_sanitize_name(const char *p, size_t n, char *out)
+{
+    if (n == 0 || n > MSTORE_MAX_NAME - 1)
+        return 0;
+    size_t len = 0;
+    bool any = false;
+    if (is_digit(p[0]))
+        out[len++] = '_';
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        bool valid = is_alpha_(c) || is_digit(c) || c == ':';
+        out[len++] = valid ? c : '_';
+        any |= valid && c != '_';
+    }
+    out[len] = '\0';
+    return any ? len : 0;
+}
+
+/* A tag key as a label name: like a metric name without ':'. Reserved
+ * "__" names get the exported_ prefix. Returns the length, 0 if empty. */
+static size_t sanitize_label(const char *p, size_t n, char *out, size_t cap)
+{
+    size_t len = 0;
+    if (n + 10 > cap)
+        return 0;
+    if (n >= 2 && p[0] == '_' && p[1] == '_') {
+        memcpy(out, "exported_", 9);
+        len = 9;
+    } else if (is_digit(p[0])) {
+        out[len++] = '_';
+    }
+    for (size_t i = 0; i < n; i++)
+        out[len++] = is_alpha_(p[i]) || is_digit(p[i]) ? p[i] : '_';
+    return len;
+}
+
+static void fam_rehash(struct mstore *st)
+{
+    size_t nslots = (st->fam_mask + 1) * 2;
+    free(st->fam_slots);
+    st->fam_slots = xcalloc(nslots, sizeof *st->fam_slots);
+    st->fam_mask = nslots - 1;
+    for (uint32_t i = 0; i < st->n_fams; i++) {
+        size_t j = metrics_hash(st->fams[i].name, st->fams[i].name_len, 0) & st->fam_mask;
+        while (st->fam_slots[j])
+            j = (j + 1) & st->fam_mask;
+        st->fam_slots[j] = i + 1;
+    }
+}
+
+static enum prom_type type_of(enum statsd_type k)
+{
+    switch (k) {
+    case STATSD_COUNTER: return PROM_COUNTER;
+    case STATSD_GAUGE:
+    case STATSD_SET: return PROM_GAUGE;
+    default: return PROM_HISTOGRAM;
+    }
+}
+
+/* Finds or creates the family; -1 when the name has another type, or
+ * another kind of histogram (timer buckets vs histogram buckets); -2 when
+ * it is new and the series cap is reached. */
+static int64_t store_family_get(struct mstore *st, const char *name, size_t n, enum statsd_type kind)
+{
+    if (kind == STATSD_DISTRIBUTION)
+        kind = STATSD_HISTOGRAM;
+    size_t j = metrics_hash(name, n, 0) & st->fam_mask;
+    for (; st->fam_slots[j]; j = (j + 1) & st->fam_mask) {
+        struct mstore_family *f = &st->fams[st->fam_slots[j] - 1];
+        if (f->name_len == n && memcmp(f->name, name, n) == 0)
+            return f->kind == kind ? (int64_t)st->fam_slots[j] - 1 : -1;
+    }
+    /* A family only exists for its series: when no new series may be
+     * created, no new family is either, so a flood of new names cannot
+     * grow the store. The race with other workers is bounded by the
+     * per-store cap. */
+    if (st->limit && st->limit->max &&
+        (atomic_load(&st->limit->used) >= st->limit->max || st->n_fams >= st->limit->max))
+        return -2;
+    if (st->n_fams == st->fam_cap) {
+        st->fam_cap = st->fam_cap ? st->fam_cap * 2 : 16;
+        st->fams = xrealloc(st->fams, st->fam_cap * sizeof *st->fams);
+    }
+    uint32_t i = st->n_fams++;
+    struct mstore_family *f = &st->fams[i];
+    f->name = xmalloc(n + 1);
+    memcpy(f->name, name, n);
+    f->name[n] = '\0';
+    f->name_len = (uint32_t)n;
+    f->kind = (uint8_t)kind;
+    f->type = (uint8_t)type_of(kind);
+    st->fam_slots[j] = i + 1;
+    if (st->n_fams * 2 > st->fam_mask + 1)
+        fam_rehash(st);
+    return i;
+}
+
+struct label_ref {
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+};
+
+static int label_cmp(const void *a, const void *b)
+{
+    const struct label_ref *x = a, *y = b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+    return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+static bool key_in(const struct label_ref *ls, size_t n, const char *k, size_t kn)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ls[i].key_len == kn && memcmp(ls[i].key, k, kn) == 0)
+            return true;
+    return false;
+}
+
+/* Renders the line's labels, sorted, into out; returns the length or -1. */
+static int64_t store_render_labels(const struct statsd_line *line, const struct prom_label *extra, size_t n_extra,
+                             bool histogram, char *out)
+{
+    struct label_ref ls[STATSD_MAX_TAGS + 8];
+    char keys[2048];
+    size_t n = 0, kused = 0;
+    for (size_t i = 0; i < n_extra && i < 8; i++)
+        if (extra[i].value.n)
+            ls[n++] = (struct label_ref){extra[i].name.p, extra[i].name.n, extra[i].value.p, extra[i].value.n};
+    size_t n_auth = n;
+    for (uint32_t i = 0; i < line->n_tags; i++) {
+        const struct statsd_tag *t = &line->tags[i];
+        if (t->value.n == 0)
+            continue;
+        if (!prom_valid_utf8(t->value.p, t->value.n))
+            return -1;
+        char *k = keys + kused;
+        size_t kn = sanitize_label(t->key.p, t->key.n, k, sizeof keys - kused);
+        if (kn == 0)
+            return -1;
+        bool reserved = histogram && kn == 2 && memcmp(k, "le", 2) == 0;
+        if (reserved || key_in(ls, n_auth, k, kn)) {
+            if (kn + 9 + 1 > sizeof keys - kused)
+                return -1;
+            memmove(k + 9, k, kn);
+            memcpy(k, "exported_", 9);
+            kn += 9;
+        }
+        if (key_in(ls, n, k, kn))
+            continue; /* a repeated tag: the first one counts */
+        kused += kn;
+        ls[n++] = (struct label_ref){k, kn, t->value.p, t->value.n};
+    }
+    qsort(ls, n, sizeof ls[0], label_cmp);
+    struct mbuf b = {.p = out, .len = 0, .cap = MSTORE_MAX_LABELS_TEXT};
+    for (size_t i = 0; i < n; i++) {
+        /* Worst case: the value doubles when escaped. */
+        if (b.len + ls[i].key_len + 2 * ls[i].value_len + 4 > MSTORE_MAX_LABELS_TEXT)
+            return -1;
+        if (i)
+            b.p[b.len++] = ',';
+        memcpy(b.p + b.len, ls[i].key, ls[i].key_len);
+        b.len += ls[i].key_len;
+        b.p[b.len++] = '=';
+        b.p[b.len++] = '"';
+        mbuf_add_label_value(&b, ls[i].value, ls[i].value_len);
+        b.p[b.len++] = '"';
+    }
+    return (int64_t)b.len;
+}
+
+static void series_rehash(struct mstore *st)
+{
+    size_t nslots = (st->mask + 1) * 2;
+    free(st->slots);
+    st->slots = xcalloc(nslots, sizeof *st->slots);
+    st->mask = nslots - 1;
+    for (uint32_t i = 0; i < st->n_series; i++) {
+        size_t j = st->list[i]->hash & st->mask;
+        while (st->slots[j])
+            j = (j + 1) & st->mask;
+        st->slots[j] = st->list[i];
+    }
+}
+
+static size_t n_buckets(const struct mstore *st, const struct mstore_family *f)
+{
+    return f->kind == STATSD_TIMER ? st->conf->n_timer_buckets : st->conf->n_hist_buckets;
+}
+
+static const double *buckets(const struct mstore *st, const struct mstore_family *f)
+{
+    return f->kind == STATSD_TIMER ? st->conf->timer_buckets : st->conf->hist_buckets;
+}
+
+/* Finds the series, or creates it when create is set (and the limit, if
+ * checked, allows). Returns NULL when refused. */
+static struct mseries *series_get(struct mstore *st, uint32_t fam, const char *labels, size_t len, bool check_limit,
+                                  bool *refused)
+{
+    uint32_t h = (uint32_t)metrics_hash(labels, len, fam + 1);
+    size_t j = h & st->mask;
+    for (struct mseries *s; (s = st->slots[j]); j = (j + 1) & st->mask)
+        if (s->hash == h && s->fam == fam && s->labels_len == len && memcmp(s->labels, labels, len) == 0)
+            return s;
+    if (check_limit && st->limit && st->limit->max) {
+        if (atomic_fetch_add(&st->limit->used, 1) >= st->limit->max) {
+            atomic_fetch_sub(&st->limit->used, 1);
+            *refused = true;
+            return NULL;
+        }
+    } else if (st->limit) {
+        atomic_fetch_add(&st->limit->used, 1);
+    }
+    struct mseries *s = arena_alloc(st, sizeof *s + len);
+    s->hash = h;
+    s->fam = fam;
+    s->stamp = 0;
+    s->labels_len = (uint16_t)len;
+    memcpy(s->labels, labels, len);
+    const struct mstore_family *f = &st->fams[fam];
+    if (f->type == PROM_HISTOGRAM) {
+        size_t nb = n_buckets(st, f);
+        s->u.hist = arena_alloc(st, sizeof *s->u.hist + nb * sizeof(double));
+        memset(s->u.hist, 0, sizeof *s->u.hist + nb * sizeof(double));
+    } else if (f->kind == STATSD_SET) {
+        s->u.set = arena_alloc(st, sizeof *s->u.set);
+        *s->u.set = (struct mset){0, 0, NULL};
+    } else {
+        s->u.value = 0;
+    }
+    if (st->n_series == st->list_cap) {
+        st->list_cap = st->list_cap ? st->list_cap * 2 : 256;
+        st->list = xrealloc(st->list, st->list_cap * sizeof *st->list);
+    }
+    st->list[st->n_series++] = s;
+    st->slots[j] = s;
+    if (st->n_series * 4 > (st->mask + 1) * 3)
+        series_rehash(st);
+    return s;
+}
+
+static void hist_observe(const struct mstore *st, const struct mstore_family *f, struct mhist *h, double v, double w)
+{
+    const double *b = buckets(st, f);
+    size_t nb = n_buckets(st, f);
+    /* Binary search for the first bucket with v <= bound. */
+    size_t lo = 0, hi = nb;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (v <= b[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (lo < nb)
+        h->counts[lo] += w;
+    h->count += w;
+    h->sum += v * w;
+}
+
+/* Adds a member hash; false when the set is full. */
+static bool set_add(struct mset *s, uint64_t h, uint32_t max)
+{
+    h |= 1; /* 0 marks an empty slot */
+    if (s->cap) {
+        for (size_t j = h & (s->cap - 1); s->slots[j]; j = (j + 1) & (s->cap - 1))
+            if (s->slots[j] == h)
+                return true;
+    }
+    if (s->n >= max)
+        return false;
+    if ((s->n + 1) * 2 > s->cap) {
+        uint32_t cap = s->cap ? s->cap * 2 : 8;
+        uint64_t *slots = xcalloc(cap, sizeof *slots);
+        for (uint32_t i = 0; i < s->cap; i++) {
+            if (!s->slots[i])
+                continue;
+            size_t j = s->slots[i] & (cap - 1);
+            while (slots[j])
+                j = (j + 1) & (cap - 1);
+            slots[j] = s->slots[i];
+        }
+        free(s->slots);
+        s->slots = slots;
+        s->cap = cap;
+    }
+    size_t j = h & (s->cap - 1);
+    while (s->slots[j])
+        j = (j + 1) & (s->cap - 1);
+    s->slots[j] = h;
+    s->n++;
+    return true;
+}
+
+enum mstore_result mstore_apply(struct mstore *st, const struct statsd_line *line, const struct prom_label *extra,
+                                size_t n_extra, uint32_t now_ds)
+{
+    char name[MSTORE_MAX_NAME + 8];
+    size_t nn = mstore_sanitize_name(line->name.p, line->name.n, name);
+    if (nn == 0) {
+        st->refused[MSTORE_BAD_NAME]++;
+        return MSTORE_BAD_NAME;
+    }
+    if (line->type == STATSD_COUNTER && !(nn > 6 && memcmp(name + nn - 6, "_total", 6) == 0)) {
+        memcpy(name + nn, "_total", 7);
+        nn += 6;
+    }
+    int64_t fam = store_family_get(st, name, nn, line->type);
+    if (fam == -2) {
+        st->refused[MSTORE_LIMIT]++;
+        return MSTORE_LIMIT;
+    }
+    if (fam < 0) {
+        st->refused[MSTORE_TYPE_CONFLICT]++;
+        return MSTORE_TYPE_CONFLICT;
+    }
+    const struct mstore_family *f = &st->fams[fam];
+    char labels[MSTORE_MAX_LABELS_TEXT];
+    int64_t len = store_render_labels(line, extra, n_extra, f->type == PROM_HISTOGRAM, labels);
+    if (len < 0) {
+        st->refused[MSTORE_BAD_LABEL]++;
+        return MSTORE_BAD_LABEL;
+    }
+    bool refused = false;
+    struct mseries *s = series_get(st, (uint32_t)fam, labels, (size_t)len, true, &refused);
+    if (!s) {
+        st->refused[MSTORE_LIMIT]++;
+        return MSTORE_LIMIT;
+    }
+    s->stamp = now_ds;
+    double w = 1.0 / line->rate;
+    switch (line->type) {
+    case STATSD_COUNTER:
+        for (uint32_t i = 0; i < line->n_values; i++)
+            s->u.value += line->values[i] * w;
+        break;
+    case STATSD_GAUGE:
+        for (uint32_t i = 0; i < line->n_values; i++)
+            s->u.value = line->delta ? s->u.value + line->values[i] : line->values[i];
+        break;
+    case STATSD_TIMER:
+        for (uint32_t i = 0; i < line->n_values; i++)
+            hist_observe(st, f, s->u.hist, line->values[i] / 1000.0, w);
+        break;
+    case STATSD_HISTOGRAM:
+    case STATSD_DISTRIBUTION:
+        for (uint32_t i = 0; i < line->n_values; i++)
+            hist_observe(st, f, s->u.hist, line->values[i], w);
+        break;
+    case STATSD_SET:
+        if (!set_add(s->u.set, metrics_hash(line->member.p, line->member.n, 7), st->conf->set_max_members))
+            st->set_overflow++;
+        break;
+    }
+    return MSTORE_OK;
+}
+
+/* Folds series s of store src into dst (the merge of workers' stores). */
+static void merge_series(struct mstore *dst, const struct mstore *src, const struct mseries *s)
+{
+    const struct mstore_family *sf = &src->fams[s->fam];
+    int64_t fam = store_family_get(dst, sf->name, sf->name_len, (enum statsd_type)sf->kind);
+    if (fam < 0)
+        return; /* impossible: the same name has one kind in every store of one config */
+    bool refused;
+    struct mseries *d = series_get(dst, (uint32_t)fam, s->labels, s->labels_len, false, &refused);
+    bool newer = s->stamp >= d->stamp;
+    if (sf->type == PROM_HISTOGRAM) {
+        size_t nb = n_buckets(src, sf);
+        for (size_t i = 0; i < nb; i++)
+            d->u.hist->counts[i] += s->u.hist->counts[i];
+        d->u.hist->count += s->u.hist->count;
+        d->u.hist->sum += s->u.hist->sum;
+    } else if (sf->kind == STATSD_SET) {
+        for (uint32_t i = 0; i < s->u.set->cap; i++)
+            if (s->u.set->slots[i])
+                set_add(d->u.set, s->u.set->slots[i], UINT32_MAX);
+    } else if (sf->type == PROM_COUNTER) {
+        d->u.value += s->u.value;
+    } else if (newer) {
+        d->u.value = s->u.value;
+    }
+    if (newer)
+        d->stamp = s->stamp;
+}
+
+static const char *help_of(const struct mstore_family *f)
+{
+    switch ((enum statsd_type)f->kind) {
+    case STATSD_COUNTER: return "statsd counter";
+    case STATSD_GAUGE: return "statsd gauge";
+    case STATSD_TIMER: return "statsd timer, in seconds";
+    case STATSD_SET: return "statsd set: distinct members seen";
+    default: return "statsd histogram";
+    }
+}
+
+static void emit_series(const struct mstore *st, const struct mseries *s, struct msnap_builder *b)
+{
+    const struct mstore_family *f = &st->fams[s->fam];
+    const char *help = help_of(f);
+    struct msample m = {
+        .family = {f->name, f->name_len},
+        .help = {help, strlen(help)},
+        .type = (enum prom_type)f->type,
+        .rendered = s->labels,
+        .rendered_len = s->labels_len,
+    };
+    if (f->kind == STATSD_SET) {
+        m.value = s->u.set->n;
+        msnap_builder_add(b, &m);
+        return;
+    }
+    if (f->type != PROM_HISTOGRAM) {
+        m.value = s->u.value;
+        msnap_builder_add(b, &m);
+        return;
+    }
+    const double *bounds = buckets(st, f);
+    size_t nb = n_buckets(st, f);
+    char text[MSTORE_MAX_LABELS_TEXT + 64];
+    memcpy(text, s->labels, s->labels_len);
+    size_t base = s->labels_len;
+    if (base)
+        text[base++] = ',';
+    memcpy(text + base, "le=\"", 4);
+    base += 4;
+    double cum = 0;
+    m.suffix = MSFX_BUCKET;
+    m.rendered = text;
+    for (size_t i = 0; i <= nb; i++) {
+        size_t len = base;
+        if (i < nb) {
+            cum += s->u.hist->counts[i];
+            len += metrics_format_double(text + len, bounds[i]);
+        } else {
+            cum = s->u.hist->count;
+            memcpy(text + len, "+Inf", 4);
+            len += 4;
+        }
+        text[len++] = '"';
+        m.rendered_len = len;
+        m.value = cum;
+        msnap_builder_add(b, &m);
+    }
+    m.rendered = s->labels;
+    m.rendered_len = s->labels_len;
+    m.suffix = MSFX_SUM;
+    m.value = s->u.hist->sum;
+    msnap_builder_add(b, &m);
+    m.suffix = MSFX_COUNT;
+    m.value = s->u.hist->count;
+    msnap_builder_add(b, &m);
+}
+
+/* Presizes the builder for everything emit_series will add. */
+static void reserve_for(const struct mstore *st, struct msnap_builder *b)
+{
+    size_t n = 0, text = 0;
+    for (uint32_t i = 0; i < st->n_series; i++) {
+        const struct mseries *s = st->list[i];
+        const struct mstore_family *f = &st->fams[s->fam];
+        size_t k = f->type == PROM_HISTOGRAM ? n_buckets(st, f) + 3 : 1;
+        n += k;
+        text += k * (s->labels_len + (k > 1 ? 40 : 0));
+    }
+    msnap_builder_reserve(b, n, text);
+}
+
+void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builder *b)
+{
+    b->unique = true;
+    if (n == 1) {
+        pthread_mutex_lock(&stores[0]->lock);
+        reserve_for(stores[0], b);
+        for (uint32_t i = 0; i < stores[0]->n_series; i++)
+            emit_series(stores[0], stores[0]->list[i], b);
+        pthread_mutex_unlock(&stores[0]->lock);
+        return;
+    }
+    struct mstore merged;
+    mstore_init(&merged, stores[0]->conf, NULL);
+    for (size_t k = 0; k < n; k++) {
+        pthread_mutex_lock(&stores[k]->lock);
+        for (uint32_t i = 0; i < stores[k]->n_series; i++)
+            merge_series(&merged, stores[k], stores[k]->list[i]);
+        pthread_mutex_unlock(&stores[k]->lock);
+    }
+    reserve_for(&merged, b);
+    for (uint32_t i = 0; i < merged.n_series; i++)
+        emit_series(&merged, merged.list[i], b);
+    mstore_fini(&merged);
+}
+
+size_t mstore_memory(const struct mstore *st)
+{
+    size_t n = st->arena_bytes + (st->mask + 1) * sizeof *st->slots + st->list_cap * sizeof *st->list +
+               (st->fam_mask + 1) * sizeof *st->fam_slots + st->fam_cap * sizeof *st->fams;
+    for (uint32_t i = 0; i < st->n_fams; i++)
+        n += st->fams[i].name_len + 1;
+    for (uint32_t i = 0; i < st->n_series; i++)
+        if (st->fams[st->list[i]->fam].kind == STATSD_SET)
+            n += st->list[i]->u.set->cap * sizeof(uint64_t);
+    return n;
+}

@@ -1,0 +1,116 @@
+/*
+ * metrics_store: aggregation of statsd samples into Prometheus series,
+ * one store per worker (no sharing on the hot path).
+ *
+ *   counter  c   -> counter <name>_total, += value / rate
+ *   gauge    g   -> gauge <name>: set, or add for "+n"/"-n"
+ *   timer    ms  -> histogram <name> in seconds (value / 1000), timer buckets
+ *   h, d         -> histogram <name>, histogram buckets; weight 1 / rate
+ *   set      s   -> gauge <name>: distinct members seen, exact up to a cap
+ *
+ * Names are made valid ("api.req-time" -> "api_req_time"); tags become
+ * labels, sorted, so tag order does not split a series. Labels the agent
+ * adds (the sending pod) are authoritative: a client tag of the same name
+ * is kept as exported_<name>.
+ *
+ * Series are allocated from an arena: about 40 bytes plus the label text,
+ * an 8-byte table slot and an 8-byte list entry. A shared limit caps the
+ * number of series across all workers' stores; beyond it new series are
+ * refused and counted, existing ones keep updating.
+ *
+ * Threads: a store is updated by its worker with its mutex held (one lock
+ * per received batch, uncontended but for expositions), and read by the
+ * exposition under the same mutex.
+ */
+#ifndef OTR_METRICS_STORE_H
+#define OTR_METRICS_STORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "metrics_promtext.h"
+#include "metrics_snapshot.h"
+#include "metrics_statsd.h"
+
+#define MSTORE_MAX_BUCKETS 64
+#define MSTORE_MAX_NAME 200
+#define MSTORE_MAX_LABELS_TEXT 4096
+
+struct mstore_conf {
+    const double *timer_buckets; /* seconds, ascending */
+    size_t n_timer_buckets;
+    const double *hist_buckets;
+    size_t n_hist_buckets;
+    uint32_t set_max_members; /* distinct members kept per set series */
+};
+
+/* The cap on series, shared by the stores of all workers. */
+struct mstore_limit {
+    atomic_uint_fast64_t used;
+    uint64_t max; /* 0: unlimited */
+};
+
+/* Why mstore_apply refused a line. */
+enum mstore_result {
+    MSTORE_OK = 0,
+    MSTORE_LIMIT,         /* a new series beyond the series cap */
+    MSTORE_TYPE_CONFLICT, /* the name is already a metric of another type */
+    MSTORE_BAD_NAME,      /* nothing valid left of the name, or too long */
+    MSTORE_BAD_LABEL,     /* a tag value is not UTF-8, or labels too long */
+    MSTORE_N,
+};
+
+struct mstore_arena_chunk;
+
+struct mstore_family {
+    char *name;
+    uint32_t name_len;
+    uint8_t type;  /* enum prom_type */
+    uint8_t kind;  /* enum statsd_type of the first line (TIMER vs HISTOGRAM buckets) */
+};
+
+struct mseries;
+
+struct mstore {
+    const struct mstore_conf *conf;
+    struct mstore_limit *limit;
+    pthread_mutex_t lock;
+    struct mstore_family *fams;
+    uint32_t n_fams, fam_cap;
+    uint32_t *fam_slots; /* index+1 */
+    size_t fam_mask;
+    struct mseries **slots; /* open addressing */
+    size_t mask;
+    struct mseries **list; /* creation order, for stable expositions */
+    uint32_t n_series, list_cap;
+    struct mstore_arena_chunk *arena;
+    size_t arena_bytes;
+    /* Refusals by cause, and set members beyond the cap. */
+    uint64_t refused[MSTORE_N];
+    uint64_t set_overflow;
+};
+
+void mstore_init(struct mstore *st, const struct mstore_conf *conf, struct mstore_limit *limit);
+void mstore_fini(struct mstore *st);
+
+/* Applies one parsed line (caller holds st->lock). extra: labels the agent
+ * adds (pod identity), n_extra of them. now_ds: a clock in tenths of a
+ * second, so the latest gauge wins when stores are merged. */
+enum mstore_result mstore_apply(struct mstore *st, const struct statsd_line *line, const struct prom_label *extra,
+                                size_t n_extra, uint32_t now_ds);
+
+/* Adds the series of n stores to a snapshot builder, merging series that
+ * several stores hold (counters and histograms add, the latest gauge
+ * wins, sets unite). Takes each store's lock in turn. */
+void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builder *b);
+
+/* Heap bytes held by the store. */
+size_t mstore_memory(const struct mstore *st);
+
+/* Makes a statsd name a valid Prometheus name into out (MSTORE_MAX_NAME +
+ * 8 bytes); returns its length, 0 if nothing valid is left. */
+size_t mstore_sanitize_name(const char *p, size_t n, char *out);
+
+#endif

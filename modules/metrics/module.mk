@@ -1,0 +1,3 @@
+metrics_SRCS := $(wildcard modules/metrics/*.c)
+metrics_PKGS :=
+metrics_LIBS := -lpthread

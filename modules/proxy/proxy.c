@@ -1,0 +1,371 @@
+/*
+ * proxy: the module descriptor and its lifecycle: clusters resolved and
+ * listeners bound in init (main thread), per-worker state and accept loops
+ * in start, graceful drain.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy.h"
+#include "proxy_h2.h"
+
+static const double duration_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                           0.1,    0.25,  0.5,    1,     2.5,  5,     10 };
+
+static int clusters_build(struct proxy_state *st)
+{
+    const struct proxy_conf *conf = st->conf;
+    int errors = 0;
+    char path[96];
+    st->n_clusters = conf->clusters.n;
+    st->clusters = calloc(st->n_clusters ? st->n_clusters : 1, sizeof *st->clusters);
+    if (!st->clusters)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < st->n_clusters; i++) {
+        struct proxy_cluster *c = &st->clusters[i];
+        c->conf = &OTR_CONF_AT(conf->clusters, struct proxy_cluster_conf, i);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(st->clusters[k].conf->name, c->conf->name) == 0) {
+                snprintf(path, sizeof path, "clusters[%zu].name", i);
+                st->host->conf_error(st->ctx, path, "cluster \"%s\" is defined twice", c->conf->name);
+                errors++;
+            }
+        c->n_endpoints = c->conf->endpoints.n;
+        c->addrs = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof *c->addrs);
+        c->addr_text = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof *c->addr_text);
+        if (!c->addrs || !c->addr_text)
+            return UV_ENOMEM;
+        for (size_t e = 0; e < c->n_endpoints; e++) {
+            const struct otr_conf_address *a = &OTR_CONF_AT(c->conf->endpoints, struct otr_conf_address, e);
+            int rc = UV_EINVAL;
+            if (!a->is_unix) {
+                rc = uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)&c->addrs[e]);
+                if (rc)
+                    rc = uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)&c->addrs[e]);
+            }
+            if (rc || a->port == 0) {
+                snprintf(path, sizeof path, "clusters[%zu].endpoints[%zu]", i, e);
+                st->host->conf_error(st->ctx, path, "expected an IP address with a port, got \"%s\"", a->text);
+                errors++;
+            }
+            snprintf(c->addr_text[e], sizeof c->addr_text[e], strchr(a->host, ':') ? "[%s]:%u" : "%s:%u", a->host,
+                     a->port);
+        }
+    }
+    return errors ? OTR_ECONFIG : 0;
+}
+
+static void state_free(struct proxy_state *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->n_clusters; i++) {
+        free(st->clusters[i].addrs);
+        free(st->clusters[i].addr_text);
+    }
+    free(st->clusters);
+    proxy_routes_free(st);
+    if (st->workers) {
+        for (unsigned w = 0; w < st->n_workers; w++) {
+            struct proxy_worker *pw = &st->workers[w];
+            if (pw->clusters)
+                for (size_t i = 0; i < st->n_clusters; i++)
+                    free(pw->clusters[i].eps);
+            free(pw->clusters);
+        }
+        free(st->workers);
+    }
+    free(st);
+}
+
+/* Builds routes and clusters into st; used by check (then thrown away) and
+ * init. */
+static int state_build(struct proxy_state *st)
+{
+    const struct proxy_conf *conf = st->conf;
+    int rc = clusters_build(st);
+    if (rc && rc != OTR_ECONFIG)
+        return rc;
+    int rr = proxy_routes_build(st);
+    if (rr && rr != OTR_ECONFIG)
+        return rr;
+    if (rc || rr)
+        return OTR_ECONFIG;
+    st->limits = proxy_h1_limits_default;
+    st->limits.max_start_line = (uint32_t)conf->max_request_line;
+    st->limits.max_head = (uint32_t)conf->max_header_size;
+    st->limits.max_fields = (uint32_t)conf->max_headers;
+    st->limits.max_trailers = (uint32_t)conf->max_trailer_size;
+    st->buffer_size = (size_t)conf->buffer_size;
+    return 0;
+}
+
+static int proxy_check(otr_ctx *ctx, const void *conf)
+{
+    struct proxy_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return UV_ENOMEM;
+    st->ctx = ctx;
+    st->host = ctx->host;
+    st->conf = conf;
+    int rc = state_build(st);
+    state_free(st);
+    return rc;
+}
+
+static int metrics_register(struct proxy_state *st)
+{
+    const struct otr_host *host = st->host;
+    static const char *const cluster_code[] = { "cluster", "code_class", NULL };
+    static const char *const cluster_only[] = { "cluster", NULL };
+    static const char *const worker_only[] = { "worker", NULL };
+    static const char *const reason[] = { "reason", NULL };
+    const struct otr_metric_desc requests = { "outrider_proxy_requests_total",
+                                              "Requests proxied, by cluster and response status class.",
+                                              OTR_METRIC_COUNTER, cluster_code, NULL, 0 };
+    const struct otr_metric_desc duration = { "outrider_proxy_request_duration_seconds",
+                                              "Time from request head to response end.", OTR_METRIC_HISTOGRAM,
+                                              cluster_only, duration_buckets,
+                                              sizeof duration_buckets / sizeof duration_buckets[0] };
+    const struct otr_metric_desc upconns = { "outrider_proxy_upstream_connections",
+                                             "Open upstream connections.", OTR_METRIC_GAUGE, cluster_only, NULL, 0 };
+    const struct otr_metric_desc clients = { "outrider_proxy_client_connections", "Open client connections.",
+                                             OTR_METRIC_GAUGE, worker_only, NULL, 0 };
+    const struct otr_metric_desc errors = { "outrider_proxy_client_errors_total",
+                                            "Client requests refused before routing.", OTR_METRIC_COUNTER, reason,
+                                            NULL, 0 };
+    st->m_requests = host->metric_new(st->ctx, &requests);
+    st->m_duration = host->metric_new(st->ctx, &duration);
+    st->m_upstream_conns = host->metric_new(st->ctx, &upconns);
+    st->m_client_conns = host->metric_new(st->ctx, &clients);
+    st->m_errors = host->metric_new(st->ctx, &errors);
+    if (!st->m_requests || !st->m_duration || !st->m_upstream_conns || !st->m_client_conns || !st->m_errors) {
+        host->log(st->ctx, OTR_LOG_ERROR, "cannot register metrics");
+        return UV_EINVAL;
+    }
+    return 0;
+}
+
+static int proxy_init(otr_ctx *ctx, const void *conf_)
+{
+    const struct otr_host *host = ctx->host;
+    const struct proxy_conf *conf = conf_;
+    struct proxy_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return UV_ENOMEM;
+    st->ctx = ctx;
+    st->host = host;
+    st->conf = conf;
+    host->set_data(ctx, st);
+    int rc = state_build(st);
+    if (rc)
+        return rc;
+    st->n_workers = host->n_workers(ctx);
+    st->workers = calloc(st->n_workers, sizeof *st->workers);
+    if (!st->workers)
+        return UV_ENOMEM;
+    if ((rc = metrics_register(st)))
+        return rc;
+    if (conf->script[0] && (rc = host->hook_declare(ctx, "script", conf->script, "route", &st->hook)))
+        return rc;
+    const struct proxy_listener_conf *lc[PROXY_LISTENERS] = { &conf->outbound, &conf->inbound };
+    static const char *const names[PROXY_LISTENERS] = { "outbound", "inbound" };
+    for (int l = 0; l < PROXY_LISTENERS; l++) {
+        if (!lc[l]->enabled)
+            continue;
+        if ((rc = host->listener_open(ctx, names[l], &lc[l]->address, SOCK_STREAM, &st->listeners[l])))
+            return rc;
+    }
+    return 0;
+}
+
+static void server_on_connection(uv_stream_t *server, int status)
+{
+    struct proxy_worker *pw = server->data;
+    if (status < 0 || pw->draining)
+        return;
+    enum proxy_listener_id l = server == (uv_stream_t *)&pw->servers[PROXY_OUTBOUND] ? PROXY_OUTBOUND : PROXY_INBOUND;
+    proxy_conn_accept(pw, server, l);
+}
+
+static int worker_clusters_init(struct proxy_worker *pw)
+{
+    struct proxy_state *st = pw->st;
+    const struct otr_host *host = st->host;
+    pw->clusters = calloc(st->n_clusters ? st->n_clusters : 1, sizeof *pw->clusters);
+    if (!pw->clusters)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < st->n_clusters; i++) {
+        struct proxy_wcluster *wc = &pw->clusters[i];
+        wc->pw = pw;
+        wc->c = &st->clusters[i];
+        wc->index = (int)i;
+        wc->eps = calloc(wc->c->n_endpoints, sizeof *wc->eps);
+        if (!wc->eps)
+            return UV_ENOMEM;
+        for (size_t e = 0; e < wc->c->n_endpoints; e++) {
+            wc->eps[e].wc = wc;
+            wc->eps[e].index = e;
+        }
+        static const char *const classes[6] = { "error", "1xx", "2xx", "3xx", "4xx", "5xx" };
+        for (int k = 0; k < 6; k++)
+            wc->s_requests[k] = host->series(st->m_requests, pw->w, (const char *[]){ wc->c->conf->name, classes[k], NULL });
+        wc->s_duration = host->series(st->m_duration, pw->w, (const char *[]){ wc->c->conf->name, NULL });
+        wc->s_conns = host->series(st->m_upstream_conns, pw->w, (const char *[]){ wc->c->conf->name, NULL });
+    }
+    return 0;
+}
+
+static int proxy_start(otr_ctx *ctx, otr_worker *w)
+{
+    const struct otr_host *host = ctx->host;
+    struct proxy_state *st = host->data(ctx);
+    struct proxy_worker *pw = &st->workers[host->worker_index(w)];
+    pw->st = st;
+    pw->w = w;
+    pw->loop = host->loop(w);
+    pw->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)(uintptr_t)pw << 1) ^ uv_hrtime();
+    if (!pw->rng)
+        pw->rng = 1;
+    int rc = worker_clusters_init(pw);
+    if (rc)
+        return rc;
+    char idx[16];
+    snprintf(idx, sizeof idx, "%u", host->worker_index(w));
+    pw->s_client_conns = host->series(st->m_client_conns, w, (const char *[]){ idx, NULL });
+    pw->s_errors_parse = host->series(st->m_errors, w, (const char *[]){ "malformed", NULL });
+    uv_timer_init(pw->loop, &pw->drain_timer);
+    pw->drain_timer.data = pw;
+    pw->drain_timer_open = true;
+    uv_idle_init(pw->loop, &pw->h2_idle);
+    pw->h2_idle.data = pw;
+    pw->h2_idle_open = true;
+    for (int l = 0; l < PROXY_LISTENERS; l++) {
+        if (!st->listeners[l])
+            continue;
+        uv_os_sock_t fd;
+        if ((rc = host->listener_socket(st->listeners[l], w, &fd)))
+            return rc;
+        uv_tcp_init(pw->loop, &pw->servers[l]);
+        pw->servers[l].data = pw;
+        pw->serving[l] = true;
+        if ((rc = uv_tcp_open(&pw->servers[l], fd)) || (rc = uv_listen((uv_stream_t *)&pw->servers[l], 511,
+                                                                      server_on_connection))) {
+            host->log(ctx, OTR_LOG_ERROR, "listener %s: %s", host->listener_address(st->listeners[l]),
+                      uv_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void server_on_close(uv_handle_t *h)
+{
+    struct proxy_worker *pw = h->data;
+    pw->serving[h == (uv_handle_t *)&pw->servers[PROXY_OUTBOUND] ? PROXY_OUTBOUND : PROXY_INBOUND] = false;
+    proxy_worker_maybe_drained(pw);
+}
+
+static void h2_idle_on_close(uv_handle_t *h)
+{
+    struct proxy_worker *pw = h->data;
+    pw->h2_idle_open = false;
+    proxy_worker_maybe_drained(pw);
+}
+
+static void drain_timer_on_close(uv_handle_t *h)
+{
+    struct proxy_worker *pw = h->data;
+    pw->drain_timer_open = false;
+    proxy_worker_maybe_drained(pw);
+}
+
+void proxy_worker_maybe_drained(struct proxy_worker *pw)
+{
+    if (!pw->draining || pw->n_conns || pw->n_upconns)
+        return;
+    for (int l = 0; l < PROXY_LISTENERS; l++)
+        if (pw->serving[l])
+            return;
+    if (pw->h2_dirty || pw->h2up_dirty)
+        return; /* frames still to send; the idle callback comes back here */
+    if (pw->drain_timer_open || pw->h2_idle_open) {
+        if (pw->drain_timer_open && !uv_is_closing((uv_handle_t *)&pw->drain_timer))
+            uv_close((uv_handle_t *)&pw->drain_timer, drain_timer_on_close);
+        if (pw->h2_idle_open && !uv_is_closing((uv_handle_t *)&pw->h2_idle))
+            uv_close((uv_handle_t *)&pw->h2_idle, h2_idle_on_close);
+        return;
+    }
+    pw->draining = false; /* report once */
+    pw->st->host->drained(pw->st->ctx, pw->w);
+}
+
+static void drain_on_deadline(uv_timer_t *t)
+{
+    struct proxy_worker *pw = t->data;
+    pw->st->host->log(pw->st->ctx, OTR_LOG_WARN, "drain deadline: closing %u client connections still open",
+                      pw->n_conns);
+    proxy_conns_close_all(pw);
+    proxy_upstream_close_idle(pw);
+    proxy_h2up_close_all(pw);
+}
+
+static void proxy_drain(otr_ctx *ctx, otr_worker *w, uint64_t deadline_ms)
+{
+    const struct otr_host *host = ctx->host;
+    struct proxy_state *st = host->data(ctx);
+    struct proxy_worker *pw = &st->workers[host->worker_index(w)];
+    if (!pw->st) {
+        /* start() never ran on this worker. */
+        host->drained(ctx, w);
+        return;
+    }
+    pw->draining = true;
+    for (int l = 0; l < PROXY_LISTENERS; l++)
+        if (pw->serving[l] && !uv_is_closing((uv_handle_t *)&pw->servers[l]))
+            uv_close((uv_handle_t *)&pw->servers[l], server_on_close);
+    proxy_conns_drain(pw);
+    proxy_upstream_close_idle(pw);
+    proxy_h2up_close_all(pw);
+    uint64_t now = uv_now(pw->loop);
+    if (pw->drain_timer_open)
+        uv_timer_start(&pw->drain_timer, drain_on_deadline, deadline_ms > now ? deadline_ms - now : 0, 0);
+    proxy_worker_maybe_drained(pw);
+}
+
+static void proxy_fini(otr_ctx *ctx)
+{
+    state_free(ctx->host->data(ctx));
+    ctx->host->set_data(ctx, NULL);
+}
+
+static void proxy_status(otr_ctx *ctx, void (*emit)(void *, const char *, size_t), void *arg)
+{
+    struct proxy_state *st = ctx->host->data(ctx);
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "{\"clusters\":%zu,\"routes\":%zu}", st ? st->n_clusters : 0,
+                     st ? st->n_routes : 0);
+    emit(arg, buf, (size_t)n);
+}
+
+OTR_MODULE_EXPORT const struct otr_module otr_module_proxy = {
+    .magic = OTR_MODULE_MAGIC,
+    .abi_major = OTR_ABI_MAJOR,
+    .abi_minor = OTR_ABI_MINOR,
+    .size = sizeof(struct otr_module),
+    .build_sig = OTR_BUILD_SIG,
+    .name = "proxy",
+    .version = "0.1.0",
+    .summary = "Service-mesh HTTP proxy: strict HTTP/1.1, routes, clusters, load balancing.",
+    .roles = OTR_ROLE_ANY,
+    .conf = proxy_conf_fields,
+    .conf_size = sizeof(struct proxy_conf),
+    .check = proxy_check,
+    .init = proxy_init,
+    .start = proxy_start,
+    .drain = proxy_drain,
+    .fini = proxy_fini,
+    .status = proxy_status,
+};

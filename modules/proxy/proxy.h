@@ -1,0 +1,294 @@
+/*
+ * proxy: the module's internal types, shared by its files. Nothing here is
+ * exported: the .so exports only otr_module_proxy.
+ *
+ * Threads: a struct proxy_state belongs to one generation and is read by
+ * every worker; everything below struct proxy_worker belongs to one worker
+ * thread and is touched only there.
+ *
+ * Data path (HTTP/1.1): a client connection (struct proxy_conn) reads into
+ * its buffer and parses one request head at a time; the request is routed
+ * to a cluster, an endpoint is chosen, and a pooled or new upstream
+ * connection (struct proxy_upconn) carries it. Each direction streams
+ * through one bounded buffer: bytes are forwarded as slices of the buffer
+ * they were read into (writev-style uv_write), and reading in a direction
+ * stops while its write is pending, which is the backpressure.
+ */
+#ifndef OUTRIDER_PROXY_H
+#define OUTRIDER_PROXY_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "outrider/module.h"
+#include "proxy_conf.h"
+#include "proxy_h1_parse.h"
+
+#define PROXY_PUMP_LINES 16 /* chunks re-framed per write */
+#define PROXY_IOV_MAX 52    /* buffers per write: 3 per chunk, plus head and ends */
+#define PROXY_LISTENERS 2 /* outbound, inbound */
+enum proxy_listener_id { PROXY_OUTBOUND = 0, PROXY_INBOUND = 1 };
+
+/* A cluster as resolved at init: endpoints as socket addresses. */
+struct proxy_cluster {
+    const struct proxy_cluster_conf *conf;
+    size_t n_endpoints;
+    struct sockaddr_storage *addrs;
+    char (*addr_text)[64]; /* "ip:port" for logs and access records */
+};
+
+/* A route with its cluster names resolved to indexes. */
+struct proxy_route {
+    const struct proxy_route_conf *conf;
+    unsigned listener_mask; /* bit per enum proxy_listener_id */
+    int cluster;            /* -1 when split is used */
+    size_t n_split;
+    int *split_cluster;
+    int64_t *split_weight, total_weight;
+    bool authority_wildcard; /* "*.suffix" */
+    bool authority_has_port;
+};
+
+/* One generation's shared, read-only state. */
+struct proxy_state {
+    otr_ctx *ctx;
+    const struct otr_host *host;
+    const struct proxy_conf *conf;
+    otr_listener *listeners[PROXY_LISTENERS];
+    struct proxy_cluster *clusters;
+    size_t n_clusters;
+    struct proxy_route *routes;
+    size_t n_routes;
+    int default_cluster[PROXY_LISTENERS]; /* -1: none */
+    struct proxy_h1_limits limits;
+    size_t buffer_size;
+    unsigned n_workers;
+    struct proxy_worker *workers;
+    otr_metric *m_requests, *m_duration, *m_upstream_conns, *m_client_conns, *m_errors;
+    otr_hook *hook; /* route(req), or NULL */
+};
+
+struct proxy_upconn;
+struct proxy_conn;
+struct proxy_h2conn;
+struct proxy_h2up;
+struct proxy_lua_out;
+struct proxy_h2stream;
+
+/* A cluster's per-worker endpoint state. */
+struct proxy_endpoint {
+    struct proxy_wcluster *wc;
+    size_t index;
+    unsigned active;     /* requests in flight */
+    double ewma_ms;      /* latency, exponentially weighted */
+    uint64_t ewma_stamp; /* uv_now of the last sample */
+    struct proxy_upconn *idle; /* pooled, most recently used first */
+    unsigned n_idle;
+    struct proxy_h2up *h2;     /* the HTTP/2 session (protocol "h2" clusters) */
+};
+
+/* A cluster on one worker. */
+struct proxy_wcluster {
+    struct proxy_worker *pw;
+    const struct proxy_cluster *c;
+    int index;
+    struct proxy_endpoint *eps;
+    unsigned rr;        /* round robin cursor */
+    unsigned n_conns;   /* open upstream connections */
+    unsigned n_pending; /* client requests waiting for a connection */
+    struct proxy_conn *pending_head, *pending_tail;
+    otr_series *s_requests[6]; /* by status class: 0 (error), 1xx .. 5xx */
+    otr_series *s_duration, *s_conns;
+};
+
+struct proxy_worker {
+    struct proxy_state *st;
+    otr_worker *w;
+    uv_loop_t *loop;
+    uv_tcp_t servers[PROXY_LISTENERS];
+    bool serving[PROXY_LISTENERS];
+    struct proxy_wcluster *clusters;
+    struct proxy_conn *conns; /* every open client connection */
+    unsigned n_conns, n_upconns;
+    bool draining;
+    bool drain_timer_open;
+    uv_timer_t drain_timer;
+    uint64_t rng;
+    otr_series *s_client_conns, *s_errors_parse;
+    /* HTTP/2 sessions with frames to send, flushed in the check phase */
+    uv_idle_t h2_idle;
+    bool h2_idle_open;
+    struct proxy_h2conn *h2_dirty;
+    struct proxy_h2up *h2up_dirty;
+};
+
+/* --- proxy_upstream.c ----------------------------------------------------- */
+
+enum proxy_upconn_state { UP_CONNECTING = 0, UP_IDLE, UP_ACTIVE, UP_CLOSING };
+
+/* An upstream HTTP/1.1 connection to one endpoint. */
+struct proxy_upconn {
+    uv_tcp_t tcp;
+    uv_timer_t timer; /* connect timeout, then idle timeout */
+    uv_connect_t connect_req;
+    uv_write_t wreq;
+    struct proxy_endpoint *ep;
+    struct proxy_conn *down; /* the client request it carries, if any */
+    struct proxy_h2stream *h2st; /* or the HTTP/2 stream it carries (translated) */
+    struct proxy_upconn *next_idle;
+    uint8_t state;           /* enum proxy_upconn_state */
+    uint8_t closes_pending;  /* handles still to close before free */
+    bool writing, reading, reusable;
+    bool used; /* carried an exchange before: it may have gone stale in the pool */
+    bool eof;  /* the server closed its side */
+    char *buf;
+    size_t cap, len, pos; /* pos: bytes of buf already handled */
+    struct proxy_h1_parser parser;
+    struct proxy_h1_chunked chunked;
+};
+
+/* Starts (or queues) the upstream leg of c's current request on cluster
+ * wc: picks an endpoint, takes a pooled connection or opens one. Answers
+ * the client with an error itself when that is impossible. */
+void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc);
+/* Hands an upconn whose exchange finished back to its endpoint's pool, or
+ * closes it when it cannot be reused. */
+void proxy_upconn_release(struct proxy_upconn *u);
+void proxy_upconn_close(struct proxy_upconn *u);
+/* Starts reading the response on u (after the request head was queued). */
+void proxy_upconn_read_start(struct proxy_upconn *u);
+/* Removes c from its cluster's queue of requests waiting for a connection. */
+void proxy_upstream_unqueue(struct proxy_conn *c);
+/* Gives an HTTP/2 stream an HTTP/1.1 connection to an endpoint of its
+ * cluster: proxy_h2h1_ready() runs (now or once connected), or the stream
+ * is failed. */
+void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc);
+/* Closes every pooled connection of the worker (drain). */
+void proxy_upstream_close_idle(struct proxy_worker *pw);
+/* The endpoint choice, exposed for tests. */
+struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc);
+void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_ms);
+
+/* --- proxy_http1.c ------------------------------------------------------- */
+
+enum proxy_conn_state {
+    CONN_READ_HEAD = 0, /* waiting for (more of) a request head */
+    CONN_WAIT_UPSTREAM, /* routed, waiting for an upstream connection */
+    CONN_FORWARDING,    /* request and response in flight */
+    CONN_CLOSING,
+};
+
+/* A client connection. */
+/* While draining, keep-alive client connections wait this long for a next
+ * request before they are closed. */
+#define PROXY_DRAIN_IDLE_GRACE_MS 1000
+
+struct proxy_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer; /* idle timeout between requests, request timeout during one */
+    uv_write_t wreq;
+    uv_shutdown_t shut;
+    struct proxy_worker *pw;
+    struct proxy_conn *prev, *next;             /* pw->conns */
+    struct proxy_conn *pending_next;            /* wc pending queue */
+    uint8_t listener;                           /* enum proxy_listener_id */
+    uint8_t state;                              /* enum proxy_conn_state */
+    uint8_t closes_pending;
+    bool writing, reading;
+    bool keep_alive;         /* the client connection may carry another request */
+    bool lingering;          /* error sent, FIN sent: discarding input until EOF or timeout */
+    bool req_head_sent, req_done, resp_head_sent, resp_done;
+    uint8_t resp_out_framing; /* enum proxy_h1_framing towards the client */
+    bool resp_final_chunk_sent;
+    /* read buffer: [0, len) read; the current request's head starts at 0
+     * after compaction; body bytes up to body_pos were forwarded. */
+    char *buf;
+    size_t cap, len, body_pos;
+    uint64_t req_body_left;
+    struct proxy_h1_parser parser;
+    struct proxy_h1_chunked chunked;
+    /* the upstream leg */
+    struct proxy_wcluster *wc;
+    struct proxy_route *route;
+    struct proxy_upconn *up;
+    struct proxy_endpoint *ep;
+    /* serialized heads (grown on demand, kept for the connection) */
+    char *req_head, *resp_head;
+    size_t req_head_cap, req_head_len, resp_head_cap, resp_head_len;
+    uint64_t resp_body_left;
+    bool req_last_chunk, resp_last_chunk; /* "0\r\n" written in that direction */
+    bool up_reused;                       /* the request went on a pooled connection */
+    /* chunk-size lines referenced by the write in flight, per direction */
+    char req_lines[PROXY_PUMP_LINES][24], resp_lines[PROXY_PUMP_LINES][24];
+    /* accounting for the access record */
+    uint64_t t_start_ms, t_sent_ms;
+    uint64_t bytes_in, bytes_out;
+    int status;
+    char peer[64];
+    struct sockaddr_storage peer_sa;
+    struct proxy_lua_out *lua; /* the script's decision for the current request */
+    uint32_t n_requests;
+    struct proxy_h2conn *h2; /* set once the client spoke the HTTP/2 preface */
+    struct proxy_h2stream *h2st; /* the current request, when its cluster speaks HTTP/2 */
+};
+
+void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l);
+/* The upstream leg is connected (u), or failed with an HTTP status. */
+void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u);
+void proxy_conn_upstream_failed(struct proxy_conn *c, int status, const char *why);
+/* Response bytes arrived in u->buf. */
+void proxy_conn_on_response_data(struct proxy_conn *c);
+/* The upstream connection ended (EOF or error err). */
+void proxy_conn_on_upstream_eof(struct proxy_conn *c, int err);
+/* Drain: close connections between requests; the rest close when done. */
+void proxy_conn_close(struct proxy_conn *c);
+/* The reason phrase for a status we generate ("" for unknown 1xx-3xx). */
+const char *proxy_status_reason(int status);
+/* Answers the client with an error status and closes the connection. */
+void proxy_conn_respond_error(struct proxy_conn *c, int status, const char *why);
+/* The current exchange is complete: publish it, then serve the next
+ * request or close (HTTP/1.1 clients of HTTP/2 clusters). */
+void proxy_conn_exchange_done(struct proxy_conn *c);
+/* Resumes reading the client. */
+void proxy_conn_read_start(struct proxy_conn *c);
+/* (Re)starts the client idle timeout. */
+void proxy_conn_idle_start(struct proxy_conn *c);
+void proxy_conns_drain(struct proxy_worker *pw);
+void proxy_conns_close_all(struct proxy_worker *pw);
+void proxy_worker_maybe_drained(struct proxy_worker *pw);
+
+/* --- proxy_route.c --------------------------------------------------------- */
+
+/* Resolves cluster names and parses route patterns (main thread, check and
+ * init): reports every error with conf_error; returns 0 or OTR_ECONFIG. */
+int proxy_routes_build(struct proxy_state *st);
+void proxy_routes_free(struct proxy_state *st);
+/* What routing looks at in a request, whatever its protocol. */
+struct proxy_req_view {
+    const char *method, *authority, *path;
+    size_t method_len, authority_len, path_len;
+    /* Whether a header name (any case) has exactly value. */
+    bool (*header_eq)(const void *arg, const char *name, const char *value);
+    const void *arg;
+};
+
+/* The first route matching the request, or NULL. */
+struct proxy_route *proxy_route_match(struct proxy_state *st, enum proxy_listener_id l,
+                                      const struct proxy_req_view *v);
+/* The cluster a route sends this request to (weighted split drawn with the
+ * worker's generator). */
+int proxy_route_cluster(const struct proxy_route *r, uint64_t *rng);
+
+/* xorshift64*: cheap, per worker, good enough for load balancing. */
+static inline uint64_t proxy_rand(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * proxy_conf: the proxy module's configuration, as core parses it from the
+ * "proxy" section with the table in proxy_conf.c. Core owns the struct and
+ * every string in it for the generation's lifetime; the module only reads.
+ */
+#ifndef OUTRIDER_PROXY_CONF_H
+#define OUTRIDER_PROXY_CONF_H
+
+#include "outrider/module.h"
+
+/* enum values follow the order of the .choices strings in proxy_conf.c. */
+enum proxy_lb_kind { PROXY_LB_ROUND_ROBIN = 0, PROXY_LB_LEAST_REQUEST, PROXY_LB_P2C };
+enum proxy_protocol { PROXY_PROTO_HTTP1 = 0, PROXY_PROTO_H2 };
+enum proxy_script_failure { PROXY_SCRIPT_ALLOW = 0, PROXY_SCRIPT_DENY };
+enum proxy_xff_mode { PROXY_XFF_APPEND = 0, PROXY_XFF_REPLACE, PROXY_XFF_OFF };
+
+struct proxy_listener_conf {
+    bool enabled;
+    struct otr_conf_address address;
+    /* Cluster used when no route matches ("" = answer 404). */
+    char *default_cluster;
+};
+
+struct proxy_split_conf {
+    char *cluster;
+    int64_t weight;
+};
+
+struct proxy_route_conf {
+    char *name;
+    char *listener;    /* "outbound", "inbound" or "" (both) */
+    char *authority;   /* "" any, "host", "host:port", "*.suffix" */
+    char *path_exact;  /* "" unset */
+    char *path_prefix; /* "" unset */
+    char *method;      /* "" any */
+    struct otr_conf_map headers;        /* all must match exactly */
+    char *cluster;                      /* or split */
+    struct otr_conf_array split;        /* struct proxy_split_conf */
+    struct otr_conf_map add_headers;    /* set on the upstream request */
+    struct otr_conf_array remove_headers; /* char *: dropped from the upstream request */
+    uint64_t timeout;                   /* 0: the cluster's request_timeout */
+};
+
+struct proxy_cluster_conf {
+    char *name;
+    struct otr_conf_array endpoints; /* struct otr_conf_address */
+    int lb;                          /* enum proxy_lb_kind */
+    int protocol;                    /* enum proxy_protocol */
+    uint64_t connect_timeout, request_timeout, idle_timeout;
+    int64_t max_connections; /* per worker: open upstream connections */
+    int64_t max_pending;     /* per worker: requests waiting for a connection */
+    int64_t max_idle;        /* per worker and endpoint: pooled idle connections */
+};
+
+struct proxy_conf {
+    struct proxy_listener_conf outbound, inbound;
+    struct otr_conf_array routes;   /* struct proxy_route_conf */
+    struct otr_conf_array clusters; /* struct proxy_cluster_conf */
+    /* HTTP/1.1 limits */
+    uint64_t max_request_line, max_header_size, max_trailer_size;
+    int64_t max_headers;
+    uint64_t buffer_size; /* per connection and direction */
+    uint64_t client_idle_timeout;
+    int xff;  /* enum proxy_protocol { PROXY_PROTO_HTTP1 = 0, PROXY_PROTO_H2 };
+enum proxy_xff_mode */
+    bool via;
+    char *via_name; /* pseudonym in Via ("outrider") */
+    char *script;        /* Lua script defining route(req), "" none */
+    int script_failure;  /* enum proxy_script_failure */
+};
+
+/* The table core parses the section with. */
+extern const struct otr_conf_field proxy_conf_fields[];
+
+#endif

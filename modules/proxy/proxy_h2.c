@@ -1,0 +1,687 @@
+/*
+ * proxy_h2: HTTP/2 client sessions (h2c with prior knowledge) and their
+ * streams. A stream's request is routed like an HTTP/1.1 one, then carried
+ * by the upstream leg (proxy_h2_up.c); its response comes back through the
+ * proxy_h2stream_on_* calls below.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "proxy_h2.h"
+
+/* --- sending ------------------------------------------------------------------ */
+
+static void h2_on_idle(uv_idle_t *h)
+{
+    struct proxy_worker *pw = h->data;
+    uv_idle_stop(h);
+    proxy_h2_flush_dirty(pw);
+}
+
+/* An idle handle runs before the loop next blocks, whichever phase marked
+ * the session (I/O, timer or close callbacks). */
+void proxy_h2_arm(struct proxy_worker *pw)
+{
+    if (pw->h2_idle_open)
+        uv_idle_start(&pw->h2_idle, h2_on_idle);
+}
+
+void proxy_h2conn_flush(struct proxy_h2conn *dc)
+{
+    struct proxy_worker *pw = dc->c->pw;
+    if (dc->dirty)
+        return;
+    dc->dirty = true;
+    dc->dirty_next = pw->h2_dirty;
+    pw->h2_dirty = dc;
+    proxy_h2_arm(pw);
+}
+
+static void h2_on_written(uv_write_t *req, int status);
+
+static void h2conn_close(struct proxy_h2conn *dc)
+{
+    /* proxy_conn_close frees the session through proxy_h2_conn_free. */
+    proxy_conn_close(dc->c);
+}
+
+static void h2conn_send(struct proxy_h2conn *dc)
+{
+    if (dc->writing || dc->c->state == CONN_CLOSING)
+        return;
+    dc->out_len = 0;
+    for (;;) {
+        const uint8_t *d;
+        ssize_t n = nghttp2_session_mem_send(dc->s, &d);
+        if (n < 0) {
+            h2conn_close(dc);
+            return;
+        }
+        if (n == 0)
+            break;
+        if (dc->out_len + (size_t)n > dc->out_cap) {
+            size_t cap = dc->out_cap ? dc->out_cap : 16384;
+            while (cap < dc->out_len + (size_t)n)
+                cap *= 2;
+            uint8_t *o = realloc(dc->out, cap);
+            if (!o) {
+                h2conn_close(dc);
+                return;
+            }
+            dc->out = o;
+            dc->out_cap = cap;
+        }
+        memcpy(dc->out + dc->out_len, d, (size_t)n);
+        dc->out_len += (size_t)n;
+        if (dc->out_len >= 65536)
+            break;
+    }
+    if (dc->out_len) {
+        uv_buf_t b = uv_buf_init((char *)dc->out, (unsigned)dc->out_len);
+        dc->c->wreq.data = dc;
+        dc->writing = true;
+        if (uv_write(&dc->c->wreq, (uv_stream_t *)&dc->c->tcp, &b, 1, h2_on_written) != 0) {
+            dc->writing = false;
+            h2conn_close(dc);
+        }
+        return;
+    }
+    if ((!nghttp2_session_want_read(dc->s) && !nghttp2_session_want_write(dc->s)) ||
+        (dc->goaway && dc->n_streams == 0))
+        h2conn_close(dc);
+}
+
+static void h2_on_written(uv_write_t *req, int status)
+{
+    struct proxy_h2conn *dc = req->data;
+    dc->writing = false;
+    if (dc->c->state == CONN_CLOSING)
+        return;
+    if (status < 0) {
+        h2conn_close(dc);
+        return;
+    }
+    h2conn_send(dc);
+}
+
+void proxy_h2_flush_dirty(struct proxy_worker *pw)
+{
+    /* Sending on one session can mark the other (window updates), so
+     * loop until nothing is marked. */
+    while (pw->h2_dirty || pw->h2up_dirty) {
+        struct proxy_h2up *up = pw->h2up_dirty;
+        pw->h2up_dirty = NULL;
+        while (up) {
+            struct proxy_h2up *next = up->dirty_next;
+            up->dirty = false;
+            proxy_h2up_send(up);
+            up = next;
+        }
+        struct proxy_h2conn *dc = pw->h2_dirty;
+        pw->h2_dirty = NULL;
+        while (dc) {
+            struct proxy_h2conn *next = dc->dirty_next;
+            dc->dirty = false;
+            h2conn_send(dc);
+            dc = next;
+        }
+    }
+}
+
+/* --- streams -------------------------------------------------------------------- */
+
+static void stream_timer_on_close(uv_handle_t *h)
+{
+    free(h);
+}
+
+void proxy_h2stream_free(struct proxy_h2stream *st)
+{
+    proxy_hdrs_clear(&st->req);
+    proxy_hdrs_clear(&st->resp);
+    proxy_hdrs_clear(&st->trailers);
+    proxy_bytes_free(&st->req_body);
+    proxy_bytes_free(&st->resp_body);
+    free(st->lua);
+    free(st->h1_head);
+    free(st->h1_out);
+    if (st->timer)
+        uv_close((uv_handle_t *)st->timer, stream_timer_on_close);
+    free(st);
+}
+
+static void stream_unlink(struct proxy_h2stream *st)
+{
+    struct proxy_h2conn *dc = st->dc;
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        dc->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    dc->n_streams--;
+}
+
+static ssize_t resp_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                         nghttp2_data_source *src, void *user)
+{
+    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    if (!st) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        return 0;
+    }
+    size_t n = proxy_bytes_take(&st->resp_body, buf, length);
+    if (n) {
+        st->bytes_out += n;
+        proxy_h2up_consumed(st, n);
+    }
+    if (st->resp_body.off == st->resp_body.len) {
+        if (st->resp_end) {
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            if (st->trailers.n) {
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+                nghttp2_submit_trailer(s, id, st->trailers.nv, st->trailers.n);
+            }
+        } else if (!n) {
+            st->resp_deferred = true;
+            return NGHTTP2_ERR_DEFERRED;
+        }
+    }
+    return (ssize_t)n;
+}
+
+void proxy_h2stream_on_response(struct proxy_h2stream *st)
+{
+    if (st->h1c) {
+        proxy_h1h2_on_response(st);
+        return;
+    }
+    struct proxy_h2conn *dc = st->dc;
+    if (st->resp_submitted)
+        return;
+    st->resp_submitted = true;
+    const nghttp2_nv *gs = proxy_hdrs_find(&st->resp, "grpc-status");
+    if (gs)
+        st->grpc_status = atoi((const char *)gs->value);
+    if (st->resp_end && st->resp_body.off == st->resp_body.len && !st->trailers.n) {
+        nghttp2_submit_response(dc->s, st->id, st->resp.nv, st->resp.n, NULL);
+    } else {
+        nghttp2_data_provider dp = { .source.ptr = NULL, .read_callback = resp_read };
+        nghttp2_submit_response(dc->s, st->id, st->resp.nv, st->resp.n, &dp);
+    }
+    proxy_h2conn_flush(dc);
+}
+
+void proxy_h2stream_on_response_data(struct proxy_h2stream *st)
+{
+    if (st->h1c) {
+        proxy_h1h2_on_response_data(st);
+        return;
+    }
+    if (st->resp_end && st->trailers.n) {
+        const nghttp2_nv *gs = proxy_hdrs_find(&st->trailers, "grpc-status");
+        if (gs)
+            st->grpc_status = atoi((const char *)gs->value);
+    }
+    if (st->resp_submitted && st->resp_deferred) {
+        st->resp_deferred = false;
+        nghttp2_session_resume_data(st->dc->s, st->id);
+    }
+    proxy_h2conn_flush(st->dc);
+}
+
+static void add_lit(struct proxy_hdrs *h, const char *n, const char *v)
+{
+    proxy_hdrs_add(h, (const uint8_t *)n, strlen(n), (const uint8_t *)v, strlen(v));
+}
+
+void proxy_h2stream_on_upstream_failed(struct proxy_h2stream *st, int status, int grpc_status, const char *why)
+{
+    if (st->h1c) {
+        proxy_h1h2_failed(st, status, why);
+        return;
+    }
+    struct proxy_h2conn *dc = st->dc;
+    char num[16];
+    st->failed = true;
+    size_t queued = st->req_body.len - st->req_body.off;
+    if (queued)
+        nghttp2_session_consume(dc->s, st->id, queued);
+    st->req_body.off = st->req_body.len = 0;
+    dc->c->pw->st->host->log(dc->c->pw->st->ctx, OTR_LOG_DEBUG, "h2 stream %d: %s", st->id, why);
+    if (st->resp_submitted) {
+        if (st->grpc && !st->resp_end) {
+            /* Headers went out: end the stream with the status in trailers. */
+            proxy_hdrs_clear(&st->trailers);
+            snprintf(num, sizeof num, "%d", grpc_status);
+            add_lit(&st->trailers, "grpc-status", num);
+            add_lit(&st->trailers, "grpc-message", why);
+            st->grpc_status = grpc_status;
+            st->resp_end = true;
+            proxy_h2stream_on_response_data(st);
+            return;
+        }
+        if (!st->resp_end)
+            nghttp2_submit_rst_stream(dc->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        proxy_h2conn_flush(dc);
+        return;
+    }
+    proxy_hdrs_clear(&st->resp);
+    proxy_hdrs_clear(&st->trailers);
+    st->resp_body.off = st->resp_body.len = 0;
+    if (st->grpc) {
+        /* gRPC clients read failures from grpc-status: a trailers-only
+         * response, HTTP status 200. */
+        snprintf(num, sizeof num, "%d", grpc_status);
+        add_lit(&st->resp, ":status", "200");
+        add_lit(&st->resp, "content-type", "application/grpc");
+        add_lit(&st->resp, "grpc-status", num);
+        add_lit(&st->resp, "grpc-message", why);
+        st->status = 200;
+        st->resp_end = true;
+    } else {
+        snprintf(num, sizeof num, "%d", status);
+        add_lit(&st->resp, ":status", num);
+        add_lit(&st->resp, "content-type", "text/plain");
+        proxy_bytes_put(&st->resp_body, (const uint8_t *)why, strlen(why));
+        proxy_bytes_put(&st->resp_body, (const uint8_t *)"\n", 1);
+        st->status = status;
+        st->resp_end = true;
+    }
+    proxy_h2stream_on_response(st);
+}
+
+static void stream_on_deadline(uv_timer_t *t)
+{
+    struct proxy_h2stream *st = t->data;
+    proxy_h2up_cancel(st);
+    proxy_h2stream_on_upstream_failed(st, 504, 4, "deadline exceeded");
+}
+
+static bool h2_header_eq(const void *arg, const char *name, const char *value)
+{
+    const struct proxy_h2stream *st = arg;
+    size_t nl = strlen(name), vl = strlen(value);
+    for (size_t i = 0; i < st->req.n; i++) {
+        const nghttp2_nv *nv = &st->req.nv[i];
+        if (nv->namelen == nl && strncasecmp((const char *)nv->name, name, nl) == 0 && nv->valuelen == vl &&
+            memcmp(nv->value, value, vl) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void h2_push_headers(lua_State *L, const void *arg)
+{
+    const struct proxy_h2stream *st = arg;
+    for (size_t i = 0; i < st->req.n; i++) {
+        const nghttp2_nv *nv = &st->req.nv[i];
+        if (nv->namelen && nv->name[0] != ':')
+            proxy_lua_push_header(L, (const char *)nv->name, nv->namelen, (const char *)nv->value, nv->valuelen);
+    }
+}
+
+/* The gRPC status a script's HTTP deny status stands for. */
+static int grpc_for_http(int status)
+{
+    switch (status) {
+    case 400: return 3;
+    case 401: return 16;
+    case 403: return 7;
+    case 404: return 12;
+    case 429: return 8;
+    case 503: return 14;
+    case 504: return 4;
+    default: return 2;
+    }
+}
+
+/* Runs the route script: the cluster it chose, -1 for none, -2 when the
+ * stream was answered. */
+static int stream_run_script(struct proxy_h2stream *st)
+{
+    struct proxy_conn *c = st->dc->c;
+    struct proxy_worker *pw = c->pw;
+    struct proxy_state *ps = pw->st;
+    struct proxy_lua_out out;
+    const struct otr_pod *pod = c->peer[0] ? ps->host->pod_by_addr(ps->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
+    struct proxy_lua_call call = {
+        st->method, st->path, st->authority, st->method_len, st->path_len, st->authority_len,
+        c->listener == PROXY_OUTBOUND ? "outbound" : "inbound", st->grpc ? "gRPC" : "HTTP/2", h2_push_headers, st,
+        pod, &out, ps,
+    };
+    int rc = proxy_lua_route(pw, &call);
+    if (pod)
+        ps->host->pod_unref(pod);
+    if (rc && ps->conf->script_failure == PROXY_SCRIPT_DENY) {
+        proxy_h2stream_on_upstream_failed(st, 503, 14, "route script failed");
+        return -2;
+    }
+    if (out.deny) {
+        proxy_h2stream_on_upstream_failed(st, out.deny, grpc_for_http(out.deny),
+                                          out.reason[0] ? out.reason : "denied by route script");
+        return -2;
+    }
+    if (out.n_set && (st->lua = malloc(sizeof *st->lua))) {
+        *st->lua = out;
+        /* HTTP/2 field names are lower-case. */
+        for (unsigned i = 0; i < out.n_set; i++)
+            for (uint16_t k = 0; k < out.set[i].name_len; k++) {
+                char *ch = &st->lua->store[out.set[i].name_off + k];
+                if (*ch >= 'A' && *ch <= 'Z')
+                    *ch = (char)(*ch + 32);
+            }
+    }
+    return out.cluster;
+}
+
+/* The request's headers are complete: route it and start the upstream leg. */
+static void stream_begin(struct proxy_h2stream *st)
+{
+    struct proxy_conn *c = st->dc->c;
+    struct proxy_worker *pw = c->pw;
+    struct proxy_state *st_ = pw->st;
+    const nghttp2_nv *m = proxy_hdrs_find(&st->req, ":method");
+    const nghttp2_nv *p = proxy_hdrs_find(&st->req, ":path");
+    const nghttp2_nv *a = proxy_hdrs_find(&st->req, ":authority");
+    if (!a)
+        a = proxy_hdrs_find(&st->req, "host");
+    const nghttp2_nv *ct = proxy_hdrs_find(&st->req, "content-type");
+    st->grpc = ct && ct->valuelen >= 16 && strncmp((const char *)ct->value, "application/grpc", 16) == 0;
+    st->t_start_ms = uv_now(pw->loop);
+    st->grpc_status = -1;
+    if (!m || !p) {
+        /* nghttp2 already refuses requests without them; CONNECT has no
+         * :path and is not proxied. */
+        proxy_h2stream_on_upstream_failed(st, 501, 12, "CONNECT is not supported");
+        return;
+    }
+    st->method = (const char *)m->value;
+    st->method_len = m->valuelen;
+    st->path = (const char *)p->value;
+    st->path_len = p->valuelen;
+    st->authority = a ? (const char *)a->value : "";
+    st->authority_len = a ? a->valuelen : 0;
+    int script_cluster = -1;
+    if (st_->hook && (script_cluster = stream_run_script(st)) == -2)
+        return;
+    struct proxy_req_view v = { st->method, st->authority, st->path, st->method_len, st->authority_len,
+                                st->path_len, h2_header_eq, st };
+    st->route = proxy_route_match(st_, (enum proxy_listener_id)c->listener, &v);
+    int ci = script_cluster >= 0 ? script_cluster
+             : st->route         ? proxy_route_cluster(st->route, &pw->rng)
+                                 : st_->default_cluster[c->listener];
+    if (ci < 0) {
+        proxy_h2stream_on_upstream_failed(st, 404, 12, "no route");
+        return;
+    }
+    st->wc = &pw->clusters[ci];
+    if (st->wc->c->conf->protocol != PROXY_PROTO_H2 && st->grpc) {
+        proxy_h2stream_on_upstream_failed(st, 502, 14, "gRPC needs a cluster with protocol h2");
+        return;
+    }
+    uint64_t timeout = st->route && st->route->conf->timeout ? st->route->conf->timeout
+                                                             : st->wc->c->conf->request_timeout;
+    const nghttp2_nv *gt = st->grpc ? proxy_hdrs_find(&st->req, "grpc-timeout") : NULL;
+    if (gt) {
+        int64_t ms = proxy_grpc_timeout_ms((const char *)gt->value, gt->valuelen);
+        if (ms >= 0 && (!timeout || (uint64_t)ms < timeout))
+            timeout = (uint64_t)ms;
+    }
+    if (timeout) {
+        st->timer = malloc(sizeof *st->timer);
+        if (st->timer) {
+            uv_timer_init(pw->loop, st->timer);
+            st->timer->data = st;
+            uv_timer_start(st->timer, stream_on_deadline, timeout, 0);
+        }
+    }
+    if (st->wc->c->conf->protocol == PROXY_PROTO_H2)
+        proxy_h2up_dispatch(st);
+    else
+        proxy_upstream_dispatch_h2(st, st->wc);
+}
+
+static void stream_publish(struct proxy_h2stream *st)
+{
+    struct proxy_conn *c = st->dc->c;
+    struct proxy_worker *pw = c->pw;
+    struct proxy_state *ps = pw->st;
+    const struct otr_host *host = ps->host;
+    double ms = (double)(uv_now(pw->loop) - st->t_start_ms);
+    if (st->wc) {
+        int cls = st->status >= 100 && st->status < 600 ? st->status / 100 : 0;
+        if (st->wc->s_requests[cls])
+            host->counter_add(st->wc->s_requests[cls], 1);
+        if (st->wc->s_duration)
+            host->observe(st->wc->s_duration, ms / 1000.0);
+    }
+    if (!host->bus_has_subscribers(ps->ctx, "access"))
+        return;
+    const char *upstream = st->ep ? st->wc->c->addr_text[st->ep->index] : "";
+    const char *cluster = st->wc ? st->wc->c->conf->name : "";
+    const struct otr_pod *pod = NULL;
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+        pod = host->pod_by_addr(ps->ctx, (struct sockaddr *)&ss);
+    const char *proto = st->grpc ? "gRPC" : "HTTP/2";
+    struct otr_field f[] = {
+        { .key = "protocol", .type = OTR_VAL_STR, .v.s = { proto, strlen(proto) } },
+        { .key = "method", .type = OTR_VAL_STR, .v.s = { st->method ? st->method : "", st->method_len } },
+        { .key = "authority", .type = OTR_VAL_STR, .v.s = { st->authority ? st->authority : "", st->authority_len } },
+        { .key = "path", .type = OTR_VAL_STR, .v.s = { st->path ? st->path : "", st->path_len } },
+        { .key = "status", .type = OTR_VAL_INT, .v.i = st->status },
+        { .key = "grpc_status", .type = OTR_VAL_INT, .v.i = st->grpc ? st->grpc_status : -1 },
+        { .key = "bytes_in", .type = OTR_VAL_INT, .v.i = (int64_t)st->bytes_in },
+        { .key = "bytes_out", .type = OTR_VAL_INT, .v.i = (int64_t)st->bytes_out },
+        { .key = "duration_ms", .type = OTR_VAL_DOUBLE, .v.d = ms },
+        { .key = "upstream", .type = OTR_VAL_STR, .v.s = { upstream, strlen(upstream) } },
+        { .key = "retries", .type = OTR_VAL_INT, .v.i = 0 },
+        { .key = "cluster", .type = OTR_VAL_STR, .v.s = { cluster, strlen(cluster) } },
+        { .key = "caller_namespace", .type = OTR_VAL_STR, .v.s = { pod ? pod->namespace_ : "", pod ? strlen(pod->namespace_) : 0 } },
+        { .key = "caller_pod", .type = OTR_VAL_STR, .v.s = { pod ? pod->name : "", pod ? strlen(pod->name) : 0 } },
+    };
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct otr_record rec = { (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec, f, sizeof f / sizeof f[0] };
+    host->bus_publish(ps->ctx, pw->w, "access", &rec);
+    if (pod)
+        host->pod_unref(pod);
+}
+
+/* --- server session callbacks ------------------------------------------------------ */
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *user)
+{
+    struct proxy_h2conn *dc = user;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct proxy_h2stream *st = calloc(1, sizeof *st);
+    if (!st)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    st->dc = dc;
+    st->id = frame->hd.stream_id;
+    st->grpc_status = -1;
+    st->next = dc->streams;
+    if (dc->streams)
+        dc->streams->prev = st;
+    dc->streams = st;
+    dc->n_streams++;
+    dc->c->n_requests++;
+    uv_timer_stop(&dc->c->timer);
+    nghttp2_session_set_stream_user_data(s, st->id, st);
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name, size_t nl,
+                     const uint8_t *value, size_t vl, uint8_t flags, void *user)
+{
+    struct proxy_h2conn *dc = user;
+    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (!st || frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* request trailers: not forwarded */
+    if (st->req.bytes + nl + vl > dc->c->pw->st->limits.max_head)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    if (proxy_hdrs_add(&st->req, name, nl, value, vl) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user)
+{
+    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (!st)
+        return 0;
+    bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        st->req_end = end;
+        stream_begin(st);
+        return 0;
+    }
+    if (end && (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
+        st->req_end = true;
+        proxy_h2up_resume(st);
+    }
+    return 0;
+}
+
+static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                              void *user)
+{
+    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    if (!st) {
+        nghttp2_session_consume_connection(s, len);
+        return 0;
+    }
+    if (st->failed) {
+        /* Nobody will forward it: give the window back at once. */
+        nghttp2_session_consume(s, id, len);
+        return 0;
+    }
+    st->bytes_in += len;
+    if (proxy_bytes_put(&st->req_body, data, len) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    proxy_h2up_resume(st);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *user)
+{
+    struct proxy_h2conn *dc = user;
+    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    if (!st)
+        return 0;
+    nghttp2_session_set_stream_user_data(s, id, NULL);
+    if (!st->status && error_code != NGHTTP2_NO_ERROR)
+        st->status = 499; /* the client gave up */
+    stream_publish(st);
+    proxy_h2up_cancel(st);
+    stream_unlink(st);
+    proxy_h2stream_free(st);
+    if (dc->n_streams == 0 && !dc->goaway)
+        proxy_conn_idle_start(dc->c);
+    return 0;
+}
+
+int proxy_h2_conn_start(struct proxy_conn *c)
+{
+    struct proxy_h2conn *dc = calloc(1, sizeof *dc);
+    if (!dc)
+        return UV_ENOMEM;
+    dc->c = c;
+    nghttp2_session_callbacks *cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_option *opt;
+    nghttp2_option_new(&opt);
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    int rc = nghttp2_session_server_new2(&dc->s, cb, dc, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+    if (rc) {
+        free(dc);
+        return UV_ENOMEM;
+    }
+    c->h2 = dc;
+    nghttp2_settings_entry iv[] = {
+        { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 256 },
+        { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->pw->st->limits.max_head },
+    };
+    nghttp2_submit_settings(dc->s, NGHTTP2_FLAG_NONE, iv, 2);
+    ssize_t n = nghttp2_session_mem_recv(dc->s, (const uint8_t *)c->buf, c->len);
+    c->len = 0;
+    if (n < 0)
+        return UV_EPROTO;
+    /* The first read may have filled the buffer, which stops reading on
+     * an HTTP/1.1 connection; from now on the buffer is always empty. */
+    proxy_conn_read_start(c);
+    proxy_h2conn_flush(dc);
+    return 0;
+}
+
+void proxy_h2_conn_on_read(struct proxy_conn *c, const uint8_t *data, size_t n)
+{
+    struct proxy_h2conn *dc = c->h2;
+    ssize_t r = nghttp2_session_mem_recv(dc->s, data, n);
+    if (r < 0) {
+        c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "h2 client %s: %s", c->peer, nghttp2_strerror((int)r));
+        h2conn_close(dc);
+        return;
+    }
+    proxy_h2conn_flush(dc);
+}
+
+void proxy_h2_conn_drain(struct proxy_conn *c)
+{
+    struct proxy_h2conn *dc = c->h2;
+    dc->goaway = true;
+    nghttp2_submit_goaway(dc->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(dc->s),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    proxy_h2conn_flush(dc);
+}
+
+void proxy_h2_conn_shutdown(struct proxy_conn *c)
+{
+    struct proxy_h2conn *dc = c->h2;
+    if (!dc)
+        return;
+    struct proxy_worker *pw = c->pw;
+    while (dc->streams) {
+        struct proxy_h2stream *st = dc->streams;
+        if (!st->status)
+            st->status = 499;
+        stream_publish(st);
+        proxy_h2up_cancel(st);
+        stream_unlink(st);
+        proxy_h2stream_free(st);
+    }
+    if (dc->dirty) {
+        for (struct proxy_h2conn **pp = &pw->h2_dirty; *pp; pp = &(*pp)->dirty_next)
+            if (*pp == dc) {
+                *pp = dc->dirty_next;
+                break;
+            }
+        dc->dirty = false;
+    }
+}
+
+void proxy_h2_conn_free(struct proxy_conn *c)
+{
+    struct proxy_h2conn *dc = c->h2;
+    if (!dc)
+        return;
+    nghttp2_session_del(dc->s);
+    free(dc->out);
+    free(dc);
+    c->h2 = NULL;
+}

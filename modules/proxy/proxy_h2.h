@@ -1,0 +1,189 @@
+/*
+ * proxy_h2: HTTP/2 (h2c, prior knowledge) with nghttp2 — client sessions
+ * on the listeners and upstream sessions to clusters with protocol "h2",
+ * multiplexed. gRPC rides on it: trailers pass end to end, grpc-timeout
+ * sets a deadline, and failures are answered as gRPC statuses.
+ *
+ * Flow control is the backpressure: both sessions run without automatic
+ * WINDOW_UPDATE, and bytes received on one leg are acknowledged
+ * (nghttp2_session_consume) only once the other leg's data provider took
+ * them, so a slow reader on either side stops its writer at one window.
+ *
+ * Worker thread only, like the rest of the data path.
+ */
+#ifndef OUTRIDER_PROXY_H2_H
+#define OUTRIDER_PROXY_H2_H
+
+#include <nghttp2/nghttp2.h>
+
+#include "proxy.h"
+#include "proxy_lua.h"
+
+/* The client connection preface of HTTP/2 (RFC 9113 3.4). */
+#define PROXY_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define PROXY_H2_PREFACE_LEN 24
+
+/* A byte queue between the two legs of a stream; bounded by the flow
+ * control window of the leg that fills it. */
+struct proxy_bytes {
+    uint8_t *p;
+    size_t off, len, cap; /* data is p[off..len) */
+};
+
+/* Header fields with their bytes in blocks that never move. */
+struct proxy_hdr_block;
+struct proxy_hdrs {
+    nghttp2_nv *nv;
+    size_t n, cap;
+    size_t bytes; /* name + value bytes, for the size limit */
+    struct proxy_hdr_block *blocks;
+};
+
+struct proxy_h2up;
+
+/* One request/response exchange that arrived on an HTTP/2 client session. */
+struct proxy_h2stream {
+    struct proxy_h2conn *dc;  /* the HTTP/2 client session, or NULL when... */
+    struct proxy_conn *h1c;   /* ...an HTTP/1.1 client's request is carried to an h2 cluster */
+    bool h1_resp_chunked, h1_resp_head_sent, h1_resp_done, h1_last_sent;
+    int32_t id;
+    struct proxy_h2stream *prev, *next;      /* dc->streams */
+    struct proxy_h2stream *pending_next;     /* waiting for its upstream session */
+    struct proxy_h2stream *up_prev, *up_next; /* streams of st->up */
+    bool ep_active;   /* counted in ep->active */
+    bool resp_headers_done;
+    struct proxy_hdrs req, resp, trailers;
+    const char *method, *path, *authority;
+    size_t method_len, path_len, authority_len;
+    bool grpc;
+    struct proxy_bytes req_body, resp_body;
+    bool req_end, resp_end;
+    bool resp_submitted;   /* response HEADERS handed to nghttp2 */
+    bool resp_deferred;    /* the downstream data provider is waiting */
+    bool req_deferred;     /* the upstream data provider is waiting */
+    bool failed;           /* answered by the proxy itself */
+    struct proxy_wcluster *wc;
+    struct proxy_route *route;
+    struct proxy_endpoint *ep;
+    struct proxy_h2up *up;
+    int32_t up_id;
+    int status, grpc_status;
+    uint64_t t_start_ms, t_sent_ms, bytes_in, bytes_out;
+    uint64_t deadline_ms;
+    uv_timer_t *timer; /* allocated when a deadline applies */
+    struct proxy_lua_out *lua; /* headers the route script sets, if any */
+    /* translated to an HTTP/1.1 upstream (proxy_h2h1.c) */
+    struct proxy_upconn *h1up;
+    char *h1_head;
+    size_t h1_head_len, h1_head_cap;
+    uint8_t *h1_out;
+    size_t h1_out_len, h1_out_payload;
+    uint64_t h1_resp_left;
+    bool h1_writing, h1_head_sent, h1_req_chunked, h1_req_done;
+};
+
+/* An HTTP/2 client session, riding on a struct proxy_conn. */
+struct proxy_h2conn {
+    struct proxy_conn *c;
+    struct proxy_h2conn *dirty_next;
+    bool dirty;
+    nghttp2_session *s;
+    struct proxy_h2stream *streams;
+    unsigned n_streams;
+    bool writing, goaway;
+    uint8_t *out;
+    size_t out_len, out_cap;
+};
+
+/* An upstream HTTP/2 session to one endpoint. */
+struct proxy_h2up {
+    uv_tcp_t tcp;
+    struct proxy_h2up *dirty_next;
+    bool dirty;
+    struct proxy_h2stream *streams; /* submitted, not closed */
+    uv_connect_t connect_req;
+    uv_write_t wreq;
+    uv_timer_t timer; /* connect timeout */
+    nghttp2_session *s;
+    struct proxy_endpoint *ep;
+    struct proxy_h2stream *pending_head, *pending_tail; /* until connected */
+    unsigned n_streams;
+    bool connected, closing, writing, reading;
+    uint8_t closes_pending;
+    uint8_t *out;
+    size_t out_len, out_cap;
+    uint8_t rbuf[16384];
+};
+
+/* Turns c into an HTTP/2 session; c->buf[0..len) holds the first bytes
+ * (the preface). Returns 0 or a negative error (c is then closed). */
+int proxy_h2_conn_start(struct proxy_conn *c);
+/* Bytes read on an HTTP/2 client connection. */
+void proxy_h2_conn_on_read(struct proxy_conn *c, const uint8_t *data, size_t n);
+/* Ends every stream (from conn_close); the session stays until the
+ * connection's handles are closed, since a cancelled write still calls
+ * back into it. */
+void proxy_h2_conn_shutdown(struct proxy_conn *c);
+/* Frees the session (from the connection's last close callback). */
+void proxy_h2_conn_free(struct proxy_conn *c);
+/* Drain: GOAWAY; the connection closes when its streams are done. */
+void proxy_h2_conn_drain(struct proxy_conn *c);
+
+/* Upstream side (proxy_h2_up.c). */
+void proxy_h2up_dispatch(struct proxy_h2stream *st);
+/* Cancels st's upstream stream (client gone, deadline). */
+void proxy_h2up_cancel(struct proxy_h2stream *st);
+/* More request body (or its end) is buffered for st's upstream stream. */
+void proxy_h2up_resume(struct proxy_h2stream *st);
+/* The downstream leg took response bytes: acknowledge them upstream. */
+void proxy_h2up_consumed(struct proxy_h2stream *st, size_t n);
+void proxy_h2up_close_all(struct proxy_worker *pw);
+
+/* HTTP/2 stream to HTTP/1.1 upstream (proxy_h2h1.c). */
+void proxy_h2h1_ready(struct proxy_h2stream *st, struct proxy_upconn *u);
+void proxy_h2h1_failed(struct proxy_h2stream *st, int status, const char *why);
+void proxy_h2h1_on_read(struct proxy_h2stream *st, ssize_t n);
+void proxy_h2h1_pump(struct proxy_h2stream *st);
+void proxy_h2h1_consumed(struct proxy_h2stream *st);
+void proxy_h2h1_cancel(struct proxy_h2stream *st);
+
+/* HTTP/1.1 client request to an HTTP/2 cluster (proxy_h1h2.c). */
+void proxy_h1h2_start(struct proxy_conn *c, struct proxy_wcluster *wc);
+void proxy_h1h2_pump_request(struct proxy_conn *c);
+void proxy_h1h2_on_response(struct proxy_h2stream *st);
+void proxy_h1h2_on_response_data(struct proxy_h2stream *st);
+void proxy_h1h2_failed(struct proxy_h2stream *st, int status, const char *why);
+void proxy_h1h2_req_consumed(struct proxy_h2stream *st);
+/* Ends the exchange's stream (connection closing or exchange over). */
+void proxy_h1h2_end(struct proxy_conn *c);
+void proxy_h2stream_free(struct proxy_h2stream *st);
+
+/* Called by the upstream leg (proxy_h2.c). */
+void proxy_h2stream_on_response(struct proxy_h2stream *st);
+void proxy_h2stream_on_response_data(struct proxy_h2stream *st);
+void proxy_h2stream_on_upstream_failed(struct proxy_h2stream *st, int status, int grpc_status, const char *why);
+/* Marks a session as having frames to send. The sends happen in the
+ * worker's check phase, never inside nghttp2 callbacks (which must not
+ * re-enter a session). */
+void proxy_h2conn_flush(struct proxy_h2conn *dc);
+void proxy_h2up_flush(struct proxy_h2up *up);
+/* Sends for every marked session (the worker's uv_check callback). */
+void proxy_h2_flush_dirty(struct proxy_worker *pw);
+/* Schedules proxy_h2_flush_dirty. */
+void proxy_h2_arm(struct proxy_worker *pw);
+void proxy_h2up_send(struct proxy_h2up *up);
+
+/* Helpers shared by both legs. */
+int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n);
+size_t proxy_bytes_take(struct proxy_bytes *b, uint8_t *out, size_t n);
+void proxy_bytes_free(struct proxy_bytes *b);
+int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
+void proxy_hdrs_clear(struct proxy_hdrs *h);
+const nghttp2_nv *proxy_hdrs_find(const struct proxy_hdrs *h, const char *name);
+/* Whether an HTTP/2 field must not be forwarded (RFC 9113 8.2.2). */
+bool proxy_h2_hop_field(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
+/* grpc-timeout ("100m", "5S", ...) in milliseconds, rounded up; -1 if
+ * malformed. */
+int64_t proxy_grpc_timeout_ms(const char *v, size_t n);
+
+#endif

@@ -1,0 +1,576 @@
+/*
+ * proxy_h2_up: upstream HTTP/2 sessions, one per endpoint and worker,
+ * carrying many streams at once (nghttp2 queues requests beyond the
+ * server's SETTINGS_MAX_CONCURRENT_STREAMS itself).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy_h2.h"
+
+void proxy_h2up_flush(struct proxy_h2up *up)
+{
+    struct proxy_worker *pw = up->ep->wc->pw;
+    if (up->dirty || up->closing)
+        return;
+    up->dirty = true;
+    up->dirty_next = pw->h2up_dirty;
+    pw->h2up_dirty = up;
+    proxy_h2_arm(pw);
+}
+
+/* Ends st's upstream leg: st no longer counts against its endpoint. */
+static void stream_detach(struct proxy_h2stream *st, bool sample)
+{
+    struct proxy_h2up *up = st->up;
+    if (up) {
+        if (st->up_prev)
+            st->up_prev->up_next = st->up_next;
+        else
+            up->streams = st->up_next;
+        if (st->up_next)
+            st->up_next->up_prev = st->up_prev;
+        st->up_prev = st->up_next = NULL;
+        st->up = NULL;
+    }
+    if (st->ep_active) {
+        st->ep_active = false;
+        if (sample) {
+            uint64_t now = uv_now(st->ep->wc->pw->loop);
+            proxy_lb_sample(st->ep, now, (double)(now - st->t_sent_ms));
+        }
+        st->ep->active--;
+    }
+}
+
+static void up_on_handle_closed(uv_handle_t *h)
+{
+    struct proxy_h2up *up = h->data;
+    if (--up->closes_pending)
+        return;
+    struct proxy_wcluster *wc = up->ep->wc;
+    struct proxy_worker *pw = wc->pw;
+    wc->n_conns--;
+    pw->n_upconns--;
+    if (wc->s_conns)
+        pw->st->host->gauge_add(wc->s_conns, -1);
+    free(up->out);
+    free(up);
+    proxy_worker_maybe_drained(pw);
+}
+
+static void up_close(struct proxy_h2up *up, const char *why)
+{
+    if (up->closing)
+        return;
+    struct proxy_worker *pw = up->ep->wc->pw;
+    if (up->ep->h2 == up)
+        up->ep->h2 = NULL;
+    if (up->dirty) {
+        for (struct proxy_h2up **pp = &pw->h2up_dirty; *pp; pp = &(*pp)->dirty_next)
+            if (*pp == up) {
+                *pp = up->dirty_next;
+                break;
+            }
+        up->dirty = false;
+    }
+    up->closing = true;
+    /* Streams still waiting or in flight fail as unavailable. */
+    while (up->pending_head) {
+        struct proxy_h2stream *st = up->pending_head;
+        up->pending_head = st->pending_next;
+        st->pending_next = NULL;
+        stream_detach(st, false);
+        proxy_h2stream_on_upstream_failed(st, 503, 14, why);
+    }
+    up->pending_tail = NULL;
+    while (up->streams) {
+        struct proxy_h2stream *st = up->streams;
+        stream_detach(st, false);
+        if (!st->resp_end)
+            proxy_h2stream_on_upstream_failed(st, 502, 14, why);
+    }
+    if (up->s) {
+        nghttp2_session_del(up->s);
+        up->s = NULL;
+    }
+    up->closes_pending = 2;
+    uv_close((uv_handle_t *)&up->tcp, up_on_handle_closed);
+    uv_close((uv_handle_t *)&up->timer, up_on_handle_closed);
+}
+
+static void up_on_written(uv_write_t *req, int status)
+{
+    struct proxy_h2up *up = req->data;
+    up->writing = false;
+    if (up->closing)
+        return;
+    if (status < 0) {
+        up_close(up, "upstream write failed");
+        return;
+    }
+    proxy_h2up_send(up);
+}
+
+void proxy_h2up_send(struct proxy_h2up *up)
+{
+    if (up->writing || up->closing || !up->connected)
+        return;
+    up->out_len = 0;
+    for (;;) {
+        const uint8_t *d;
+        ssize_t n = nghttp2_session_mem_send(up->s, &d);
+        if (n < 0) {
+            up_close(up, nghttp2_strerror((int)n));
+            return;
+        }
+        if (n == 0)
+            break;
+        if (up->out_len + (size_t)n > up->out_cap) {
+            size_t cap = up->out_cap ? up->out_cap : 16384;
+            while (cap < up->out_len + (size_t)n)
+                cap *= 2;
+            uint8_t *o = realloc(up->out, cap);
+            if (!o) {
+                up_close(up, "out of memory");
+                return;
+            }
+            up->out = o;
+            up->out_cap = cap;
+        }
+        memcpy(up->out + up->out_len, d, (size_t)n);
+        up->out_len += (size_t)n;
+        if (up->out_len >= 65536)
+            break;
+    }
+    if (up->out_len) {
+        uv_buf_t b = uv_buf_init((char *)up->out, (unsigned)up->out_len);
+        up->wreq.data = up;
+        up->writing = true;
+        if (uv_write(&up->wreq, (uv_stream_t *)&up->tcp, &b, 1, up_on_written) != 0) {
+            up->writing = false;
+            up_close(up, "upstream write failed");
+        }
+        return;
+    }
+    if (!nghttp2_session_want_read(up->s) && !nghttp2_session_want_write(up->s))
+        up_close(up, "upstream session ended");
+}
+
+/* --- requests --------------------------------------------------------------------- */
+
+static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                        nghttp2_data_source *src, void *user)
+{
+    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    if (!st) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        return 0;
+    }
+    size_t n = proxy_bytes_take(&st->req_body, buf, length);
+    if (n && st->h1c) {
+        proxy_h1h2_req_consumed(st);
+    } else if (n) {
+        /* Only now may the client send more: acknowledge on its session. */
+        nghttp2_session_consume(st->dc->s, st->id, n);
+        proxy_h2conn_flush(st->dc);
+    }
+    if (st->req_body.off == st->req_body.len) {
+        if (st->req_end)
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+        else if (!n) {
+            st->req_deferred = true;
+            return NGHTTP2_ERR_DEFERRED;
+        }
+    }
+    return (ssize_t)n;
+}
+
+static bool route_drops(const struct proxy_route_conf *rc, const uint8_t *name, size_t nl)
+{
+    if (!rc)
+        return false;
+    for (size_t i = 0; i < rc->remove_headers.n; i++) {
+        const char *h = OTR_CONF_AT(rc->remove_headers, char *, i);
+        if (strlen(h) == nl && strncasecmp(h, (const char *)name, nl) == 0)
+            return true;
+    }
+    for (size_t i = 0; i < rc->add_headers.n; i++)
+        if (strlen(rc->add_headers.items[i].key) == nl && strncasecmp(rc->add_headers.items[i].key, (const char *)name, nl) == 0)
+            return true;
+    return false;
+}
+
+#define NV(n, v, nl, vl) ((nghttp2_nv){ (uint8_t *)(n), (uint8_t *)(v), (nl), (vl), NGHTTP2_NV_FLAG_NONE })
+
+static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
+{
+    const struct proxy_conf *conf = up->ep->wc->pw->st->conf;
+    const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
+    const char *peer = st->h1c ? st->h1c->peer : st->dc->c->peer;
+    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 4;
+    nghttp2_nv *nv = malloc(cap * sizeof *nv);
+    if (!nv) {
+        stream_detach(st, false);
+        proxy_h2stream_on_upstream_failed(st, 503, 14, "out of memory");
+        return;
+    }
+    size_t n = 0;
+    /* Pseudo-headers first, as HTTP/2 requires; then the rest. */
+    nv[n++] = NV(":method", st->method, 7, st->method_len);
+    nv[n++] = NV(":scheme", "http", 7, 4);
+    nv[n++] = NV(":authority", st->authority, 10, st->authority_len);
+    nv[n++] = NV(":path", st->path, 5, st->path_len);
+    char xff[512];
+    bool xff_done = false;
+    for (size_t i = 0; i < st->req.n; i++) {
+        const nghttp2_nv *h = &st->req.nv[i];
+        if (h->namelen && h->name[0] == ':')
+            continue;
+        if (proxy_h2_hop_field(h->name, h->namelen, h->value, h->valuelen) || route_drops(rc, h->name, h->namelen) ||
+            (st->lua && proxy_lua_sets(st->lua, (const char *)h->name, h->namelen)))
+            continue;
+        if (h->namelen == 15 && memcmp(h->name, "x-forwarded-for", 15) == 0 && conf->xff != PROXY_XFF_OFF) {
+            if (conf->xff == PROXY_XFF_REPLACE || xff_done || !peer[0])
+                continue;
+            int k = snprintf(xff, sizeof xff, "%.*s, %s", (int)h->valuelen, (const char *)h->value, peer);
+            if (k > 0 && (size_t)k < sizeof xff) {
+                nv[n++] = NV(h->name, xff, h->namelen, (size_t)k);
+                xff_done = true;
+                continue;
+            }
+        }
+        nv[n++] = *h;
+    }
+    if (rc)
+        for (size_t i = 0; i < rc->add_headers.n && n < cap; i++)
+            nv[n++] = NV(rc->add_headers.items[i].key, rc->add_headers.items[i].value,
+                         strlen(rc->add_headers.items[i].key), strlen(rc->add_headers.items[i].value));
+    for (unsigned i = 0; st->lua && i < st->lua->n_set && n < cap; i++)
+        nv[n++] = NV(st->lua->store + st->lua->set[i].name_off, st->lua->store + st->lua->set[i].value_off,
+                     st->lua->set[i].name_len, st->lua->set[i].value_len);
+    nghttp2_nv *nv2 = nv;
+    if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0]) {
+        nv2 = realloc(nv, (n + 2) * sizeof *nv);
+        if (nv2) {
+            nv = nv2;
+            nv[n++] = NV("x-forwarded-for", peer, 15, strlen(peer));
+        }
+    }
+    char via[96];
+    if (conf->via) {
+        nv2 = realloc(nv, (n + 2) * sizeof *nv);
+        if (nv2) {
+            nv = nv2;
+            int k = snprintf(via, sizeof via, "2 %s", conf->via_name);
+            nv[n++] = NV("via", via, 3, (size_t)k);
+        }
+    }
+    nghttp2_data_provider dp = { .source.ptr = NULL, .read_callback = req_read };
+    bool body = !(st->req_end && st->req_body.off == st->req_body.len);
+    int32_t id = nghttp2_submit_request(up->s, NULL, nv, n, body ? &dp : NULL, st);
+    free(nv);
+    if (id < 0) {
+        stream_detach(st, false);
+        proxy_h2stream_on_upstream_failed(st, 503, 14, nghttp2_strerror(id));
+        return;
+    }
+    st->up = up;
+    st->up_id = id;
+    st->up_next = up->streams;
+    st->up_prev = NULL;
+    if (up->streams)
+        up->streams->up_prev = st;
+    up->streams = st;
+    st->t_sent_ms = uv_now(up->ep->wc->pw->loop);
+    proxy_h2up_flush(up);
+}
+
+/* --- client session callbacks ----------------------------------------------------- */
+
+static int up_on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name, size_t nl,
+                        const uint8_t *value, size_t vl, uint8_t flags, void *user)
+{
+    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (!st || frame->hd.type != NGHTTP2_HEADERS || st->failed)
+        return 0;
+    if (!st->resp_headers_done) {
+        if (nl == 7 && memcmp(name, ":status", 7) == 0) {
+            st->status = 0;
+            for (size_t i = 0; i < vl; i++)
+                st->status = st->status * 10 + (value[i] - '0');
+            proxy_hdrs_clear(&st->resp); /* a final status after a 1xx starts over */
+        }
+        if (proxy_h2_hop_field(name, nl, value, vl))
+            return 0;
+        return proxy_hdrs_add(&st->resp, name, nl, value, vl) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    }
+    if (proxy_h2_hop_field(name, nl, value, vl))
+        return 0;
+    return proxy_hdrs_add(&st->trailers, name, nl, value, vl) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user)
+{
+    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (!st || st->failed)
+        return 0;
+    bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    if (frame->hd.type == NGHTTP2_HEADERS) {
+        if (!st->resp_headers_done) {
+            if (st->status < 200)
+                return 0; /* interim: HTTP/2 clients need no 100 Continue relayed */
+            st->resp_headers_done = true;
+            st->resp_end = end;
+            proxy_h2stream_on_response(st);
+            return 0;
+        }
+        if (end) {
+            st->resp_end = true;
+            proxy_h2stream_on_response_data(st);
+        }
+        return 0;
+    }
+    if (frame->hd.type == NGHTTP2_DATA && end) {
+        st->resp_end = true;
+        proxy_h2stream_on_response_data(st);
+    }
+    return 0;
+}
+
+static int up_on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                                 void *user)
+{
+    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    if (!st || st->failed) {
+        nghttp2_session_consume_connection(s, len);
+        return 0;
+    }
+    if (proxy_bytes_put(&st->resp_body, data, len) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    proxy_h2stream_on_response_data(st);
+    return 0;
+}
+
+static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *user)
+{
+    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    if (!st)
+        return 0;
+    nghttp2_session_set_stream_user_data(s, id, NULL);
+    /* Bytes still queued for the client were never acknowledged: give
+     * them back to the connection window, or it shrinks for good. */
+    size_t queued = st->resp_body.len - st->resp_body.off;
+    if (queued)
+        nghttp2_session_consume_connection(s, queued);
+    stream_detach(st, error_code == NGHTTP2_NO_ERROR);
+    if (!st->resp_end && !st->failed) {
+        char why[96];
+        snprintf(why, sizeof why, "upstream reset the stream (%s)", nghttp2_http2_strerror(error_code));
+        proxy_h2stream_on_upstream_failed(st, 502, 14, why);
+    }
+    return 0;
+}
+
+/* --- connection ------------------------------------------------------------------- */
+
+static void up_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct proxy_h2up *up = h->data;
+    b->base = (char *)up->rbuf;
+    b->len = sizeof up->rbuf;
+}
+
+static void up_on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b)
+{
+    struct proxy_h2up *up = stream->data;
+    if (n == 0 || up->closing)
+        return;
+    if (n < 0) {
+        up_close(up, n == UV_EOF ? "upstream closed the connection" : uv_strerror((int)n));
+        return;
+    }
+    ssize_t r = nghttp2_session_mem_recv(up->s, up->rbuf, (size_t)n);
+    if (r < 0) {
+        up_close(up, nghttp2_strerror((int)r));
+        return;
+    }
+    proxy_h2up_flush(up);
+}
+
+static void up_on_timer(uv_timer_t *t)
+{
+    struct proxy_h2up *up = t->data;
+    if (!up->connected)
+        up_close(up, "upstream connect timeout");
+}
+
+static int session_new(struct proxy_h2up *up)
+{
+    nghttp2_session_callbacks *cb;
+    if (nghttp2_session_callbacks_new(&cb))
+        return UV_ENOMEM;
+    nghttp2_session_callbacks_set_on_header_callback(cb, up_on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, up_on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, up_on_data_chunk_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, up_on_stream_close);
+    nghttp2_option *opt;
+    nghttp2_option_new(&opt);
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    int rc = nghttp2_session_client_new2(&up->s, cb, up, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+    if (rc)
+        return UV_ENOMEM;
+    nghttp2_settings_entry iv[] = { { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 } };
+    nghttp2_submit_settings(up->s, NGHTTP2_FLAG_NONE, iv, 1);
+    return 0;
+}
+
+static void up_on_connect(uv_connect_t *req, int status)
+{
+    struct proxy_h2up *up = req->data;
+    if (status == UV_ECANCELED || up->closing)
+        return;
+    uv_timer_stop(&up->timer);
+    if (status < 0 || session_new(up) != 0) {
+        up_close(up, status < 0 ? uv_strerror(status) : "out of memory");
+        return;
+    }
+    uv_tcp_nodelay(&up->tcp, 1);
+    up->connected = true;
+    if (uv_read_start((uv_stream_t *)&up->tcp, up_on_alloc, up_on_read) != 0) {
+        up_close(up, "cannot read from upstream");
+        return;
+    }
+    while (up->pending_head) {
+        struct proxy_h2stream *st = up->pending_head;
+        up->pending_head = st->pending_next;
+        st->pending_next = NULL;
+        submit(up, st);
+    }
+    up->pending_tail = NULL;
+    proxy_h2up_flush(up);
+}
+
+static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
+{
+    struct proxy_wcluster *wc = ep->wc;
+    struct proxy_worker *pw = wc->pw;
+    struct proxy_h2up *up = calloc(1, sizeof *up);
+    if (!up)
+        return NULL;
+    up->ep = ep;
+    uv_tcp_init(pw->loop, &up->tcp);
+    uv_timer_init(pw->loop, &up->timer);
+    up->tcp.data = up->timer.data = up->connect_req.data = up;
+    wc->n_conns++;
+    pw->n_upconns++;
+    if (wc->s_conns)
+        pw->st->host->gauge_add(wc->s_conns, 1);
+    ep->h2 = up;
+    const struct sockaddr *sa = (const struct sockaddr *)&wc->c->addrs[ep->index];
+    if (uv_tcp_connect(&up->connect_req, &up->tcp, sa, up_on_connect) != 0) {
+        up_close(up, "cannot connect");
+        return NULL;
+    }
+    uv_timer_start(&up->timer, up_on_timer, wc->c->conf->connect_timeout, 0);
+    return up;
+}
+
+void proxy_h2up_dispatch(struct proxy_h2stream *st)
+{
+    struct proxy_endpoint *ep = proxy_lb_pick(st->wc);
+    st->ep = ep;
+    st->ep_active = true;
+    ep->active++;
+    struct proxy_h2up *up = ep->h2;
+    if (!up && !(up = up_open(ep))) {
+        stream_detach(st, false);
+        proxy_h2stream_on_upstream_failed(st, 503, 14, "cannot connect to upstream");
+        return;
+    }
+    if (!up->connected) {
+        if (up->pending_tail)
+            up->pending_tail->pending_next = st;
+        else
+            up->pending_head = st;
+        up->pending_tail = st;
+        return;
+    }
+    submit(up, st);
+}
+
+void proxy_h2up_cancel(struct proxy_h2stream *st)
+{
+    if (st->h1up) {
+        proxy_h2h1_cancel(st);
+        return;
+    }
+    struct proxy_endpoint *ep = st->ep;
+    if (ep && ep->h2 && !ep->h2->connected) {
+        /* Still waiting for the connection: just leave the queue. */
+        struct proxy_h2up *up = ep->h2;
+        struct proxy_h2stream *prev = NULL;
+        for (struct proxy_h2stream *p = up->pending_head; p; prev = p, p = p->pending_next)
+            if (p == st) {
+                if (prev)
+                    prev->pending_next = p->pending_next;
+                else
+                    up->pending_head = p->pending_next;
+                if (up->pending_tail == p)
+                    up->pending_tail = prev;
+                break;
+            }
+    }
+    struct proxy_h2up *up = st->up;
+    if (up && up->s) {
+        size_t queued = st->resp_body.len - st->resp_body.off;
+        if (queued)
+            nghttp2_session_consume_connection(up->s, queued);
+        st->resp_body.off = st->resp_body.len = 0;
+        nghttp2_session_set_stream_user_data(up->s, st->up_id, NULL);
+        nghttp2_submit_rst_stream(up->s, NGHTTP2_FLAG_NONE, st->up_id, NGHTTP2_CANCEL);
+        proxy_h2up_flush(up);
+    }
+    stream_detach(st, false);
+}
+
+void proxy_h2up_resume(struct proxy_h2stream *st)
+{
+    if (st->h1up) {
+        proxy_h2h1_pump(st);
+        return;
+    }
+    struct proxy_h2up *up = st->up;
+    if (!up || !up->s || !st->req_deferred)
+        return;
+    st->req_deferred = false;
+    nghttp2_session_resume_data(up->s, st->up_id);
+    proxy_h2up_flush(up);
+}
+
+void proxy_h2up_consumed(struct proxy_h2stream *st, size_t n)
+{
+    if (st->h1up) {
+        proxy_h2h1_consumed(st);
+        return;
+    }
+    struct proxy_h2up *up = st->up;
+    if (!up || !up->s)
+        return;
+    nghttp2_session_consume(up->s, st->up_id, n);
+    proxy_h2up_flush(up);
+}
+
+void proxy_h2up_close_all(struct proxy_worker *pw)
+{
+    for (size_t i = 0; i < pw->st->n_clusters; i++) {
+        struct proxy_wcluster *wc = &pw->clusters[i];
+        for (size_t e = 0; e < wc->c->n_endpoints; e++)
+            if (wc->eps[e].h2 && !wc->eps[e].h2->streams && !wc->eps[e].h2->pending_head)
+                up_close(wc->eps[e].h2, "draining");
+    }
+}

@@ -1,0 +1,161 @@
+/*
+ * proxy_h2_util: byte queues, header lists and field rules shared by the
+ * two legs of an HTTP/2 stream.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy_h2.h"
+
+int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n)
+{
+    if (!n)
+        return 0;
+    if (b->off && b->off == b->len)
+        b->off = b->len = 0;
+    if (b->len + n > b->cap) {
+        /* Slide down before growing: the queue is drained from the front. */
+        if (b->off) {
+            memmove(b->p, b->p + b->off, b->len - b->off);
+            b->len -= b->off;
+            b->off = 0;
+        }
+        if (b->len + n > b->cap) {
+            /* Small first: most queues hold one small message. */
+            size_t cap = b->cap ? b->cap : (n > 4096 ? n : 4096);
+            while (cap < b->len + n)
+                cap *= 2;
+            uint8_t *np = realloc(b->p, cap);
+            if (!np)
+                return UV_ENOMEM;
+            b->p = np;
+            b->cap = cap;
+        }
+    }
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+    return 0;
+}
+
+size_t proxy_bytes_take(struct proxy_bytes *b, uint8_t *out, size_t n)
+{
+    size_t avail = b->len - b->off;
+    if (n > avail)
+        n = avail;
+    if (!n)
+        return 0; /* p may be NULL: memcpy must not see it */
+    memcpy(out, b->p + b->off, n);
+    b->off += n;
+    return n;
+}
+
+void proxy_bytes_free(struct proxy_bytes *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+struct proxy_hdr_block {
+    struct proxy_hdr_block *next;
+    size_t used, cap;
+    uint8_t data[];
+};
+
+static uint8_t *hdrs_alloc(struct proxy_hdrs *h, size_t n)
+{
+    struct proxy_hdr_block *b = h->blocks;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 2048 ? n : 2048;
+        b = malloc(sizeof *b + cap);
+        if (!b)
+            return NULL;
+        b->used = 0;
+        b->cap = cap;
+        b->next = h->blocks;
+        h->blocks = b;
+    }
+    uint8_t *p = b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        nghttp2_nv *nv = realloc(h->nv, cap * sizeof *nv);
+        if (!nv)
+            return UV_ENOMEM;
+        h->nv = nv;
+        h->cap = cap;
+    }
+    uint8_t *p = hdrs_alloc(h, nl + vl + 2);
+    if (!p)
+        return UV_ENOMEM;
+    memcpy(p, name, nl);
+    p[nl] = 0;
+    memcpy(p + nl + 1, value, vl);
+    p[nl + 1 + vl] = 0;
+    h->nv[h->n++] = (nghttp2_nv){ p, p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE };
+    h->bytes += nl + vl;
+    return 0;
+}
+
+void proxy_hdrs_clear(struct proxy_hdrs *h)
+{
+    while (h->blocks) {
+        struct proxy_hdr_block *b = h->blocks;
+        h->blocks = b->next;
+        free(b);
+    }
+    free(h->nv);
+    memset(h, 0, sizeof *h);
+}
+
+const nghttp2_nv *proxy_hdrs_find(const struct proxy_hdrs *h, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < h->n; i++)
+        if (h->nv[i].namelen == nl && strncasecmp((const char *)h->nv[i].name, name, nl) == 0)
+            return &h->nv[i];
+    return NULL;
+}
+
+static bool name_is(const uint8_t *name, size_t nl, const char *lit)
+{
+    return strlen(lit) == nl && memcmp(name, lit, nl) == 0;
+}
+
+bool proxy_h2_hop_field(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
+{
+    /* HTTP/2 names arrive lower-case (nghttp2 checks it). TE survives only
+     * as "trailers", which gRPC needs end to end. */
+    if (name_is(name, nl, "te"))
+        return !(vl == 8 && strncasecmp((const char *)value, "trailers", 8) == 0);
+    return name_is(name, nl, "connection") || name_is(name, nl, "keep-alive") ||
+           name_is(name, nl, "proxy-connection") || name_is(name, nl, "transfer-encoding") ||
+           name_is(name, nl, "upgrade") || name_is(name, nl, "host");
+}
+
+int64_t proxy_grpc_timeout_ms(const char *v, size_t n)
+{
+    /* TimeoutValue is 1 to 8 ASCII digits, then one unit letter. */
+    if (n < 2 || n > 9)
+        return -1;
+    int64_t x = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (v[i] - '0');
+    }
+    switch (v[n - 1]) {
+    case 'H': return x * 3600000;
+    case 'M': return x * 60000;
+    case 'S': return x * 1000;
+    case 'm': return x;
+    case 'u': return (x + 999) / 1000;
+    case 'n': return (x + 999999) / 1000000;
+    default: return -1;
+    }
+}

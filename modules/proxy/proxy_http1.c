@@ -1,0 +1,1185 @@
+/*
+ * proxy_http1: the client side of HTTP/1.1 proxying. One request at a time
+ * per connection (pipelined requests wait in the buffer, answered in
+ * order); the request head is rewritten (hop-by-hop fields dropped, route
+ * header edits, X-Forwarded-For, Via, framing) and bodies stream through as
+ * slices of the buffers they were read into. Chunked bodies are decoded and
+ * re-framed, never passed through raw: the upstream sees only chunking we
+ * produced, which keeps a lenient upstream parser from disagreeing with us.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "proxy.h"
+#include "proxy_h2.h"
+#include "proxy_lua.h"
+
+static const char crlf[] = "\r\n";
+static const char last_chunk[] = "0\r\n";
+static const char last_chunk_empty[] = "0\r\n\r\n";
+
+static void conn_close(struct proxy_conn *c);
+static void conn_finish_exchange(struct proxy_conn *c);
+static void conn_pump_request(struct proxy_conn *c);
+static void conn_process(struct proxy_conn *c);
+
+/* --- growable output heads ---------------------------------------------- */
+
+struct out {
+    char **buf;
+    size_t *cap, *len;
+    bool failed;
+};
+
+static void out_put(struct out *o, const void *p, size_t n)
+{
+    if (o->failed)
+        return;
+    if (*o->len + n > *o->cap) {
+        size_t cap = *o->cap ? *o->cap : 1024;
+        while (cap < *o->len + n)
+            cap *= 2;
+        char *nb = realloc(*o->buf, cap);
+        if (!nb) {
+            o->failed = true;
+            return;
+        }
+        *o->buf = nb;
+        *o->cap = cap;
+    }
+    memcpy(*o->buf + *o->len, p, n);
+    *o->len += n;
+}
+
+static void out_str(struct out *o, const char *s)
+{
+    out_put(o, s, strlen(s));
+}
+
+static void out_field(struct out *o, const char *name, size_t nl, const char *value, size_t vl)
+{
+    out_put(o, name, nl);
+    out_put(o, ": ", 2);
+    out_put(o, value, vl);
+    out_put(o, crlf, 2);
+}
+
+/* --- pumping bodies -------------------------------------------------------- */
+
+struct pump {
+    uv_buf_t iov[PROXY_IOV_MAX];
+    unsigned n;
+    char (*lines)[24];
+    unsigned n_lines;
+};
+
+static void pump_add(struct pump *pm, const char *p, size_t n)
+{
+    if (n)
+        pm->iov[pm->n++] = uv_buf_init((char *)p, (unsigned)n);
+}
+
+static bool pump_room(const struct pump *pm)
+{
+    return pm->n + 5 <= PROXY_IOV_MAX && pm->n_lines < PROXY_PUMP_LINES;
+}
+
+static void pump_chunk(struct pump *pm, const char *data, size_t n)
+{
+    char *line = pm->lines[pm->n_lines++];
+    int k = snprintf(line, 24, "%zx\r\n", n);
+    pump_add(pm, line, (size_t)k);
+    pump_add(pm, data, n);
+    pump_add(pm, crlf, 2);
+}
+
+struct body {
+    uint8_t in_framing;
+    bool out_chunked;
+    uint64_t *left;
+    struct proxy_h1_chunked *dec;
+    bool *last_chunk_sent;
+};
+
+/* Moves body bytes src[*pos..len) into pm per the framing; sets *done at
+ * the body's end. Returns 0 or a negative proxy_h1 error. */
+static int pump_body(struct pump *pm, const struct body *b, const char *src, size_t *pos, size_t len, bool *done)
+{
+    while (!*done && pump_room(pm)) {
+        size_t avail = len - *pos;
+        switch (b->in_framing) {
+        case PROXY_H1_BODY_NONE:
+            *done = true;
+            return 0;
+        case PROXY_H1_BODY_LENGTH: {
+            if (!avail)
+                return 0;
+            size_t k = avail < *b->left ? avail : (size_t)*b->left;
+            pump_add(pm, src + *pos, k);
+            *pos += k;
+            *b->left -= k;
+            if (!*b->left)
+                *done = true;
+            return 0;
+        }
+        case PROXY_H1_BODY_CLOSE:
+            if (!avail)
+                return 0;
+            if (b->out_chunked)
+                pump_chunk(pm, src + *pos, avail);
+            else
+                pump_add(pm, src + *pos, avail);
+            *pos += avail;
+            return 0;
+        case PROXY_H1_BODY_CHUNKED: {
+            if (!avail)
+                return 0;
+            struct proxy_h1_piece piece;
+            ssize_t k = proxy_h1_chunked_decode(b->dec, src + *pos, avail, &piece);
+            if (k < 0)
+                return (int)k;
+            *pos += (size_t)k;
+            if (piece.data && piece.len)
+                pump_chunk(pm, piece.data, piece.len);
+            if ((piece.trailer || piece.done) && !*b->last_chunk_sent) {
+                pump_add(pm, last_chunk, 3);
+                *b->last_chunk_sent = true;
+            }
+            if (piece.trailer)
+                pump_add(pm, piece.trailer, piece.trailer_len);
+            if (piece.done) {
+                pump_add(pm, crlf, 2);
+                *done = true;
+            }
+            if (k == 0)
+                return 0;
+            break;
+        }
+        }
+    }
+    return 0;
+}
+
+/* --- generated responses ---------------------------------------------------- */
+
+const char *proxy_status_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 429: return "Too Many Requests";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return status < 400 ? "" : "Error";
+    }
+}
+
+static void conn_start_reading(struct proxy_conn *c);
+static void conn_on_timer(uv_timer_t *t);
+
+/* How long a connection closed after an error keeps draining input. */
+#define LINGER_MS 2000
+
+static void conn_on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct proxy_conn *c = req->data;
+    if (c->closes_pending)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    /* Closing with unread input makes the kernel send RST, which can
+     * destroy the error response before the client read it. So read and
+     * discard until the client closes too, for a short while. */
+    c->lingering = true;
+    c->len = 0;
+    conn_start_reading(c);
+    uv_timer_start(&c->timer, conn_on_timer, LINGER_MS, 0);
+}
+
+static void conn_on_write_then_close(uv_write_t *req, int status)
+{
+    struct proxy_conn *c = req->data;
+    c->writing = false;
+    if (c->closes_pending)
+        return;
+    c->shut.data = c;
+    if (status < 0 || uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, conn_on_shutdown) != 0)
+        conn_close(c);
+}
+
+static void conn_publish(struct proxy_conn *c);
+
+/* Answers the client with a short error and closes the connection. When
+ * the response has started already, all we can do is close. */
+static void conn_respond_error(struct proxy_conn *c, int status, const char *why)
+{
+    struct proxy_worker *pw = c->pw;
+    if (c->state == CONN_CLOSING)
+        return;
+    proxy_h1h2_end(c);
+    if (c->up) {
+        c->up->reusable = false;
+        proxy_upconn_close(c->up);
+        c->up = NULL;
+    }
+    if (c->ep) {
+        c->ep->active--;
+        c->ep = NULL;
+    }
+    proxy_upstream_unqueue(c);
+    pw->st->host->log(pw->st->ctx, OTR_LOG_DEBUG, "client %s: %d %s", c->peer, status, why);
+    if (c->resp_head_sent || c->writing) {
+        c->status = c->status ? c->status : status;
+        conn_publish(c);
+        conn_close(c);
+        return;
+    }
+    c->status = status;
+    conn_publish(c);
+    uv_timer_stop(&c->timer);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    struct out o = { &c->resp_head, &c->resp_head_cap, &c->resp_head_len, false };
+    char line[256];
+    c->resp_head_len = 0;
+    int body_len = snprintf(line, sizeof line, "%s\n", why);
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+                     status, proxy_status_reason(status), body_len);
+    out_put(&o, head, (size_t)n);
+    if (c->parser.head.method_id != PROXY_H1_M_HEAD || c->parser.state != PROXY_H1_PS_DONE)
+        out_put(&o, line, (size_t)body_len);
+    if (o.failed) {
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_CLOSING;
+    c->reading = false;
+    uv_buf_t b = uv_buf_init(c->resp_head, (unsigned)c->resp_head_len);
+    c->wreq.data = c;
+    c->writing = true;
+    c->bytes_out += b.len;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, conn_on_write_then_close) != 0) {
+        c->writing = false;
+        c->state = CONN_READ_HEAD; /* let conn_close run */
+        conn_close(c);
+    }
+}
+
+/* --- lifecycle --------------------------------------------------------------- */
+
+static void conn_on_handle_closed(uv_handle_t *h)
+{
+    struct proxy_conn *c = h->data;
+    if (--c->closes_pending)
+        return;
+    struct proxy_worker *pw = c->pw;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        pw->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pw->n_conns--;
+    if (pw->s_client_conns)
+        pw->st->host->gauge_add(pw->s_client_conns, -1);
+    proxy_h2_conn_free(c);
+    free(c->buf);
+    free(c->lua);
+    free(c->req_head);
+    free(c->resp_head);
+    free(c);
+    proxy_worker_maybe_drained(pw);
+}
+
+void proxy_conn_close(struct proxy_conn *c)
+{
+    conn_close(c);
+}
+
+void proxy_conn_respond_error(struct proxy_conn *c, int status, const char *why)
+{
+    conn_respond_error(c, status, why);
+}
+
+void proxy_conn_exchange_done(struct proxy_conn *c)
+{
+    proxy_h1h2_end(c);
+    conn_finish_exchange(c);
+}
+
+void proxy_conn_read_start(struct proxy_conn *c)
+{
+    conn_start_reading(c);
+}
+
+/* How long a client connection may wait for its next request: the
+ * configured idle timeout, or while draining a short grace. */
+static uint64_t idle_timeout(struct proxy_worker *pw)
+{
+    uint64_t t = pw->st->conf->client_idle_timeout;
+    return pw->draining && t > PROXY_DRAIN_IDLE_GRACE_MS ? PROXY_DRAIN_IDLE_GRACE_MS : t;
+}
+
+void proxy_conn_idle_start(struct proxy_conn *c)
+{
+    uv_timer_start(&c->timer, conn_on_timer, idle_timeout(c->pw), 0);
+}
+
+static void conn_close(struct proxy_conn *c)
+{
+    if (c->closes_pending)
+        return;
+    c->state = CONN_CLOSING;
+    proxy_h2_conn_shutdown(c);
+    proxy_h1h2_end(c);
+    if (c->up) {
+        c->up->reusable = false;
+        proxy_upconn_close(c->up);
+        c->up = NULL;
+    }
+    if (c->ep) {
+        c->ep->active--;
+        c->ep = NULL;
+    }
+    proxy_upstream_unqueue(c);
+    c->closes_pending = 2;
+    uv_close((uv_handle_t *)&c->tcp, conn_on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
+}
+
+static void conn_on_timer(uv_timer_t *t)
+{
+    struct proxy_conn *c = t->data;
+    if (c->lingering || c->state == CONN_CLOSING) {
+        conn_close(c);
+        return;
+    }
+    if (c->h2) {
+        /* An HTTP/2 session idle for the whole timeout (no streams). */
+        if (c->h2->n_streams == 0)
+            conn_close(c);
+        return;
+    }
+    if (c->state == CONN_READ_HEAD) {
+        /* Idle between requests (or a client that never finishes its
+         * head): close quietly, as servers do at keep-alive timeout. */
+        conn_close(c);
+        return;
+    }
+    conn_respond_error(c, 504, "upstream request timeout");
+}
+
+static void conn_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct proxy_conn *c = h->data;
+    b->base = c->buf + c->len;
+    b->len = c->cap - c->len;
+}
+
+static void conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct proxy_conn *c = s->data;
+    if (n == 0)
+        return;
+    if (c->lingering) {
+        if (n < 0)
+            conn_close(c);
+        else
+            c->len = 0;
+        return;
+    }
+    if (n < 0) {
+        /* The client is gone (or half-closed: HTTP/1.1 gives no meaning to
+         * a half-close, and curl never does it). */
+        if (c->state == CONN_FORWARDING || c->state == CONN_WAIT_UPSTREAM) {
+            c->status = c->status ? c->status : 499;
+            conn_publish(c);
+        }
+        conn_close(c);
+        return;
+    }
+    if (c->h2) {
+        proxy_h2_conn_on_read(c, (const uint8_t *)c->buf, (size_t)n);
+        return;
+    }
+    c->len += (size_t)n;
+    c->bytes_in += (uint64_t)n;
+    if (c->len == c->cap) {
+        uv_read_stop(s);
+        c->reading = false;
+    }
+    conn_process(c);
+}
+
+static void conn_start_reading(struct proxy_conn *c)
+{
+    if (c->reading || c->state == CONN_CLOSING || c->len == c->cap)
+        return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read) == 0)
+        c->reading = true;
+}
+
+void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l)
+{
+    struct proxy_state *st = pw->st;
+    struct proxy_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->cap = st->buffer_size;
+    if (c->cap < st->limits.max_head + 1)
+        c->cap = st->limits.max_head + 1;
+    c->buf = malloc(c->cap);
+    if (!c->buf) {
+        free(c);
+        return;
+    }
+    c->pw = pw;
+    c->listener = (uint8_t)l;
+    uv_tcp_init(pw->loop, &c->tcp);
+    uv_timer_init(pw->loop, &c->timer);
+    c->tcp.data = c->timer.data = c->wreq.data = c;
+    c->next = pw->conns;
+    if (pw->conns)
+        pw->conns->prev = c;
+    pw->conns = c;
+    pw->n_conns++;
+    if (pw->s_client_conns)
+        st->host->gauge_add(pw->s_client_conns, 1);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    int sl = sizeof c->peer_sa;
+    c->peer[0] = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_sa, &sl) == 0) {
+        if (c->peer_sa.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&c->peer_sa, c->peer, sizeof c->peer);
+        else if (c->peer_sa.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&c->peer_sa, c->peer, sizeof c->peer);
+    }
+    proxy_h1_parser_init(&c->parser, PROXY_H1_REQUEST, &st->limits, 0);
+    c->state = CONN_READ_HEAD;
+    uv_timer_start(&c->timer, conn_on_timer, st->conf->client_idle_timeout, 0);
+    conn_start_reading(c);
+}
+
+/* --- the request ------------------------------------------------------------ */
+
+static bool name_in_list(const char *name, size_t nl, const struct otr_conf_array *list)
+{
+    for (size_t i = 0; i < list->n; i++) {
+        const char *s = OTR_CONF_AT(*list, char *, i);
+        if (strlen(s) == nl && strncasecmp(s, name, nl) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool name_in_map(const char *name, size_t nl, const struct otr_conf_map *map)
+{
+    for (size_t i = 0; i < map->n; i++)
+        if (strlen(map->items[i].key) == nl && strncasecmp(map->items[i].key, name, nl) == 0)
+            return true;
+    return false;
+}
+
+/* Writes the upstream request head into c->req_head. */
+static int build_request_head(struct proxy_conn *c)
+{
+    const struct proxy_conf *conf = c->pw->st->conf;
+    const struct proxy_h1_head *h = &c->parser.head;
+    const char *b = c->buf;
+    const struct proxy_route_conf *rc = c->route ? c->route->conf : NULL;
+    struct out o = { &c->req_head, &c->req_head_cap, &c->req_head_len, false };
+    c->req_head_len = 0;
+    out_put(&o, b + h->method.off, h->method.len);
+    out_put(&o, " ", 1);
+    if (h->path.len)
+        out_put(&o, b + h->path.off, h->path.len);
+    else
+        out_put(&o, "/", 1);
+    out_put(&o, " HTTP/1.1\r\n", 11);
+    int last_xff = -1;
+    if (conf->xff == PROXY_XFF_APPEND)
+        for (uint32_t i = 0; i < h->n_fields; i++)
+            if (h->fields[i].id == PROXY_H1_F_X_FORWARDED_FOR)
+                last_xff = (int)i;
+    bool host_sent = false;
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        const struct proxy_h1_field *f = &h->fields[i];
+        const char *name = b + f->name_off;
+        if (f->flags & PROXY_H1_FIELD_HOP)
+            continue;
+        if (rc && (name_in_list(name, f->name_len, &rc->remove_headers) ||
+                   name_in_map(name, f->name_len, &rc->add_headers)))
+            continue;
+        if (c->lua && proxy_lua_sets(c->lua, name, f->name_len))
+            continue;
+        if (f->id == PROXY_H1_F_X_FORWARDED_FOR && conf->xff == PROXY_XFF_REPLACE)
+            continue;
+        if (f->id == PROXY_H1_F_HOST) {
+            /* An absolute-form target overrides Host (RFC 9112 3.2.2). */
+            out_field(&o, name, f->name_len, b + h->authority.off, h->authority.len);
+            host_sent = true;
+            continue;
+        }
+        out_put(&o, name, f->name_len);
+        out_put(&o, ": ", 2);
+        out_put(&o, b + f->value_off, f->value_len);
+        if ((int)i == last_xff && c->peer[0]) {
+            out_put(&o, ", ", 2);
+            out_str(&o, c->peer);
+        }
+        out_put(&o, crlf, 2);
+    }
+    if (!host_sent)
+        out_field(&o, "Host", 4, b + h->authority.off, h->authority.len);
+    if (rc)
+        for (size_t i = 0; i < rc->add_headers.n; i++)
+            out_field(&o, rc->add_headers.items[i].key, strlen(rc->add_headers.items[i].key),
+                      rc->add_headers.items[i].value, strlen(rc->add_headers.items[i].value));
+    for (unsigned i = 0; c->lua && i < c->lua->n_set; i++)
+        out_field(&o, c->lua->store + c->lua->set[i].name_off, c->lua->set[i].name_len,
+                  c->lua->store + c->lua->set[i].value_off, c->lua->set[i].value_len);
+    if (conf->xff != PROXY_XFF_OFF && last_xff < 0 && c->peer[0])
+        out_field(&o, "X-Forwarded-For", 15, c->peer, strlen(c->peer));
+    if (conf->via) {
+        out_str(&o, h->version_minor ? "Via: 1.1 " : "Via: 1.0 ");
+        out_str(&o, conf->via_name);
+        out_put(&o, crlf, 2);
+    }
+    if (h->framing == PROXY_H1_BODY_CHUNKED)
+        out_str(&o, "Transfer-Encoding: chunked\r\n");
+    out_put(&o, crlf, 2);
+    return o.failed ? UV_ENOMEM : 0;
+}
+
+static bool h1_header_eq(const void *arg, const char *name, const char *value)
+{
+    const struct proxy_conn *c = arg;
+    const struct proxy_h1_head *h = &c->parser.head;
+    size_t nl = strlen(name), vl = strlen(value);
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        const struct proxy_h1_field *f = &h->fields[i];
+        if (f->name_len == nl && strncasecmp(c->buf + f->name_off, name, nl) == 0 && f->value_len == vl &&
+            memcmp(c->buf + f->value_off, value, vl) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void h1_push_headers(lua_State *L, const void *arg)
+{
+    const struct proxy_conn *c = arg;
+    const struct proxy_h1_head *h = &c->parser.head;
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        const struct proxy_h1_field *f = &h->fields[i];
+        if (!(f->flags & PROXY_H1_FIELD_HOP))
+            proxy_lua_push_header(L, c->buf + f->name_off, f->name_len, c->buf + f->value_off, f->value_len);
+    }
+}
+
+/* Runs the route script. Returns the cluster it chose (>= 0), -1 for no
+ * choice, or -2 when the request was answered (denied). */
+static int conn_run_script(struct proxy_conn *c)
+{
+    struct proxy_worker *pw = c->pw;
+    struct proxy_state *st = pw->st;
+    const struct proxy_h1_head *h = &c->parser.head;
+    if (!c->lua && !(c->lua = malloc(sizeof *c->lua))) {
+        conn_respond_error(c, 503, "out of memory");
+        return -2;
+    }
+    const struct otr_pod *pod = c->peer[0] ? st->host->pod_by_addr(st->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
+    struct proxy_lua_call call = {
+        c->buf + h->method.off, c->buf + h->path.off, c->buf + h->authority.off, h->method.len, h->path.len,
+        h->authority.len, c->listener == PROXY_OUTBOUND ? "outbound" : "inbound", "HTTP/1.1", h1_push_headers, c,
+        pod, c->lua, st,
+    };
+    int rc = proxy_lua_route(pw, &call);
+    if (pod)
+        st->host->pod_unref(pod);
+    if (rc && st->conf->script_failure == PROXY_SCRIPT_DENY) {
+        conn_respond_error(c, 503, "route script failed");
+        return -2;
+    }
+    if (c->lua->deny) {
+        c->keep_alive = false;
+        conn_respond_error(c, c->lua->deny, c->lua->reason[0] ? c->lua->reason : "denied by route script");
+        return -2;
+    }
+    return c->lua->cluster;
+}
+
+static void conn_start_request(struct proxy_conn *c)
+{
+    struct proxy_worker *pw = c->pw;
+    struct proxy_state *st = pw->st;
+    const struct proxy_h1_head *h = &c->parser.head;
+    c->t_start_ms = uv_now(pw->loop);
+    c->status = 0;
+    c->req_head_sent = c->req_done = c->resp_head_sent = c->resp_done = false;
+    c->req_last_chunk = c->resp_last_chunk = false;
+    c->up_reused = false;
+    c->route = NULL;
+    c->wc = NULL;
+    c->body_pos = h->head_len;
+    c->keep_alive = h->version_minor ? !(h->flags & PROXY_H1_CONN_CLOSE) : !!(h->flags & PROXY_H1_CONN_KEEP_ALIVE);
+    if (pw->draining)
+        c->keep_alive = false;
+    c->req_body_left = h->content_length;
+    if (h->framing == PROXY_H1_BODY_CHUNKED)
+        proxy_h1_chunked_init(&c->chunked, &st->limits);
+    c->state = CONN_WAIT_UPSTREAM;
+    if (h->flags & PROXY_H1_EXPECT_OTHER) {
+        conn_respond_error(c, 417, "unsupported expectation");
+        return;
+    }
+    if (h->method_id == PROXY_H1_M_CONNECT) {
+        conn_respond_error(c, 501, "CONNECT is not supported");
+        return;
+    }
+    int script_cluster = -1;
+    if (c->lua)
+        c->lua->n_set = 0;
+    if (st->hook && (script_cluster = conn_run_script(c)) == -2)
+        return;
+    struct proxy_req_view v = { c->buf + h->method.off, c->buf + h->authority.off, c->buf + h->path.off,
+                                h->method.len, h->authority.len, h->path.len, h1_header_eq, c };
+    c->route = proxy_route_match(st, (enum proxy_listener_id)c->listener, &v);
+    int ci = script_cluster >= 0 ? script_cluster
+             : c->route         ? proxy_route_cluster(c->route, &pw->rng)
+                                : st->default_cluster[c->listener];
+    if (ci < 0) {
+        conn_respond_error(c, 404, "no route");
+        return;
+    }
+    uint64_t timeout = c->route && c->route->conf->timeout ? c->route->conf->timeout
+                                                          : st->clusters[ci].conf->request_timeout;
+    if (timeout)
+        uv_timer_start(&c->timer, conn_on_timer, timeout, 0);
+    else
+        uv_timer_stop(&c->timer);
+    if (st->clusters[ci].conf->protocol == PROXY_PROTO_H2) {
+        proxy_h1h2_start(c, &pw->clusters[ci]);
+        return;
+    }
+    if (build_request_head(c) != 0) {
+        conn_respond_error(c, 503, "out of memory");
+        return;
+    }
+    proxy_upstream_dispatch(c, &pw->clusters[ci]);
+}
+
+/* Parses what is buffered when waiting for a head; pushes body bytes
+ * when forwarding. */
+static void conn_process(struct proxy_conn *c)
+{
+    if (c->state == CONN_READ_HEAD && c->n_requests == 0 && c->buf[0] == 'P') {
+        /* The HTTP/2 preface, on a connection's first bytes only. */
+        size_t k = c->len < PROXY_H2_PREFACE_LEN ? c->len : PROXY_H2_PREFACE_LEN;
+        if (memcmp(c->buf, PROXY_H2_PREFACE, k) == 0) {
+            if (k < PROXY_H2_PREFACE_LEN) {
+                conn_start_reading(c);
+                return;
+            }
+            uv_timer_stop(&c->timer);
+            if (proxy_h2_conn_start(c) != 0)
+                conn_close(c);
+            return;
+        }
+    }
+    if (c->state == CONN_READ_HEAD) {
+        int r = proxy_h1_head_parse(&c->parser, c->buf, c->len);
+        if (r < 0) {
+            struct proxy_worker *pw = c->pw;
+            if (pw->s_errors_parse)
+                pw->st->host->counter_add(pw->s_errors_parse, 1);
+            char why[128];
+            snprintf(why, sizeof why, "%s (byte %u)", proxy_h1_error_str(r), c->parser.err_off);
+            c->keep_alive = false;
+            conn_respond_error(c, proxy_h1_error_status(r), why);
+            return;
+        }
+        if (r == 0) {
+            conn_start_reading(c);
+            return;
+        }
+        c->n_requests++;
+        conn_start_request(c);
+        return;
+    }
+    if (c->state == CONN_FORWARDING && c->h2st)
+        proxy_h1h2_pump_request(c);
+    else if (c->state == CONN_FORWARDING)
+        conn_pump_request(c);
+}
+
+static void up_on_request_written(uv_write_t *req, int status)
+{
+    struct proxy_upconn *u = req->data;
+    u->writing = false;
+    struct proxy_conn *c = u->down;
+    if (!c || status == UV_ECANCELED)
+        return;
+    if (status < 0) {
+        /* The response may still come (an early error reply); reading
+         * will tell. The connection cannot be reused. */
+        u->reusable = false;
+        c->req_done = true;
+        c->keep_alive = false;
+        return;
+    }
+    /* Body bytes before body_pos were written: drop them, keeping the
+     * head (the access record reads it). What follows (body not sent yet,
+     * a pipelined request) moves down. */
+    size_t keep = c->parser.head.head_len;
+    if (c->body_pos > keep) {
+        memmove(c->buf + keep, c->buf + c->body_pos, c->len - c->body_pos);
+        c->len -= c->body_pos - keep;
+        c->body_pos = keep;
+    }
+    if (!c->req_done) {
+        conn_pump_request(c);
+        conn_start_reading(c);
+    } else if (c->resp_done) {
+        conn_finish_exchange(c);
+    }
+}
+
+static void conn_pump_request(struct proxy_conn *c)
+{
+    struct proxy_upconn *u = c->up;
+    if (!u || u->writing || c->state != CONN_FORWARDING)
+        return;
+    struct pump pm = { .n = 0, .lines = c->req_lines };
+    if (!c->req_head_sent) {
+        pump_add(&pm, c->req_head, c->req_head_len);
+        c->req_head_sent = true;
+        c->t_sent_ms = uv_now(c->pw->loop);
+    }
+    const struct proxy_h1_head *h = &c->parser.head;
+    struct body b = { h->framing, true, &c->req_body_left, &c->chunked, &c->req_last_chunk };
+    if (!c->req_done) {
+        int r = pump_body(&pm, &b, c->buf, &c->body_pos, c->len, &c->req_done);
+        if (r < 0) {
+            char why[128];
+            snprintf(why, sizeof why, "request body: %s", proxy_h1_error_str(r));
+            c->keep_alive = false;
+            conn_respond_error(c, 400, why);
+            return;
+        }
+    }
+    if (!pm.n)
+        return;
+    u->wreq.data = u;
+    u->writing = true;
+    if (uv_write(&u->wreq, (uv_stream_t *)&u->tcp, pm.iov, pm.n, up_on_request_written) != 0) {
+        u->writing = false;
+        conn_respond_error(c, 502, "upstream write failed");
+    }
+}
+
+void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u)
+{
+    c->up = u;
+    u->down = c;
+    c->up_reused = u->used;
+    c->state = CONN_FORWARDING;
+    u->len = u->pos = 0;
+    proxy_h1_parser_init(&u->parser, PROXY_H1_RESPONSE, &c->pw->st->limits,
+                         (enum proxy_h1_method)c->parser.head.method_id);
+    conn_pump_request(c);
+    proxy_upconn_read_start(u);
+}
+
+void proxy_conn_upstream_failed(struct proxy_conn *c, int status, const char *why)
+{
+    if (c->ep) {
+        c->ep->active--;
+        c->ep = NULL;
+    }
+    c->up = NULL;
+    c->keep_alive = false;
+    conn_respond_error(c, status, why);
+}
+
+/* --- the response ------------------------------------------------------------- */
+
+static int build_response_head(struct proxy_conn *c, const char *b, const struct proxy_h1_head *h)
+{
+    const struct proxy_conf *conf = c->pw->st->conf;
+    const struct proxy_h1_head *rq = &c->parser.head;
+    struct out o = { &c->resp_head, &c->resp_head_cap, &c->resp_head_len, false };
+    char line[32];
+    c->resp_head_len = 0;
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %u ", h->status);
+    out_put(&o, line, (size_t)n);
+    out_put(&o, b + h->reason.off, h->reason.len);
+    out_put(&o, crlf, 2);
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        const struct proxy_h1_field *f = &h->fields[i];
+        if (f->flags & PROXY_H1_FIELD_HOP)
+            continue;
+        out_field(&o, b + f->name_off, f->name_len, b + f->value_off, f->value_len);
+    }
+    if (conf->via) {
+        out_str(&o, h->version_minor ? "Via: 1.1 " : "Via: 1.0 ");
+        out_str(&o, conf->via_name);
+        out_put(&o, crlf, 2);
+    }
+    if (h->status >= 200) {
+        if (c->resp_out_framing == PROXY_H1_BODY_CHUNKED)
+            out_str(&o, "Transfer-Encoding: chunked\r\n");
+        if (!c->keep_alive)
+            out_str(&o, "Connection: close\r\n");
+        else if (rq->version_minor == 0)
+            out_str(&o, "Connection: keep-alive\r\n");
+    }
+    out_put(&o, crlf, 2);
+    return o.failed ? UV_ENOMEM : 0;
+}
+
+static void conn_on_response_written(uv_write_t *req, int status)
+{
+    struct proxy_conn *c = req->data;
+    c->writing = false;
+    if (c->state == CONN_CLOSING)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    struct proxy_upconn *u = c->up;
+    if (u && u->pos) {
+        memmove(u->buf, u->buf + u->pos, u->len - u->pos);
+        u->len -= u->pos;
+        u->pos = 0;
+    }
+    if (c->resp_done) {
+        conn_finish_exchange(c);
+        return;
+    }
+    if (u) {
+        proxy_conn_on_response_data(c);
+        proxy_upconn_read_start(u);
+    }
+}
+
+/* Parses a response head at u->buf[u->pos..len). Returns 1 when a final
+ * head was taken (and its bytes queued in pm), 0 when more bytes are needed,
+ * -1 after answering an error. Interim 1xx responses are relayed. */
+static int response_head(struct proxy_conn *c, struct proxy_upconn *u, struct pump *pm)
+{
+    for (;;) {
+        int r = proxy_h1_head_parse(&u->parser, u->buf + u->pos, u->len - u->pos);
+        if (r < 0) {
+            char why[128];
+            snprintf(why, sizeof why, "invalid upstream response: %s", proxy_h1_error_str(r));
+            conn_respond_error(c, 502, why);
+            return -1;
+        }
+        if (r == 0) {
+            if (u->len == u->cap && u->pos == 0) {
+                conn_respond_error(c, 502, "upstream response head too large");
+                return -1;
+            }
+            return 0;
+        }
+        const struct proxy_h1_head *h = &u->parser.head;
+        const char *b = u->buf + u->pos;
+        if (h->status == 101) {
+            conn_respond_error(c, 502, "upstream switched protocols (upgrades are not proxied)");
+            return -1;
+        }
+        if (h->status < 200) {
+            /* 100 Continue and other interim responses go to the client as
+             * they are (HTTP/1.0 clients cannot take them). */
+            if (c->parser.head.version_minor) {
+                if (build_response_head(c, b, h) != 0) {
+                    conn_respond_error(c, 502, "out of memory");
+                    return -1;
+                }
+                /* Written alone: the final head reuses resp_head after. */
+                pump_add(pm, c->resp_head, c->resp_head_len);
+                u->pos += (size_t)r;
+                proxy_h1_parser_init(&u->parser, PROXY_H1_RESPONSE, &c->pw->st->limits,
+                                     (enum proxy_h1_method)c->parser.head.method_id);
+                return 2;
+            }
+            u->pos += (size_t)r;
+            proxy_h1_parser_init(&u->parser, PROXY_H1_RESPONSE, &c->pw->st->limits,
+                                 (enum proxy_h1_method)c->parser.head.method_id);
+            continue;
+        }
+        bool up_keep = h->version_minor ? !(h->flags & PROXY_H1_CONN_CLOSE) : !!(h->flags & PROXY_H1_CONN_KEEP_ALIVE);
+        u->reusable = up_keep && h->framing != PROXY_H1_BODY_CLOSE;
+        c->resp_out_framing = h->framing;
+        if (h->framing == PROXY_H1_BODY_CHUNKED || h->framing == PROXY_H1_BODY_CLOSE) {
+            if (c->parser.head.version_minor) {
+                c->resp_out_framing = PROXY_H1_BODY_CHUNKED;
+            } else {
+                c->resp_out_framing = PROXY_H1_BODY_CLOSE;
+                c->keep_alive = false;
+            }
+        }
+        c->status = h->status;
+        if (build_response_head(c, b, h) != 0) {
+            conn_respond_error(c, 502, "out of memory");
+            return -1;
+        }
+        pump_add(pm, c->resp_head, c->resp_head_len);
+        c->resp_head_sent = true;
+        c->resp_body_left = h->content_length;
+        if (h->framing == PROXY_H1_BODY_CHUNKED)
+            proxy_h1_chunked_init(&u->chunked, &c->pw->st->limits);
+        u->pos += (size_t)r;
+        return 1;
+    }
+}
+
+void proxy_conn_on_response_data(struct proxy_conn *c)
+{
+    struct proxy_upconn *u = c->up;
+    if (!u || c->writing || c->state != CONN_FORWARDING)
+        return;
+    struct pump pm = { .n = 0, .lines = c->resp_lines };
+    if (!c->resp_head_sent) {
+        int r = response_head(c, u, &pm);
+        if (r < 0)
+            return;
+    }
+    if (c->resp_head_sent && !c->resp_done) {
+        const struct proxy_h1_head *h = &u->parser.head;
+        struct body b = { h->framing, c->resp_out_framing == PROXY_H1_BODY_CHUNKED, &c->resp_body_left, &u->chunked,
+                          &c->resp_last_chunk };
+        int r = pump_body(&pm, &b, u->buf, &u->pos, u->len, &c->resp_done);
+        if (r < 0) {
+            c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_WARN, "upstream %s: response body: %s",
+                                 c->wc->c->addr_text[c->ep ? c->ep->index : 0], proxy_h1_error_str(r));
+            conn_respond_error(c, 502, "invalid upstream response body");
+            return;
+        }
+        if (c->resp_done && u->pos != u->len)
+            u->reusable = false; /* bytes after the response: not trustworthy */
+        if (!c->resp_done && u->eof && h->framing == PROXY_H1_BODY_CLOSE && u->pos == u->len && pump_room(&pm)) {
+            if (c->resp_out_framing == PROXY_H1_BODY_CHUNKED)
+                pump_add(&pm, last_chunk_empty, 5);
+            c->resp_done = true;
+        }
+    }
+    if (!pm.n) {
+        if (c->resp_done && c->req_done)
+            conn_finish_exchange(c);
+        return;
+    }
+    for (unsigned i = 0; i < pm.n; i++)
+        c->bytes_out += pm.iov[i].len;
+    c->wreq.data = c;
+    c->writing = true;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, pm.iov, pm.n, conn_on_response_written) != 0) {
+        c->writing = false;
+        conn_close(c);
+    }
+}
+
+void proxy_conn_on_upstream_eof(struct proxy_conn *c, int err)
+{
+    struct proxy_upconn *u = c->up;
+    if (!u)
+        return;
+    u->reusable = false;
+    u->eof = true;
+    if (c->resp_done)
+        return;
+    if (c->resp_head_sent && u->parser.head.framing == PROXY_H1_BODY_CLOSE && err == UV_EOF) {
+        /* The body ran until close, as announced: on_response_data
+         * flushes the rest and ends the stream. */
+        proxy_conn_on_response_data(c);
+        return;
+    }
+    if (!c->resp_head_sent && u->len == 0 && c->up_reused && c->req_done &&
+        c->parser.head.framing == PROXY_H1_BODY_NONE) {
+        /* A pooled connection the server had closed before our request
+         * reached it: nothing was processed, so send it again on a new
+         * connection (once: a new connection is never "reused"). */
+        c->up = NULL;
+        proxy_upconn_close(u);
+        if (c->ep) {
+            c->ep->active--;
+            c->ep = NULL;
+        }
+        c->req_head_sent = false;
+        c->state = CONN_WAIT_UPSTREAM;
+        proxy_upstream_dispatch(c, c->wc);
+        return;
+    }
+    if (!c->resp_head_sent) {
+        conn_respond_error(c, 502, err == UV_EOF ? "upstream closed the connection before responding"
+                                                 : uv_strerror(err));
+        return;
+    }
+    /* Cut mid-body: the client must see the response is incomplete. */
+    c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "upstream closed mid-response: %s", uv_strerror(err));
+    c->status = c->status ? c->status : 502;
+    conn_publish(c);
+    conn_close(c);
+}
+
+/* --- after the exchange -------------------------------------------------------- */
+
+static int status_class(int status)
+{
+    return status >= 100 && status < 600 ? status / 100 : 0;
+}
+
+static void conn_publish(struct proxy_conn *c)
+{
+    struct proxy_worker *pw = c->pw;
+    struct proxy_state *st = pw->st;
+    const struct otr_host *host = st->host;
+    uint64_t now = uv_now(pw->loop);
+    double ms = (double)(now - c->t_start_ms);
+    if (c->wc) {
+        otr_series *s = c->wc->s_requests[status_class(c->status)];
+        if (s)
+            host->counter_add(s, 1);
+        if (c->wc->s_duration)
+            host->observe(c->wc->s_duration, ms / 1000.0);
+    }
+    if (!host->bus_has_subscribers(st->ctx, "access"))
+        return;
+    const struct proxy_h1_head *h = &c->parser.head;
+    const char *b = c->buf;
+    const char *upstream = c->ep ? c->wc->c->addr_text[c->ep->index] : "";
+    const char *cluster = c->wc ? c->wc->c->conf->name : "";
+    const struct otr_pod *pod = c->peer[0] ? host->pod_by_addr(st->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
+    /* The head's bytes may have been compacted away after an error; only
+     * trust them while the parser says the head is complete. */
+    bool have_head = c->parser.state == PROXY_H1_PS_DONE && c->parser.head.head_len <= c->len;
+    struct otr_field f[] = {
+        { .key = "protocol", .type = OTR_VAL_STR, .v.s = { "HTTP/1.1", 8 } },
+        { .key = "method", .type = OTR_VAL_STR, .v.s = { have_head ? b + h->method.off : "", have_head ? h->method.len : 0 } },
+        { .key = "authority", .type = OTR_VAL_STR, .v.s = { have_head ? b + h->authority.off : "", have_head ? h->authority.len : 0 } },
+        { .key = "path", .type = OTR_VAL_STR, .v.s = { have_head ? b + h->path.off : "", have_head ? h->path.len : 0 } },
+        { .key = "status", .type = OTR_VAL_INT, .v.i = c->status },
+        { .key = "grpc_status", .type = OTR_VAL_INT, .v.i = -1 },
+        { .key = "bytes_in", .type = OTR_VAL_INT, .v.i = (int64_t)c->bytes_in },
+        { .key = "bytes_out", .type = OTR_VAL_INT, .v.i = (int64_t)c->bytes_out },
+        { .key = "duration_ms", .type = OTR_VAL_DOUBLE, .v.d = ms },
+        { .key = "upstream", .type = OTR_VAL_STR, .v.s = { upstream, strlen(upstream) } },
+        { .key = "retries", .type = OTR_VAL_INT, .v.i = 0 },
+        { .key = "cluster", .type = OTR_VAL_STR, .v.s = { cluster, strlen(cluster) } },
+        { .key = "caller_namespace", .type = OTR_VAL_STR, .v.s = { pod ? pod->namespace_ : "", pod ? strlen(pod->namespace_) : 0 } },
+        { .key = "caller_pod", .type = OTR_VAL_STR, .v.s = { pod ? pod->name : "", pod ? strlen(pod->name) : 0 } },
+    };
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct otr_record rec = { .time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec, .fields = f,
+                              .n_fields = sizeof f / sizeof f[0] };
+    host->bus_publish(st->ctx, pw->w, "access", &rec);
+    if (pod)
+        host->pod_unref(pod);
+}
+
+static void conn_finish_exchange(struct proxy_conn *c)
+{
+    struct proxy_worker *pw = c->pw;
+    struct proxy_upconn *u = c->up;
+    if (c->writing)
+        return;
+    if (!c->req_done) {
+        /* The server answered before taking the whole request body (an
+         * early 413, say): neither connection is in a known state. */
+        c->keep_alive = false;
+        if (u)
+            u->reusable = false;
+    } else if (u && u->writing) {
+        return; /* the request's last write finishes the exchange */
+    }
+    conn_publish(c);
+    if (c->ep) {
+        uint64_t now = uv_now(pw->loop);
+        proxy_lb_sample(c->ep, now, (double)(now - c->t_sent_ms));
+        c->ep->active--;
+        c->ep = NULL;
+    }
+    if (u) {
+        c->up = NULL;
+        proxy_upconn_release(u);
+    }
+    c->bytes_in = c->bytes_out = 0;
+    if (!c->keep_alive) {
+        conn_close(c);
+        return;
+    }
+    /* Next request: what follows the body in the buffer is its start. */
+    if (c->body_pos) {
+        memmove(c->buf, c->buf + c->body_pos, c->len - c->body_pos);
+        c->len -= c->body_pos;
+        c->body_pos = 0;
+    }
+    c->state = CONN_READ_HEAD;
+    c->wc = NULL;
+    proxy_h1_parser_init(&c->parser, PROXY_H1_REQUEST, &pw->st->limits, 0);
+    uv_timer_start(&c->timer, conn_on_timer, idle_timeout(pw), 0);
+    if (c->len)
+        conn_process(c);
+    else
+        conn_start_reading(c);
+}
+
+/* --- draining --------------------------------------------------------------------- */
+
+/* A keep-alive connection is not closed the moment draining starts: its
+ * client may be sending the next request right now, and would see the
+ * connection reset. It gets a short grace instead; a request arriving in it
+ * is served with "Connection: close". Only a client idle for the whole
+ * grace risks the race, as with any idle timeout. */
+void proxy_conns_drain(struct proxy_worker *pw)
+{
+    struct proxy_conn *next;
+    for (struct proxy_conn *c = pw->conns; c; c = next) {
+        next = c->next;
+        if (c->h2)
+            proxy_h2_conn_drain(c);
+        else if (c->state == CONN_READ_HEAD && c->len == 0)
+            uv_timer_start(&c->timer, conn_on_timer, idle_timeout(pw), 0);
+        else if (!c->resp_head_sent)
+            c->keep_alive = false;
+        /* A response already announced keep-alive: the connection waits for
+         * the next request, which is answered with "Connection: close". */
+    }
+}
+
+void proxy_conns_close_all(struct proxy_worker *pw)
+{
+    struct proxy_conn *next;
+    for (struct proxy_conn *c = pw->conns; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+}

@@ -1,0 +1,393 @@
+/*
+ * proxy_upstream: endpoint choice, the per-worker connection pool and the
+ * upstream side of HTTP/1.1 connections (connect, read, timeouts). What is
+ * done with the bytes is proxy_http1.c's business.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy.h"
+#include "proxy_h2.h"
+
+/* Latency memory of the EWMA: samples older than this weigh 1/e. */
+#define EWMA_DECAY_MS 2000.0
+
+struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
+{
+    size_t n = wc->c->n_endpoints;
+    struct proxy_endpoint *eps = wc->eps;
+    if (n == 1)
+        return &eps[0];
+    switch (wc->c->conf->lb) {
+    case PROXY_LB_ROUND_ROBIN:
+        return &eps[wc->rr++ % n];
+    case PROXY_LB_LEAST_REQUEST: {
+        /* The full scan starts at a rotating offset so ties spread. */
+        size_t start = wc->rr++ % n, best = start;
+        for (size_t k = 1; k < n; k++) {
+            size_t i = (start + k) % n;
+            if (eps[i].active < eps[best].active)
+                best = i;
+        }
+        return &eps[best];
+    }
+    default: {
+        /* Power of two choices: of two random endpoints, the one whose
+         * expected wait (latency times load) is lower. */
+        size_t a = (size_t)(proxy_rand(&wc->pw->rng) % n);
+        size_t b = (size_t)(proxy_rand(&wc->pw->rng) % (n - 1));
+        if (b >= a)
+            b++;
+        double ca = (eps[a].ewma_ms + 1.0) * (eps[a].active + 1);
+        double cb = (eps[b].ewma_ms + 1.0) * (eps[b].active + 1);
+        return ca <= cb ? &eps[a] : &eps[b];
+    }
+    }
+}
+
+void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_ms)
+{
+    /* Peak-sensitive: a slower sample is taken at once, faster ones decay
+     * in, so a struggling endpoint sheds load quickly. */
+    if (ep->ewma_stamp == 0 || latency_ms > ep->ewma_ms) {
+        ep->ewma_ms = latency_ms;
+    } else {
+        double dt = (double)(now_ms - ep->ewma_stamp);
+        double w = exp(-(dt < 1 ? 1 : dt) / EWMA_DECAY_MS);
+        ep->ewma_ms = ep->ewma_ms * w + latency_ms * (1 - w);
+    }
+    ep->ewma_stamp = now_ms ? now_ms : 1;
+}
+
+/* --- connection lifetime ---------------------------------------------------- */
+
+static void wcluster_pump_pending(struct proxy_wcluster *wc);
+
+static void upconn_on_handle_closed(uv_handle_t *h)
+{
+    struct proxy_upconn *u = h->data;
+    if (--u->closes_pending)
+        return;
+    struct proxy_wcluster *wc = u->ep->wc;
+    struct proxy_worker *pw = wc->pw;
+    wc->n_conns--;
+    pw->n_upconns--;
+    if (wc->s_conns)
+        pw->st->host->gauge_add(wc->s_conns, -1);
+    free(u->buf);
+    free(u);
+    if (!pw->draining)
+        wcluster_pump_pending(wc);
+    else
+        proxy_worker_maybe_drained(pw);
+}
+
+static void idle_unlink(struct proxy_upconn *u)
+{
+    struct proxy_endpoint *ep = u->ep;
+    for (struct proxy_upconn **pp = &ep->idle; *pp; pp = &(*pp)->next_idle) {
+        if (*pp == u) {
+            *pp = u->next_idle;
+            ep->n_idle--;
+            break;
+        }
+    }
+    u->next_idle = NULL;
+}
+
+void proxy_upconn_close(struct proxy_upconn *u)
+{
+    if (u->state == UP_CLOSING)
+        return;
+    if (u->state == UP_IDLE)
+        idle_unlink(u);
+    u->state = UP_CLOSING;
+    u->down = NULL;
+    u->h2st = NULL;
+    u->closes_pending = 2;
+    uv_close((uv_handle_t *)&u->tcp, upconn_on_handle_closed);
+    uv_close((uv_handle_t *)&u->timer, upconn_on_handle_closed);
+}
+
+static void upconn_on_timer(uv_timer_t *t)
+{
+    struct proxy_upconn *u = t->data;
+    if (u->state == UP_CONNECTING) {
+        struct proxy_conn *c = u->down;
+        struct proxy_h2stream *st = u->h2st;
+        proxy_upconn_close(u);
+        if (c)
+            proxy_conn_upstream_failed(c, 503, "upstream connect timeout");
+        if (st)
+            proxy_h2h1_failed(st, 503, "upstream connect timeout");
+        return;
+    }
+    if (u->state == UP_IDLE)
+        proxy_upconn_close(u);
+}
+
+static void upconn_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct proxy_upconn *u = h->data;
+    b->base = u->buf + u->len;
+    b->len = u->cap - u->len;
+}
+
+static void upconn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct proxy_upconn *u = s->data;
+    if (n == 0)
+        return;
+    if (u->h2st) {
+        proxy_h2h1_on_read(u->h2st, n);
+        return;
+    }
+    if (u->state != UP_ACTIVE || !u->down) {
+        /* An idle pooled connection said something (usually EOF: the
+         * server's keep-alive timeout): it cannot be reused. */
+        proxy_upconn_close(u);
+        return;
+    }
+    if (n < 0) {
+        uv_read_stop(s);
+        u->reading = false;
+        proxy_conn_on_upstream_eof(u->down, (int)n);
+        return;
+    }
+    u->len += (size_t)n;
+    if (u->len == u->cap) {
+        uv_read_stop(s);
+        u->reading = false;
+    }
+    proxy_conn_on_response_data(u->down);
+}
+
+void proxy_upconn_read_start(struct proxy_upconn *u)
+{
+    if (u->reading || u->state == UP_CLOSING || u->len == u->cap)
+        return;
+    if (uv_read_start((uv_stream_t *)&u->tcp, upconn_on_alloc, upconn_on_read) == 0)
+        u->reading = true;
+}
+
+static void upconn_on_connect(uv_connect_t *req, int status)
+{
+    struct proxy_upconn *u = req->data;
+    if (status == UV_ECANCELED || u->state == UP_CLOSING)
+        return;
+    uv_timer_stop(&u->timer);
+    struct proxy_conn *c = u->down;
+    struct proxy_h2stream *st = u->h2st;
+    if (status < 0) {
+        proxy_upconn_close(u);
+        if (c)
+            proxy_conn_upstream_failed(c, 503, uv_strerror(status));
+        if (st)
+            proxy_h2h1_failed(st, 503, uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(&u->tcp, 1);
+    if (st) {
+        u->state = UP_ACTIVE;
+        proxy_h2h1_ready(st, u);
+        return;
+    }
+    if (!c) {
+        /* The client went away while we connected: pool the connection. */
+        u->reusable = true;
+        u->state = UP_ACTIVE;
+        proxy_upconn_release(u);
+        return;
+    }
+    u->state = UP_ACTIVE;
+    proxy_conn_upstream_ready(c, u);
+}
+
+static struct proxy_upconn *upconn_open(struct proxy_endpoint *ep, struct proxy_conn *c)
+{
+    struct proxy_wcluster *wc = ep->wc;
+    struct proxy_worker *pw = wc->pw;
+    struct proxy_upconn *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    u->cap = pw->st->buffer_size;
+    u->buf = malloc(u->cap);
+    if (!u->buf) {
+        free(u);
+        return NULL;
+    }
+    u->ep = ep;
+    u->down = c;
+    uv_tcp_init(pw->loop, &u->tcp);
+    uv_timer_init(pw->loop, &u->timer);
+    u->tcp.data = u->timer.data = u->connect_req.data = u;
+    wc->n_conns++;
+    pw->n_upconns++;
+    if (wc->s_conns)
+        pw->st->host->gauge_add(wc->s_conns, 1);
+    const struct sockaddr *sa = (const struct sockaddr *)&wc->c->addrs[ep->index];
+    int rc = uv_tcp_connect(&u->connect_req, &u->tcp, sa, upconn_on_connect);
+    if (rc) {
+        proxy_upconn_close(u);
+        return NULL;
+    }
+    uv_timer_start(&u->timer, upconn_on_timer, wc->c->conf->connect_timeout, 0);
+    return u;
+}
+
+/* Gives c a connection to ep: a pooled one at once, or a new one. */
+static void dispatch_to(struct proxy_conn *c, struct proxy_endpoint *ep)
+{
+    c->ep = ep;
+    ep->active++;
+    struct proxy_upconn *u = ep->idle;
+    if (u) {
+        idle_unlink(u);
+        uv_timer_stop(&u->timer);
+        u->state = UP_ACTIVE;
+        u->down = c;
+        proxy_conn_upstream_ready(c, u);
+        return;
+    }
+    if (!upconn_open(ep, c)) {
+        proxy_conn_upstream_failed(c, 503, "cannot open upstream connection");
+        return;
+    }
+}
+
+void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
+{
+    c->wc = wc;
+    struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    if (!ep->idle && wc->n_conns >= (unsigned)wc->c->conf->max_connections) {
+        /* Any endpoint with an idle connection will do before queueing. */
+        for (size_t i = 0; i < wc->c->n_endpoints; i++)
+            if (wc->eps[i].idle) {
+                dispatch_to(c, &wc->eps[i]);
+                return;
+            }
+        if (wc->n_pending >= (unsigned)wc->c->conf->max_pending) {
+            proxy_conn_upstream_failed(c, 503, "upstream overflow (max_connections and max_pending reached)");
+            return;
+        }
+        c->pending_next = NULL;
+        if (wc->pending_tail)
+            wc->pending_tail->pending_next = c;
+        else
+            wc->pending_head = c;
+        wc->pending_tail = c;
+        wc->n_pending++;
+        return;
+    }
+    dispatch_to(c, ep);
+}
+
+void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc)
+{
+    struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    if (!ep->idle)
+        for (size_t i = 0; i < wc->c->n_endpoints && wc->n_conns >= (unsigned)wc->c->conf->max_connections; i++)
+            if (wc->eps[i].idle)
+                ep = &wc->eps[i];
+    st->ep = ep;
+    st->ep_active = true;
+    ep->active++;
+    struct proxy_upconn *u = ep->idle;
+    if (u) {
+        idle_unlink(u);
+        uv_timer_stop(&u->timer);
+        u->state = UP_ACTIVE;
+        u->h2st = st;
+        proxy_h2h1_ready(st, u);
+        return;
+    }
+    /* HTTP/2 streams do not wait in the queue: over the limit is 503. */
+    if (wc->n_conns >= (unsigned)wc->c->conf->max_connections || !(u = upconn_open(ep, NULL))) {
+        proxy_h2h1_failed(st, 503, "no upstream connection available");
+        return;
+    }
+    u->h2st = st;
+}
+
+void proxy_upstream_unqueue(struct proxy_conn *c)
+{
+    struct proxy_wcluster *wc = c->wc;
+    if (!wc)
+        return;
+    struct proxy_conn *prev = NULL;
+    for (struct proxy_conn *p = wc->pending_head; p; prev = p, p = p->pending_next) {
+        if (p != c)
+            continue;
+        if (prev)
+            prev->pending_next = p->pending_next;
+        else
+            wc->pending_head = p->pending_next;
+        if (wc->pending_tail == p)
+            wc->pending_tail = prev;
+        wc->n_pending--;
+        return;
+    }
+}
+
+static void wcluster_pump_pending(struct proxy_wcluster *wc)
+{
+    while (wc->pending_head && wc->n_conns < (unsigned)wc->c->conf->max_connections) {
+        struct proxy_conn *c = wc->pending_head;
+        wc->pending_head = c->pending_next;
+        if (!wc->pending_head)
+            wc->pending_tail = NULL;
+        wc->n_pending--;
+        dispatch_to(c, proxy_lb_pick(wc));
+    }
+}
+
+void proxy_upconn_release(struct proxy_upconn *u)
+{
+    struct proxy_endpoint *ep = u->ep;
+    struct proxy_wcluster *wc = ep->wc;
+    u->down = NULL;
+    u->h2st = NULL;
+    if (!u->reusable || wc->pw->draining || u->state != UP_ACTIVE) {
+        proxy_upconn_close(u);
+        return;
+    }
+    u->len = u->pos = 0;
+    u->reusable = false;
+    u->used = true;
+    /* A waiting request takes the connection directly. */
+    if (wc->pending_head) {
+        struct proxy_conn *c = wc->pending_head;
+        wc->pending_head = c->pending_next;
+        if (!wc->pending_head)
+            wc->pending_tail = NULL;
+        wc->n_pending--;
+        c->ep = ep;
+        ep->active++;
+        u->down = c;
+        proxy_conn_upstream_ready(c, u);
+        return;
+    }
+    if (ep->n_idle >= (unsigned)wc->c->conf->max_idle) {
+        proxy_upconn_close(u);
+        return;
+    }
+    u->state = UP_IDLE;
+    u->next_idle = ep->idle;
+    ep->idle = u;
+    ep->n_idle++;
+    /* Keep reading: a server closing an idle connection is noticed now,
+     * not when the next request is written into it. */
+    proxy_upconn_read_start(u);
+    uv_timer_start(&u->timer, upconn_on_timer, wc->c->conf->idle_timeout, 0);
+}
+
+void proxy_upstream_close_idle(struct proxy_worker *pw)
+{
+    for (size_t i = 0; i < pw->st->n_clusters; i++) {
+        struct proxy_wcluster *wc = &pw->clusters[i];
+        for (size_t e = 0; e < wc->c->n_endpoints; e++)
+            while (wc->eps[e].idle)
+                proxy_upconn_close(wc->eps[e].idle);
+    }
+}

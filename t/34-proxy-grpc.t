@@ -1,0 +1,89 @@
+#!/usr/bin/env perl
+# gRPC end to end through the proxy (HTTP/2 both legs) with Python grpcio
+# as client and server: unary with trailers, the three streaming kinds,
+# error statuses passed through, a 4 MB message (flow control), 200
+# concurrent calls multiplexed, a route deadline answered as
+# DEADLINE_EXCEEDED and an unreachable upstream as UNAVAILABLE.
+use strict;
+use warnings;
+use lib 't/lib', 't/proxy';
+use Test::More;
+use JSON::PP;
+use Outrider;
+use IO::Socket::INET;
+use lib 't/proxy';
+use ProxyTest;
+
+my $root = Outrider::root();
+my $spid = open(my $sfh, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_server.py") or die "grpc server: $!";
+my $sport = <$sfh>;
+chomp $sport;
+like($sport, qr/^\d+$/, 'gRPC server started');
+
+# A port nothing listens on: bind, read the port, close.
+my $dead = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
+my $dead_port = $dead->sockport;
+close $dead;
+
+my $a = Outrider->start(
+    role => 'sidecar',
+    conf => {
+        modules => ['proxy'],
+        proxy => {
+            outbound => { address => '127.0.0.1:0' },
+            inbound => { enabled => JSON::PP::false },
+            clusters => [
+                { name => 'grpc', protocol => 'h2', endpoints => ["127.0.0.1:$sport"] },
+                { name => 'dead', protocol => 'h2', endpoints => ["127.0.0.1:$dead_port"] },
+            ],
+            routes => [
+                { authority => 'grpc.test', path_exact => '/test.Echo/Sleep', cluster => 'grpc', timeout => '300ms' },
+                { authority => 'grpc.test', cluster => 'grpc' },
+                { authority => 'dead.test', cluster => 'dead' },
+            ],
+        },
+    });
+my $addr = $a->addr('proxy.outbound');
+
+sub call {
+    my ($authority, @args) = @_;
+    open(my $fh, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_client.py", $addr, $authority, @args) or die;
+    my $out = do { local $/; <$fh> };
+    close $fh;
+    return eval { decode_json($out) } || { error => $out };
+}
+
+my $r = call('grpc.test', 'unary', 'hello');
+is($r->{resp}, 'hello', 'unary call answered');
+is($r->{trailers}{'x-trailer'}, 't1', 'trailing metadata passed through');
+is_deeply(call('grpc.test', 'server_stream', '4')->{msgs}, [ map { "msg-$_" } 0 .. 3 ], 'server streaming');
+is(call('grpc.test', 'client_stream')->{resp}, 'a,b,c,d', 'client streaming');
+is_deeply(call('grpc.test', 'bidi')->{msgs}, [ 'echo:1', 'echo:2', 'echo:3' ], 'bidirectional streaming');
+$r = call('grpc.test', 'fail', '3:bad argument here');
+is($r->{code}, 3, 'INVALID_ARGUMENT from the server reaches the client');
+is($r->{details}, 'bad argument here', '... with its message');
+$r = call('grpc.test', 'big', 4 * 1024 * 1024);
+ok($r->{same} && $r->{len} == 4 * 1024 * 1024, '4 MB message both ways intact') or diag(explain $r);
+is(call('grpc.test', 'many', 200)->{ok}, 200, '200 concurrent calls multiplexed, all answered');
+$r = call('grpc.test', 'sleep', 3000);
+is($r->{code}, 4, 'route deadline: DEADLINE_EXCEEDED');
+is($r->{details}, 'deadline exceeded', '... answered by the proxy');
+$r = call('dead.test', 'unary', 'x');
+is($r->{code}, 14, 'unreachable upstream: UNAVAILABLE, not an HTTP 502');
+like($r->{details} // '', qr/refused|connect/i, "... saying why: @{[ $r->{details} // '' ]}");
+$r = call('nowhere.test', 'unary', 'x');
+is($r->{code}, 12, 'no route: UNIMPLEMENTED');
+
+# An HTTP/1.1 client speaking the gRPC wire format: trailers come back as
+# chunked trailers.
+my $frame = "\0\0\0\0\x05hello";
+my $raw = ProxyTest::raw_http($addr, "POST /test.Echo/Unary HTTP/1.1\r\nHost: grpc.test\r\nContent-Type: application/grpc\r\n"
+    . "TE: trailers\r\nContent-Length: 10\r\nConnection: close\r\n\r\n$frame");
+like($raw, qr{^HTTP/1\.1 200 OK\r\n}, "HTTP/1.1 client to the gRPC server: 200");
+like($raw, qr/\r\n\r\na\r\n\0\0\0\0\x05hello\r\n0\r\n(?=.*grpc-status: 0\r\n)(?=.*x-trailer: t1\r\n).*\r\n\r\n\z/s,
+     'message in a chunk, then grpc-status and metadata as chunked trailers');
+
+kill 'TERM', $spid;
+waitpid($spid, 0);
+$a->finish_ok;
+done_testing;

@@ -1,0 +1,67 @@
+#!/usr/bin/env perl
+# logs: a sidecar outrider tails its app's file and forwards to a node
+# outrider (forward output -> forward_input), which writes the records to a
+# file: every line exactly once, enriched by the sidecar, and the sidecar's
+# checkpoint at the end once the node acknowledged. (That the sender gets
+# no acknowledgement before the receiver's output delivered is checked in
+# t/unit/logs_output.c.)
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use File::Temp qw(tempdir);
+use Time::HiRes qw(sleep time);
+use Outrider;
+
+my $dir = tempdir('logs-forward-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $out = "$dir/node-out.json";
+my $node = Outrider->start(role => 'node', env => { NODE_NAME => 'n1' }, conf => {
+    modules => ['logs'], workers => 2, drain => { delay => '0s' },
+    logs => {
+        files => { paths => [] },
+        forward_input => { enabled => JSON::PP::true, address => '127.0.0.1:0' },
+        buffer => { flush_interval => '20ms' },
+        outputs => [{ type => 'file', path => $out }],
+    },
+});
+my $fwd = $node->addr('logs.forward');
+like($fwd, qr/^127\.0\.0\.1:\d+$/, "node listens for forwarded batches on $fwd");
+
+my $log = "$dir/app.log";
+open my $w, '>', $log or die;
+print $w "plain line $_\n" for 1 .. 5000;
+close $w;
+my $side = Outrider->start(role => 'sidecar',
+    env => { POD_NAME => 'cart-1', POD_NAMESPACE => 'shop', POD_IP => '10.0.0.5', NODE_NAME => 'n1' },
+    conf => {
+        modules => ['logs'], state_dir => "$dir/side-state",
+        logs => {
+            files => { paths => [$log], format => 'raw', checkpoint_interval => '0s' },
+            buffer => { flush_interval => '20ms' },
+            outputs => [{ type => 'forward', address => $fwd, retry_min => '20ms', retry_max => '200ms' }],
+        },
+    });
+sub node_lines { open my $fh, "<", $out or return (); my @l = <$fh>; return @l }
+my $until = time + 20;
+sleep 0.05 while node_lines() < 5000 && time < $until;
+my @l = node_lines();
+is(scalar @l, 5000, 'the node wrote all 5000 lines');
+my %seen;
+$seen{$_}++ for grep { defined } map { /"message":"plain line (\d+)"/ ? $1 : undef } @l;
+is(scalar(keys %seen), 5000, 'each once');
+like($l[0], qr/"namespace":"shop","pod":"cart-1","node":"n1","role":"sidecar"/, 'enriched by the sidecar');
+sleep 0.3;
+open my $ck, '<', "$dir/side-state/logs/checkpoints" or die "no sidecar checkpoint: $!";
+my ($off) = join('', <$ck>) =~ /^\d+ \d+ \d+ \w+ (\d+) /m;
+is($off, -s $log, 'sidecar checkpoint at the end of the file once the node acknowledged');
+
+my ($code, $body) = $node->http('GET', 'admin', '/metrics');
+my $fl = 0;
+$fl += $_ for $body =~ /^outrider_logs_lines_read_total\{[^}]*source="forward"[^}]*\} (\d+)/mg;
+is($fl, 5000, 'node counts 5000 forwarded lines');
+($code, $body) = $side->http('GET', 'admin', '/metrics');
+my ($shipped) = $body =~ /^outrider_logs_shipped_records_total\{[^}]*\} (\d+)/m;
+is($shipped, 5000, 'sidecar counts 5000 records acknowledged by the node');
+$side->finish_ok;
+$node->finish_ok;
+done_testing;

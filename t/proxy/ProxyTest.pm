@@ -1,0 +1,69 @@
+package ProxyTest;
+# Helpers for the proxy's integration tests: test backends, raw HTTP over
+# a socket, curl.
+use strict;
+use warnings;
+use IO::Socket::INET;
+use IO::Select;
+use Time::HiRes qw(time sleep);
+use Exporter 'import';
+our @EXPORT_OK = qw(backend_start backend_stop raw_http curl);
+
+my $ROOT = Outrider::root();
+
+# Starts t/proxy/backend.py; returns { pid, port }.
+sub backend_start {
+    my ($name, $delay_ms) = @_;
+    my $pid = open(my $fh, '-|', '/usr/bin/python3', "$ROOT/t/proxy/backend.py", $name // 'b', $delay_ms // 0)
+        or die "backend: $!";
+    my $port = <$fh>;
+    die "backend did not start" unless defined $port && $port =~ /^(\d+)/;
+    return { pid => $pid, port => $1, fh => $fh };
+}
+
+sub backend_stop {
+    my ($b) = @_;
+    kill 'TERM', $b->{pid};
+    waitpid($b->{pid}, 0);
+}
+
+# Sends bytes to addr "ip:port" and reads until the peer closes or
+# timeout seconds pass. Returns what was read.
+sub raw_http {
+    my ($addr, $bytes, %o) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => $addr, Proto => 'tcp', Timeout => 5) or die "connect $addr: $!";
+    $s->autoflush(1);
+    for my $piece (ref $bytes ? @$bytes : ($bytes)) {
+        print $s $piece;
+        sleep($o{gap}) if $o{gap};
+    }
+    shutdown($s, 1) if $o{half_close};
+    my $sel = IO::Select->new($s);
+    my $out = '';
+    my $until = time + ($o{timeout} || 5);
+    while (time < $until) {
+        last unless $sel->can_read($until - time);
+        my $n = sysread($s, my $buf, 65536);
+        last unless $n;
+        $out .= $buf;
+        last if $o{until} && $out =~ $o{until};
+    }
+    close $s;
+    return $out;
+}
+
+# Runs curl with arguments; returns (exit code, stdout).
+sub curl {
+    my (@args) = @_;
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if (!$pid) {
+        open STDERR, '>', '/dev/null';
+        exec 'curl', '-s', '-m', '10', @args or exit 127;
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return ($? >> 8, $out);
+}
+
+1;

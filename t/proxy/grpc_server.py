@@ -1,0 +1,63 @@
+#!/usr/bin/python3
+"""gRPC test server with generic handlers on raw bytes (no codegen).
+
+Prints its port, serves until killed. Service test.Echo:
+  Unary(b)          -> b, with trailing metadata x-trailer: t1
+  ServerStream(b"N")-> N messages b"msg-i"
+  ClientStream(...) -> the requests joined by b","
+  Bidi(...)         -> each request echoed with prefix b"echo:"
+  Fail(b"code:msg") -> aborts with that status code and message
+  Sleep(b"ms")      -> answers b"slept" after ms milliseconds
+"""
+import sys
+import time
+from concurrent import futures
+
+import grpc
+
+
+def unary(req, ctx):
+    ctx.set_trailing_metadata((("x-trailer", "t1"),))
+    return req
+
+
+def server_stream(req, ctx):
+    for i in range(int(req)):
+        yield b"msg-%d" % i
+
+
+def client_stream(it, ctx):
+    return b",".join(it)
+
+
+def bidi(it, ctx):
+    for m in it:
+        yield b"echo:" + m
+
+
+def fail(req, ctx):
+    code, msg = req.decode().split(":", 1)
+    status = next(s for s in grpc.StatusCode if s.value[0] == int(code))
+    ctx.abort(status, msg)
+
+
+def sleep(req, ctx):
+    time.sleep(int(req) / 1000.0)
+    return b"slept"
+
+
+handlers = {
+    "Unary": grpc.unary_unary_rpc_method_handler(unary),
+    "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+    "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
+    "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
+    "Fail": grpc.unary_unary_rpc_method_handler(fail),
+    "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
+}
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
+                     options=[("grpc.max_receive_message_length", 16 << 20)])
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+server.wait_for_termination()

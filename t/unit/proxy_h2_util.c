@@ -1,0 +1,86 @@
+// pkgs: libnghttp2
+/*
+ * HTTP/2 helpers: grpc-timeout parsing (units, rounding up, malformed
+ * values), the hop-by-hop field rule, the byte queue between two legs, and
+ * header lists whose bytes never move.
+ */
+#include "tap.h"
+
+#include "../../modules/proxy/proxy_h2_util.c"
+
+static void test_grpc_timeout(void)
+{
+    static const struct {
+        const char *v;
+        long long ms;
+    } cases[] = {
+        { "1H", 3600000 }, { "2M", 120000 }, { "5S", 5000 }, { "250m", 250 }, { "1500u", 2 },
+        { "1u", 1 },       { "999999n", 1 }, { "2000000n", 2 }, { "0m", 0 },   { "99999999S", 99999999000LL },
+        { "", -1 },        { "m", -1 },      { "10", -1 },      { "10x", -1 }, { "-5m", -1 },
+        { "123456789m", -1 }, { "1.5S", -1 }, { " 5S", -1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        is_int(proxy_grpc_timeout_ms(cases[i].v, strlen(cases[i].v)), cases[i].ms, "grpc-timeout \"%s\" -> %lld",
+               cases[i].v, cases[i].ms);
+}
+
+static bool hop(const char *n, const char *v)
+{
+    return proxy_h2_hop_field((const uint8_t *)n, strlen(n), (const uint8_t *)v, strlen(v));
+}
+
+static void test_hop(void)
+{
+    ok(hop("connection", "close") && hop("keep-alive", "1") && hop("proxy-connection", "x") &&
+           hop("transfer-encoding", "chunked") && hop("upgrade", "h2c") && hop("host", "a"),
+       "connection-specific fields are hop-by-hop in HTTP/2");
+    ok(!hop("te", "trailers") && !hop("te", "Trailers"), "te: trailers passes (gRPC needs it)");
+    ok(hop("te", "gzip"), "te other than trailers is dropped");
+    ok(!hop("content-type", "application/grpc") && !hop("grpc-timeout", "1S"), "end-to-end fields pass");
+}
+
+static void test_bytes(void)
+{
+    struct proxy_bytes b = { 0 };
+    uint8_t out[100000];
+    is_int(proxy_bytes_take(&b, out, 10), 0, "empty queue gives nothing");
+    uint8_t data[70000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 7);
+    is_int(proxy_bytes_put(&b, data, 1000), 0, "put 1000");
+    is_int(proxy_bytes_take(&b, out, 600), 600, "take 600");
+    is_int(proxy_bytes_put(&b, data + 1000, sizeof data - 1000), 0, "put the rest (grows, slides)");
+    size_t got = 600, n;
+    while ((n = proxy_bytes_take(&b, out + got, 4096)))
+        got += n;
+    ok(got == sizeof data && memcmp(out, data, sizeof data) == 0, "every byte comes out once, in order");
+    is_int(proxy_bytes_put(&b, NULL, 0), 0, "putting nothing is fine");
+    proxy_bytes_free(&b);
+}
+
+static void test_hdrs(void)
+{
+    struct proxy_hdrs h = { 0 };
+    char name[32], value[64];
+    for (int i = 0; i < 200; i++) {
+        int nl = snprintf(name, sizeof name, "x-h%d", i), vl = snprintf(value, sizeof value, "value-%d", i * 3);
+        proxy_hdrs_add(&h, (uint8_t *)name, (size_t)nl, (uint8_t *)value, (size_t)vl);
+    }
+    is_int(h.n, 200, "200 fields added");
+    const nghttp2_nv *f = proxy_hdrs_find(&h, "X-H7");
+    ok(f && f->valuelen == 8 && memcmp(f->value, "value-21", 8) == 0, "lookup ignores case; early fields did not move");
+    ok(f && f->value[f->valuelen] == 0, "values are NUL-terminated");
+    is_str(f ? (const char *)f->name : NULL, "x-h7", "names are kept as given");
+    ok(!proxy_hdrs_find(&h, "x-h200"), "missing field not found");
+    proxy_hdrs_clear(&h);
+    is_int(h.n, 0, "cleared");
+}
+
+int main(void)
+{
+    test_grpc_timeout();
+    test_hop();
+    test_bytes();
+    test_hdrs();
+    return done_testing();
+}
