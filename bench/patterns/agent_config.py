@@ -1,21 +1,26 @@
 """Agent configurations for layouts (b) sidecar and (c) node, and the node's pod inventory.
 
-Core keys follow the agent's reference (`build/outrider --describe`). The module sections
-below are the ONLY place to adapt when the proxy, logs and metrics modules land: each is one
-function returning the JSON object for that module's top-level key, and is used only when the
-module is in the run's module list. Until the modules' own references exist they are a best
-guess from DESIGN.md, marked "ADAPT".
+Core keys follow the agent's reference (`build/outrider --describe`); the module sections follow
+`build/outrider --describe proxy|logs|metrics` (modules/*/README.md). Each module section is one
+function returning the JSON object for that module's top-level key, used only when the module is
+in the run's module list; nothing else in the bench knows module keys.
 
-What the bench expects of each module (the contract the sections must express):
-  proxy   sidecar: outbound listener 127.0.0.1:4140 inside the pod, routing on the Host header
-          ("app-<i>.bench:8080") to the destination pod's sidecar inbound listener
-          <pod ip>:4141, which forwards to the local app on 127.0.0.1:8080.
-          node: one listener on 10.254.0.1:4140 taking absolute-form (http_proxy style)
-          requests, routing on the authority to <pod ip>:8080, caller found by source address.
-  logs    tail the pod's CRI files (sidecar: its own pod's; node: every
-          <root>/var/log/pods/*/*/*.log), ship NDJSON to the runner's sink at LOG_SINK.
-  metrics statsd on 127.0.0.1:8125 (sidecar) or 10.254.0.1:8125 (node); scrape the app's
-          /metrics (port 8080) from pods annotated prometheus.io/scrape.
+What each layout asks of the modules:
+  proxy   sidecar: outbound listener 127.0.0.1:4140 inside the pod; a route per destination
+          service ("app-<i>.bench:8080", matched on Host) to a cluster of the destination pod's
+          sidecar inbound listener <pod ip>:4141, whose default cluster is the local app on
+          127.0.0.1:8080 (two agents on every request's path).
+          node: one outbound listener on 10.254.0.1:4140 taking absolute-form (http_proxy
+          style) requests: the proxy takes the authority from the target (it overrides Host,
+          RFC 9112 3.2.2), routes on it to <pod ip>:8080; the caller's pod is found by source
+          address in the inventory file. The node agent's inbound listener is off (nothing
+          arrives for the pods through it in this set-up).
+  logs    tail CRI files (sidecar: its own pod's; node: every <root>/var/log/pods/*/*/*.log) and
+          ship JSON lines over TCP to the runner's sink at LOG_SINK.
+  metrics statsd on 127.0.0.1:8125 (sidecar) or 10.254.0.1:8125 (node, samples labelled with
+          the sending pod by source address); the exposition on 127.0.0.1:9102 (sidecar, in the
+          pod) or 10.254.0.1:9102 (node); scrape the app's /metrics (sidecar: a static target;
+          node: pods annotated prometheus.io/scrape in the inventory).
 """
 import json
 import os
@@ -24,55 +29,80 @@ SIDECAR_OUTBOUND = "127.0.0.1:4140"
 SIDECAR_INBOUND_PORT = 4141
 NODE_PROXY_PORT = 4140
 STATSD_PORT = 8125
+METRICS_PORT = 9102
 APP_PORT = 8080
+SCRAPE_INTERVAL = "5s"      # at least one scrape of every app inside a 10 s run
+LOCAL_APP = "local-app"
 
 
-# ---------------------------------------------------------------- module sections (ADAPT)
+# ---------------------------------------------------------------- module sections
 
 def proxy_section_sidecar(pod, node):
-    """ADAPT: proxy config of pod's sidecar."""
-    clusters = {p.name: {"endpoints": [f"{p.ip}:{SIDECAR_INBOUND_PORT}"]} for p in node.pods}
-    clusters["local-app"] = {"endpoints": [f"127.0.0.1:{APP_PORT}"]}
+    """Outbound on localhost routing on Host to the destination pods' sidecars; inbound on
+    the pod IP forwarding to the app on localhost."""
+    clusters = [{"name": p.name, "endpoints": [f"{p.ip}:{SIDECAR_INBOUND_PORT}"]} for p in node.pods]
+    clusters.append({"name": LOCAL_APP, "endpoints": [f"127.0.0.1:{APP_PORT}"]})
     return {
-        "listeners": [
-            {"name": "outbound", "address": SIDECAR_OUTBOUND, "protocol": "http1"},
-            {"name": "inbound", "address": f"{pod.ip}:{SIDECAR_INBOUND_PORT}", "protocol": "http1",
-             "cluster": "local-app"},
-        ],
-        "routes": [{"host": p.service, "cluster": p.name} for p in node.pods],
+        "outbound": {"address": SIDECAR_OUTBOUND},
+        "inbound": {"address": f"{pod.ip}:{SIDECAR_INBOUND_PORT}", "default_cluster": LOCAL_APP},
+        "routes": [{"name": p.name, "listener": "outbound", "authority": p.service, "cluster": p.name}
+                   for p in node.pods],
         "clusters": clusters,
     }
 
 
 def proxy_section_node(node):
-    """ADAPT: proxy config of the node agent (absolute-form requests from every pod)."""
+    """One outbound listener on the node address for every pod (absolute-form requests)."""
     return {
-        "listeners": [{"name": "outbound", "address": f"{node.ip}:{NODE_PROXY_PORT}", "protocol": "http1"}],
-        "routes": [{"host": p.service, "cluster": p.name} for p in node.pods],
-        "clusters": {p.name: {"endpoints": [f"{p.ip}:{APP_PORT}"]} for p in node.pods},
+        "outbound": {"address": f"{node.ip}:{NODE_PROXY_PORT}"},
+        "inbound": {"enabled": False},
+        "routes": [{"name": p.name, "listener": "outbound", "authority": p.service, "cluster": p.name}
+                   for p in node.pods],
+        "clusters": [{"name": p.name, "endpoints": [f"{p.ip}:{APP_PORT}"]} for p in node.pods],
     }
 
 
 def logs_section(files_glob, sink):
-    """ADAPT: logs config: CRI files in, NDJSON over TCP out (the runner's sink)."""
+    """CRI files in, JSON lines over TCP out (the runner's sink)."""
     return {
-        "sources": [{"type": "file", "path": files_glob, "format": "cri"}],
-        "outputs": [{"type": "tcp", "address": sink, "format": "ndjson"}],
+        "files": {"paths": [files_glob], "format": "cri", "start": "head"},
+        "outputs": [{"name": "sink", "type": "tcp", "address": sink}],
     }
 
 
-def metrics_section(statsd_address, scrape):
-    """ADAPT: metrics config: a statsd listener, and scraping annotated pods."""
-    return {"statsd": {"address": statsd_address}, "scrape": {"enabled": scrape}}
+def metrics_section_sidecar():
+    return {"listen": f"127.0.0.1:{METRICS_PORT}",
+            "statsd": {"udp": f"127.0.0.1:{STATSD_PORT}"},
+            "scrape": {"interval": SCRAPE_INTERVAL, "timeout": "2s", "targets": [f"http://127.0.0.1:{APP_PORT}/metrics"]}}
 
 
-# Metric names (ADAPT) summed over every agent's admin /metrics at the end of a run, for the
-# report's Grouping table: what the agents opened and sent on behalf of the pods. A name no agent
-# exposes shows as "not exposed" rather than 0.
+def metrics_section_node(node):
+    return {"listen": f"{node.ip}:{METRICS_PORT}",
+            "statsd": {"udp": f"{node.ip}:{STATSD_PORT}", "pod_labels": True},
+            "scrape": {"interval": SCRAPE_INTERVAL, "timeout": "2s", "discover_pods": True}}
+
+
+# Metrics summed over every agent's /metrics (the metrics module's endpoint when it is loaded,
+# else admin) at the end of a run, for the report's Grouping table. A name no agent exposes
+# shows as "not exposed" rather than 0. A value is a metric name, or (name, {label: value})
+# to sum only the samples carrying those labels, or (name, {label: "!value"}) to skip them.
 GROUPING_METRICS = {
-    "upstream_connections": "outrider_proxy_upstream_connections_opened_total",
-    "log_batches": "outrider_logs_output_batches_total",
-    "metric_batches": "outrider_metrics_output_batches_total",
+    # open pooled upstream connections (a gauge: the proxy exports no opened-total counter);
+    # the sidecars' connections to their own app (cluster local-app) are not to a shared service
+    "upstream_connections": ("outrider_proxy_upstream_connections", {"cluster": "!" + LOCAL_APP}),
+    "upstream_connections_local": ("outrider_proxy_upstream_connections", {"cluster": LOCAL_APP}),
+    "proxy_requests": "outrider_proxy_requests_total",
+    "proxy_client_errors": "outrider_proxy_client_errors_total",
+    # the logs module counts records and bytes, not batches; tcp output: one connection per worker
+    "log_records_shipped": "outrider_logs_shipped_records_total",
+    "log_lines_read": "outrider_logs_lines_read_total",
+    "log_output_failures": "outrider_logs_output_failures_total",
+    "log_dropped": "outrider_logs_dropped_records_total",
+    "statsd_lines": "outrider_metrics_statsd_lines_total",
+    "statsd_packets": "outrider_metrics_statsd_packets_total",
+    "statsd_malformed": "outrider_metrics_statsd_malformed_lines_total",
+    "scrapes": "outrider_metrics_scrapes_total",
+    "scrapes_ok": ("outrider_metrics_scrapes_total", {"result": "ok"}),
 }
 
 
@@ -101,7 +131,7 @@ def sidecar_config(pod, node, modules, state_dir, log_root, log_sink):
     if "logs" in modules:
         c["logs"] = logs_section(f"{log_root}/var/log/pods/{pod.namespace}_{pod.name}_{pod.uid}/*/*.log", log_sink)
     if "metrics" in modules:
-        c["metrics"] = metrics_section(f"127.0.0.1:{STATSD_PORT}", True)
+        c["metrics"] = metrics_section_sidecar()
     return c
 
 
@@ -114,7 +144,7 @@ def node_config(node, modules, state_dir, log_root, log_sink, inventory_file):
     if "logs" in modules:
         c["logs"] = logs_section(f"{log_root}/var/log/pods/*/*/*.log", log_sink)
     if "metrics" in modules:
-        c["metrics"] = metrics_section(f"{node.ip}:{STATSD_PORT}", True)
+        c["metrics"] = metrics_section_node(node)
     return c
 
 

@@ -7,6 +7,7 @@ reparented to it when the old one exits, and can be stopped and reaped by its PI
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -79,25 +80,56 @@ class Agent:
 
 
 def scrape(agent):
-    """The agent's admin /metrics body (curl inside the pod's namespace for a sidecar)."""
-    url = f"http://{agent.admin()}/metrics"
+    """The agent's /metrics body, as a Prometheus would scrape it: the metrics module's endpoint
+    (registry + statsd + scraped apps) when it is loaded, else the admin endpoint (curl inside
+    the pod's namespace for a sidecar)."""
+    listeners = agent.state["listeners"]
+    url = f"http://{listeners.get('metrics.http') or agent.admin()}/metrics"
     cmd = (["ip", "netns", "exec", agent.netns] if agent.netns else []) + ["curl", "-s", "-m", "5", url]
     return subprocess.run(cmd, capture_output=True).stdout
 
 
+def _labels(line):
+    """{label: value} of one exposition sample line (values without escapes in this bench)."""
+    if "{" not in line:
+        return {}
+    inner = line.split("{", 1)[1].rsplit("}", 1)[0]
+    out = {}
+    for part in re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', inner):
+        out[part[0]] = part[1]
+    return out
+
+
+def _matches(labels, want):
+    for k, v in want.items():
+        if v.startswith("!"):
+            if labels.get(k) == v[1:]:
+                return False
+        elif labels.get(k) != v:
+            return False
+    return True
+
+
 def metric_sums(bodies, names):
-    """{key: sum of every sample of metric names[key] over the bodies, or None if absent}."""
+    """{key: sum of every sample of metric names[key] over the bodies, or None if absent}.
+    names[key] is a metric name or (name, {label: value or "!value"})."""
     out = {k: None for k in names}
+    specs = {k: (v, {}) if isinstance(v, str) else (v[0], v[1]) for k, v in names.items()}
     for body in bodies:
         for line in body.decode(errors="replace").splitlines():
             if not line or line.startswith("#"):
                 continue
             name = line.split("{", 1)[0].split(" ", 1)[0]
-            for k, want in names.items():
-                if name == want:
-                    try:
-                        value = line.rsplit("}", 1)[1] if "}" in line else line.split(None, 1)[1]
-                        out[k] = (out[k] or 0) + float(value.split()[0])
-                    except (IndexError, ValueError):
-                        pass
+            for k, (want, want_labels) in specs.items():
+                if name != want:
+                    continue
+                if out[k] is None:
+                    out[k] = 0
+                if want_labels and not _matches(_labels(line), want_labels):
+                    continue
+                try:
+                    value = line.rsplit("}", 1)[1] if "}" in line else line.split(None, 1)[1]
+                    out[k] += float(value.split()[0])
+                except (IndexError, ValueError):
+                    pass
     return out

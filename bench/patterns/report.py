@@ -195,23 +195,33 @@ def markdown(all_results, meta, png_name):
                       "max ms", "p50 vs (a)", "p99 vs (a)"], rows), ""]
 
     lines += ["## Grouping", "",
-              "Connections the apps opened to their next hop (direct: one pool per destination pod; "
-              "through an agent: to the agent); what one Prometheus scrape of all agents costs (targets, "
-              "series, bytes of /metrics); log records and batches the sink received (a node agent can "
-              "batch across pods). Upstream connections the agents opened need the proxy's metrics.", ""]
+              "What crosses the node on the pods' behalf. App connections: what the apps opened to their "
+              "next hop (direct: a pool per destination pod; otherwise to their agent). Agent upstream "
+              "connections: pooled connections open at the end of the load towards the destination "
+              "services (`outrider_proxy_upstream_connections`, cluster other than the sidecar's own "
+              "app; in brackets the sidecars' connections to their own app). Agent requests: "
+              "`outrider_proxy_requests_total` over all agents (two per request with sidecars). "
+              "Scrape: what one Prometheus scrape of every agent's /metrics costs (targets / series / "
+              "bytes). Log sink: records received and TCP connections the agents opened to it (the "
+              "logs module batches per worker but exports no batch counter). statsd: lines the apps "
+              "sent, lines the agents counted (`outrider_metrics_statsd_lines_total`).", ""]
     rows = []
     for r in results:
         sc = r["scrape"]
         sink = r["logs"]["sink"]
-        rows.append([LAYOUT_NAMES[r["layout"]], r["n"], r["requests"]["conns_opened"],
-                     _grouping(sc, "upstream_connections", "proxy" in mods),
+        up = _grouping(sc, "upstream_connections", "proxy" in mods)
+        if r["layout"] == "b" and "proxy" in mods:
+            up += f" (+{_grouping(sc, 'upstream_connections_local', True)})"
+        rows.append([LAYOUT_NAMES[r["layout"]], r["n"], r["requests"]["conns_opened"], up,
+                     _grouping(sc, "proxy_requests", "proxy" in mods),
                      f"{sc['scrape_targets']} / {sc['series']} / {sc['bytes']}" if sc else "n/a",
-                     f"{sink['received']} / {sink['batches']} ({_grouping(sc, 'log_batches', True)})"
+                     f"{sink['received']} / {sink['connections']}"
                      if "logs" in mods and r["layout"] != "a" else "n/a (no logs)",
-                     r["statsd"]["sent"], r["statsd"]["sink"]["lines"]])
+                     r["statsd"]["sent"],
+                     _grouping(sc, "statsd_lines", "metrics" in mods) if r["layout"] != "a" else "n/a"])
     lines += [_table(["layout", "N", "app connections opened", "agent upstream connections",
-                      "scrape: targets / series / bytes", "log sink: records / batches (agents' count)",
-                      "statsd sent", "statsd at runner's sink"], rows), ""]
+                      "agent requests", "scrape: targets / series / bytes", "log sink: records / connections",
+                      "statsd sent", "statsd counted by agents"], rows), ""]
 
     lines += ["## Logs", "",
               "Every pod's 0.log is checked line by line (seq 1..n of its own pod, in order) so the sink's "
