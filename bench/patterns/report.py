@@ -160,7 +160,10 @@ def markdown(all_results, meta, png_name):
     lines += ["## Resources", "",
               "Agent RSS/PSS/USS sampled at the end of the load (idle: right after start); USS = private "
               "pages, what stopping the agents would free; CPU is utime+stime "
-              "over the load window, from /proc/<pid>/stat. Containers: the seed's formulas, sidecar "
+              "over the load window, from /proc/<pid>/stat. With several modules loaded the agents' CPU is one "
+              "total: the three per-1k columns divide that same total by the requests, log lines and statsd "
+              "lines of the window (each pod sends them at the rates above), they are not separate costs. "
+              "Containers: the seed's formulas, sidecar "
               "N × (app + agent), node N apps + 1 agent per node.", ""]
     rows = []
     for r in results:
@@ -351,6 +354,10 @@ def write(out_dir, name, results, meta, argv=None):
     md = os.path.join(out_dir, name + ".md")
     with open(md, "w") as f:
         f.write(markdown(results, {**meta, "plot_error": plot_error}, name + ".png"))
+        notes = os.path.join(out_dir, name + ".notes.md")     # hand-written findings, kept on --report-only
+        if os.path.exists(notes):
+            with open(notes) as n:
+                f.write("\n" + n.read())
     with open(os.path.join(out_dir, name + ".json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1, default=str)
     return md
