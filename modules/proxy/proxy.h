@@ -215,6 +215,7 @@ struct proxy_conn {
     struct proxy_wcluster *wc;
     struct proxy_route *route;
     struct proxy_upconn *up;
+    struct proxy_upconn *connecting; /* opened for this request, not yet connected */
     struct proxy_endpoint *ep;
     /* serialized heads (grown on demand, kept for the connection) */
     char *req_head, *resp_head;

@@ -243,6 +243,11 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
         proxy_upconn_close(c->up);
         c->up = NULL;
     }
+    if (c->connecting) {
+        /* Let the connect finish for the pool, without us. */
+        c->connecting->down = NULL;
+        c->connecting = NULL;
+    }
     if (c->ep) {
         c->ep->active--;
         c->ep = NULL;
@@ -358,6 +363,11 @@ static void conn_close(struct proxy_conn *c)
         c->up->reusable = false;
         proxy_upconn_close(c->up);
         c->up = NULL;
+    }
+    if (c->connecting) {
+        /* Let the connect finish for the pool, without us. */
+        c->connecting->down = NULL;
+        c->connecting = NULL;
     }
     if (c->ep) {
         c->ep->active--;
@@ -808,6 +818,7 @@ static void conn_pump_request(struct proxy_conn *c)
 
 void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u)
 {
+    c->connecting = NULL;
     c->up = u;
     u->down = c;
     c->up_reused = u->used;
@@ -866,6 +877,7 @@ static void conn_retry(struct proxy_conn *c)
 
 void proxy_conn_upstream_failed(struct proxy_conn *c, int status, const char *why)
 {
+    c->connecting = NULL; /* the failed connection is closing already */
     if (c->state != CONN_CLOSING && conn_may_retry(c)) {
         c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "retrying after: %s", why);
         conn_retry(c);

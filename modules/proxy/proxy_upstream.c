@@ -250,10 +250,11 @@ static void dispatch_to(struct proxy_conn *c, struct proxy_endpoint *ep)
         proxy_conn_upstream_ready(c, u);
         return;
     }
-    if (!upconn_open(ep, c)) {
+    /* Remembered so that a client closing while we connect can let go of
+     * it: the connect completion or timeout must not reach a freed client. */
+    c->connecting = upconn_open(ep, c);
+    if (!c->connecting)
         proxy_conn_upstream_failed(c, 503, "cannot open upstream connection");
-        return;
-    }
 }
 
 void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
