@@ -533,8 +533,23 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
     return 0;
 }
 
+/* Opaque data of the PING that times the drain's two-step GOAWAY. */
+static const uint8_t drain_ping[8] = { 'o', 't', 'r', 'd', 'r', 'a', 'i', 'n' };
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user)
 {
+    struct proxy_h2conn *dc = user;
+    if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) && dc->drain_pinged && !dc->goaway &&
+        memcmp(frame->ping.opaque_data, drain_ping, sizeof drain_ping) == 0) {
+        /* Every stream the client opened before it saw the shutdown
+         * notice arrived before this ACK: the final GOAWAY names the last
+         * one, and the session closes once they are all answered. (The
+         * caller flushes after nghttp2_session_mem_recv.) */
+        dc->goaway = true;
+        nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+        return 0;
+    }
     struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
     if (!st)
         return 0;
@@ -641,12 +656,21 @@ void proxy_h2_conn_on_read(struct proxy_conn *c, const uint8_t *data, size_t n)
     proxy_h2conn_flush(dc);
 }
 
+/* Graceful shutdown in two steps (RFC 9113 6.8). A GOAWAY naming the last
+ * stream processed so far would refuse the streams the client is sending
+ * right now. So first a GOAWAY with the largest stream id (the client opens
+ * no new stream here and takes new requests elsewhere) and a PING; streams
+ * arriving meanwhile are served as usual; the PING's ACK (on_frame_recv)
+ * brings the final GOAWAY. The session closes once its streams are done, or
+ * at the drain deadline. */
 void proxy_h2_conn_drain(struct proxy_conn *c)
 {
     struct proxy_h2conn *dc = c->h2;
-    dc->goaway = true;
-    nghttp2_submit_goaway(dc->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(dc->s),
-                          NGHTTP2_NO_ERROR, NULL, 0);
+    if (dc->goaway || dc->drain_pinged)
+        return;
+    dc->drain_pinged = true;
+    nghttp2_submit_shutdown_notice(dc->s);
+    nghttp2_submit_ping(dc->s, NGHTTP2_FLAG_NONE, drain_ping);
     proxy_h2conn_flush(dc);
 }
 
