@@ -97,6 +97,8 @@ struct proxy_h2conn {
     unsigned n_streams;
     bool writing, goaway;
     bool drain_pinged; /* draining: shutdown notice and PING sent, final GOAWAY on the ACK */
+    uint64_t drain_goaway_ms; /* draining: when a busy session gets its GOAWAY (0: not draining) */
+    uint64_t last_active_ms;  /* session start, or a stream's last start or end */
     uint8_t *out;
     size_t out_len, out_cap;
 };

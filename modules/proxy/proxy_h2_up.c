@@ -391,11 +391,16 @@ static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_cod
     /* REFUSED_STREAM means the server did not process the request (RFC
      * 9113 8.7): nghttp2 also reports so the streams beyond a GOAWAY's
      * last stream id and those it could not start after one. Send it
-     * again, on a fresh session when this one is going away, unless part
-     * of its body left already (that part is gone). Bounded, so a server
-     * refusing everything still gets an answer. */
+     * again on a fresh session, unless part of its body left already
+     * (that part is gone). A server refusing streams is going away or
+     * overloaded: this session gets no new stream either way (nginx resets
+     * the streams past keepalive_requests before its GOAWAY arrives).
+     * Bounded, so a server refusing everything still gets an answer. */
     if (error_code == NGHTTP2_REFUSED_STREAM && !st->resp_headers_done && !st->failed && !st->up_body_sent &&
         st->up_refusals < PROXY_H2_REFUSED_RETRIES) {
+        struct proxy_h2up *up = user;
+        if (up->ep->h2 == up)
+            up->ep->h2 = NULL;
         st->up_refusals++;
         proxy_h2up_dispatch(st);
         return 0;
