@@ -26,6 +26,7 @@
 
 /* Included rather than linked so that the baseline can reach vm->L. */
 #include "lua_host.c"
+#include "../core/lua_pattern.c"
 
 static const char script[] =
     "function trivial() return 1 end\n"

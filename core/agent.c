@@ -15,6 +15,7 @@
 #include "config.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "notify.h"
 #include "status.h"
 #include "upgrade.h"
 #include "util.h"
@@ -164,6 +165,30 @@ static int start_admin(struct otr_agent *a, struct otr_gen *g)
     return rc;
 }
 
+int otr_agent_follow_endpoints(struct otr_agent *a, struct otr_gen *g)
+{
+    int rc = 0;
+    if (g->admin_listener != a->admin_serving) {
+        if (a->admin)
+            otr_admin_stop(a->admin);
+        a->admin = NULL;
+        a->admin_serving = NULL;
+        if (g->admin_listener && (rc = start_admin(a, g)) == 0)
+            a->admin_serving = g->admin_listener;
+    }
+    if (g->control_listener != a->control_serving) {
+        otr_control_stop(a);
+        a->control_serving = NULL;
+        if (g->control_listener) {
+            int crc = otr_control_start(a, g->control_listener);
+            if (crc == 0)
+                a->control_serving = g->control_listener;
+            rc = rc ? rc : crc;
+        }
+    }
+    return rc;
+}
+
 /* --- reload ----------------------------------------------------------------- */
 
 int otr_agent_reload(struct otr_agent *a, struct otr_diag *d)
@@ -177,6 +202,7 @@ int otr_agent_reload(struct otr_agent *a, struct otr_diag *d)
         return UV_EBUSY;
     }
     otr_log_info("reloading %s", a->opt.conf_path);
+    otr_notify("RELOADING=1");
     struct otr_gen *g = otr_gen_build(a, false, d);
     int rc = g ? otr_gen_init(g, d) : OTR_ECONFIG;
     if (rc) {
@@ -186,6 +212,7 @@ int otr_agent_reload(struct otr_agent *a, struct otr_diag *d)
             otr_log_error("reload: %s", d->msgs[i]);
         otr_log_error("reload failed; still serving generation %llu",
                       (unsigned long long)(a->current ? a->current->id : 0));
+        otr_notify("READY=1");
         return rc;
     }
     unsigned want = g->core.workers ? (unsigned)g->core.workers : 0;
@@ -254,6 +281,8 @@ void otr_agent_shutdown(struct otr_agent *a, bool use_delay)
     if (a->shutting_down)
         return;
     a->shutting_down = true;
+    if (!a->handed_over)
+        otr_notify("STOPPING=1");
     /* Commands make no sense any more; a new agent may want the path. */
     otr_control_stop(a);
     uint64_t delay = use_delay && a->current ? a->current->core.drain.delay : 0;
@@ -480,9 +509,7 @@ int otr_agent_run(const struct otr_options *opt)
     signal(SIGPIPE, SIG_IGN);
     struct otr_gen *g = NULL;
     code = build_first_generation(&a, &g);
-    if (code == 0 && start_admin(&a, g) != 0)
-        code = OTR_EXIT_STARTUP;
-    if (code == 0 && g->control_listener && otr_control_start(&a, g->control_listener) != 0)
+    if (code == 0 && otr_agent_follow_endpoints(&a, g) != 0)
         code = OTR_EXIT_STARTUP;
     if (code) {
         otr_gen_free(g);

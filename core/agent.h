@@ -102,9 +102,11 @@ struct otr_agent {
     struct otr_gen *draining; /* list of generations draining */
     struct otr_admin *admin;
     char admin_bound[160];
+    otr_listener *admin_serving, *control_serving; /* what admin and control serve */
     uv_signal_t sig_hup, sig_term, sig_int;
     uv_timer_t drain_timer, deadline_timer;
-    bool shutting_down, ready_flag;
+    bool shutting_down;
+    bool handed_over;         /* a new process took over the listeners */
     int exit_code;
     uint64_t start_ms, start_wall_ns;
     otr_series *reloads_ok, *reloads_failed;
@@ -139,6 +141,9 @@ int otr_agent_check(const struct otr_options *opt);
 /* Reloads; returns 0 or OTR_ECONFIG with the errors in d (main thread). */
 int otr_agent_reload(struct otr_agent *a, struct otr_diag *d);
 bool otr_agent_ready(struct otr_agent *a);
+/* Makes the admin endpoint and the control socket serve g's listeners,
+ * restarting them when a reload moved them. Returns 0 or the first error. */
+int otr_agent_follow_endpoints(struct otr_agent *a, struct otr_gen *g);
 /* Resolves the role from --role, OUTRIDER_ROLE, then the config's. */
 enum otr_role otr_agent_resolve_role(enum otr_role cli, enum otr_role from_config, bool *from_env_bad);
 /* Where modules are: --modules-dir, config, beside the binary, system. */

@@ -4,11 +4,14 @@
  * generation once every module drained on every worker. The main thread
  * decides; workers act on their own loops and report back by mailbox.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "notify.h"
 #include "status.h"
 #include "upgrade.h"
 #include "util.h"
@@ -112,9 +115,20 @@ static void gen_became_current(struct otr_gen *g)
     otr_inventory_watch(a->inventory, g->core.inventory.file, g->core.inventory.poll_interval);
     if (!old) {
         otr_status_write_state_file(a);
+        if (a->upgrade_fd >= 0) {
+            /* This process replaces the service's main process. */
+            char msg[64];
+            snprintf(msg, sizeof msg, "MAINPID=%d\nREADY=1", (int)getpid());
+            otr_notify(msg);
+        } else {
+            otr_notify("READY=1");
+        }
         otr_upgrade_announce_ready(a);
+    } else {
+        otr_notify("READY=1");
     }
     if (old) {
+        otr_agent_follow_endpoints(a, g);
         otr_series_counter_add(a->reloads_ok, 1);
         otr_log_info("generation %llu serving; draining generation %llu", (unsigned long long)g->id,
                      (unsigned long long)old->id);

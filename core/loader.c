@@ -110,7 +110,7 @@ static bool valid_module_name(const char *name)
     if (!*name)
         return false;
     for (const char *p = name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
             return false;
     return true;
 }
@@ -120,7 +120,8 @@ int otr_loader_open(const char *dir, const char *name, enum otr_role role, struc
 {
     char path[4096], why[512];
     if (!valid_module_name(name)) {
-        otr_diag_at(d, "modules", "module name \"%s\" must be lowercase letters, digits and _", name);
+        otr_diag_at(d, "modules", "module name \"%s\" must be lowercase letters and digits (it names the "
+                                  "file, the symbol and the package outrider-mod-<name>)", name);
         return UV_EINVAL;
     }
     snprintf(path, sizeof path, "%s/%s.so", dir, name);

@@ -14,6 +14,7 @@
  * unprotected error would otherwise end in Lua's panic handler (abort).
  */
 #include "lua_host.h"
+#include "lua_pattern.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -133,11 +134,18 @@ static int hook_count_for(uint64_t remaining)
     return remaining < HOOK_PERIOD ? (int)(remaining ? remaining : 1) : HOOK_PERIOD;
 }
 
-/* Raises "file:line: instruction budget exhausted", placed at the Lua
- * function `level` frames up (0 from the hook: the running function). */
+/* Raises "file:line: instruction budget exhausted", placed at the first
+ * Lua function from `level` frames up (0 from the hook: the running
+ * function). Frames of C functions are skipped: a library function that
+ * charges the budget may have been called by another one (pcall,
+ * string.gsub with string.find as replacement), and the message should
+ * still name the script line that started it. */
 static int budget_error(lua_State *L, int level)
 {
     struct otr_lua_vm *vm = vm_of(L);
+    lua_Debug ar;
+    while (lua_getstack(L, level, &ar) && lua_getinfo(L, "l", &ar) && ar.currentline <= 0)
+        level++;
     luaL_where(L, level);
     lua_pushfstring(L, "instruction budget exhausted (%I instructions)", (lua_Integer)vm->limits.instructions);
     lua_concat(L, 2);
@@ -425,6 +433,11 @@ static int sandbox_string_rep(lua_State *L)
     return 1;
 }
 
+/* Lua's pattern functions (find, match, gmatch, gsub) run in C and
+ * backtrack; the sandbox uses lua_pattern's versions, which report their
+ * matcher steps here, one instruction each. */
+static const struct otr_lua_pattern_meter pattern_meter = {.charge = budget_charge};
+
 /* Replaces field name of the table at t by a sandbox_charged wrapper. */
 static void wrap_charged(lua_State *L, int t, const char *name, enum charge_kind kind)
 {
@@ -505,8 +518,9 @@ static void template_add_lib(lua_State *L, int tpl, const char *name, lua_CFunct
 
 /* The string library is special: its table is also the __index of the
  * metatable every string shares, reachable from any script as ("").x. So
- * string.dump is removed from that very table, and the metatable itself is
- * hidden (getmetatable("") returns false) so no script can change it for the
+ * string.dump is removed from that very table, the budgeted rep and pattern
+ * functions replace Lua's there, and the metatable itself is hidden
+ * (getmetatable("") returns false) so no script can change it for the
  * others. Scripts get their own copy of the table like any other library. */
 static void template_add_string(lua_State *L, int tpl)
 {
@@ -516,6 +530,7 @@ static void template_add_string(lua_State *L, int tpl)
     lua_getfield(L, lib, "rep");
     lua_pushcclosure(L, sandbox_string_rep, 1);
     lua_setfield(L, lib, "rep");
+    otr_lua_pattern_install(L, lib, &pattern_meter);
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
     lua_pushboolean(L, 0);

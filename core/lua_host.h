@@ -21,7 +21,16 @@
  *                 is spent (it would otherwise run unhooked);
  *   coroutine     resume/close/wrap refuse to run once the budget is spent;
  *                 close does not run the to-be-closed variables of a
- *                 coroutine that died by an error, and wrap leaves them too.
+ *                 coroutine that died by an error, and wrap leaves them too;
+ *   string.find, match, gmatch, gsub
+ *                 lua_pattern's reimplementation of Lua 5.4's (same results
+ *                 and errors), charging one instruction per matcher step:
+ *                 Lua's own matcher backtracks in C without executing
+ *                 instructions, so a pathological pattern ('.-.-.-.-b' on
+ *                 200 bytes: ~20 s) would escape the budget;
+ *   table.move, insert, remove, sort, concat, unpack
+ *                 charge their C loop's length first; string.rep of nothing
+ *                 returns at once.
  * Library tables are copied per script, so no script can change what
  * another sees; the string metatable (shared by all strings) is hidden from
  * getmetatable and its __index is the reduced string table.
@@ -30,10 +39,13 @@
  * each call runs under an instruction budget enforced with a count hook.
  * Errors never propagate: they come back as OTR_EFALLBACK with a reason.
  *
- * Known gap: Lua's pattern matching (string.find/match/gmatch/gsub) runs in
- * C and backtracks; its steps are not instructions, so a pathological
- * pattern on a long subject ('.-.-.-.-b' on 200 bytes: ~20 s) is not cut by
- * the budget. Memory stays capped.
+ * Known gap: other C work proportional to a string's length is one call or
+ * one instruction whatever the length (string.upper/lower/reverse/format,
+ * the .. operator, == on long equal strings), so a loop of such calls is
+ * bounded by the budget's count, not by their cost: `for i = 1, 1e9 do
+ * big:upper() end` on a 4 MiB string runs past 120 s under a budget of
+ * 1,000,000 instructions. Charging allocated bytes in the allocator would
+ * cover all but comparisons.
  *
  * A VM is used by one thread at a time (created on the main thread, then
  * handed to its worker).

@@ -89,6 +89,7 @@ static void upgrade_succeed(struct otr_upgrade *u, int pid)
     if (u->done)
         u->done(u->arg, 0, msg);
     upgrade_close(u);
+    u->a->handed_over = true;
     otr_listener_keep_paths();
     /* The new process answers probes and commands from now on: an old
      * admin endpoint would report "not ready" while it drains. */

@@ -55,5 +55,19 @@ $a->rewrite_conf({ modules => ['echo'], echo => { greeting => 'gen5', listen => 
 is($code, 200, 'POST /reload with a good config: 200') or diag($body);
 ok($a->wait_ready(10, 4), 'generation 4 (failed builds use no generation of their own)') or diag($a->log);
 is(greeting(), 'gen5', 'and it serves');
+
+# A reload that moves the admin endpoint: the new address serves, the old
+# one is closed.
+my $old_admin = $a->addr('admin');
+my $conf = { modules => ['echo'], echo => { greeting => 'gen6', listen => $echo } };
+$a->rewrite_conf({ %$conf, admin => { address => '127.0.0.2:0' } });
+$a->signal('HUP');
+ok($a->wait_ready(10, 5), 'generation 5');
+my $new_admin = $a->addr('admin');
+like($new_admin, qr/^127\.0\.0\.2:\d+$/, "the admin endpoint moved to $new_admin");
+($code) = $a->http('GET', 'admin', '/healthz');
+is($code, 200, 'and answers there');
+my ($oh, $op) = $old_admin =~ /^(.*):(\d+)$/;
+ok(!IO::Socket::INET->new(PeerAddr => $oh, PeerPort => $op, Timeout => 2), 'the old admin address is closed');
 $a->finish_ok(allow_errors => qr/reload|max_line/);
 done_testing;

@@ -1,7 +1,8 @@
 #!/usr/bin/env perl
 # The Lua host through a real module: dangerous libraries are absent, a
-# runaway loop, a pcall-wrapped loop and a memory bomb are cut off and
-# answered by the hook's fallback, counted, and the agent keeps serving.
+# runaway loop, a pcall-wrapped loop, a pathological pattern and a memory
+# bomb are cut off and answered by the hook's fallback, counted, and the
+# agent keeps serving.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -21,12 +22,13 @@ sub ask { print $s "$_[0]\n"; my $r = <$s>; chomp $r if defined $r; return $r }
 is(ask('env'), 'io=nil os.execute=nil debug=nil require=nil dofile=nil', 'io, os.execute, debug, require, dofile are absent');
 is(ask('loop'), 'loop', 'an infinite loop is cut off: fallback (the line itself)');
 is(ask('pcall-loop'), 'pcall-loop', 'a loop that pcalls the budget error away is cut off too');
+is(ask('pattern'), 'pattern', 'a pathological pattern (matched in C) is cut off by the budget too');
 is(ask('bomb'), 'bomb', 'a memory bomb is cut off');
 is(ask('error'), 'error', 'a runtime error falls back');
 is(ask('fine'), 'ok:fine', 'the VM keeps working afterwards');
 
 my ($code, $body) = $a->http('GET', 'admin', '/metrics');
-like($body, qr/^outrider_lua_errors_total\{module="echo",hook="transform",reason="budget"\} 2$/m, 'budget cut-offs counted');
+like($body, qr/^outrider_lua_errors_total\{module="echo",hook="transform",reason="budget"\} 3$/m, 'budget cut-offs counted');
 like($body, qr/^outrider_lua_errors_total\{module="echo",hook="transform",reason="memory"\} 1$/m, 'memory cut-off counted');
 like($body, qr/^outrider_lua_errors_total\{module="echo",hook="transform",reason="error"\} 1$/m, 'errors counted');
 close $s;

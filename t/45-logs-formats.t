@@ -83,4 +83,13 @@ write_file('health', "10.0.0.1 \"GET /healthz HTTP/1.1\" 200 kube-probe/1.29\nER
 is(scalar @$r, 2, 'health checks dropped');
 is($r->[0]{level}, 'error', 'kept lines tagged with their level');
 is(metric($m, 'outrider_logs_dropped_records_total'), 2, 'drops counted') or diag($m);
+
+# An output that cannot open: the agent says which and where, stops
+# cleanly (every handle closed), exits non-zero.
+my $bad = Outrider->start(role => 'sidecar', no_wait => 1, conf => {
+    modules => ['logs'], logs => { outputs => [{ type => 'file', path => "$dir/missing/dir/out.json" }] } });
+my $code = $bad->wait_exit(20);
+ok(defined $code && $code != 0, 'start failure: non-zero exit (' . ($code // 'none') . ')');
+like($bad->log, qr{output file0: cannot open \Q$dir\E/missing/dir/out\.json: No such file}, 'error names the output and path');
+ok(!defined Outrider::sanitizer_report($bad->log), 'no sanitizer report');
 done_testing;

@@ -34,11 +34,14 @@ sub get {
 open my $py, '>', "$dir/target.py" or die;
 print $py <<'PY';
 from http.server import HTTPServer, BaseHTTPRequestHandler
-BODY = ('# HELP app_orders_total Orders.\n# TYPE app_orders_total counter\napp_orders_total{kind="book"} 17\n').encode()
+import time
+BODY = ('# HELP app_orders_total Orders.\n# TYPE app_orders_total counter\napp_orders_total{kind="book"} 17\n'
+        '# HELP app_seen Last seen, with a timestamp.\n# TYPE app_seen gauge\napp_seen 5 %d\n')
 class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_GET(self):
-        self.send_response(200); self.send_header('Content-Length', str(len(BODY))); self.end_headers(); self.wfile.write(BODY)
+        b = (BODY % int(time.time() * 1000)).encode()
+        self.send_response(200); self.send_header('Content-Length', str(len(b))); self.end_headers(); self.wfile.write(b)
 s = HTTPServer(('127.0.0.1', 0), H)
 print(s.server_address[1], flush=True)
 s.serve_forever()
@@ -130,6 +133,8 @@ while (time < $until) {
 }
 like($pushed, qr/^checkout_ok_total\{instance="",job="outrider-test",region="eu"\} 3$/m, 'Pushgateway received the push');
 like($pushed, qr/^app_orders_total\{.*job="outrider-test".*pod="web-1"/m, 'scraped series pushed too');
+# Guards a bug: the Pushgateway refuses a push with sample timestamps (400).
+like($pushed, qr/^app_seen\{.*job="outrider-test".*\} 5$/m, 'a timestamped scraped sample is pushed without its timestamp');
 like($pushed, qr/^push_time_seconds\{instance="",job="outrider-test"\} \d/m, 'Pushgateway recorded a successful push');
 my (undef, $body) = $a->http('GET', 'metrics.http', '/metrics');
 like($body, qr/^outrider_metrics_pushes_total\{result="ok"\} [1-9]/m, 'successful pushes counted');

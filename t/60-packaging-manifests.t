@@ -7,15 +7,15 @@
 # in both roles.
 use strict;
 use warnings;
+use Cwd qw(abs_path);
 use File::Basename qw(dirname basename);
 use File::Temp qw(tempdir);
 use JSON::PP;
 use Test::More;
 
-my $root = dirname(dirname(__FILE__));
-$root = '.' if $root eq '';
+my $root = abs_path(dirname(dirname(__FILE__)));
 my $k8s = "$root/packaging/k8s";
-my $build = $ENV{OUTRIDER_BUILD} // "$root/build";
+my $build = abs_path($ENV{OUTRIDER_BUILD} // "$root/build") // "$root/build";
 my $python = '/usr/bin/python3';    # Debian's, where python3-yaml lives
 
 # --- load every document of every YAML file ------------------------------------
@@ -91,6 +91,13 @@ for my $role (qw(node sidecar)) {
 ok($role_conf{node}{state_dir}, 'node: state_dir set (checkpoints survive the pod)');
 ok($role_conf{node}{inventory}{file}, 'node: inventory.file set (callers are mapped to pods)');
 ok((grep { $_ eq 'logs' } @{ $role_conf{node}{modules} }), 'node: loads the logs module');
+# The node agent tails its own container's log too: writing records to stdout
+# would feed every shipped line back in, without end.
+ok(!(grep { ($_->{type} // '') eq 'stdout' } @{ $role_conf{node}{logs}{outputs} // [ { type => 'stdout' } ] }),
+    'node: logs.outputs set, and none is stdout (its own log is tailed)');
+# Scripts the config names are shipped (scripts/ becomes /usr/share/outrider/scripts).
+my @named_scripts = JSON::PP->new->canonical->encode($conf) =~ /"script":"([^"]+)"/g;
+ok(-f "$root/scripts/$_", "script $_ named in the ConfigMap is in scripts/") for @named_scripts;
 
 # --- helpers over pod specs ----------------------------------------------------------
 sub env_of {
@@ -278,7 +285,23 @@ SKIP: {
     open my $f, '>', "$tmp/agent.conf" or die;
     print $f JSON::PP->new->canonical->pretty->encode($local);
     close $f;
+    # The environment the kubelet gives each container: its literal values,
+    # and for the downward API a sample of what each field holds.
+    my %sample = ('metadata.name' => 'outrider-test-0', 'metadata.namespace' => 'outrider',
+        'metadata.uid' => '3f1c2a9e-0000-4000-8000-000000000001', 'spec.nodeName' => 'node-1',
+        'status.hostIP' => '192.0.2.10', 'status.podIP' => '10.244.1.7');
+    my %container = (node => $agent, sidecar => (grep { $_->{name} eq 'outrider' }
+        @{ (grep { $_->{kind} eq 'Deployment' } @docs)[0]{spec}{template}{spec}{initContainers} })[0]);
     for my $role (qw(node sidecar)) {
+        local %ENV = %ENV;
+        delete @ENV{qw(POD_NAME POD_NAMESPACE POD_UID POD_IP NODE_NAME NODE_IP OUTRIDER_ROLE)};
+        my $e = env_of($container{$role});
+        for my $k (keys %$e) {
+            my $v = $e->{$k};
+            $ENV{$k} = $v =~ s/^=// ? $v : $sample{$v} // die "no sample for fieldPath $v";
+        }
+        # Under hostNetwork the pod's IP is the node's.
+        $ENV{POD_IP} = $ENV{NODE_IP} if $role eq 'node' && $dspec->{hostNetwork} && exists $ENV{POD_IP};
         my $out = `$build/outrider -t --role $role -c $tmp/agent.conf 2>&1`;
         is($?, 0, "outrider -t --role $role accepts the ConfigMap's config") or diag $out;
         unlike($out, qr/error/i, "outrider -t --role $role: no error");

@@ -122,6 +122,12 @@ my ($user) = map { $_->[1] } grep { $_->[0] eq 'USER' } @{ $runtime->{ins} };
 like($user // '', qr/^[1-9]\d*(?::\d+)?$/, 'runtime stage runs as a numeric non-root user (runAsNonRoot can check it)');
 my ($uid) = ($user // '') =~ /^(\d+)/;
 like($runtime_run, qr/--uid \Q$uid\E\b/, "user $uid is created in the image") if $uid;
+# The packaged config (build-debs) writes to state_dir /var/lib/outrider and
+# puts its control socket in /run/outrider: both must be the user's.
+for my $dir ('/var/lib/outrider', '/run/outrider') {
+    like($bdtext, qr{\Q$dir\E}, "build-debs points the packaged config at $dir");
+    like($runtime_run, qr{install -d -o \Q$uid\E -g \d+ [^&]*\Q$dir\E(?:\s|$)}, "runtime stage gives $dir to user $uid") if $uid;
+}
 my ($entry) = map { $_->[1] } grep { $_->[0] eq 'ENTRYPOINT' } @{ $runtime->{ins} };
 like($entry // '', qr{^\[\s*"(?:/usr/bin/)?outrider"}, 'ENTRYPOINT runs outrider (exec form, so it is PID 1 and gets SIGTERM)');
 like($bdtext, qr{usr/bin/outrider"}, 'build-debs installs /usr/bin/outrider, the ENTRYPOINT');

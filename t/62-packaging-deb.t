@@ -117,7 +117,11 @@ is($conf->{modules_dir}, '/usr/lib/outrider/modules', 'packaged config: modules_
 is($conf->{scripts_dir}, '/usr/share/outrider/scripts', 'packaged config: scripts_dir /usr/share/outrider/scripts');
 is($conf->{state_dir}, '/var/lib/outrider', 'packaged config: state_dir /var/lib/outrider');
 my $example = decode_json(slurp("$root/agent.conf.example"));
-delete @{$_}{qw(modules_dir scripts_dir state_dir)} for $conf, $example;
+if (($example->{control_socket} // '') ne '') {
+    like($conf->{control_socket}, qr{^\$\{OUTRIDER_CONTROL_SOCKET:-/run/outrider/control\.sock\}$},
+        'packaged config: control socket in /run/outrider (the unit\'s RuntimeDirectory), not the private /tmp');
+}
+delete @{$_}{qw(modules_dir scripts_dir state_dir control_socket)} for $conf, $example;
 is_deeply($conf, $example, 'packaged config is agent.conf.example otherwise unchanged');
 
 my $unit = slurp("$tmp/core/lib/systemd/system/outrider.service");
@@ -129,7 +133,7 @@ like($unit{ExecStartPre}[0] // '', qr{^/usr/bin/outrider -t }, 'unit: checks the
 is($unit{ExecReload}[0], '/bin/kill -HUP $MAINPID', 'unit: reload is SIGHUP');
 is($unit{Restart}[0], 'on-failure', 'unit: Restart=on-failure');
 for my $h (qw(NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes DynamicUser=yes
-    StateDirectory=outrider MemoryDenyWriteExecute=yes)) {
+    StateDirectory=outrider RuntimeDirectory=outrider MemoryDenyWriteExecute=yes)) {
     my ($k, $v) = split /=/, $h;
     is($unit{$k}[0], $v, "unit hardening: $h");
 }

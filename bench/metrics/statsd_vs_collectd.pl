@@ -87,7 +87,7 @@ sub collectd_lines {
 }
 
 printf "idle RSS: outrider %.1f MiB, collectd %.1f MiB\n", rss_kib($opid) / 1024, rss_kib($cpid) / 1024;
-printf "%-9s %5s %9s %11s %11s %7s %8s %14s\n", 'peer', 'lines', 'pps', 'lines_sent', 'lines_recv', 'loss%', 'cpu_s', 'lines/cpu_s';
+printf "%-9s %5s %9s %9s %11s %11s %7s %8s %14s\n", 'peer', 'lines', 'pps_asked', 'pps_sent', 'lines_sent', 'lines_recv', 'loss%', 'cpu_s', 'lines/cpu_s';
 my %best;
 for my $lines (1, 10) {
     for my $pps ($lines == 1 ? (50000, 100000, 200000, 400000) : (20000, 50000, 100000, 200000)) {
@@ -102,15 +102,19 @@ for my $lines (1, 10) {
             my $recv = $count->() - $before;
             my $loss = $sent ? 100 * ($sent - $recv) / $sent : 0;
             my $per_cpu = $cpu > 0 ? $recv / $cpu : 0;
-            printf "%-9s %5d %9d %11d %11d %7.2f %8.2f %14.0f\n", $name, $lines, $pps, $sent, $recv, $loss, $cpu, $per_cpu;
-            $best{"$name/$lines"}{lossless} = $pps if $loss <= 0.0 && $pps > ($best{"$name/$lines"}{lossless} || 0);
+            # The sender may fall short of the asked rate on a busy machine.
+            my $achieved = $sent / $lines / $secs;
+            printf "%-9s %5d %9d %9.0f %11d %11d %7.2f %8.2f %14.0f\n", $name, $lines, $pps, $achieved, $sent, $recv, $loss,
+                $cpu, $per_cpu;
+            $best{"$name/$lines"}{lossless} = $achieved
+                if $loss <= 0.0 && $achieved > ($best{"$name/$lines"}{lossless} || 0);
             $best{"$name/$lines"}{per_cpu} = $per_cpu if $per_cpu > ($best{"$name/$lines"}{per_cpu} || 0) && $loss < 1;
         }
     }
 }
 for my $k (sort keys %best) {
-    printf "%-12s highest lossless rate: %s pps; lines per CPU-second: %.0f\n", $k, $best{$k}{lossless} || 'none',
-        $best{$k}{per_cpu} || 0;
+    printf "%-12s highest lossless rate sent: %s pps; best lines per CPU-second (loss < 1%%): %.0f\n", $k,
+        $best{$k}{lossless} ? sprintf('%.0f', $best{$k}{lossless}) : 'none', $best{$k}{per_cpu} || 0;
 }
 kill 'TERM', $opid, $cpid;
 waitpid($_, 0) for $opid, $cpid;

@@ -165,8 +165,6 @@ static int logs_check(otr_ctx *ctx, const void *conf)
             regfree(&re);
         }
     }
-    if (c->files.max_line_size < 64)
-        bad++;
     for (size_t i = 0; i < c->outputs.n; i++) {
         const struct logs_output_item *o = &OTR_CONF_AT(c->outputs, struct logs_output_item, i);
         char at[64];
@@ -212,6 +210,7 @@ static void mod_free(struct logs_mod *m)
         free((char *)m->outs[i].name);
     free(m->outs);
     free(m->ckpt_path);
+    free(m->lock_path);
     free(m->spool_base);
     free(m);
 }
@@ -304,8 +303,11 @@ static int logs_init(otr_ctx *ctx, const void *conf)
         if (dir) {
             size_t n = strlen(dir) + 16;
             m->ckpt_path = malloc(n);
-            if (m->ckpt_path)
-                snprintf(m->ckpt_path, n, "%s/checkpoints", dir);
+            m->lock_path = malloc(n);
+            if (!m->ckpt_path || !m->lock_path)
+                return UV_ENOMEM;
+            snprintf(m->ckpt_path, n, "%s/checkpoints", dir);
+            snprintf(m->lock_path, n, "%s/tailer.lock", dir);
         } else {
             h->log(ctx, OTR_LOG_WARN,
                    "no state_dir configured: file positions are not kept across restarts (lines may be read again)");

@@ -82,6 +82,7 @@ struct logs_mod {
     otr_hook *filter;
     otr_listener *fwd_listener;
     char *ckpt_path;               /* NULL: no state dir */
+    char *lock_path;               /* <state_dir>/logs/tailer.lock */
     char *spool_base;              /* <state_dir>/logs/spool, when enabled */
     const char *role_name;
     char node[256];

@@ -97,6 +97,7 @@ static void net_write_batch(struct out_net *n)
     const struct logs_output_conf *c = n->o->conf;
     struct logs_output *o = n->o;
     const uv_buf_t *body = n->bufs;
+    uv_buf_t one; /* the reframed batch; copied into wbufs below */
     size_t nb = n->n, bytes = n->bytes;
     /* Kinds with another framing get the batch rewritten once. */
     if (c->kind == LOGS_OUT_SYSLOG || (c->kind == LOGS_OUT_HTTP && c->http_format != LOGS_HTTP_JSON)) {
@@ -108,7 +109,6 @@ static void net_write_batch(struct out_net *n)
             net_report(n, UV_ENOMEM, "out of memory formatting a batch");
             return;
         }
-        static __thread uv_buf_t one;
         one = uv_buf_init(o->fmt.p, (unsigned)o->fmt.n);
         body = &one;
         nb = 1;

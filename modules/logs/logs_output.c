@@ -99,6 +99,8 @@ void logs_output_sent(struct logs_output *o, int status, const char *why)
 {
     o->busy = false;
     if (status == 0) {
+        if (o->attempt && o->on_state)
+            o->on_state(o->arg, o, 0);
         o->attempt = 0;
         o->next_seq = o->batch_end;
         o->shipped_records += o->batch_records;
@@ -117,6 +119,8 @@ void logs_output_sent(struct logs_output *o, int status, const char *why)
         return;
     o->attempt++;
     o->retries++;
+    if (o->on_state)
+        o->on_state(o->arg, o, o->attempt);
     o->waiting_retry = true;
     uv_timer_start(&o->retry_timer, output_on_retry, backoff_ms(o), 0);
 }

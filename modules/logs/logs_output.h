@@ -84,6 +84,9 @@ struct logs_output {
     void *impl;                /* the kind's state */
     void (*on_closed)(struct logs_output *o);
     void (*on_acked)(void *arg, struct logs_output *o, uint32_t records, size_t bytes);
+    /* A batch failed (attempt: consecutive failures, why: last_error), or
+     * succeeded again after failures (attempt 0). For logging. */
+    void (*on_state)(void *arg, struct logs_output *o, unsigned attempt);
     void *arg;
     /* Counters. */
     uint64_t shipped_records, shipped_bytes, retries, failures;

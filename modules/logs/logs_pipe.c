@@ -7,10 +7,14 @@
  *   tailer -> parser (per file) -> metadata -> Lua filter -> queue -> outputs
  *   bus streams (e.g. "access") -------------^        forward input -^
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "logs.h"
@@ -57,7 +61,8 @@ struct logs_pipe {
     size_t n_outs;
     uv_timer_t flush;
     struct logs_tailer tailer;
-    bool tailing, tail_waiting, tail_counted;
+    bool tailing, tail_waiting, tail_counted, lock_logged;
+    int lock_fd;
     struct logs_fwd_server fwd;
     bool forwarding;
     struct logs_buf enc;
@@ -72,9 +77,12 @@ struct logs_pipe {
     int pending_closes;
 };
 
-/* Tailers alive in this process (all generations). A reload's new
- * generation starts tailing only once the old one stopped and saved its
- * last positions, so no line is read twice or skipped across a reload. */
+/* Handover of the files between tailers. A reload's new generation, or the
+ * new process of a hot upgrade, starts tailing only once the old tailer
+ * stopped and saved its last positions, so no line is read twice or
+ * skipped: within a process by this count, across processes by an
+ * exclusive flock on <state_dir>/logs/tailer.lock held while tailing (it
+ * also keeps two agents from sharing a state dir's checkpoints). */
 static atomic_uint tailers_live;
 
 static uint64_t wall_ns(void)
@@ -286,7 +294,8 @@ static void queue_on_sealed(void *arg, struct logs_queue *q)
 {
     struct logs_pipe *p = arg;
     for (size_t i = 0; i < p->n_outs; i++)
-        logs_output_kick(p->outs[i]);
+        if (p->outs[i])
+            logs_output_kick(p->outs[i]);
 }
 
 /* ---- metrics ------------------------------------------------------------------------ */
@@ -350,6 +359,8 @@ static void pipe_publish_metrics(struct logs_pipe *p)
     }
     for (size_t i = 0; i < p->n_outs; i++) {
         struct logs_output *o = p->outs[i];
+        if (!o)
+            continue;
         uint64_t now[4] = {o->shipped_records, o->shipped_bytes, o->retries, o->failures};
         for (int k = 0; k < 4; k++)
             add_delta(h, p->s_out[i * 4 + k], now[k], &p->out_reported[i * 4 + k]);
@@ -375,6 +386,7 @@ static void pipe_publish_metrics(struct logs_pipe *p)
 static void pipe_finish(struct logs_pipe *p);
 static int pipe_tail_start(struct logs_pipe *p);
 static void pipe_on_acked(void *arg, struct logs_output *o, uint32_t records, size_t bytes);
+static void pipe_on_output_state(void *arg, struct logs_output *o, unsigned attempt);
 
 static void pipe_on_flush(uv_timer_t *t)
 {
@@ -389,7 +401,7 @@ static void pipe_on_flush(uv_timer_t *t)
         }
     }
     if (p->tail_waiting && !p->draining && atomic_load(&tailers_live) == 0)
-        pipe_tail_start(p);
+        pipe_tail_start(p); /* errors were logged; the pipe goes on without files */
     struct logs_chunk *tail = p->q.tail;
     if (tail && !tail->sealed && (p->draining || now - tail->opened_ms >= c->buffer.flush_interval))
         logs_queue_seal(&p->q);
@@ -494,6 +506,7 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
     m->pipes[index] = p;
     p->m = m;
     p->w = w;
+    p->lock_fd = -1;
     p->loop = h->loop(w);
     p->n_outs = m->n_outs;
     logs_queue_init(&p->q, (size_t)c->buffer.memory_limit, (size_t)c->buffer.chunk_size, m->n_outs);
@@ -501,6 +514,16 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
     p->q.on_space = queue_on_space;
     p->q.on_sealed = queue_on_sealed;
     p->q.arg = p;
+    p->outs = calloc(m->n_outs + 1, sizeof *p->outs);
+    if (!p->outs)
+        abort();
+    /* The flush timer first: from here on a failed start still drains
+     * (core calls drain after a failed start), closing what exists. */
+    uv_timer_init(p->loop, &p->flush);
+    p->flush.data = p;
+    uint64_t every = c->buffer.flush_interval < 50 ? c->buffer.flush_interval : 50;
+    uv_timer_start(&p->flush, pipe_on_flush, every ? every : 1, every ? every : 1);
+    pipe_series(p);
     if (m->spool_base) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s-%u", m->spool_base, index);
@@ -513,9 +536,6 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
         p->spooling = true;
         logs_queue_set_spool(&p->q, &p->spool, c->buffer.spool.full_policy);
     }
-    p->outs = calloc(m->n_outs + 1, sizeof *p->outs);
-    if (!p->outs)
-        return UV_ENOMEM;
     for (size_t i = 0; i < m->n_outs; i++) {
         char err[256];
         int rc = logs_output_new(p->loop, &p->q, i, &m->outs[i], &p->outs[i], err, sizeof err);
@@ -524,13 +544,9 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
             return rc;
         }
         p->outs[i]->on_acked = pipe_on_acked;
+        p->outs[i]->on_state = pipe_on_output_state;
         p->outs[i]->arg = p;
     }
-    uv_timer_init(p->loop, &p->flush);
-    p->flush.data = p;
-    uint64_t every = c->buffer.flush_interval < 50 ? c->buffer.flush_interval : 50;
-    uv_timer_start(&p->flush, pipe_on_flush, every ? every : 1, every ? every : 1);
-    pipe_series(p);
 
     if (index == 0 && c->files.paths.n) {
         struct logs_tail_conf tc = {
@@ -574,6 +590,21 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
 static int pipe_tail_start(struct logs_pipe *p)
 {
     struct logs_mod *m = p->m;
+    if (m->lock_path) {
+        int fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            m->host->log(m->ctx, OTR_LOG_ERROR, "cannot open %s: %s", m->lock_path, strerror(errno));
+            return -errno;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB)) {
+            close(fd);
+            if (!p->lock_logged)
+                m->host->log(m->ctx, OTR_LOG_INFO, "waiting for the previous tailer to release %s", m->lock_path);
+            p->lock_logged = true;
+            return 0; /* still waiting: the flush timer tries again */
+        }
+        p->lock_fd = fd;
+    }
     p->tail_waiting = false;
     atomic_fetch_add(&tailers_live, 1);
     p->tail_counted = true; /* its stop callback counts down */
@@ -595,6 +626,20 @@ static void pipe_on_acked(void *arg, struct logs_output *o, uint32_t records, si
         logs_tailer_checkpoint(&p->tailer);
 }
 
+/* One warning when an output starts failing, one every 100 attempts while
+ * it keeps failing, one when it delivers again: enough to see an outage
+ * without flooding the log (the counters have every attempt). */
+static void pipe_on_output_state(void *arg, struct logs_output *o, unsigned attempt)
+{
+    struct logs_pipe *p = arg;
+    const struct otr_host *h = p->m->host;
+    if (attempt == 0)
+        h->log(p->m->ctx, OTR_LOG_INFO, "output %s: delivering again", o->conf->name);
+    else if (attempt == 1 || attempt % 100 == 0)
+        h->log(p->m->ctx, OTR_LOG_WARN, "output %s: batch failed (%s), attempt %u; retrying with backoff",
+               o->conf->name, o->last_error, attempt);
+}
+
 static void pipe_on_closed(struct logs_pipe *p)
 {
     if (--p->pending_closes == 0)
@@ -611,6 +656,11 @@ static void pipe_on_tailer_stopped(struct logs_tailer *t)
     struct logs_pipe *p = (struct logs_pipe *)((char *)t - offsetof(struct logs_pipe, tailer));
     if (p->tail_counted)
         atomic_fetch_sub(&tailers_live, 1);
+    /* The positions were saved when the tailer stopped: hand over. */
+    if (p->lock_fd >= 0) {
+        close(p->lock_fd);
+        p->lock_fd = -1;
+    }
     pipe_on_closed(p);
 }
 
@@ -631,11 +681,15 @@ static void pipe_finish(struct logs_pipe *p)
 {
     pipe_publish_metrics(p);
     p->finishing = true;
-    p->pending_closes = 1 + (int)p->n_outs + (p->tailing ? 1 : 0);
+    p->pending_closes = 1 + (p->tailing ? 1 : 0);
+    for (size_t i = 0; i < p->n_outs; i++)
+        p->pending_closes += p->outs[i] != NULL;
     uv_timer_stop(&p->flush);
     if (p->tailing)
         logs_tailer_stop(&p->tailer, pipe_on_tailer_stopped);
     for (size_t i = 0; i < p->n_outs; i++) {
+        if (!p->outs[i])
+            continue;
         p->outs[i]->arg = p;
         logs_output_close(p->outs[i], pipe_on_output_closed);
     }
@@ -668,6 +722,8 @@ void logs_pipe_free(struct logs_pipe *p)
         return;
     if (p->tailing)
         logs_tailer_fini(&p->tailer);
+    if (p->lock_fd >= 0)
+        close(p->lock_fd);
     for (size_t i = 0; i < p->n_outs; i++)
         if (p->outs[i])
             logs_output_free(p->outs[i]);

@@ -289,6 +289,7 @@ static void metrics_fini(otr_ctx *ctx)
     for (unsigned i = 0; i < st->n_workers; i++)
         mstore_fini(&st->workers[i].store);
     metrics_targets_free(st);
+    msnap_unref(st->statsd_spare);
     free(st->workers);
     pthread_mutex_destroy(&st->lock);
     free(st);

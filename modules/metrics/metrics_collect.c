@@ -39,14 +39,18 @@ static struct msnap *statsd_snapshot(struct metrics_state *st)
     struct mstore **stores = xmalloc(st->n_workers * sizeof *stores);
     for (unsigned i = 0; i < st->n_workers; i++)
         stores[i] = &st->workers[i].store;
+    pthread_mutex_lock(&st->lock);
+    struct msnap *spare = st->statsd_spare;
+    st->statsd_spare = NULL;
+    pthread_mutex_unlock(&st->lock);
     struct msnap_builder b;
-    msnap_builder_init(&b, NULL, 0, false, 0);
+    msnap_builder_init_recycled(&b, spare);
     mstore_snapshot(stores, st->n_workers, &b);
     free(stores);
     return msnap_builder_finish(&b);
 }
 
-void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, struct mbuf *out)
+void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, unsigned flags, struct mbuf *out)
 {
     pthread_mutex_lock(&st->lock);
     size_t n = st->n_targets + 2, k = 2;
@@ -58,7 +62,15 @@ void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, struct mbuf
     snaps[0] = registry_snapshot(st);
     snaps[1] = statsd_snapshot(st);
     struct mexpo_stats stats = {0};
-    mexpo_render(snaps, k, fmt, out, &stats);
+    mexpo_render_flags(snaps, k, fmt, flags, out, &stats);
+    /* The statsd snapshot's buffers serve the next exposition, unless
+     * another one is already kept. */
+    pthread_mutex_lock(&st->lock);
+    if (!st->statsd_spare && atomic_load(&snaps[1]->refs) == 1) {
+        st->statsd_spare = snaps[1];
+        snaps[1] = NULL;
+    }
+    pthread_mutex_unlock(&st->lock);
     for (size_t i = 0; i < k; i++)
         msnap_unref(snaps[i]);
     free(snaps);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "metrics_http_request.h"
 #include "metrics_int.h"
@@ -162,7 +163,7 @@ static void econn_process(struct econn *c)
     }
     enum mexpo_format fmt = mexpo_negotiate(r.has_accept ? r.accept : NULL);
     c->out.len = 0;
-    metrics_expose(c->ep->mw->st, fmt, &c->out);
+    metrics_expose(c->ep->mw->st, fmt, 0, &c->out);
     econn_send(c, 200, "OK", mexpo_content_type(fmt), NULL, r.head);
 }
 
@@ -231,8 +232,9 @@ int metrics_endpoint_start(struct metrics_worker *mw)
     ep->server.data = ep;
     mw->open_handles++;
     mw->endpoint = ep;
-    if ((rc = uv_tcp_open(&ep->server, fd)) != 0 ||
-        (rc = uv_listen((uv_stream_t *)&ep->server, 511, ep_on_connection)) != 0) {
+    if ((rc = uv_tcp_open(&ep->server, fd)) != 0)
+        close(fd); /* not the handle's yet; the handle itself closes on drain */
+    if (rc != 0 || (rc = uv_listen((uv_stream_t *)&ep->server, 511, ep_on_connection)) != 0) {
         h->log(mw->st->ctx, OTR_LOG_ERROR, "listen on %s: %s", h->listener_address(mw->st->http), uv_strerror(rc));
         return rc;
     }

@@ -144,7 +144,7 @@ static size_t join_targets(const struct msnap *s, char *out, size_t cap)
     return len;
 }
 
-static uint64_t add_series(struct mbuf *out, enum mexpo_format fmt, const struct entry *e)
+static uint64_t add_series(struct mbuf *out, enum mexpo_format fmt, unsigned flags, const struct entry *e)
 {
     const struct msnap *s = e->snap;
     const struct msnap_family *f = e->fam;
@@ -193,7 +193,7 @@ static uint64_t add_series(struct mbuf *out, enum mexpo_format fmt, const struct
         *w++ = ' ';
         w += metrics_format_double(w, se->value);
         out->len = (size_t)(w - out->p);
-        if (se->flags & MSNAP_HAS_TS)
+        if ((se->flags & MSNAP_HAS_TS) && !(flags & MEXPO_NO_TIMESTAMPS))
             add_timestamp(out, fmt, se->ts_ms);
         mbuf_addc(out, '\n');
         n++;
@@ -203,6 +203,12 @@ static uint64_t add_series(struct mbuf *out, enum mexpo_format fmt, const struct
 
 void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, struct mbuf *out,
                   struct mexpo_stats *stats)
+{
+    mexpo_render_flags(snaps, n, fmt, 0, out, stats);
+}
+
+void mexpo_render_flags(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, unsigned flags,
+                        struct mbuf *out, struct mexpo_stats *stats)
 {
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
@@ -223,6 +229,9 @@ void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, s
         for (uint32_t t = 0; t < snaps[i]->n_target_labels; t++)
             targets += 1 + snaps[i]->target_label_len[t];
         estimate += snaps[i]->text_len + snaps[i]->n_series * (targets + 48);
+        /* HELP and TYPE lines repeat the family name twice, and HELP its text. */
+        for (uint32_t f = 0; f < snaps[i]->n_fams; f++)
+            estimate += 2 * snaps[i]->fams[f].name_len + snaps[i]->fams[f].help_len + 40;
     }
     mbuf_reserve(out, estimate);
 
@@ -242,7 +251,7 @@ void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, s
         stats->families++;
         for (uint32_t x = heads[g]; x != UINT32_MAX; x = es[x].next)
             if (es[x].fam->type == first->fam->type)
-                stats->series += add_series(out, fmt, &es[x]);
+                stats->series += add_series(out, fmt, flags, &es[x]);
     }
     free(heads);
     if (fmt == MEXPO_OPENMETRICS)

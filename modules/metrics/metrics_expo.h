@@ -31,6 +31,14 @@ struct mexpo_stats {
 void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, struct mbuf *out,
                   struct mexpo_stats *stats);
 
+enum mexpo_flags {
+    /* Leave sample timestamps out: the Pushgateway refuses them. */
+    MEXPO_NO_TIMESTAMPS = 1u << 0,
+};
+/* mexpo_render with flags (enum mexpo_flags). */
+void mexpo_render_flags(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, unsigned flags,
+                        struct mbuf *out, struct mexpo_stats *stats);
+
 /* Picks the format from an HTTP Accept header (NULL: Prometheus text):
  * OpenMetrics when application/openmetrics-text is accepted with q > 0. */
 enum mexpo_format mexpo_negotiate(const char *accept);

@@ -115,10 +115,13 @@ struct metrics_state {
     struct metrics_target **targets;
     size_t n_targets, cap_targets;
     uint64_t inventory_seen;
+    /* The last statsd snapshot, kept for its buffers (guarded by lock). */
+    struct msnap *statsd_spare;
 };
 
-/* Builds the whole exposition into out (any worker thread). */
-void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, struct mbuf *out);
+/* Builds the whole exposition into out (any worker thread); flags: enum
+ * mexpo_flags. */
+void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, unsigned flags, struct mbuf *out);
 
 /* Counting helper: adds v to a counter series if it exists. */
 static inline void metrics_count(const struct otr_host *h, otr_series *s, double v)

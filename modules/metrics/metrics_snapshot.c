@@ -63,7 +63,29 @@ void msnap_builder_fini(struct msnap_builder *b)
     free(b->fam_slots);
     free(b->series_slots);
     free(b->series_hash);
+    free(b->sorted_spare);
+    b->sorted_spare = NULL;
     b->fam_slots = b->series_slots = b->series_hash = NULL;
+}
+
+void msnap_builder_init_recycled(struct msnap_builder *b, struct msnap *old)
+{
+    msnap_builder_init(b, NULL, 0, false, 0);
+    b->recycle = true;
+    if (!old || !old->recyclable)
+        return;
+    struct msnap *snap = b->snap;
+    free(snap->fams);
+    free(snap->series);
+    snap->fams = old->fams;
+    b->fam_cap = old->fam_cap;
+    snap->series = old->spare;
+    b->sorted_spare = old->series;
+    b->series_cap = old->series_cap;
+    b->series_hash = xrealloc(b->series_hash, b->series_cap * sizeof *b->series_hash);
+    mbuf_fini(&b->text);
+    b->text = (struct mbuf){.p = old->text, .len = 0, .cap = old->text_cap};
+    free(old);
 }
 
 void msnap_builder_reserve(struct msnap_builder *b, size_t n_series, size_t text_bytes)
@@ -244,7 +266,7 @@ enum msnap_reject msnap_builder_add(struct msnap_builder *b, const struct msampl
         }
     }
     if (snap->n_series == b->series_cap) {
-        b->series_cap *= 2;
+        b->series_cap = b->series_cap ? b->series_cap * 2 : 64;
         snap->series = xrealloc(snap->series, b->series_cap * sizeof *snap->series);
         b->series_hash = xrealloc(b->series_hash, b->series_cap * sizeof *b->series_hash);
     }
@@ -303,17 +325,32 @@ struct msnap *msnap_builder_finish(struct msnap_builder *b)
         snap->fams[f].first = pos;
         pos += snap->fams[f].n_series;
     }
-    struct msnap_series *sorted = xmalloc((snap->n_series ? snap->n_series : 1) * sizeof *sorted);
+    struct msnap_series *sorted;
+    if (b->recycle)
+        sorted = xrealloc(b->sorted_spare, (b->series_cap ? b->series_cap : 1) * sizeof *sorted);
+    else
+        sorted = xmalloc((snap->n_series ? snap->n_series : 1) * sizeof *sorted);
+    b->sorted_spare = NULL;
     uint32_t *next = xmalloc((snap->n_fams ? snap->n_fams : 1) * sizeof *next);
     for (uint32_t f = 0; f < snap->n_fams; f++)
         next[f] = snap->fams[f].first;
     for (uint32_t i = 0; i < snap->n_series; i++)
         sorted[next[snap->series[i].fam]++] = snap->series[i];
     free(next);
-    free(snap->series);
-    snap->series = sorted;
-    snap->fams = xrealloc(snap->fams, (snap->n_fams ? snap->n_fams : 1) * sizeof *snap->fams);
-    snap->text = b->text.len ? xrealloc(b->text.p, b->text.len) : (free(b->text.p), NULL);
+    if (b->recycle) {
+        snap->spare = snap->series;
+        snap->series = sorted;
+        snap->recyclable = true;
+        snap->series_cap = b->series_cap;
+        snap->fam_cap = b->fam_cap;
+        snap->text = b->text.p;
+        snap->text_cap = b->text.cap;
+    } else {
+        free(snap->series);
+        snap->series = sorted;
+        snap->fams = xrealloc(snap->fams, (snap->n_fams ? snap->n_fams : 1) * sizeof *snap->fams);
+        snap->text = b->text.len ? xrealloc(b->text.p, b->text.len) : (free(b->text.p), NULL);
+    }
     snap->text_len = b->text.len;
     mbuf_init(&b->text);
     b->snap = NULL;
@@ -336,6 +373,7 @@ void msnap_unref(struct msnap *s)
     free(s->text);
     free(s->fams);
     free(s->series);
+    free(s->spare);
     free(s);
 }
 

@@ -74,6 +74,11 @@ struct msnap {
     char *target_labels[MSNAP_MAX_TARGET_LABELS];
     uint32_t target_label_len[MSNAP_MAX_TARGET_LABELS];
     uint32_t n_target_labels;
+    /* Built for reuse (see msnap_builder_init_recycled): buffers keep
+     * their capacity, and spare is the builder's unsorted series array. */
+    bool recyclable;
+    size_t text_cap, fam_cap, series_cap;
+    struct msnap_series *spare;
 };
 
 /* One sample to add; strings are borrowed. */
@@ -113,6 +118,10 @@ struct msnap_builder {
     /* Set by callers whose series are unique by construction (the statsd
      * store): skips the duplicate check, the builder's main cost. */
     bool unique;
+    /* Keep buffers at full capacity for a later msnap_builder_init_recycled;
+     * sorted_spare: an array of series_cap entries finish may sort into. */
+    bool recycle;
+    struct msnap_series *sorted_spare;
     uint32_t limit; /* 0: unlimited */
     struct prom_str target_names[MSNAP_MAX_TARGET_LABELS];
     /* Counts of refused samples, by reason. */
@@ -123,6 +132,12 @@ struct msnap_builder {
  * MSNAP_MAX_TARGET_LABELS. limit caps the number of series (0: none). */
 void msnap_builder_init(struct msnap_builder *b, const struct prom_label *target, size_t n_target,
                         bool honor_labels, uint32_t limit);
+/* Like msnap_builder_init without target labels or limit, for snapshots
+ * rebuilt often (the statsd store's, every exposition): takes the buffers
+ * of old (a snapshot from a previous such build, no longer referenced;
+ * may be NULL), so a rebuild touches no fresh memory. Page faults, not
+ * copying, dominate a large exposition's cost otherwise. */
+void msnap_builder_init_recycled(struct msnap_builder *b, struct msnap *old);
 /* Makes room for n_series more series and text_bytes more label text, so
  * a builder that knows its size never copies while growing. */
 void msnap_builder_reserve(struct msnap_builder *b, size_t n_series, size_t text_bytes);

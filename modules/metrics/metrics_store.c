@@ -572,6 +572,9 @@ static void reserve_for(const struct mstore *st, struct msnap_builder *b)
         n += k;
         text += k * (s->labels_len + (k > 1 ? 40 : 0));
     }
+    /* Each family's name and help go to the text too. */
+    for (uint32_t f = 0; f < st->n_fams; f++)
+        text += st->fams[f].name_len + 40;
     msnap_builder_reserve(b, n, text);
 }
 

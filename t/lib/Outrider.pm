@@ -48,7 +48,9 @@ sub _defaults {
 
 sub start {
     my ($class, %o) = @_;
-    my $self = bless { %o }, $class;
+    # Only the process that started the agent may stop it: a test's forked
+    # child exiting must not run DESTROY's clean-up against it.
+    my $self = bless { %o, owner => $$ }, $class;
     my ($dir, $path) = $o{conf_path} ? (dirname($o{conf_path}), $o{conf_path}) : write_conf(_defaults($o{conf} || {}));
     $self->{dir} = $dir;
     $self->{conf_path} = $path;
@@ -228,7 +230,7 @@ sub run_cmd {
 
 sub DESTROY {
     my ($self) = @_;
-    $self->kill_hard if $self->{pid} && !$self->{reaped};
+    $self->kill_hard if $self->{pid} && !$self->{reaped} && $self->{owner} == $$;
 }
 
 1;

@@ -8,6 +8,7 @@
 #include "tap.h"
 
 #include "../../core/lua_host.c"
+#include "../../core/lua_pattern.c"
 
 #include <unistd.h>
 
@@ -596,6 +597,68 @@ static void test_isolation(void)
     otr_lua_vm_free(vm);
 }
 
+/* --- pattern functions ---------------------------------------------------- */
+
+/* Lua's matcher runs in C without executing instructions; the sandbox's
+ * string.find/match/gmatch/gsub (core/lua_pattern.c) charge their steps to
+ * the budget. Each of these would otherwise stall the worker for seconds
+ * (the first one about 20 s) or, for the loops, much longer. */
+static const char patterns_lua[] =
+    "local s = ('a'):rep(200)\n"                                                     /* 1 */
+    "local p = '.-.-.-.-b'\n"                                                        /* 2 */
+    "function find_patho() return string.find(s, p) end\n"                           /* 3 */
+    "function match_patho() return string.match(s, p) end\n"                         /* 4 */
+    "function gmatch_patho() for x in string.gmatch(s, p) do end end\n"              /* 5 */
+    "function gsub_patho() return string.gsub(s, p, 'x') end\n"                      /* 6 */
+    "function method_patho() return s:find(p) end\n"                                 /* 7 */
+    "function pcall_patho() while true do pcall(string.find, s, p) end end\n"        /* 8 */
+    "function backref_patho() return string.find(('a'):rep(5000), '(.-)%1b') end\n"  /* 9 */
+    "function balance_patho() return string.find(('('):rep(20000), '%b()') end\n"    /* 10 */
+    "local hay, needle = ('a'):rep(1 << 16), ('a'):rep(1 << 12) .. 'b'\n"            /* 11 */
+    "function plain_loop() for i = 1, 1000 do string.find(hay, needle, 1, true) end end\n"
+    "function nospecial_loop() for i = 1, 1000 do string.find(hay, needle) end end\n" /* 13 */
+    "function gsub_template()\n"                                                     /* 14 */
+    "  return #string.gsub(('x'):rep(50000), '(y*)', ('%1'):rep(10000))\n"           /* 15 */
+    "end\n"                                                                          /* 16 */
+    "function gsub_find() return string.gsub(s, '.', function(c) return string.find(s, p) end) end\n"
+    "function legit(req)\n"                                                          /* 18 */
+    "  local out = {}\n"                                                             /* 19 */
+    "  for k, v in req:gmatch('(%w+)=([^;]*)') do out[#out + 1] = k .. ':' .. v end\n"
+    "  local host = req:match('host=([%w.]+)')\n"                                    /* 21 */
+    "  local n = select(2, req:gsub(';', ';'))\n"                                    /* 22 */
+    "  return table.concat(out, ',') .. '|' .. host .. '|' .. n .. '|' .. tostring(req:find('x=1', 1, true))\n"
+    "end\n"                                                                          /* 24 */
+    "function malformed() local ok, e = pcall(string.find, 'a', 'a[') return e end\n"
+    "function bad_repl() return select(2, pcall(string.gsub, 'a', '(a)', '%2')) end\n";
+
+static void test_patterns(void)
+{
+    char err[512], want[256];
+    struct otr_lua_vm *vm = vm_or_die(8 << 20, 100000);
+    const char *path = script_file("patterns.lua", patterns_lua);
+    int id = load_or_die(vm, path);
+    static const struct {
+        const char *fn;
+        int line;
+    } patho[] = {{"find_patho", 3},    {"match_patho", 4},   {"gmatch_patho", 5},   {"gsub_patho", 6},
+                 {"method_patho", 7},  {"pcall_patho", 8},   {"backref_patho", 9},  {"balance_patho", 10},
+                 {"plain_loop", 12},   {"nospecial_loop", 13}, {"gsub_template", 15}, {"gsub_find", 17}};
+
+    for (size_t i = 0; i < sizeof patho / sizeof *patho; i++) {
+        is_int(run(vm, id, patho[i].fn, err, sizeof err), OTR_LUA_BUDGET, "%s: budget", patho[i].fn);
+        snprintf(want, sizeof want, "%s:%d: instruction budget exhausted (100000 instructions)", path, patho[i].line);
+        is_str(err, want, "%s: the message names the script line", patho[i].fn);
+    }
+    struct str_out o = {.in = "host=example.org;path=/a;x=1;empty="};
+    enum otr_lua_failure why;
+    int rc = otr_lua_vm_call(vm, id, "legit", push_in, pull_text, 1, &o, &why, err, sizeof err);
+    is_int(rc, 0, "VM usable after pattern budget failures");
+    is_str(o.out, "host:example.org,path:/a,x:1,empty:|example.org|3|26", "ordinary pattern work within budget");
+    is_str(eval(vm, id, "malformed", NULL), "malformed pattern (missing ']')", "malformed pattern: Lua's message");
+    is_str(eval(vm, id, "bad_repl", NULL), "invalid capture index %2", "bad replacement: Lua's message");
+    otr_lua_vm_free(vm);
+}
+
 int main(void)
 {
     alarm(60);
@@ -611,6 +674,7 @@ int main(void)
     test_errors();
     test_calls();
     test_isolation();
+    test_patterns();
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

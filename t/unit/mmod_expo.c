@@ -108,6 +108,13 @@ static void test_target_labels(void)
     is_str(text, WANT_OM, "OpenMetrics: honor_labels keeps the scraped pod label, _total suffix, seconds, EOF");
     free(text);
     ok(msnap_memory(s) < 9 * 150, "snapshot memory %zu bytes for 9 series", msnap_memory(s));
+    struct mbuf nots;
+    mbuf_init(&nots);
+    struct mexpo_stats st = {0};
+    mexpo_render_flags(&s, 1, MEXPO_PROMETHEUS, MEXPO_NO_TIMESTAMPS, &nots, &st);
+    mbuf_addc(&nots, '\0');
+    ok(strstr(nots.p, "} 2\n") && !strstr(nots.p, "1700000000123"), "MEXPO_NO_TIMESTAMPS leaves timestamps out");
+    mbuf_fini(&nots);
     msnap_unref(s);
 }
 
