@@ -332,12 +332,13 @@ static void proxy_drain(otr_ctx *ctx, otr_worker *w, uint64_t deadline_ms)
     for (int l = 0; l < PROXY_LISTENERS; l++)
         if (pw->serving[l] && !uv_is_closing((uv_handle_t *)&pw->servers[l]))
             uv_close((uv_handle_t *)&pw->servers[l], server_on_close);
-    proxy_conns_drain(pw);
-    proxy_upstream_close_idle(pw);
-    proxy_h2up_close_all(pw);
+    /* The deadline first: HTTP/2 sessions time their GOAWAY from it. */
     uint64_t now = uv_now(pw->loop);
     if (pw->drain_timer_open)
         uv_timer_start(&pw->drain_timer, drain_on_deadline, deadline_ms > now ? deadline_ms - now : 0, 0);
+    proxy_conns_drain(pw);
+    proxy_upstream_close_idle(pw);
+    proxy_h2up_close_all(pw);
     proxy_worker_maybe_drained(pw);
 }
 
