@@ -340,11 +340,18 @@ void proxy_conn_read_start(struct proxy_conn *c)
 }
 
 /* How long a client connection may wait for its next request: the
- * configured idle timeout, or while draining a short grace. */
+ * configured idle timeout, or while draining until halfway to the drain
+ * deadline (as HTTP/2 sessions do), and at least a short grace. Closing an
+ * idle keep-alive connection races with a client sending on it; waiting
+ * lets most clients send once more and be answered "Connection: close". */
 static uint64_t idle_timeout(struct proxy_worker *pw)
 {
     uint64_t t = pw->st->conf->client_idle_timeout;
-    return pw->draining && t > PROXY_DRAIN_IDLE_GRACE_MS ? PROXY_DRAIN_IDLE_GRACE_MS : t;
+    if (!pw->draining)
+        return t;
+    uint64_t half = pw->drain_timer_open ? uv_timer_get_due_in(&pw->drain_timer) / 2 : 0;
+    uint64_t grace = half > PROXY_DRAIN_IDLE_GRACE_MS ? half : PROXY_DRAIN_IDLE_GRACE_MS;
+    return grace < t ? grace : t;
 }
 
 void proxy_conn_idle_start(struct proxy_conn *c)
