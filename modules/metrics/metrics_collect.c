@@ -38,7 +38,7 @@ static struct msnap *statsd_snapshot(struct metrics_state *st)
 {
     struct mstore **stores = xmalloc(st->n_workers * sizeof *stores);
     for (unsigned i = 0; i < st->n_workers; i++)
-        stores[i] = &st->workers[i].store;
+        stores[i] = &st->stores[i];
     pthread_mutex_lock(&st->lock);
     struct msnap *spare = st->statsd_spare;
     st->statsd_spare = NULL;

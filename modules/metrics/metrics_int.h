@@ -102,7 +102,8 @@ struct metrics_state {
     const struct otr_host *host;
     const struct metrics_conf *conf;
     struct mstore_conf store_conf;
-    struct mstore_limit limit;
+    struct mstore_limit *limit; /* shared by all generations (metrics_stores.c) */
+    struct mstore *stores;      /* one per worker, shared by all generations */
     otr_listener *http, *udp, *unixl;
     otr_hook *relabel;
     otr_metric *m_packets, *m_lines, *m_malformed, *m_truncated, *m_refused, *m_set_overflow, *m_scrapes,
@@ -154,7 +155,7 @@ struct metrics_worker {
     otr_worker *w;
     uv_loop_t *loop;
     unsigned index;
-    struct mstore store;
+    struct mstore *store; /* st->stores[index] */
     struct metrics_counters c;
     struct metrics_statsd_rx *udp_rx, *unix_rx;
     struct metrics_endpoint *endpoint;
@@ -163,6 +164,15 @@ struct metrics_worker {
     unsigned open_handles;           /* handles not yet closed */
     bool draining;
 };
+
+/* The statsd stores (metrics_stores.c), which outlive generations: the
+ * first acquire creates n of them, the last release frees them. Returns
+ * NULL if n differs from the live stores' count. */
+struct mstore *metrics_stores_acquire(unsigned n, const struct mstore_conf *conf, uint64_t max_series,
+                                      struct mstore_limit **limit);
+void metrics_stores_release(void);
+/* Applies a generation's statsd config to a worker's store (its start). */
+void metrics_stores_configure(struct mstore *store, const struct mstore_conf *conf, uint64_t max_series);
 
 /* Every handle a worker opens is counted: +1 when opened, and its close
  * callback calls this; the worker is drained when none is left. */

@@ -59,19 +59,57 @@ static void *arena_alloc(struct mstore *st, size_t n)
     return p;
 }
 
+/* The store keeps its own copy of the configuration, so it may outlive
+ * the generation whose parsed config it came from. */
+static struct mstore_conf *conf_copy(const struct mstore_conf *c)
+{
+    struct mstore_conf *d = xmalloc(sizeof *d);
+    *d = *c;
+    double *t = xmalloc((c->n_timer_buckets + c->n_hist_buckets + 1) * sizeof *t);
+    memcpy(t, c->timer_buckets, c->n_timer_buckets * sizeof *t);
+    memcpy(t + c->n_timer_buckets, c->hist_buckets, c->n_hist_buckets * sizeof *t);
+    d->timer_buckets = t;
+    d->hist_buckets = t + c->n_timer_buckets;
+    return d;
+}
+
+static void conf_free(const struct mstore_conf *c)
+{
+    free((void *)c->timer_buckets);
+    free((void *)c);
+}
+
+static bool same_buckets(const double *a, size_t na, const double *b, size_t nb)
+{
+    return na == nb && memcmp(a, b, na * sizeof *a) == 0;
+}
+
+/* Empty tables and arena; conf, limit and lock are the caller's. */
+static void store_data_init(struct mstore *st)
+{
+    st->fams = NULL;
+    st->n_fams = st->fam_cap = 0;
+    st->fam_mask = 15;
+    st->fam_slots = xcalloc(st->fam_mask + 1, sizeof *st->fam_slots);
+    st->list = NULL;
+    st->n_series = st->list_cap = 0;
+    st->mask = 255;
+    st->slots = xcalloc(st->mask + 1, sizeof *st->slots);
+    st->arena = NULL;
+    st->arena_bytes = 0;
+}
+
 void mstore_init(struct mstore *st, const struct mstore_conf *conf, struct mstore_limit *limit)
 {
     memset(st, 0, sizeof *st);
-    st->conf = conf;
+    st->conf = conf_copy(conf);
     st->limit = limit;
     pthread_mutex_init(&st->lock, NULL);
-    st->fam_mask = 15;
-    st->fam_slots = xcalloc(st->fam_mask + 1, sizeof *st->fam_slots);
-    st->mask = 255;
-    st->slots = xcalloc(st->mask + 1, sizeof *st->slots);
+    store_data_init(st);
 }
 
-void mstore_fini(struct mstore *st)
+/* Frees series, families and tables, releasing the series from the limit. */
+static void store_data_free(struct mstore *st)
 {
     for (uint32_t i = 0; i < st->n_series; i++) {
         struct mseries *s = st->list[i];
@@ -90,6 +128,12 @@ void mstore_fini(struct mstore *st)
     free(st->fam_slots);
     free(st->slots);
     free(st->list);
+}
+
+void mstore_fini(struct mstore *st)
+{
+    store_data_free(st);
+    conf_free(st->conf);
     pthread_mutex_destroy(&st->lock);
 }
 
@@ -492,6 +536,57 @@ static void merge_series(struct mstore *dst, const struct mstore *src, const str
         d->stamp = s->stamp;
 }
 
+/* Whether series of family f keep their meaning under conf c: only
+ * histograms depend on the configuration (their buckets). */
+static bool family_fits(const struct mstore *st, const struct mstore_family *f, const struct mstore_conf *c)
+{
+    if (f->type != PROM_HISTOGRAM)
+        return true;
+    if (f->kind == STATSD_TIMER)
+        return same_buckets(st->conf->timer_buckets, st->conf->n_timer_buckets, c->timer_buckets,
+                            c->n_timer_buckets);
+    return same_buckets(st->conf->hist_buckets, st->conf->n_hist_buckets, c->hist_buckets, c->n_hist_buckets);
+}
+
+void mstore_reconfigure(struct mstore *st, const struct mstore_conf *conf)
+{
+    struct mstore_conf *next = conf_copy(conf);
+    pthread_mutex_lock(&st->lock);
+    bool timer_same = same_buckets(st->conf->timer_buckets, st->conf->n_timer_buckets, conf->timer_buckets,
+                                   conf->n_timer_buckets);
+    bool hist_same =
+        same_buckets(st->conf->hist_buckets, st->conf->n_hist_buckets, conf->hist_buckets, conf->n_hist_buckets);
+    if (timer_same && hist_same) {
+        const struct mstore_conf *prev = st->conf;
+        st->conf = next;
+        pthread_mutex_unlock(&st->lock);
+        conf_free(prev);
+        return;
+    }
+    /* Buckets changed: rebuild, keeping every series but the histograms of
+     * the changed kind (their counts do not map onto the new buckets). The
+     * limit is settled once at the end, so the rebuild cannot be refused. */
+    struct mstore old = *st;
+    struct mstore_limit *limit = st->limit;
+    old.limit = NULL;
+    st->limit = NULL;
+    st->conf = next;
+    store_data_init(st);
+    for (uint32_t i = 0; i < old.n_series; i++) {
+        const struct mseries *s = old.list[i];
+        if (family_fits(&old, &old.fams[s->fam], next))
+            merge_series(st, &old, s);
+    }
+    if (limit) {
+        atomic_fetch_sub(&limit->used, old.n_series);
+        atomic_fetch_add(&limit->used, st->n_series);
+    }
+    st->limit = limit;
+    pthread_mutex_unlock(&st->lock);
+    store_data_free(&old);
+    conf_free(old.conf);
+}
+
 static const char *help_of(const struct mstore_family *f)
 {
     switch ((enum statsd_type)f->kind) {
@@ -590,11 +685,18 @@ void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builde
         return;
     }
     struct mstore merged;
+    pthread_mutex_lock(&stores[0]->lock);
     mstore_init(&merged, stores[0]->conf, NULL);
+    pthread_mutex_unlock(&stores[0]->lock);
     for (size_t k = 0; k < n; k++) {
         pthread_mutex_lock(&stores[k]->lock);
-        for (uint32_t i = 0; i < stores[k]->n_series; i++)
-            merge_series(&merged, stores[k], stores[k]->list[i]);
+        for (uint32_t i = 0; i < stores[k]->n_series; i++) {
+            const struct mseries *s = stores[k]->list[i];
+            /* During a reload's start a store may still have the previous
+             * buckets: its histograms join once it is reconfigured. */
+            if (family_fits(stores[k], &stores[k]->fams[s->fam], merged.conf))
+                merge_series(&merged, stores[k], s);
+        }
         pthread_mutex_unlock(&stores[k]->lock);
     }
     reserve_for(&merged, b);
