@@ -26,23 +26,27 @@ static bool entry_same_name(const struct entry *a, const struct entry *b)
 }
 
 /* Groups entries by family name with a hash table: O(families), where
- * sorting 100,000 names would cost tens of milliseconds. Fills heads[]
- * with each group's first entry, in order of first appearance (sources
- * in order: the registry, statsd, then targets); returns their number. */
+ * sorting 100,000 names would cost tens of milliseconds. Each slot holds
+ * a group's name hash next to its index, so a probe compares names only
+ * on a full hash match (following an entry to its name is a cache miss
+ * per step on large tables). Fills heads[] with each group's first entry,
+ * in order of first appearance (sources in order: the registry, statsd,
+ * then targets); returns their number. */
 static size_t group_by_name(struct entry *es, size_t k, uint32_t *heads)
 {
     size_t cap = 16;
     while (cap < 2 * k)
         cap *= 2;
-    uint32_t *slots = xcalloc(cap, sizeof *slots);
+    uint64_t *slots = xcalloc(cap, sizeof *slots); /* hash << 32 | group + 1; 0: empty */
     uint32_t *tails = xmalloc((k ? k : 1) * sizeof *tails);
     size_t n_groups = 0;
     for (size_t i = 0; i < k; i++) {
         es[i].next = UINT32_MAX;
-        size_t j = metrics_hash(es[i].snap->text + es[i].fam->name_off, es[i].fam->name_len, 0) & (cap - 1);
+        uint32_t hash = es[i].fam->name_hash;
+        size_t j = hash & (cap - 1);
         for (; slots[j]; j = (j + 1) & (cap - 1)) {
-            uint32_t g = slots[j] - 1;
-            if (entry_same_name(&es[heads[g]], &es[i])) {
+            uint32_t g = (uint32_t)slots[j] - 1;
+            if ((uint32_t)(slots[j] >> 32) == hash && entry_same_name(&es[heads[g]], &es[i])) {
                 es[tails[g]].next = (uint32_t)i;
                 tails[g] = (uint32_t)i;
                 break;
@@ -50,7 +54,7 @@ static size_t group_by_name(struct entry *es, size_t k, uint32_t *heads)
         }
         if (!slots[j]) {
             heads[n_groups] = tails[n_groups] = (uint32_t)i;
-            slots[j] = (uint32_t)++n_groups;
+            slots[j] = (uint64_t)hash << 32 | (uint32_t)++n_groups;
         }
     }
     free(slots);

@@ -239,6 +239,10 @@ static int64_t store_family_get(struct mstore *st, const char *name, size_t n, e
     f->name_len = (uint32_t)n;
     f->kind = (uint8_t)kind;
     f->type = (uint8_t)type_of(kind);
+    /* Counters are exposed in the OpenMetrics model: family x, sample
+     * x_total (mstore_apply gave every counter name the suffix). */
+    f->expo_len = f->type == PROM_COUNTER && n > 6 ? (uint32_t)n - 6 : (uint32_t)n;
+    f->expo_hash = msnap_name_hash(name, f->expo_len);
     st->fam_slots[j] = i + 1;
     if (st->n_fams * 2 > st->fam_mask + 1)
         fam_rehash(st);
@@ -598,25 +602,30 @@ static const char *help_of(const struct mstore_family *f)
     }
 }
 
-static void emit_series(const struct mstore *st, const struct mseries *s, struct msnap_builder *b)
+/* The snapshot's family for store family fi, added at its first series
+ * (a family whose series were all refused by the cap stays out). */
+static uint32_t snap_family(const struct mstore *st, uint32_t fi, uint32_t *map, struct msnap_builder *b)
+{
+    if (map[fi] == UINT32_MAX) {
+        const struct mstore_family *f = &st->fams[fi];
+        const char *help = help_of(f);
+        map[fi] = msnap_builder_new_family(b, (struct prom_str){f->name, f->expo_len}, f->expo_hash,
+                                           (struct prom_str){help, strlen(help)}, (enum prom_type)f->type);
+    }
+    return map[fi];
+}
+
+static void emit_series(const struct mstore *st, const struct mseries *s, uint32_t *map, struct msnap_builder *b)
 {
     const struct mstore_family *f = &st->fams[s->fam];
-    const char *help = help_of(f);
-    struct msample m = {
-        .family = {f->name, f->name_len},
-        .help = {help, strlen(help)},
-        .type = (enum prom_type)f->type,
-        .rendered = s->labels,
-        .rendered_len = s->labels_len,
-    };
+    uint32_t fam = snap_family(st, s->fam, map, b);
     if (f->kind == STATSD_SET) {
-        m.value = s->u.set->n;
-        msnap_builder_add(b, &m);
+        msnap_builder_new_series(b, fam, MSFX_NONE, s->labels, s->labels_len, s->u.set->n);
         return;
     }
     if (f->type != PROM_HISTOGRAM) {
-        m.value = s->u.value;
-        msnap_builder_add(b, &m);
+        enum msnap_suffix sfx = f->type == PROM_COUNTER && f->expo_len < f->name_len ? MSFX_TOTAL : MSFX_NONE;
+        msnap_builder_new_series(b, fam, sfx, s->labels, s->labels_len, s->u.value);
         return;
     }
     const double *bounds = buckets(st, f);
@@ -629,8 +638,6 @@ static void emit_series(const struct mstore *st, const struct mseries *s, struct
     memcpy(text + base, "le=\"", 4);
     base += 4;
     double cum = 0;
-    m.suffix = MSFX_BUCKET;
-    m.rendered = text;
     for (size_t i = 0; i <= nb; i++) {
         size_t len = base;
         if (i < nb) {
@@ -642,18 +649,21 @@ static void emit_series(const struct mstore *st, const struct mseries *s, struct
             len += 4;
         }
         text[len++] = '"';
-        m.rendered_len = len;
-        m.value = cum;
-        msnap_builder_add(b, &m);
+        msnap_builder_new_series(b, fam, MSFX_BUCKET, text, len, cum);
     }
-    m.rendered = s->labels;
-    m.rendered_len = s->labels_len;
-    m.suffix = MSFX_SUM;
-    m.value = s->u.hist->sum;
-    msnap_builder_add(b, &m);
-    m.suffix = MSFX_COUNT;
-    m.value = s->u.hist->count;
-    msnap_builder_add(b, &m);
+    msnap_builder_new_series(b, fam, MSFX_SUM, s->labels, s->labels_len, s->u.hist->sum);
+    msnap_builder_new_series(b, fam, MSFX_COUNT, s->labels, s->labels_len, s->u.hist->count);
+}
+
+/* Adds every series of st to the builder, families in order of creation
+ * of their first series. */
+static void emit_store(const struct mstore *st, struct msnap_builder *b)
+{
+    uint32_t *map = xmalloc((st->n_fams ? st->n_fams : 1) * sizeof *map);
+    memset(map, 0xff, st->n_fams * sizeof *map);
+    for (uint32_t i = 0; i < st->n_series; i++)
+        emit_series(st, st->list[i], map, b);
+    free(map);
 }
 
 /* Presizes the builder for everything emit_series will add. */
@@ -667,20 +677,19 @@ static void reserve_for(const struct mstore *st, struct msnap_builder *b)
         n += k;
         text += k * (s->labels_len + (k > 1 ? 40 : 0));
     }
-    /* Each family's name and help go to the text too. */
+    /* Each family's name goes to the text too (helps are shared). */
     for (uint32_t f = 0; f < st->n_fams; f++)
-        text += st->fams[f].name_len + 40;
+        text += st->fams[f].name_len;
+    text += 200;
     msnap_builder_reserve(b, n, text);
 }
 
 void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builder *b)
 {
-    b->unique = true;
     if (n == 1) {
         pthread_mutex_lock(&stores[0]->lock);
         reserve_for(stores[0], b);
-        for (uint32_t i = 0; i < stores[0]->n_series; i++)
-            emit_series(stores[0], stores[0]->list[i], b);
+        emit_store(stores[0], b);
         pthread_mutex_unlock(&stores[0]->lock);
         return;
     }
@@ -700,8 +709,7 @@ void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builde
         pthread_mutex_unlock(&stores[k]->lock);
     }
     reserve_for(&merged, b);
-    for (uint32_t i = 0; i < merged.n_series; i++)
-        emit_series(&merged, merged.list[i], b);
+    emit_store(&merged, b);
     mstore_fini(&merged);
 }
 

@@ -67,6 +67,8 @@ struct mstore_arena_chunk;
 struct mstore_family {
     char *name;
     uint32_t name_len;
+    uint32_t expo_len;  /* of the exposed family name: a counter's without "_total" */
+    uint32_t expo_hash; /* msnap_name_hash of that name */
     uint8_t type;  /* enum prom_type */
     uint8_t kind;  /* enum statsd_type of the first line (TIMER vs HISTOGRAM buckets) */
 };
