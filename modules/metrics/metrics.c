@@ -292,6 +292,8 @@ static void metrics_fini(otr_ctx *ctx)
         return;
     if (st->stores)
         metrics_stores_release();
+    for (unsigned i = 0; st->workers && i < st->n_workers; i++)
+        mexpo_scratch_fini(&st->workers[i].expo_scratch);
     metrics_targets_free(st);
     msnap_unref(st->statsd_spare);
     free(st->workers);

@@ -120,9 +120,10 @@ struct metrics_state {
     struct msnap *statsd_spare;
 };
 
-/* Builds the whole exposition into out (any worker thread); flags: enum
- * mexpo_flags. */
-void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, unsigned flags, struct mbuf *out);
+struct metrics_worker;
+/* Builds the whole exposition into out on worker mw's thread (its working
+ * memory is reused); flags: enum mexpo_flags. */
+void metrics_expose(struct metrics_worker *mw, enum mexpo_format fmt, unsigned flags, struct mbuf *out);
 
 /* Counting helper: adds v to a counter series if it exists. */
 static inline void metrics_count(const struct otr_host *h, otr_series *s, double v)
@@ -161,6 +162,7 @@ struct metrics_worker {
     struct metrics_endpoint *endpoint;
     struct metrics_scraper *scraper; /* worker 0 */
     struct metrics_pusher *pusher;   /* worker 0 */
+    struct mexpo_scratch expo_scratch; /* kept across this worker's expositions */
     unsigned open_handles;           /* handles not yet closed */
     bool draining;
 };
