@@ -255,14 +255,10 @@ enum msnap_reject msnap_builder_add(struct msnap_builder *b, const struct msampl
         b->rejected[MSNAP_BAD_LABEL]++;
         return MSNAP_BAD_LABEL;
     }
-    uint32_t h = 0;
-    size_t j = 0;
-    if (!b->unique) {
-        uint64_t key[2] = {(uint64_t)fi, sfx};
-        h = (uint32_t)metrics_hash(b->text.p + off, (size_t)len, metrics_hash(key, sizeof key, 1));
-        j = h & b->series_mask;
-    }
-    for (; !b->unique && b->series_slots[j]; j = (j + 1) & b->series_mask) {
+    uint64_t key[2] = {(uint64_t)fi, sfx};
+    uint32_t h = (uint32_t)metrics_hash(b->text.p + off, (size_t)len, metrics_hash(key, sizeof key, 1));
+    size_t j = h & b->series_mask;
+    for (; b->series_slots[j]; j = (j + 1) & b->series_mask) {
         uint32_t i = b->series_slots[j] - 1;
         const struct msnap_series *o = &snap->series[i];
         if (b->series_hash[i] == h && o->fam == fi && o->suffix == sfx &&
@@ -288,8 +284,6 @@ enum msnap_reject msnap_builder_add(struct msnap_builder *b, const struct msampl
         .ts_ms = s->ts_ms,
     };
     snap->fams[fi].n_series++;
-    if (b->unique)
-        return MSNAP_OK;
     b->series_hash[i] = h;
     b->series_slots[j] = i + 1;
     if (snap->n_series * 2 > b->series_mask + 1)

@@ -116,9 +116,6 @@ struct msnap_builder {
     uint32_t *series_hash;
     size_t fam_mask, series_mask;
     bool honor_labels;
-    /* Set by callers whose series are unique by construction (the statsd
-     * store): skips the duplicate check, the builder's main cost. */
-    bool unique;
     /* Keep buffers at full capacity for a later msnap_builder_init_recycled;
      * sorted_spare: an array of series_cap entries finish may sort into. */
     bool recycle;
