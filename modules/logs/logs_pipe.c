@@ -875,14 +875,16 @@ void logs_pipe_free(struct logs_pipe *p)
 {
     if (!p)
         return;
+    for (size_t i = 0; i < p->n_outs; i++)
+        if (p->outs[i])
+            logs_output_free(p->outs[i]);
+    /* The queue before the tailer: undelivered chunks (a drain that hit
+     * its deadline) still hold references to the tailer's files. */
+    logs_queue_fini(&p->q);
     if (p->tailing)
         logs_tailer_fini(&p->tailer);
     if (p->lock_fd >= 0)
         close(p->lock_fd);
-    for (size_t i = 0; i < p->n_outs; i++)
-        if (p->outs[i])
-            logs_output_free(p->outs[i]);
-    logs_queue_fini(&p->q);
     if (p->spooling)
         logs_spool_close(&p->spool);
     logs_replay_fini(&p->replay);
