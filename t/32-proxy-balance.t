@@ -9,7 +9,7 @@ use Test::More;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 use Outrider;
-use ProxyTest qw(backend_start backend_stop raw_http curl);
+use ProxyTest qw(backend_start backend_stop raw_http curl wait_metric);
 
 my @be = map { backend_start("b$_") } 1 .. 3;
 my $slow = backend_start('slow', 60);
@@ -57,7 +57,7 @@ is_deeply(ids('rr.test', 30), { b1 => 10, b2 => 10, b3 => 10 }, 'round robin: 30
 
 # least_request: while one endpoint holds a long request, the other takes all.
 my $bg = open(my $bgfh, '-|', 'curl', '-s', '-m', '20', '-H', 'Host: lr.test', "http://$addr/sleep?ms=5000") or die;
-sleep 1.5;    # generous: under ASan on a loaded machine curl itself is slow to start
+ok(wait_metric($a, qr/^outrider_proxy_upstream_connections\{cluster="lr"\} 1$/m, 15), 'the long request reached an endpoint');
 my $seen = ids('lr.test', 6);
 my @busy = grep { !$seen->{$_} } qw(b1 b2);
 is(scalar(keys %$seen), 1, 'least request: all requests avoid the busy endpoint') or diag(explain $seen);
@@ -85,8 +85,8 @@ is($code, '504', 'slow upstream answered 504');
 cmp_ok($dt, '<', 1.5, sprintf('... after the route timeout (%.2fs)', $dt));
 
 # max_connections 1, max_pending 0: a second concurrent request gets 503.
-open(my $h1, '-|', 'curl', '-s', '-m', '10', '-H', 'Host: limited.test', "http://$addr/sleep?ms=1000") or die;
-sleep 0.3;
+open(my $h1, '-|', 'curl', '-s', '-m', '10', '-H', 'Host: limited.test', "http://$addr/sleep?ms=1500") or die;
+ok(wait_metric($a, qr/^outrider_proxy_upstream_connections\{cluster="limited"\} 1$/m), 'the first request holds the connection');
 ($rc, $code) = curl('-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: limited.test', "http://$addr/id");
 is($code, '503', 'over max_connections with no pending room: 503');
 is(do { local $/; <$h1> }, 'b3', 'the request holding the connection completes');

@@ -11,7 +11,7 @@ use JSON::PP;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 use Outrider;
-use ProxyTest qw(backend_start backend_stop raw_http curl);
+use ProxyTest qw(backend_start backend_stop raw_http curl wait_metric);
 
 my $be = backend_start('b1');
 my $a = Outrider->start(
@@ -56,8 +56,9 @@ cmp_ok($more, '>=', 5_000_000, 'the stalled download resumes');
 close $s;
 
 # Drain: an in-flight request completes after SIGTERM.
-open(my $slow, '-|', 'curl', '-s', '-m', '10', '-w', ' %{http_code}', '-H', 'Host: x', "http://$addr/sleep?ms=800") or die;
-sleep 0.3;
+ok(wait_metric($a, qr/^outrider_proxy_upstream_connections\{cluster="b"\} 0$/m), 'the download\'s upstream connection closed');
+open(my $slow, '-|', 'curl', '-s', '-m', '10', '-w', ' %{http_code}', '-H', 'Host: x', "http://$addr/sleep?ms=1500") or die;
+ok(wait_metric($a, qr/^outrider_proxy_upstream_connections\{cluster="b"\} 1$/m), 'the slow request reached the backend');
 $a->signal('TERM');
 my $resp = do { local $/; <$slow> };
 close $slow;

@@ -197,16 +197,19 @@ static int metrics_init(otr_ctx *ctx, const void *confp)
         .n_hist_buckets = conf->statsd.histogram_buckets.n,
         .set_max_members = (uint32_t)conf->statsd.set_max_members,
     };
-    atomic_init(&st->limit.used, 0);
-    st->limit.max = (uint64_t)conf->statsd.max_series;
     st->n_workers = h->n_workers(ctx);
     st->workers = xcalloc(st->n_workers, sizeof *st->workers);
+    h->set_data(ctx, st);
+    st->stores = metrics_stores_acquire(st->n_workers, &st->store_conf, (uint64_t)conf->statsd.max_series, &st->limit);
+    if (!st->stores) {
+        h->log(ctx, OTR_LOG_ERROR, "statsd stores exist for another worker count than %u", st->n_workers);
+        return UV_EINVAL;
+    }
     for (unsigned i = 0; i < st->n_workers; i++) {
         st->workers[i].st = st;
         st->workers[i].index = i;
-        mstore_init(&st->workers[i].store, &st->store_conf, &st->limit);
+        st->workers[i].store = &st->stores[i];
     }
-    h->set_data(ctx, st);
 
     int rc = h->listener_open(ctx, "http", &conf->listen, SOCK_STREAM, &st->http);
     if (rc == 0 && conf->statsd.enabled)
@@ -237,6 +240,7 @@ static int metrics_start(otr_ctx *ctx, otr_worker *w)
     struct metrics_worker *mw = &st->workers[ctx->host->worker_index(w)];
     mw->w = w;
     mw->loop = ctx->host->loop(w);
+    metrics_stores_configure(mw->store, &st->store_conf, (uint64_t)st->conf->statsd.max_series);
     struct metrics_counters *c = &mw->c;
     c->packets = series_of(st, st->m_packets, w, NULL);
     c->lines = series_of(st, st->m_lines, w, NULL);
@@ -286,8 +290,10 @@ static void metrics_fini(otr_ctx *ctx)
     struct metrics_state *st = ctx->host->data(ctx);
     if (!st)
         return;
-    for (unsigned i = 0; i < st->n_workers; i++)
-        mstore_fini(&st->workers[i].store);
+    if (st->stores)
+        metrics_stores_release();
+    for (unsigned i = 0; st->workers && i < st->n_workers; i++)
+        mexpo_scratch_fini(&st->workers[i].expo_scratch);
     metrics_targets_free(st);
     msnap_unref(st->statsd_spare);
     free(st->workers);
@@ -304,7 +310,8 @@ static void metrics_status(otr_ctx *ctx, void (*emit)(void *, const char *, size
     size_t targets = st->n_targets;
     pthread_mutex_unlock(&st->lock);
     int n = snprintf(buf, sizeof buf, "\"statsd_series\":%llu,\"statsd_max_series\":%llu,\"targets\":%zu",
-                     (unsigned long long)atomic_load(&st->limit.used), (unsigned long long)st->limit.max, targets);
+                     (unsigned long long)atomic_load(&st->limit->used),
+                     (unsigned long long)atomic_load(&st->limit->max), targets);
     emit(arg, buf, (size_t)n);
 }
 

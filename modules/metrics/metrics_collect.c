@@ -38,7 +38,7 @@ static struct msnap *statsd_snapshot(struct metrics_state *st)
 {
     struct mstore **stores = xmalloc(st->n_workers * sizeof *stores);
     for (unsigned i = 0; i < st->n_workers; i++)
-        stores[i] = &st->workers[i].store;
+        stores[i] = &st->stores[i];
     pthread_mutex_lock(&st->lock);
     struct msnap *spare = st->statsd_spare;
     st->statsd_spare = NULL;
@@ -50,8 +50,9 @@ static struct msnap *statsd_snapshot(struct metrics_state *st)
     return msnap_builder_finish(&b);
 }
 
-void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, unsigned flags, struct mbuf *out)
+void metrics_expose(struct metrics_worker *mw, enum mexpo_format fmt, unsigned flags, struct mbuf *out)
 {
+    struct metrics_state *st = mw->st;
     pthread_mutex_lock(&st->lock);
     size_t n = st->n_targets + 2, k = 2;
     struct msnap **snaps = xmalloc(n * sizeof *snaps);
@@ -62,7 +63,7 @@ void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, unsigned fl
     snaps[0] = registry_snapshot(st);
     snaps[1] = statsd_snapshot(st);
     struct mexpo_stats stats = {0};
-    mexpo_render_flags(snaps, k, fmt, flags, out, &stats);
+    mexpo_render_scratch(snaps, k, fmt, flags, out, &stats, &mw->expo_scratch);
     /* The statsd snapshot's buffers serve the next exposition, unless
      * another one is already kept. */
     pthread_mutex_lock(&st->lock);

@@ -163,7 +163,7 @@ static void econn_process(struct econn *c)
     }
     enum mexpo_format fmt = mexpo_negotiate(r.has_accept ? r.accept : NULL);
     c->out.len = 0;
-    metrics_expose(c->ep->mw->st, fmt, 0, &c->out);
+    metrics_expose(c->ep->mw, fmt, 0, &c->out);
     econn_send(c, 200, "OK", mexpo_content_type(fmt), NULL, r.head);
 }
 

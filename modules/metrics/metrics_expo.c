@@ -26,23 +26,33 @@ static bool entry_same_name(const struct entry *a, const struct entry *b)
 }
 
 /* Groups entries by family name with a hash table: O(families), where
- * sorting 100,000 names would cost tens of milliseconds. Fills heads[]
- * with each group's first entry, in order of first appearance (sources
- * in order: the registry, statsd, then targets); returns their number. */
-static size_t group_by_name(struct entry *es, size_t k, uint32_t *heads)
+ * sorting 100,000 names would cost tens of milliseconds. Each slot holds
+ * a group's name hash next to its index, so a probe compares names only
+ * on a full hash match (following an entry to its name is a cache miss
+ * per step on large tables). Fills heads[] with each group's first entry,
+ * in order of first appearance (sources in order: the registry, statsd,
+ * then targets); returns their number. */
+static size_t group_by_name(struct entry *es, size_t k, uint32_t *heads, struct mexpo_scratch *scratch)
 {
     size_t cap = 16;
     while (cap < 2 * k)
         cap *= 2;
-    uint32_t *slots = xcalloc(cap, sizeof *slots);
-    uint32_t *tails = xmalloc((k ? k : 1) * sizeof *tails);
+    if (scratch->n_slots < cap) {
+        free(scratch->slots);
+        scratch->slots = xmalloc(cap * sizeof *scratch->slots);
+        scratch->n_slots = cap;
+    }
+    uint64_t *slots = scratch->slots; /* hash << 32 | group + 1; 0: empty */
+    memset(slots, 0, cap * sizeof *slots);
+    uint32_t *tails = scratch->tails;
     size_t n_groups = 0;
     for (size_t i = 0; i < k; i++) {
         es[i].next = UINT32_MAX;
-        size_t j = metrics_hash(es[i].snap->text + es[i].fam->name_off, es[i].fam->name_len, 0) & (cap - 1);
+        uint32_t hash = es[i].fam->name_hash;
+        size_t j = hash & (cap - 1);
         for (; slots[j]; j = (j + 1) & (cap - 1)) {
-            uint32_t g = slots[j] - 1;
-            if (entry_same_name(&es[heads[g]], &es[i])) {
+            uint32_t g = (uint32_t)slots[j] - 1;
+            if ((uint32_t)(slots[j] >> 32) == hash && entry_same_name(&es[heads[g]], &es[i])) {
                 es[tails[g]].next = (uint32_t)i;
                 tails[g] = (uint32_t)i;
                 break;
@@ -50,11 +60,9 @@ static size_t group_by_name(struct entry *es, size_t k, uint32_t *heads)
         }
         if (!slots[j]) {
             heads[n_groups] = tails[n_groups] = (uint32_t)i;
-            slots[j] = (uint32_t)++n_groups;
+            slots[j] = (uint64_t)hash << 32 | (uint32_t)++n_groups;
         }
     }
-    free(slots);
-    free(tails);
     return n_groups;
 }
 
@@ -207,19 +215,46 @@ void mexpo_render(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, s
     mexpo_render_flags(snaps, n, fmt, 0, out, stats);
 }
 
+void mexpo_scratch_fini(struct mexpo_scratch *s)
+{
+    free(s->entries);
+    free(s->heads);
+    free(s->tails);
+    free(s->slots);
+    memset(s, 0, sizeof *s);
+}
+
 void mexpo_render_flags(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, unsigned flags,
                         struct mbuf *out, struct mexpo_stats *stats)
+{
+    struct mexpo_scratch scratch = {0};
+    mexpo_render_scratch(snaps, n, fmt, flags, out, stats, &scratch);
+    mexpo_scratch_fini(&scratch);
+}
+
+void mexpo_render_scratch(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, unsigned flags,
+                          struct mbuf *out, struct mexpo_stats *stats, struct mexpo_scratch *scratch)
 {
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += snaps[i] ? snaps[i]->n_fams : 0;
-    struct entry *es = xmalloc((total ? total : 1) * sizeof *es);
+    if (scratch->cap < total || !scratch->entries) {
+        size_t cap = total > 16 ? total + total / 4 : 16;
+        free(scratch->entries);
+        free(scratch->heads);
+        free(scratch->tails);
+        scratch->entries = xmalloc(cap * sizeof(struct entry));
+        scratch->heads = xmalloc(cap * sizeof *scratch->heads);
+        scratch->tails = xmalloc(cap * sizeof *scratch->tails);
+        scratch->cap = cap;
+    }
+    struct entry *es = scratch->entries;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         for (uint32_t f = 0; snaps[i] && f < snaps[i]->n_fams; f++)
             es[k++] = (struct entry){snaps[i], &snaps[i]->fams[f], UINT32_MAX};
-    uint32_t *heads = xmalloc((k ? k : 1) * sizeof *heads);
-    size_t n_groups = group_by_name(es, k, heads);
+    uint32_t *heads = scratch->heads;
+    size_t n_groups = group_by_name(es, k, heads, scratch);
     /* Presize the output: label text, names and numbers of every series. */
     size_t estimate = 0;
     for (size_t i = 0; i < n; i++) {
@@ -253,10 +288,8 @@ void mexpo_render_flags(struct msnap *const *snaps, size_t n, enum mexpo_format 
             if (es[x].fam->type == first->fam->type)
                 stats->series += add_series(out, fmt, flags, &es[x]);
     }
-    free(heads);
     if (fmt == MEXPO_OPENMETRICS)
         mbuf_add(out, "# EOF\n", 6);
-    free(es);
 }
 
 /* Accept: "application/openmetrics-text;version=1.0.0;q=0.5, text/plain;q=0.4".

@@ -39,6 +39,22 @@ enum mexpo_flags {
 void mexpo_render_flags(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, unsigned flags,
                         struct mbuf *out, struct mexpo_stats *stats);
 
+/* Working memory of an exposition (about 50 bytes per family), kept by a
+ * caller that exposes repeatedly so that large expositions reuse warm
+ * pages instead of faulting fresh ones in every time. Zero-initialise;
+ * one exposition at a time. */
+struct mexpo_scratch {
+    void *entries;
+    uint32_t *heads, *tails;
+    size_t cap; /* of entries, heads and tails */
+    uint64_t *slots;
+    size_t n_slots;
+};
+void mexpo_scratch_fini(struct mexpo_scratch *s);
+/* mexpo_render_flags with caller-kept working memory. */
+void mexpo_render_scratch(struct msnap *const *snaps, size_t n, enum mexpo_format fmt, unsigned flags,
+                          struct mbuf *out, struct mexpo_stats *stats, struct mexpo_scratch *scratch);
+
 /* Picks the format from an HTTP Accept header (NULL: Prometheus text):
  * OpenMetrics when application/openmetrics-text is accepted with q > 0. */
 enum mexpo_format mexpo_negotiate(const char *accept);

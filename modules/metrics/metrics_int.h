@@ -102,7 +102,8 @@ struct metrics_state {
     const struct otr_host *host;
     const struct metrics_conf *conf;
     struct mstore_conf store_conf;
-    struct mstore_limit limit;
+    struct mstore_limit *limit; /* shared by all generations (metrics_stores.c) */
+    struct mstore *stores;      /* one per worker, shared by all generations */
     otr_listener *http, *udp, *unixl;
     otr_hook *relabel;
     otr_metric *m_packets, *m_lines, *m_malformed, *m_truncated, *m_refused, *m_set_overflow, *m_scrapes,
@@ -119,9 +120,10 @@ struct metrics_state {
     struct msnap *statsd_spare;
 };
 
-/* Builds the whole exposition into out (any worker thread); flags: enum
- * mexpo_flags. */
-void metrics_expose(struct metrics_state *st, enum mexpo_format fmt, unsigned flags, struct mbuf *out);
+struct metrics_worker;
+/* Builds the whole exposition into out on worker mw's thread (its working
+ * memory is reused); flags: enum mexpo_flags. */
+void metrics_expose(struct metrics_worker *mw, enum mexpo_format fmt, unsigned flags, struct mbuf *out);
 
 /* Counting helper: adds v to a counter series if it exists. */
 static inline void metrics_count(const struct otr_host *h, otr_series *s, double v)
@@ -154,15 +156,25 @@ struct metrics_worker {
     otr_worker *w;
     uv_loop_t *loop;
     unsigned index;
-    struct mstore store;
+    struct mstore *store; /* st->stores[index] */
     struct metrics_counters c;
     struct metrics_statsd_rx *udp_rx, *unix_rx;
     struct metrics_endpoint *endpoint;
     struct metrics_scraper *scraper; /* worker 0 */
     struct metrics_pusher *pusher;   /* worker 0 */
+    struct mexpo_scratch expo_scratch; /* kept across this worker's expositions */
     unsigned open_handles;           /* handles not yet closed */
     bool draining;
 };
+
+/* The statsd stores (metrics_stores.c), which outlive generations: the
+ * first acquire creates n of them, the last release frees them. Returns
+ * NULL if n differs from the live stores' count. */
+struct mstore *metrics_stores_acquire(unsigned n, const struct mstore_conf *conf, uint64_t max_series,
+                                      struct mstore_limit **limit);
+void metrics_stores_release(void);
+/* Applies a generation's statsd config to a worker's store (its start). */
+void metrics_stores_configure(struct mstore *store, const struct mstore_conf *conf, uint64_t max_series);
 
 /* Every handle a worker opens is counted: +1 when opened, and its close
  * callback calls this; the worker is drained when none is left. */

@@ -54,7 +54,7 @@ static void pusher_on_tick(uv_timer_t *timer)
     const struct metrics_conf *conf = mw->st->conf;
     p->body.len = 0;
     /* The Pushgateway refuses samples with timestamps (400): leave them out. */
-    metrics_expose(mw->st, MEXPO_PROMETHEUS, MEXPO_NO_TIMESTAMPS, &p->body);
+    metrics_expose(mw, MEXPO_PROMETHEUS, MEXPO_NO_TIMESTAMPS, &p->body);
     struct mhttp_request r = {
         .method = "PUT",
         .url = &p->url,

@@ -111,6 +111,11 @@ static uint32_t text_add(struct msnap_builder *b, const char *p, size_t n)
     return off;
 }
 
+uint32_t msnap_name_hash(const char *name, size_t n)
+{
+    return (uint32_t)metrics_hash(name, n, 0);
+}
+
 static void fam_grow(struct msnap_builder *b)
 {
     struct msnap *s = b->snap;
@@ -120,7 +125,7 @@ static void fam_grow(struct msnap_builder *b)
     b->fam_mask = nslots - 1;
     for (uint32_t i = 0; i < s->n_fams; i++) {
         const struct msnap_family *f = &s->fams[i];
-        size_t j = metrics_hash(b->text.p + f->name_off, f->name_len, 0) & b->fam_mask;
+        size_t j = f->name_hash & b->fam_mask;
         while (b->fam_slots[j])
             j = (j + 1) & b->fam_mask;
         b->fam_slots[j] = i + 1;
@@ -131,11 +136,12 @@ static void fam_grow(struct msnap_builder *b)
 static int64_t family_get(struct msnap_builder *b, const struct msample *s, struct prom_str name)
 {
     struct msnap *snap = b->snap;
-    size_t j = metrics_hash(name.p, name.n, 0) & b->fam_mask;
+    uint32_t hash = msnap_name_hash(name.p, name.n);
+    size_t j = hash & b->fam_mask;
     for (; b->fam_slots[j]; j = (j + 1) & b->fam_mask) {
         uint32_t i = b->fam_slots[j] - 1;
         struct msnap_family *f = &snap->fams[i];
-        if (!text_eq(b, f->name_off, f->name_len, name.p, name.n))
+        if (f->name_hash != hash || !text_eq(b, f->name_off, f->name_len, name.p, name.n))
             continue;
         if (f->type != s->type)
             return -1;
@@ -153,6 +159,7 @@ static int64_t family_get(struct msnap_builder *b, const struct msample *s, stru
     struct msnap_family *f = &snap->fams[i];
     f->name_off = text_add(b, name.p, name.n);
     f->name_len = (uint32_t)name.n;
+    f->name_hash = hash;
     f->help_off = s->help.n ? text_add(b, s->help.p, s->help.n) : 0;
     f->help_len = (uint32_t)s->help.n;
     f->type = (uint8_t)s->type;
@@ -248,14 +255,10 @@ enum msnap_reject msnap_builder_add(struct msnap_builder *b, const struct msampl
         b->rejected[MSNAP_BAD_LABEL]++;
         return MSNAP_BAD_LABEL;
     }
-    uint32_t h = 0;
-    size_t j = 0;
-    if (!b->unique) {
-        uint64_t key[2] = {(uint64_t)fi, sfx};
-        h = (uint32_t)metrics_hash(b->text.p + off, (size_t)len, metrics_hash(key, sizeof key, 1));
-        j = h & b->series_mask;
-    }
-    for (; !b->unique && b->series_slots[j]; j = (j + 1) & b->series_mask) {
+    uint64_t key[2] = {(uint64_t)fi, sfx};
+    uint32_t h = (uint32_t)metrics_hash(b->text.p + off, (size_t)len, metrics_hash(key, sizeof key, 1));
+    size_t j = h & b->series_mask;
+    for (; b->series_slots[j]; j = (j + 1) & b->series_mask) {
         uint32_t i = b->series_slots[j] - 1;
         const struct msnap_series *o = &snap->series[i];
         if (b->series_hash[i] == h && o->fam == fi && o->suffix == sfx &&
@@ -281,13 +284,63 @@ enum msnap_reject msnap_builder_add(struct msnap_builder *b, const struct msampl
         .ts_ms = s->ts_ms,
     };
     snap->fams[fi].n_series++;
-    if (b->unique)
-        return MSNAP_OK;
     b->series_hash[i] = h;
     b->series_slots[j] = i + 1;
     if (snap->n_series * 2 > b->series_mask + 1)
         series_grow(b);
     return MSNAP_OK;
+}
+
+uint32_t msnap_builder_new_family(struct msnap_builder *b, struct prom_str name, uint32_t hash, struct prom_str help,
+                                  enum prom_type type)
+{
+    struct msnap *snap = b->snap;
+    if (snap->n_fams == b->fam_cap) {
+        b->fam_cap *= 2;
+        snap->fams = xrealloc(snap->fams, b->fam_cap * sizeof *snap->fams);
+    }
+    uint32_t help_off = 0;
+    unsigned h = 0;
+    while (h < b->n_helps && b->help_p[h] != help.p)
+        h++;
+    if (h < b->n_helps) {
+        help_off = b->help_off[h];
+    } else if (help.n) {
+        help_off = text_add(b, help.p, help.n);
+        if (b->n_helps < sizeof b->help_p / sizeof b->help_p[0]) {
+            b->help_p[b->n_helps] = help.p;
+            b->help_off[b->n_helps++] = help_off;
+        }
+    }
+    uint32_t i = snap->n_fams++;
+    snap->fams[i] = (struct msnap_family){
+        .name_off = text_add(b, name.p, name.n),
+        .name_len = (uint32_t)name.n,
+        .name_hash = hash,
+        .help_off = help_off,
+        .help_len = (uint32_t)help.n,
+        .type = (uint8_t)type,
+    };
+    return i;
+}
+
+void msnap_builder_new_series(struct msnap_builder *b, uint32_t fam, enum msnap_suffix sfx, const char *labels,
+                              size_t labels_len, double value)
+{
+    struct msnap *snap = b->snap;
+    if (snap->n_series == b->series_cap) {
+        b->series_cap = b->series_cap ? b->series_cap * 2 : 64;
+        snap->series = xrealloc(snap->series, b->series_cap * sizeof *snap->series);
+        b->series_hash = xrealloc(b->series_hash, b->series_cap * sizeof *b->series_hash);
+    }
+    snap->series[snap->n_series++] = (struct msnap_series){
+        .fam = fam,
+        .labels_off = text_add(b, labels, labels_len),
+        .labels_len = (uint32_t)labels_len,
+        .suffix = (uint8_t)sfx,
+        .value = value,
+    };
+    snap->fams[fam].n_series++;
 }
 
 static enum msnap_suffix suffix_of(const struct prom_sample *s)

@@ -47,6 +47,7 @@ extern const char *const msnap_suffix_text[MSFX_N];
 
 struct msnap_family {
     uint32_t name_off, name_len;
+    uint32_t name_hash; /* msnap_name_hash of the name: the exposition groups by it */
     uint32_t help_off, help_len;
     uint32_t first, n_series; /* range in series[] */
     uint8_t type;             /* enum prom_type */
@@ -115,14 +116,15 @@ struct msnap_builder {
     uint32_t *series_hash;
     size_t fam_mask, series_mask;
     bool honor_labels;
-    /* Set by callers whose series are unique by construction (the statsd
-     * store): skips the duplicate check, the builder's main cost. */
-    bool unique;
     /* Keep buffers at full capacity for a later msnap_builder_init_recycled;
      * sorted_spare: an array of series_cap entries finish may sort into. */
     bool recycle;
     struct msnap_series *sorted_spare;
     uint32_t limit; /* 0: unlimited */
+    /* Help texts of msnap_builder_new_family, stored once each (by address). */
+    const char *help_p[8];
+    uint32_t help_off[8];
+    unsigned n_helps;
     struct prom_str target_names[MSNAP_MAX_TARGET_LABELS];
     /* Counts of refused samples, by reason. */
     uint64_t rejected[5];
@@ -145,6 +147,18 @@ void msnap_builder_reserve(struct msnap_builder *b, size_t n_series, size_t text
  * with a bare sample are stored as family x with suffix _total, the
  * OpenMetrics model, so both input formats expose alike. */
 enum msnap_reject msnap_builder_add(struct msnap_builder *b, const struct msample *s);
+/* The hash families are grouped by (family names, across snapshots). */
+uint32_t msnap_name_hash(const char *name, size_t n);
+/* The fast path of a source whose families are unique and valid by
+ * construction (the statsd store): adds a family without looking it up,
+ * so it must not be added again nor mixed with msnap_builder_add on the
+ * same builder. hash: msnap_name_hash(name). A help text at the same
+ * address as an earlier one is stored once. Returns the family's index. */
+uint32_t msnap_builder_new_family(struct msnap_builder *b, struct prom_str name, uint32_t hash, struct prom_str help,
+                                  enum prom_type type);
+/* Adds a series to such a family: labels already rendered, no checks. */
+void msnap_builder_new_series(struct msnap_builder *b, uint32_t fam, enum msnap_suffix sfx, const char *labels,
+                              size_t labels_len, double value);
 /* Adds a sample as reported by the text parser. */
 enum msnap_reject msnap_builder_add_prom(struct msnap_builder *b, const struct prom_sample *s);
 /* Finishes: groups series by family and returns the snapshot (refs = 1);

@@ -107,7 +107,7 @@ static const struct otr_pod *pod_of(struct metrics_statsd_rx *rx, const struct s
 static void rx_on_line(void *arg, const struct statsd_line *line)
 {
     struct apply_ctx *a = arg;
-    a->refused[mstore_apply(&a->rx->mw->store, line, a->extra, a->n_extra, a->now_ds)]++;
+    a->refused[mstore_apply(a->rx->mw->store, line, a->extra, a->n_extra, a->now_ds)]++;
 }
 
 /* Reads what the socket holds, in batches, and applies it; returns the
@@ -119,7 +119,7 @@ static uint64_t rx_drain(struct metrics_statsd_rx *rx)
     struct apply_ctx a = {.rx = rx, .now_ds = (uint32_t)(uv_now(mw->loop) / 100)};
     uint64_t packets = 0, truncated = 0;
     /* Only this worker writes its store's counters: no lock to read them. */
-    uint64_t overflow0 = mw->store.set_overflow;
+    uint64_t overflow0 = mw->store->set_overflow;
     struct statsd_counts counts = {0};
     /* Bounded work per wakeup, so a flood cannot starve the loop's other
      * handles (the /metrics endpoint on this worker). */
@@ -129,7 +129,7 @@ static uint64_t rx_drain(struct metrics_statsd_rx *rx)
         int n = recvmmsg(rx->fd, rx->msgs, rx->batch, MSG_DONTWAIT, NULL);
         if (n <= 0)
             break;
-        pthread_mutex_lock(&mw->store.lock);
+        pthread_mutex_lock(&mw->store->lock);
         for (int i = 0; i < n; i++) {
             packets++;
             if (rx->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
@@ -148,7 +148,7 @@ static uint64_t rx_drain(struct metrics_statsd_rx *rx)
             }
             statsd_parse_datagram(rx->iov[i].iov_base, rx->msgs[i].msg_len, &rx->line, rx_on_line, &a, &counts);
         }
-        pthread_mutex_unlock(&mw->store.lock);
+        pthread_mutex_unlock(&mw->store->lock);
         if ((unsigned)n < rx->batch)
             break;
     }
@@ -158,7 +158,7 @@ static uint64_t rx_drain(struct metrics_statsd_rx *rx)
     metrics_count(h, mw->c.truncated, (double)truncated);
     for (int r = 1; r < MSTORE_N; r++)
         metrics_count(h, mw->c.refused[r], (double)a.refused[r]);
-    metrics_count(h, mw->c.set_overflow, (double)(mw->store.set_overflow - overflow0));
+    metrics_count(h, mw->c.set_overflow, (double)(mw->store->set_overflow - overflow0));
     return packets;
 }
 

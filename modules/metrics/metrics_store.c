@@ -59,19 +59,57 @@ static void *arena_alloc(struct mstore *st, size_t n)
     return p;
 }
 
+/* The store keeps its own copy of the configuration, so it may outlive
+ * the generation whose parsed config it came from. */
+static struct mstore_conf *conf_copy(const struct mstore_conf *c)
+{
+    struct mstore_conf *d = xmalloc(sizeof *d);
+    *d = *c;
+    double *t = xmalloc((c->n_timer_buckets + c->n_hist_buckets + 1) * sizeof *t);
+    memcpy(t, c->timer_buckets, c->n_timer_buckets * sizeof *t);
+    memcpy(t + c->n_timer_buckets, c->hist_buckets, c->n_hist_buckets * sizeof *t);
+    d->timer_buckets = t;
+    d->hist_buckets = t + c->n_timer_buckets;
+    return d;
+}
+
+static void conf_free(const struct mstore_conf *c)
+{
+    free((void *)c->timer_buckets);
+    free((void *)c);
+}
+
+static bool same_buckets(const double *a, size_t na, const double *b, size_t nb)
+{
+    return na == nb && memcmp(a, b, na * sizeof *a) == 0;
+}
+
+/* Empty tables and arena; conf, limit and lock are the caller's. */
+static void store_data_init(struct mstore *st)
+{
+    st->fams = NULL;
+    st->n_fams = st->fam_cap = 0;
+    st->fam_mask = 15;
+    st->fam_slots = xcalloc(st->fam_mask + 1, sizeof *st->fam_slots);
+    st->list = NULL;
+    st->n_series = st->list_cap = 0;
+    st->mask = 255;
+    st->slots = xcalloc(st->mask + 1, sizeof *st->slots);
+    st->arena = NULL;
+    st->arena_bytes = 0;
+}
+
 void mstore_init(struct mstore *st, const struct mstore_conf *conf, struct mstore_limit *limit)
 {
     memset(st, 0, sizeof *st);
-    st->conf = conf;
+    st->conf = conf_copy(conf);
     st->limit = limit;
     pthread_mutex_init(&st->lock, NULL);
-    st->fam_mask = 15;
-    st->fam_slots = xcalloc(st->fam_mask + 1, sizeof *st->fam_slots);
-    st->mask = 255;
-    st->slots = xcalloc(st->mask + 1, sizeof *st->slots);
+    store_data_init(st);
 }
 
-void mstore_fini(struct mstore *st)
+/* Frees series, families and tables, releasing the series from the limit. */
+static void store_data_free(struct mstore *st)
 {
     for (uint32_t i = 0; i < st->n_series; i++) {
         struct mseries *s = st->list[i];
@@ -90,6 +128,12 @@ void mstore_fini(struct mstore *st)
     free(st->fam_slots);
     free(st->slots);
     free(st->list);
+}
+
+void mstore_fini(struct mstore *st)
+{
+    store_data_free(st);
+    conf_free(st->conf);
     pthread_mutex_destroy(&st->lock);
 }
 
@@ -195,6 +239,10 @@ static int64_t store_family_get(struct mstore *st, const char *name, size_t n, e
     f->name_len = (uint32_t)n;
     f->kind = (uint8_t)kind;
     f->type = (uint8_t)type_of(kind);
+    /* Counters are exposed in the OpenMetrics model: family x, sample
+     * x_total (mstore_apply gave every counter name the suffix). */
+    f->expo_len = f->type == PROM_COUNTER && n > 6 ? (uint32_t)n - 6 : (uint32_t)n;
+    f->expo_hash = msnap_name_hash(name, f->expo_len);
     st->fam_slots[j] = i + 1;
     if (st->n_fams * 2 > st->fam_mask + 1)
         fam_rehash(st);
@@ -492,6 +540,57 @@ static void merge_series(struct mstore *dst, const struct mstore *src, const str
         d->stamp = s->stamp;
 }
 
+/* Whether series of family f keep their meaning under conf c: only
+ * histograms depend on the configuration (their buckets). */
+static bool family_fits(const struct mstore *st, const struct mstore_family *f, const struct mstore_conf *c)
+{
+    if (f->type != PROM_HISTOGRAM)
+        return true;
+    if (f->kind == STATSD_TIMER)
+        return same_buckets(st->conf->timer_buckets, st->conf->n_timer_buckets, c->timer_buckets,
+                            c->n_timer_buckets);
+    return same_buckets(st->conf->hist_buckets, st->conf->n_hist_buckets, c->hist_buckets, c->n_hist_buckets);
+}
+
+void mstore_reconfigure(struct mstore *st, const struct mstore_conf *conf)
+{
+    struct mstore_conf *next = conf_copy(conf);
+    pthread_mutex_lock(&st->lock);
+    bool timer_same = same_buckets(st->conf->timer_buckets, st->conf->n_timer_buckets, conf->timer_buckets,
+                                   conf->n_timer_buckets);
+    bool hist_same =
+        same_buckets(st->conf->hist_buckets, st->conf->n_hist_buckets, conf->hist_buckets, conf->n_hist_buckets);
+    if (timer_same && hist_same) {
+        const struct mstore_conf *prev = st->conf;
+        st->conf = next;
+        pthread_mutex_unlock(&st->lock);
+        conf_free(prev);
+        return;
+    }
+    /* Buckets changed: rebuild, keeping every series but the histograms of
+     * the changed kind (their counts do not map onto the new buckets). The
+     * limit is settled once at the end, so the rebuild cannot be refused. */
+    struct mstore old = *st;
+    struct mstore_limit *limit = st->limit;
+    old.limit = NULL;
+    st->limit = NULL;
+    st->conf = next;
+    store_data_init(st);
+    for (uint32_t i = 0; i < old.n_series; i++) {
+        const struct mseries *s = old.list[i];
+        if (family_fits(&old, &old.fams[s->fam], next))
+            merge_series(st, &old, s);
+    }
+    if (limit) {
+        atomic_fetch_sub(&limit->used, old.n_series);
+        atomic_fetch_add(&limit->used, st->n_series);
+    }
+    st->limit = limit;
+    pthread_mutex_unlock(&st->lock);
+    store_data_free(&old);
+    conf_free(old.conf);
+}
+
 static const char *help_of(const struct mstore_family *f)
 {
     switch ((enum statsd_type)f->kind) {
@@ -503,25 +602,30 @@ static const char *help_of(const struct mstore_family *f)
     }
 }
 
-static void emit_series(const struct mstore *st, const struct mseries *s, struct msnap_builder *b)
+/* The snapshot's family for store family fi, added at its first series
+ * (a family whose series were all refused by the cap stays out). */
+static uint32_t snap_family(const struct mstore *st, uint32_t fi, uint32_t *map, struct msnap_builder *b)
+{
+    if (map[fi] == UINT32_MAX) {
+        const struct mstore_family *f = &st->fams[fi];
+        const char *help = help_of(f);
+        map[fi] = msnap_builder_new_family(b, (struct prom_str){f->name, f->expo_len}, f->expo_hash,
+                                           (struct prom_str){help, strlen(help)}, (enum prom_type)f->type);
+    }
+    return map[fi];
+}
+
+static void emit_series(const struct mstore *st, const struct mseries *s, uint32_t *map, struct msnap_builder *b)
 {
     const struct mstore_family *f = &st->fams[s->fam];
-    const char *help = help_of(f);
-    struct msample m = {
-        .family = {f->name, f->name_len},
-        .help = {help, strlen(help)},
-        .type = (enum prom_type)f->type,
-        .rendered = s->labels,
-        .rendered_len = s->labels_len,
-    };
+    uint32_t fam = snap_family(st, s->fam, map, b);
     if (f->kind == STATSD_SET) {
-        m.value = s->u.set->n;
-        msnap_builder_add(b, &m);
+        msnap_builder_new_series(b, fam, MSFX_NONE, s->labels, s->labels_len, s->u.set->n);
         return;
     }
     if (f->type != PROM_HISTOGRAM) {
-        m.value = s->u.value;
-        msnap_builder_add(b, &m);
+        enum msnap_suffix sfx = f->type == PROM_COUNTER && f->expo_len < f->name_len ? MSFX_TOTAL : MSFX_NONE;
+        msnap_builder_new_series(b, fam, sfx, s->labels, s->labels_len, s->u.value);
         return;
     }
     const double *bounds = buckets(st, f);
@@ -534,8 +638,6 @@ static void emit_series(const struct mstore *st, const struct mseries *s, struct
     memcpy(text + base, "le=\"", 4);
     base += 4;
     double cum = 0;
-    m.suffix = MSFX_BUCKET;
-    m.rendered = text;
     for (size_t i = 0; i <= nb; i++) {
         size_t len = base;
         if (i < nb) {
@@ -547,18 +649,21 @@ static void emit_series(const struct mstore *st, const struct mseries *s, struct
             len += 4;
         }
         text[len++] = '"';
-        m.rendered_len = len;
-        m.value = cum;
-        msnap_builder_add(b, &m);
+        msnap_builder_new_series(b, fam, MSFX_BUCKET, text, len, cum);
     }
-    m.rendered = s->labels;
-    m.rendered_len = s->labels_len;
-    m.suffix = MSFX_SUM;
-    m.value = s->u.hist->sum;
-    msnap_builder_add(b, &m);
-    m.suffix = MSFX_COUNT;
-    m.value = s->u.hist->count;
-    msnap_builder_add(b, &m);
+    msnap_builder_new_series(b, fam, MSFX_SUM, s->labels, s->labels_len, s->u.hist->sum);
+    msnap_builder_new_series(b, fam, MSFX_COUNT, s->labels, s->labels_len, s->u.hist->count);
+}
+
+/* Adds every series of st to the builder, families in order of creation
+ * of their first series. */
+static void emit_store(const struct mstore *st, struct msnap_builder *b)
+{
+    uint32_t *map = xmalloc((st->n_fams ? st->n_fams : 1) * sizeof *map);
+    memset(map, 0xff, st->n_fams * sizeof *map);
+    for (uint32_t i = 0; i < st->n_series; i++)
+        emit_series(st, st->list[i], map, b);
+    free(map);
 }
 
 /* Presizes the builder for everything emit_series will add. */
@@ -572,34 +677,39 @@ static void reserve_for(const struct mstore *st, struct msnap_builder *b)
         n += k;
         text += k * (s->labels_len + (k > 1 ? 40 : 0));
     }
-    /* Each family's name and help go to the text too. */
+    /* Each family's name goes to the text too (helps are shared). */
     for (uint32_t f = 0; f < st->n_fams; f++)
-        text += st->fams[f].name_len + 40;
+        text += st->fams[f].name_len;
+    text += 200;
     msnap_builder_reserve(b, n, text);
 }
 
 void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builder *b)
 {
-    b->unique = true;
     if (n == 1) {
         pthread_mutex_lock(&stores[0]->lock);
         reserve_for(stores[0], b);
-        for (uint32_t i = 0; i < stores[0]->n_series; i++)
-            emit_series(stores[0], stores[0]->list[i], b);
+        emit_store(stores[0], b);
         pthread_mutex_unlock(&stores[0]->lock);
         return;
     }
     struct mstore merged;
+    pthread_mutex_lock(&stores[0]->lock);
     mstore_init(&merged, stores[0]->conf, NULL);
+    pthread_mutex_unlock(&stores[0]->lock);
     for (size_t k = 0; k < n; k++) {
         pthread_mutex_lock(&stores[k]->lock);
-        for (uint32_t i = 0; i < stores[k]->n_series; i++)
-            merge_series(&merged, stores[k], stores[k]->list[i]);
+        for (uint32_t i = 0; i < stores[k]->n_series; i++) {
+            const struct mseries *s = stores[k]->list[i];
+            /* During a reload's start a store may still have the previous
+             * buckets: its histograms join once it is reconfigured. */
+            if (family_fits(stores[k], &stores[k]->fams[s->fam], merged.conf))
+                merge_series(&merged, stores[k], s);
+        }
         pthread_mutex_unlock(&stores[k]->lock);
     }
     reserve_for(&merged, b);
-    for (uint32_t i = 0; i < merged.n_series; i++)
-        emit_series(&merged, merged.list[i], b);
+    emit_store(&merged, b);
     mstore_fini(&merged);
 }
 

@@ -49,7 +49,7 @@ struct mstore_conf {
 /* The cap on series, shared by the stores of all workers. */
 struct mstore_limit {
     atomic_uint_fast64_t used;
-    uint64_t max; /* 0: unlimited */
+    atomic_uint_fast64_t max; /* 0: unlimited; a reload may change it */
 };
 
 /* Why mstore_apply refused a line. */
@@ -67,6 +67,8 @@ struct mstore_arena_chunk;
 struct mstore_family {
     char *name;
     uint32_t name_len;
+    uint32_t expo_len;  /* of the exposed family name: a counter's without "_total" */
+    uint32_t expo_hash; /* msnap_name_hash of that name */
     uint8_t type;  /* enum prom_type */
     uint8_t kind;  /* enum statsd_type of the first line (TIMER vs HISTOGRAM buckets) */
 };
@@ -92,8 +94,14 @@ struct mstore {
     uint64_t set_overflow;
 };
 
+/* conf is copied: the store may outlive it (stores survive reloads). */
 void mstore_init(struct mstore *st, const struct mstore_conf *conf, struct mstore_limit *limit);
 void mstore_fini(struct mstore *st);
+
+/* Applies a new configuration (a reload), taking st->lock. Series keep
+ * their values, but histograms whose buckets changed are dropped: their
+ * counts do not map onto other buckets, so they restart from zero. */
+void mstore_reconfigure(struct mstore *st, const struct mstore_conf *conf);
 
 /* Applies one parsed line (caller holds st->lock). extra: labels the agent
  * adds (pod identity), n_extra of them. now_ds: a clock in tenths of a

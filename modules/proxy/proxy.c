@@ -141,6 +141,10 @@ static int metrics_register(struct proxy_state *st)
     st->m_upstream_conns = host->metric_new(st->ctx, &upconns);
     st->m_client_conns = host->metric_new(st->ctx, &clients);
     st->m_errors = host->metric_new(st->ctx, &errors);
+    const struct otr_metric_desc retries = { "outrider_proxy_retries_total",
+                                             "Requests sent again after a connection failure.", OTR_METRIC_COUNTER,
+                                             cluster_only, NULL, 0 };
+    st->m_retries = host->metric_new(st->ctx, &retries);
     if (!st->m_requests || !st->m_duration || !st->m_upstream_conns || !st->m_client_conns || !st->m_errors) {
         host->log(st->ctx, OTR_LOG_ERROR, "cannot register metrics");
         return UV_EINVAL;
@@ -214,6 +218,8 @@ static int worker_clusters_init(struct proxy_worker *pw)
             wc->s_requests[k] = host->series(st->m_requests, pw->w, (const char *[]){ wc->c->conf->name, classes[k], NULL });
         wc->s_duration = host->series(st->m_duration, pw->w, (const char *[]){ wc->c->conf->name, NULL });
         wc->s_conns = host->series(st->m_upstream_conns, pw->w, (const char *[]){ wc->c->conf->name, NULL });
+        if (st->m_retries)
+            wc->s_retries = host->series(st->m_retries, pw->w, (const char *[]){ wc->c->conf->name, NULL });
     }
     return 0;
 }
@@ -326,12 +332,13 @@ static void proxy_drain(otr_ctx *ctx, otr_worker *w, uint64_t deadline_ms)
     for (int l = 0; l < PROXY_LISTENERS; l++)
         if (pw->serving[l] && !uv_is_closing((uv_handle_t *)&pw->servers[l]))
             uv_close((uv_handle_t *)&pw->servers[l], server_on_close);
-    proxy_conns_drain(pw);
-    proxy_upstream_close_idle(pw);
-    proxy_h2up_close_all(pw);
+    /* The deadline first: HTTP/2 sessions time their GOAWAY from it. */
     uint64_t now = uv_now(pw->loop);
     if (pw->drain_timer_open)
         uv_timer_start(&pw->drain_timer, drain_on_deadline, deadline_ms > now ? deadline_ms - now : 0, 0);
+    proxy_conns_drain(pw);
+    proxy_upstream_close_idle(pw);
+    proxy_h2up_close_all(pw);
     proxy_worker_maybe_drained(pw);
 }
 

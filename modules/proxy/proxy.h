@@ -65,7 +65,7 @@ struct proxy_state {
     size_t buffer_size;
     unsigned n_workers;
     struct proxy_worker *workers;
-    otr_metric *m_requests, *m_duration, *m_upstream_conns, *m_client_conns, *m_errors;
+    otr_metric *m_requests, *m_duration, *m_upstream_conns, *m_client_conns, *m_errors, *m_retries;
     otr_hook *hook; /* route(req), or NULL */
 };
 
@@ -99,6 +99,9 @@ struct proxy_wcluster {
     unsigned n_pending; /* client requests waiting for a connection */
     struct proxy_conn *pending_head, *pending_tail;
     otr_series *s_requests[6]; /* by status class: 0 (error), 1xx .. 5xx */
+    otr_series *s_retries;
+    uint64_t budget_window_ms;           /* start of the current 10 s window */
+    uint32_t budget_requests, budget_retries;
     otr_series *s_duration, *s_conns;
 };
 
@@ -212,6 +215,7 @@ struct proxy_conn {
     struct proxy_wcluster *wc;
     struct proxy_route *route;
     struct proxy_upconn *up;
+    struct proxy_upconn *connecting; /* opened for this request, not yet connected */
     struct proxy_endpoint *ep;
     /* serialized heads (grown on demand, kept for the connection) */
     char *req_head, *resp_head;
@@ -223,6 +227,8 @@ struct proxy_conn {
     char req_lines[PROXY_PUMP_LINES][24], resp_lines[PROXY_PUMP_LINES][24];
     /* accounting for the access record */
     uint64_t t_start_ms, t_sent_ms;
+    uint32_t retries;
+    int avoid_ep; /* endpoint that just failed this request, -1 none */
     uint64_t bytes_in, bytes_out;
     int status;
     char peer[64];

@@ -92,6 +92,12 @@ static const struct otr_conf_field cluster_fields[] = {
       .help = "Requests per worker waiting for a connection when max_connections is reached; more get 503."),
     C("max_idle", OTR_CONF_INT, max_idle, .def = "64", .min = 0, .max = 100000,
       .help = "Idle pooled connections kept per worker and endpoint."),
+    C("retries", OTR_CONF_INT, retries, .def = "2", .min = 0, .max = 10,
+      .help = "Extra attempts, on another endpoint, for an idempotent request without a body (HTTP/1.1 "
+              "clients) whose connection failed before any response byte."),
+    C("retry_budget", OTR_CONF_DOUBLE, retry_budget, .def = "0.2", .min = 0, .max = 1,
+      .help = "Retries allowed per worker as a fraction of requests over 10 s windows, plus 10: a failing "
+              "cluster is not hammered."),
     OTR_CONF_TABLE_END,
 };
 static const struct otr_conf_field cluster_elem = {

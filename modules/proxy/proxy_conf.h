@@ -50,6 +50,8 @@ struct proxy_cluster_conf {
     int64_t max_connections; /* per worker: open upstream connections */
     int64_t max_pending;     /* per worker: requests waiting for a connection */
     int64_t max_idle;        /* per worker and endpoint: pooled idle connections */
+    int64_t retries;         /* extra attempts for idempotent requests that failed before any response */
+    double retry_budget;     /* retries allowed as a fraction of requests (plus 10 per 10 s) */
 };
 
 struct proxy_conf {

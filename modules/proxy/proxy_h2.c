@@ -493,6 +493,8 @@ static void stream_publish(struct proxy_h2stream *st)
         host->pod_unref(pod);
 }
 
+static void drain_check(struct proxy_h2conn *dc);
+
 /* --- server session callbacks ------------------------------------------------------ */
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *user)
@@ -514,6 +516,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     dc->c->n_requests++;
     uv_timer_stop(&dc->c->timer);
     nghttp2_session_set_stream_user_data(s, st->id, st);
+    dc->last_active_ms = uv_now(dc->c->pw->loop);
+    drain_check(dc);
     return 0;
 }
 
@@ -533,8 +537,23 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
     return 0;
 }
 
+/* Opaque data of the PING that times the drain's two-step GOAWAY. */
+static const uint8_t drain_ping[8] = { 'o', 't', 'r', 'd', 'r', 'a', 'i', 'n' };
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user)
 {
+    struct proxy_h2conn *dc = user;
+    if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) && dc->drain_pinged && !dc->goaway &&
+        memcmp(frame->ping.opaque_data, drain_ping, sizeof drain_ping) == 0) {
+        /* Every stream the client opened before it saw the shutdown
+         * notice arrived before this ACK: the final GOAWAY names the last
+         * one, and the session closes once they are all answered. (The
+         * caller flushes after nghttp2_session_mem_recv.) */
+        dc->goaway = true;
+        nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+        return 0;
+    }
     struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
     if (!st)
         return 0;
@@ -584,6 +603,8 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     proxy_h2up_cancel(st);
     stream_unlink(st);
     proxy_h2stream_free(st);
+    dc->last_active_ms = uv_now(dc->c->pw->loop);
+    drain_check(dc);
     if (dc->n_streams == 0 && !dc->goaway)
         proxy_conn_idle_start(dc->c);
     return 0;
@@ -595,6 +616,7 @@ int proxy_h2_conn_start(struct proxy_conn *c)
     if (!dc)
         return UV_ENOMEM;
     dc->c = c;
+    dc->last_active_ms = uv_now(c->pw->loop);
     nghttp2_session_callbacks *cb;
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
@@ -641,13 +663,49 @@ void proxy_h2_conn_on_read(struct proxy_conn *c, const uint8_t *data, size_t n)
     proxy_h2conn_flush(dc);
 }
 
+/* Graceful shutdown in two steps (RFC 9113 6.8). A GOAWAY naming the last
+ * stream processed so far would refuse the streams the client is sending
+ * right now. So first a GOAWAY with the largest stream id (the client opens
+ * no new stream here and takes new requests elsewhere) and a PING; streams
+ * arriving meanwhile are served as usual; the PING's ACK (on_frame_recv)
+ * brings the final GOAWAY. The session closes once its streams are done, or
+ * at the drain deadline. */
+static void drain_notice(struct proxy_h2conn *dc)
+{
+    dc->drain_pinged = true;
+    nghttp2_submit_shutdown_notice(dc->s);
+    nghttp2_submit_ping(dc->s, NGHTTP2_FLAG_NONE, drain_ping);
+    proxy_h2conn_flush(dc);
+}
+
+/* A busy session is told to go away only halfway to the drain deadline
+ * (checked as its streams come and go): any GOAWAY makes a client fail the
+ * requests it queued but had not sent yet unless it sends them again on a
+ * new connection, which simple clients (h2load) do not. Short-lived
+ * connections so finish on the old generation untouched; long-lived ones
+ * still move, with half the timeout left for their streams. A session idle
+ * for the drain grace is told at once; one that just finished its streams
+ * (a client between two requests) gets the grace to send more, and is
+ * closed by its idle timer if it does not. */
+static void drain_check(struct proxy_h2conn *dc)
+{
+    if (dc->drain_goaway_ms && !dc->drain_pinged && !dc->goaway && uv_now(dc->c->pw->loop) >= dc->drain_goaway_ms)
+        drain_notice(dc);
+}
+
 void proxy_h2_conn_drain(struct proxy_conn *c)
 {
     struct proxy_h2conn *dc = c->h2;
-    dc->goaway = true;
-    nghttp2_submit_goaway(dc->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(dc->s),
-                          NGHTTP2_NO_ERROR, NULL, 0);
-    proxy_h2conn_flush(dc);
+    struct proxy_worker *pw = c->pw;
+    if (dc->drain_goaway_ms || dc->goaway)
+        return;
+    uint64_t left = pw->drain_timer_open ? uv_timer_get_due_in(&pw->drain_timer) : 0;
+    uint64_t now = uv_now(pw->loop);
+    dc->drain_goaway_ms = now + left / 2;
+    if (left == 0 || (dc->n_streams == 0 && now - dc->last_active_ms >= PROXY_DRAIN_IDLE_GRACE_MS))
+        drain_notice(dc);
+    else if (dc->n_streams == 0)
+        proxy_conn_idle_start(c);
 }
 
 void proxy_h2_conn_shutdown(struct proxy_conn *c)

@@ -67,6 +67,11 @@ struct proxy_h2stream {
     struct proxy_endpoint *ep;
     struct proxy_h2up *up;
     int32_t up_id;
+    /* A stream the upstream refused unprocessed (REFUSED_STREAM, or beyond
+     * the last stream id of its GOAWAY) is sent again on a fresh session,
+     * if none of its request body left yet. */
+    bool up_body_sent;
+    uint8_t up_refusals;
     int status, grpc_status;
     uint64_t t_start_ms, t_sent_ms, bytes_in, bytes_out;
     uint64_t deadline_ms;
@@ -91,6 +96,9 @@ struct proxy_h2conn {
     struct proxy_h2stream *streams;
     unsigned n_streams;
     bool writing, goaway;
+    bool drain_pinged; /* draining: shutdown notice and PING sent, final GOAWAY on the ACK */
+    uint64_t drain_goaway_ms; /* draining: when a busy session gets its GOAWAY (0: not draining) */
+    uint64_t last_active_ms;  /* session start, or a stream's last start or end */
     uint8_t *out;
     size_t out_len, out_cap;
 };
@@ -109,6 +117,7 @@ struct proxy_h2up {
     struct proxy_h2stream *pending_head, *pending_tail; /* until connected */
     unsigned n_streams;
     bool connected, closing, writing, reading;
+    bool goaway_recv; /* the server said GOAWAY: no new stream goes here */
     uint8_t closes_pending;
     uint8_t *out;
     size_t out_len, out_cap;

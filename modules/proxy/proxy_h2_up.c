@@ -10,6 +10,9 @@
 
 #include "proxy_h2.h"
 
+/* How many times a stream refused unprocessed is sent again. */
+#define PROXY_H2_REFUSED_RETRIES 2
+
 void proxy_h2up_flush(struct proxy_h2up *up)
 {
     struct proxy_worker *pw = up->ep->wc->pw;
@@ -119,6 +122,11 @@ void proxy_h2up_send(struct proxy_h2up *up)
     if (up->writing || up->closing || !up->connected)
         return;
     up->out_len = 0;
+    /* Draining: a session whose last stream ended says GOAWAY and closes
+     * once that is written (nghttp2 then wants neither to read nor to
+     * write, below). Streams still in flight keep it open. */
+    if (up->ep->wc->pw->draining && !up->streams && !up->pending_head)
+        nghttp2_session_terminate_session(up->s, NGHTTP2_NO_ERROR);
     for (;;) {
         const uint8_t *d;
         ssize_t n = nghttp2_session_mem_send(up->s, &d);
@@ -170,6 +178,8 @@ static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
         return 0;
     }
     size_t n = proxy_bytes_take(&st->req_body, buf, length);
+    if (n)
+        st->up_body_sent = true; /* no longer replayable after a refusal */
     if (n && st->h1c) {
         proxy_h1h2_req_consumed(st);
     } else if (n) {
@@ -314,6 +324,18 @@ static int up_on_header(nghttp2_session *s, const nghttp2_frame *frame, const ui
 
 static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user)
 {
+    struct proxy_h2up *up = user;
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+        /* The server takes no new stream on this session (nginx does so
+         * after keepalive_requests, or when it reloads): new requests open
+         * a fresh session; this one finishes the streams the server kept
+         * and then closes (nghttp2 stops wanting to read). The streams it
+         * refused come back through up_on_stream_close. */
+        up->goaway_recv = true;
+        if (up->ep->h2 == up)
+            up->ep->h2 = NULL;
+        return 0;
+    }
     struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
     if (!st || st->failed)
         return 0;
@@ -366,6 +388,23 @@ static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_cod
     if (queued)
         nghttp2_session_consume_connection(s, queued);
     stream_detach(st, error_code == NGHTTP2_NO_ERROR);
+    /* REFUSED_STREAM means the server did not process the request (RFC
+     * 9113 8.7): nghttp2 also reports so the streams beyond a GOAWAY's
+     * last stream id and those it could not start after one. Send it
+     * again on a fresh session, unless part of its body left already
+     * (that part is gone). A server refusing streams is going away or
+     * overloaded: this session gets no new stream either way (nginx resets
+     * the streams past keepalive_requests before its GOAWAY arrives).
+     * Bounded, so a server refusing everything still gets an answer. */
+    if (error_code == NGHTTP2_REFUSED_STREAM && !st->resp_headers_done && !st->failed && !st->up_body_sent &&
+        st->up_refusals < PROXY_H2_REFUSED_RETRIES) {
+        struct proxy_h2up *up = user;
+        if (up->ep->h2 == up)
+            up->ep->h2 = NULL;
+        st->up_refusals++;
+        proxy_h2up_dispatch(st);
+        return 0;
+    }
     if (!st->resp_end && !st->failed) {
         char why[96];
         snprintf(why, sizeof why, "upstream reset the stream (%s)", nghttp2_http2_strerror(error_code));

@@ -243,6 +243,11 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
         proxy_upconn_close(c->up);
         c->up = NULL;
     }
+    if (c->connecting) {
+        /* Let the connect finish for the pool, without us. */
+        c->connecting->down = NULL;
+        c->connecting = NULL;
+    }
     if (c->ep) {
         c->ep->active--;
         c->ep = NULL;
@@ -335,11 +340,18 @@ void proxy_conn_read_start(struct proxy_conn *c)
 }
 
 /* How long a client connection may wait for its next request: the
- * configured idle timeout, or while draining a short grace. */
+ * configured idle timeout, or while draining until halfway to the drain
+ * deadline (as HTTP/2 sessions do), and at least a short grace. Closing an
+ * idle keep-alive connection races with a client sending on it; waiting
+ * lets most clients send once more and be answered "Connection: close". */
 static uint64_t idle_timeout(struct proxy_worker *pw)
 {
     uint64_t t = pw->st->conf->client_idle_timeout;
-    return pw->draining && t > PROXY_DRAIN_IDLE_GRACE_MS ? PROXY_DRAIN_IDLE_GRACE_MS : t;
+    if (!pw->draining)
+        return t;
+    uint64_t half = pw->drain_timer_open ? uv_timer_get_due_in(&pw->drain_timer) / 2 : 0;
+    uint64_t grace = half > PROXY_DRAIN_IDLE_GRACE_MS ? half : PROXY_DRAIN_IDLE_GRACE_MS;
+    return grace < t ? grace : t;
 }
 
 void proxy_conn_idle_start(struct proxy_conn *c)
@@ -358,6 +370,11 @@ static void conn_close(struct proxy_conn *c)
         c->up->reusable = false;
         proxy_upconn_close(c->up);
         c->up = NULL;
+    }
+    if (c->connecting) {
+        /* Let the connect finish for the pool, without us. */
+        c->connecting->down = NULL;
+        c->connecting = NULL;
     }
     if (c->ep) {
         c->ep->active--;
@@ -644,6 +661,8 @@ static void conn_start_request(struct proxy_conn *c)
     c->req_head_sent = c->req_done = c->resp_head_sent = c->resp_done = false;
     c->req_last_chunk = c->resp_last_chunk = false;
     c->up_reused = false;
+    c->retries = 0;
+    c->avoid_ep = -1;
     c->route = NULL;
     c->wc = NULL;
     c->body_pos = h->head_len;
@@ -691,6 +710,7 @@ static void conn_start_request(struct proxy_conn *c)
         conn_respond_error(c, 503, "out of memory");
         return;
     }
+    pw->clusters[ci].budget_requests++;
     proxy_upstream_dispatch(c, &pw->clusters[ci]);
 }
 
@@ -805,6 +825,7 @@ static void conn_pump_request(struct proxy_conn *c)
 
 void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u)
 {
+    c->connecting = NULL;
     c->up = u;
     u->down = c;
     c->up_reused = u->used;
@@ -816,8 +837,59 @@ void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u)
     proxy_upconn_read_start(u);
 }
 
+/* Whether a request that failed before any response byte may be sent
+ * again: idempotent, no body (nothing of it was consumed), attempts and
+ * the cluster's retry budget left. Counts the retry when it says yes. */
+static bool conn_may_retry(struct proxy_conn *c)
+{
+    struct proxy_wcluster *wc = c->wc;
+    const struct proxy_h1_head *h = &c->parser.head;
+    if (!wc || c->resp_head_sent || c->writing || h->framing != PROXY_H1_BODY_NONE ||
+        c->retries >= (uint32_t)wc->c->conf->retries)
+        return false;
+    switch (h->method_id) {
+    case PROXY_H1_M_GET: case PROXY_H1_M_HEAD: case PROXY_H1_M_OPTIONS: case PROXY_H1_M_PUT:
+    case PROXY_H1_M_DELETE: case PROXY_H1_M_TRACE:
+        break;
+    default:
+        return false;
+    }
+    uint64_t now = uv_now(c->pw->loop);
+    if (now - wc->budget_window_ms >= 10000) {
+        wc->budget_window_ms = now;
+        wc->budget_requests = wc->budget_retries = 0;
+    }
+    if (wc->budget_retries >= 10 + (uint32_t)(wc->budget_requests * wc->c->conf->retry_budget))
+        return false;
+    wc->budget_retries++;
+    c->retries++;
+    if (wc->s_retries)
+        c->pw->st->host->counter_add(wc->s_retries, 1);
+    return true;
+}
+
+static void conn_retry(struct proxy_conn *c)
+{
+    c->avoid_ep = c->ep ? (int)c->ep->index : -1;
+    if (c->ep) {
+        c->ep->active--;
+        c->ep = NULL;
+    }
+    c->up = NULL;
+    c->req_head_sent = false;
+    c->req_done = false;
+    c->state = CONN_WAIT_UPSTREAM;
+    proxy_upstream_dispatch(c, c->wc);
+}
+
 void proxy_conn_upstream_failed(struct proxy_conn *c, int status, const char *why)
 {
+    c->connecting = NULL; /* the failed connection is closing already */
+    if (c->state != CONN_CLOSING && conn_may_retry(c)) {
+        c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "retrying after: %s", why);
+        conn_retry(c);
+        return;
+    }
     if (c->ep) {
         c->ep->active--;
         c->ep = NULL;
@@ -1037,6 +1109,14 @@ void proxy_conn_on_upstream_eof(struct proxy_conn *c, int err)
         proxy_upstream_dispatch(c, c->wc);
         return;
     }
+    if (!c->resp_head_sent && u->len == 0 && conn_may_retry(c)) {
+        /* Nothing of the response came: an idempotent request without a
+         * body may go to another endpoint. */
+        c->up = NULL;
+        proxy_upconn_close(u);
+        conn_retry(c);
+        return;
+    }
     if (!c->resp_head_sent) {
         conn_respond_error(c, 502, err == UV_EOF ? "upstream closed the connection before responding"
                                                  : uv_strerror(err));
@@ -1091,7 +1171,7 @@ static void conn_publish(struct proxy_conn *c)
         { .key = "bytes_out", .type = OTR_VAL_INT, .v.i = (int64_t)c->bytes_out },
         { .key = "duration_ms", .type = OTR_VAL_DOUBLE, .v.d = ms },
         { .key = "upstream", .type = OTR_VAL_STR, .v.s = { upstream, strlen(upstream) } },
-        { .key = "retries", .type = OTR_VAL_INT, .v.i = 0 },
+        { .key = "retries", .type = OTR_VAL_INT, .v.i = c->retries },
         { .key = "cluster", .type = OTR_VAL_STR, .v.s = { cluster, strlen(cluster) } },
         { .key = "caller_namespace", .type = OTR_VAL_STR, .v.s = { pod ? pod->namespace_ : "", pod ? strlen(pod->namespace_) : 0 } },
         { .key = "caller_pod", .type = OTR_VAL_STR, .v.s = { pod ? pod->name : "", pod ? strlen(pod->name) : 0 } },

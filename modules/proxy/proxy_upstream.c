@@ -250,16 +250,20 @@ static void dispatch_to(struct proxy_conn *c, struct proxy_endpoint *ep)
         proxy_conn_upstream_ready(c, u);
         return;
     }
-    if (!upconn_open(ep, c)) {
+    /* Remembered so that a client closing while we connect can let go of
+     * it: the connect completion or timeout must not reach a freed client. */
+    c->connecting = upconn_open(ep, c);
+    if (!c->connecting)
         proxy_conn_upstream_failed(c, 503, "cannot open upstream connection");
-        return;
-    }
 }
 
 void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
 {
     c->wc = wc;
     struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    /* A retry goes to another endpoint when there is one. */
+    if (c->avoid_ep >= 0 && ep->index == (size_t)c->avoid_ep && wc->c->n_endpoints > 1)
+        ep = &wc->eps[(ep->index + 1) % wc->c->n_endpoints];
     if (!ep->idle && wc->n_conns >= (unsigned)wc->c->conf->max_connections) {
         /* Any endpoint with an idle connection will do before queueing. */
         for (size_t i = 0; i < wc->c->n_endpoints; i++)

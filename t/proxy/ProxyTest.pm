@@ -7,7 +7,7 @@ use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(time sleep);
 use Exporter 'import';
-our @EXPORT_OK = qw(backend_start backend_stop raw_http curl);
+our @EXPORT_OK = qw(backend_start backend_stop raw_http curl wait_metric);
 
 my $ROOT = Outrider::root();
 
@@ -50,6 +50,19 @@ sub raw_http {
     }
     close $s;
     return $out;
+}
+
+# Polls the agent's /metrics until a line matches re (timeout seconds);
+# returns whether it did. Tests wait on state, not on fixed sleeps.
+sub wait_metric {
+    my ($agent, $re, $timeout) = @_;
+    my $until = time + ($timeout || 10);
+    while (time < $until) {
+        my ($code, $m) = $agent->http('GET', 'admin', '/metrics');
+        return 1 if $code == 200 && $m =~ $re;
+        sleep 0.05;
+    }
+    return 0;
 }
 
 # Runs curl with arguments; returns (exit code, stdout).

@@ -199,11 +199,63 @@ static void test_merge(void)
     mstore_fini(&b);
 }
 
+static void test_reconfigure(void)
+{
+    struct mstore_limit lim = {.max = 100};
+    struct mstore a, b;
+    mstore_init(&a, &conf, &lim);
+    mstore_init(&b, &conf, &lim);
+    struct feed fa = {.st = &a, .now = 1}, fb = {.st = &b, .now = 1};
+    feed(&fa, "c:2|c\ng:4|g\nt:50|ms\nh:5|h\nu:x|s\nu:y|s\n");
+    feed(&fb, "c:1|c\nt:700|ms\n");
+    is_int(lim.used, 7, "seven series before the reload");
+
+    mstore_reconfigure(&a, &conf); /* a reload with the same config */
+    struct mstore *both[] = {&a, &b};
+    char *text = expose(both, 2, MEXPO_PROMETHEUS);
+    ok(strstr(text, "\nc_total 3\n") && strstr(text, "\ng 4\n") && strstr(text, "\nu 2\n") &&
+           strstr(text, "t_sum 0.75\nt_count 2\n") && strstr(text, "h_count 1\n"),
+       "an unchanged config keeps every series and value");
+    free(text);
+
+    /* The conf's arrays may go away with their generation: the store
+     * holds copies. */
+    double tb[] = {0.2, 2};
+    struct mstore_conf next = conf;
+    next.timer_buckets = tb;
+    next.n_timer_buckets = 2;
+    mstore_reconfigure(&a, &next);
+    tb[0] = 99;
+    is_int(lim.used, 6, "the timer series of the changed store was dropped from the cap");
+    struct mstore *ap = &a;
+    text = expose(&ap, 1, MEXPO_PROMETHEUS);
+    ok(strstr(text, "\nc_total 2\n") && strstr(text, "\ng 4\n") && strstr(text, "\nu 2\n") &&
+           strstr(text, "h_count 1\n"),
+       "counters, gauges, sets and histograms with unchanged buckets survive a bucket change");
+    ok(!strstr(text, "t_count"), "timers with changed buckets restart");
+    free(text);
+    feed(&fa, "t:100|ms\nu:z|s\n");
+    text = expose(both, 2, MEXPO_PROMETHEUS);
+    ok(strstr(text, "t_bucket{le=\"0.2\"} 1\nt_bucket{le=\"2\"} 1\nt_bucket{le=\"+Inf\"} 1\n"),
+       "new timer samples use the new buckets (a store not yet reconfigured is left out)");
+    ok(strstr(text, "\nu 3\n"), "a set still unites after the rebuild");
+    ok(promtool_ok(text), "promtool accepts it");
+    free(text);
+    mstore_reconfigure(&b, &next);
+    text = expose(both, 2, MEXPO_PROMETHEUS);
+    ok(strstr(text, "\nc_total 3\n") && strstr(text, "t_count 1\n"), "once both are reconfigured they merge again");
+    free(text);
+    mstore_fini(&a);
+    mstore_fini(&b);
+    is_int(lim.used, 0, "limit released");
+}
+
 int main(void)
 {
     test_types();
     test_labels();
     test_refusals();
     test_merge();
+    test_reconfigure();
     return done_testing();
 }

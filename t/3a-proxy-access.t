@@ -1,0 +1,77 @@
+#!/usr/bin/env perl
+# The proxy's access records, as the logs module ships them from the bus:
+# method/path/authority of a request whose body was streamed (the head is
+# kept while the body moves through the buffer), HTTP/2 and gRPC records
+# with grpc_status, retries, and the caller's identity.
+use strict;
+use warnings;
+use lib 't/lib', 't/proxy';
+use Test::More;
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use JSON::PP;
+use Time::HiRes qw(sleep time);
+use Outrider;
+use ProxyTest qw(backend_start backend_stop curl);
+
+my $root = Outrider::root();
+my $dir = tempdir('proxy-access-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $out = "$dir/access.json";
+my $be = backend_start('b1');
+my $spid = open(my $sfh, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_server.py") or die;
+my $sport = <$sfh>;
+chomp $sport;
+my $dead = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
+my $dead_port = $dead->sockport;
+close $dead;
+my $a = Outrider->start(role => 'sidecar', env => { POD_NAMESPACE => 'shop', POD_NAME => 'web-1' }, conf => {
+    modules => ['proxy', 'logs'],
+    proxy => {
+        outbound => { address => '127.0.0.1:0' },
+        inbound => { enabled => JSON::PP::false },
+        clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"] },
+                      { name => 'flaky', lb => 'round_robin', retry_budget => 1,
+                        endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$be->{port}"] },
+                      { name => 'grpc', protocol => 'h2', endpoints => ["127.0.0.1:$sport"] } ],
+        routes => [ { authority => 'svc.test', cluster => 'b' }, { authority => 'flaky.test', cluster => 'flaky' },
+                    { authority => 'grpc.test', cluster => 'grpc' } ],
+    },
+    logs => { bus_streams => ['access'], buffer => { flush_interval => '20ms' },
+              outputs => [{ type => 'file', path => $out }] },
+});
+my $addr = $a->addr('proxy.outbound');
+my $body = 'z' x 100_000;
+open my $bf, '>', "$dir/body" or die; print $bf $body; close $bf;
+curl('-o', '/dev/null', '-H', 'Host: svc.test', '--data-binary', "\@$dir/body", "http://$addr/echo?big=1");
+curl('-o', '/dev/null', '--http2-prior-knowledge', '-H', 'Host: svc.test', "http://$addr/id");
+curl('-o', '/dev/null', '-H', 'Host: flaky.test', "http://$addr/id");
+open(my $gc, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_client.py", $addr, 'grpc.test', 'fail', '5:not here') or die;
+my $g = do { local $/; <$gc> };
+close $gc;
+
+my @r;
+my $until = time + 10;
+while (time < $until) {
+    if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
+    last if @r >= 4;
+    sleep 0.05;
+}
+is(scalar @r, 4, 'four access records');
+my ($post, $h2, $flaky, $grpc) = @r;
+is("$post->{method} $post->{authority} $post->{path}", 'POST svc.test /echo?big=1',
+   'streamed POST: method, authority and path intact');
+is($post->{status}, 200, 'POST status');
+cmp_ok($post->{bytes_in}, '>=', 100_000, "POST bytes_in counts the body ($post->{bytes_in})");
+is("$post->{caller_namespace}/$post->{caller_pod}", 'shop/web-1', 'caller identity (the sidecar\'s pod)');
+is("$h2->{protocol} $h2->{status} $h2->{path}", 'HTTP/2 200 /id', 'HTTP/2 record');
+is($flaky->{retries}, 1, 'retried request: retries 1');
+is($flaky->{status}, 200, '... and it succeeded');
+is("$grpc->{protocol} $grpc->{path}", 'gRPC /test.Echo/Fail', 'gRPC record');
+is($grpc->{grpc_status}, 5, 'gRPC record: grpc_status from the trailers');
+is($grpc->{status}, 200, 'gRPC record: HTTP status 200');
+
+kill 'TERM', $spid;
+waitpid($spid, 0);
+backend_stop($be);
+$a->finish_ok;
+done_testing;
