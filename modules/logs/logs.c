@@ -77,7 +77,8 @@ static const struct otr_conf_field filter_fields[] = {
 
 static const struct otr_conf_field spool_fields[] = {
     F("enabled", OTR_CONF_BOOL, struct logs_spool_conf, enabled, .def = "false",
-      .help = "move buffered records to segment files under <state_dir>/logs/spool-<worker> when memory is full"),
+      .help = "move buffered records to segment files under <state_dir>/logs/spool-<worker> when memory is full; "
+               "bus and forward records are written there when sealed and replayed after a restart"),
     F("max_size", OTR_CONF_SIZE, struct logs_spool_conf, max_size, .def = "\"256MiB\"", .min = 1 << 20,
       .max = 1ull << 40, .help = "disk space per worker at most; beyond it the buffer is full"),
     F("segment_size", OTR_CONF_SIZE, struct logs_spool_conf, segment_size, .def = "\"8MiB\"", .min = 65536,

@@ -53,11 +53,14 @@ void logs_output_kick(struct logs_output *o)
     struct logs_chunk *c = logs_queue_at(o->q, o->next_seq);
     if (!c)
         return;
-    size_t n = 0, bytes = 0;
+    size_t n = 0, bytes = 0, held = 0;
     uint32_t records = 0;
     uint64_t end = o->next_seq;
     /* A batch in flight must stay in memory: it takes at most half of the
-     * buffer's share of each output, so the rest can move to the spool. */
+     * buffer's share of each output, so the rest can move to the spool.
+     * Memory counts the chunks' allocations, not only their bytes: many
+     * small chunks (sealed by the flush timer) would otherwise fill the
+     * buffer with a batch nothing can move, and the bus would drop. */
     size_t max = o->conf->batch_size;
     size_t share = o->q->mem_limit / (2 * (o->q->n_outputs ? o->q->n_outputs : 1));
     if (max > share)
@@ -65,7 +68,7 @@ void logs_output_kick(struct logs_output *o)
     for (; c && c->sealed; c = c->next) {
         if (logs_queue_load(o->q, c))
             break; /* a spool read error: the batch ends before it */
-        if (n && bytes + c->data.n > max)
+        if (n && (bytes + c->data.n > max || held + c->data.cap > share))
             break;
         if (n == o->iov_cap) {
             size_t cap = o->iov_cap ? o->iov_cap * 2 : 16;
@@ -77,6 +80,7 @@ void logs_output_kick(struct logs_output *o)
         }
         o->iov[n++] = uv_buf_init(c->data.p, (unsigned)c->data.n);
         bytes += c->data.n;
+        held += c->data.cap;
         records += c->n_records;
         end = c->seq + 1;
     }

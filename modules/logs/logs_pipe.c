@@ -7,6 +7,7 @@
  *   tailer -> parser (per file) -> metadata -> Lua filter -> queue -> outputs
  *   bus streams (e.g. "access") -------------^        forward input -^
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -24,6 +25,7 @@
 #include "logs_json.h"
 #include "logs_parser.h"
 #include "logs_queue.h"
+#include "logs_replay.h"
 #include "logs_tail.h"
 #include "logs_time.h"
 
@@ -55,7 +57,12 @@ struct logs_pipe {
     uv_loop_t *loop;
     struct logs_queue q;
     struct logs_spool spool;
-    bool spooling;
+    bool spooling, spool_waiting, spool_logged, orphans_pending, replay_logged;
+    int spool_lock_fd;             /* flock on <spool dir>.lock while this pipe owns the dir */
+    int *orphan_fds;               /* locks of adopted dirs of workers this process lacks */
+    unsigned *orphan_ids;
+    size_t n_orphans;
+    struct logs_replay replay;     /* what previous processes left in the spool */
     uint64_t dropped_oldest_reported;
     struct logs_output **outs;
     size_t n_outs;
@@ -106,7 +113,7 @@ static void file_mark_unref(void *src)
 {
     logs_file_unref(src);
 }
-static const struct logs_source_ops file_mark_ops = {.ack = file_mark_ack, .ref = file_mark_ref,
+static const struct logs_source_ops file_mark_ops = {.ack = file_mark_ack, .ref = file_mark_ref, .kept_by_source = true,
                                                      .unref = file_mark_unref};
 
 /* ---- records ------------------------------------------------------------------ */
@@ -385,6 +392,9 @@ static void pipe_publish_metrics(struct logs_pipe *p)
 
 static void pipe_finish(struct logs_pipe *p);
 static int pipe_tail_start(struct logs_pipe *p);
+static int pipe_spool_start(struct logs_pipe *p);
+static void pipe_orphans_adopt(struct logs_pipe *p);
+static void pipe_replay_pump(struct logs_pipe *p);
 static void pipe_on_acked(void *arg, struct logs_output *o, uint32_t records, size_t bytes);
 static void pipe_on_output_state(void *arg, struct logs_output *o, unsigned attempt);
 
@@ -402,6 +412,12 @@ static void pipe_on_flush(uv_timer_t *t)
     }
     if (p->tail_waiting && !p->draining && atomic_load(&tailers_live) == 0)
         pipe_tail_start(p); /* errors were logged; the pipe goes on without files */
+    if (p->spool_waiting && !p->draining)
+        pipe_spool_start(p); /* errors were logged; the pipe goes on in memory */
+    if (p->orphans_pending && !p->draining)
+        pipe_orphans_adopt(p);
+    if (p->spooling && !p->draining)
+        pipe_replay_pump(p);
     struct logs_chunk *tail = p->q.tail;
     if (tail && !tail->sealed && (p->draining || now - tail->opened_ms >= c->buffer.flush_interval))
         logs_queue_seal(&p->q);
@@ -507,6 +523,8 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
     p->m = m;
     p->w = w;
     p->lock_fd = -1;
+    p->spool_lock_fd = -1;
+    logs_replay_init(&p->replay);
     p->loop = h->loop(w);
     p->n_outs = m->n_outs;
     logs_queue_init(&p->q, (size_t)c->buffer.memory_limit, (size_t)c->buffer.chunk_size, m->n_outs);
@@ -524,18 +542,8 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
     uint64_t every = c->buffer.flush_interval < 50 ? c->buffer.flush_interval : 50;
     uv_timer_start(&p->flush, pipe_on_flush, every ? every : 1, every ? every : 1);
     pipe_series(p);
-    if (m->spool_base) {
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s-%u", m->spool_base, index);
-        int rc = logs_spool_open(&p->spool, dir, c->buffer.spool.max_size, c->buffer.spool.segment_size);
-        if (rc) {
-            h->log(m->ctx, OTR_LOG_ERROR, "spool %s: %s", dir, uv_strerror(rc));
-            logs_spool_close(&p->spool);
-            return rc;
-        }
-        p->spooling = true;
-        logs_queue_set_spool(&p->q, &p->spool, c->buffer.spool.full_policy);
-    }
+    if (m->spool_base)
+        p->spool_waiting = true;
     for (size_t i = 0; i < m->n_outs; i++) {
         char err[256];
         int rc = logs_output_new(p->loop, &p->q, i, &m->outs[i], &p->outs[i], err, sizeof err);
@@ -548,6 +556,11 @@ int logs_pipe_start(struct logs_mod *m, otr_worker *w)
         p->outs[i]->arg = p;
     }
 
+    if (p->spool_waiting) {
+        int rc = pipe_spool_start(p);
+        if (rc)
+            return rc;
+    }
     if (index == 0 && c->files.paths.n) {
         struct logs_tail_conf tc = {
             .paths = (const char *const *)c->files.paths.items,
@@ -613,6 +626,148 @@ static int pipe_tail_start(struct logs_pipe *p)
         m->host->log(m->ctx, OTR_LOG_ERROR, "cannot start tailing (checkpoint %s): %s",
                      m->ckpt_path ? m->ckpt_path : "-", uv_strerror(rc));
     return rc;
+}
+
+/* ---- the spool: owned per directory, replayed after a restart ----------------------------- */
+
+/* Takes an exclusive flock on path. Returns the descriptor, -1 while
+ * another holder has it, or -errno. */
+static int lock_take(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        int e = errno;
+        close(fd);
+        return e == EWOULDBLOCK ? -1 : -e;
+    }
+    return fd;
+}
+
+/* Opens this worker's spool directory once nobody else owns it: a hot
+ * upgrade's old process, or a reload's old generation, keeps its spool
+ * (and writes to it while draining) until it is freed; then this pipe
+ * replays what it left and appends new segments after them. Until then
+ * records stay in memory. */
+static int pipe_spool_start(struct logs_pipe *p)
+{
+    struct logs_mod *m = p->m;
+    const struct logs_conf *c = m->conf;
+    unsigned index = m->host->worker_index(p->w);
+    char dir[4096], lock[4200];
+    snprintf(dir, sizeof dir, "%s-%u", m->spool_base, index);
+    snprintf(lock, sizeof lock, "%s.lock", dir);
+    int fd = lock_take(lock);
+    if (fd == -1) {
+        if (!p->spool_logged)
+            m->host->log(m->ctx, OTR_LOG_INFO, "waiting for the previous owner of %s", dir);
+        p->spool_logged = true;
+        return 0;
+    }
+    p->spool_waiting = false;
+    if (fd < 0) {
+        m->host->log(m->ctx, OTR_LOG_ERROR, "spool lock %s: %s", lock, uv_strerror(fd));
+        return fd;
+    }
+    p->spool_lock_fd = fd;
+    int rc = logs_replay_add_dir(&p->replay, dir);
+    if (!rc)
+        rc = logs_spool_open(&p->spool, dir, c->buffer.spool.max_size, c->buffer.spool.segment_size);
+    if (rc) {
+        m->host->log(m->ctx, OTR_LOG_ERROR, "spool %s: %s", dir, uv_strerror(rc));
+        logs_spool_close(&p->spool);
+        return rc;
+    }
+    p->spooling = true;
+    logs_queue_set_spool(&p->q, &p->spool, c->buffer.spool.full_policy);
+    p->orphans_pending = index == 0;
+    if (p->orphans_pending)
+        pipe_orphans_adopt(p);
+    if (logs_replay_pending(&p->replay))
+        m->host->log(m->ctx, OTR_LOG_INFO, "replaying %zu spool segment(s) left in %s", p->replay.n_segs, dir);
+    pipe_replay_pump(p);
+    return 0;
+}
+
+static bool orphan_known(const struct logs_pipe *p, unsigned id)
+{
+    for (size_t i = 0; i < p->n_orphans; i++)
+        if (p->orphan_ids[i] == id)
+            return true;
+    return false;
+}
+
+/* Worker 0 replays the spool directories of workers this process does not
+ * have (the previous one ran more), once their owner let go. */
+static void pipe_orphans_adopt(struct logs_pipe *p)
+{
+    struct logs_mod *m = p->m;
+    char base[4096];
+    snprintf(base, sizeof base, "%s", m->spool_base);
+    char *slash = strrchr(base, '/');
+    if (!slash)
+        return;
+    *slash = 0;
+    const char *prefix = slash + 1;
+    size_t plen = strlen(prefix);
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    bool waiting = false;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, plen) || e->d_name[plen] != '-')
+            continue;
+        char *end;
+        unsigned long id = strtoul(e->d_name + plen + 1, &end, 10);
+        if (*end || end == e->d_name + plen + 1 || id < m->n_pipes || id > 65535 || orphan_known(p, (unsigned)id))
+            continue;
+        char dir[4400], lock[4500];
+        snprintf(dir, sizeof dir, "%s/%s", base, e->d_name);
+        snprintf(lock, sizeof lock, "%s.lock", dir);
+        int fd = lock_take(lock);
+        if (fd == -1) {
+            waiting = true;
+            continue;
+        }
+        if (fd < 0) {
+            m->host->log(m->ctx, OTR_LOG_ERROR, "spool lock %s: %s", lock, uv_strerror(fd));
+            continue;
+        }
+        int *fds = realloc(p->orphan_fds, (p->n_orphans + 1) * sizeof *fds);
+        unsigned *ids = fds ? realloc(p->orphan_ids, (p->n_orphans + 1) * sizeof *ids) : NULL;
+        if (fds)
+            p->orphan_fds = fds;
+        if (!ids)
+            abort();
+        p->orphan_ids = ids;
+        p->orphan_fds[p->n_orphans] = fd;
+        p->orphan_ids[p->n_orphans++] = (unsigned)id;
+        int rc = logs_replay_add_dir(&p->replay, dir);
+        if (rc)
+            m->host->log(m->ctx, OTR_LOG_ERROR, "spool %s: %s", dir, uv_strerror(rc));
+        else
+            m->host->log(m->ctx, OTR_LOG_INFO, "replaying the spool left in %s", dir);
+    }
+    closedir(d);
+    p->orphans_pending = waiting;
+}
+
+/* Feeds old segments to the queue while it has room (a bounded number of
+ * frames per tick, so the loop stays responsive). */
+static void pipe_replay_pump(struct logs_pipe *p)
+{
+    if (!logs_replay_pending(&p->replay))
+        return;
+    if (logs_replay_pump(&p->replay, &p->q, 64, uv_now(p->loop)) && !p->replay_logged) {
+        p->replay_logged = true;
+        struct logs_mod *m = p->m;
+        m->host->log(m->ctx, p->replay.bad_frames ? OTR_LOG_WARN : OTR_LOG_INFO,
+                     "spool replay: %llu record(s) from %llu frame(s) queued again; %llu damaged or cut frame(s) "
+                     "skipped, %llu error(s)",
+                     (unsigned long long)p->replay.records, (unsigned long long)p->replay.frames,
+                     (unsigned long long)p->replay.bad_frames, (unsigned long long)p->replay.errors);
+    }
 }
 
 /* ---- drain ---------------------------------------------------------------------------- */
@@ -720,16 +875,26 @@ void logs_pipe_free(struct logs_pipe *p)
 {
     if (!p)
         return;
+    for (size_t i = 0; i < p->n_outs; i++)
+        if (p->outs[i])
+            logs_output_free(p->outs[i]);
+    /* The queue before the tailer: undelivered chunks (a drain that hit
+     * its deadline) still hold references to the tailer's files. */
+    logs_queue_fini(&p->q);
     if (p->tailing)
         logs_tailer_fini(&p->tailer);
     if (p->lock_fd >= 0)
         close(p->lock_fd);
-    for (size_t i = 0; i < p->n_outs; i++)
-        if (p->outs[i])
-            logs_output_free(p->outs[i]);
-    logs_queue_fini(&p->q);
     if (p->spooling)
         logs_spool_close(&p->spool);
+    logs_replay_fini(&p->replay);
+    /* Only now may the next owner read this pipe's segments. */
+    if (p->spool_lock_fd >= 0)
+        close(p->spool_lock_fd);
+    for (size_t i = 0; i < p->n_orphans; i++)
+        close(p->orphan_fds[i]);
+    free(p->orphan_fds);
+    free(p->orphan_ids);
     logs_buf_free(&p->enc);
     free(p->outs);
     free(p->s_out);

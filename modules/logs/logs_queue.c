@@ -25,6 +25,7 @@ static void chunk_free(struct logs_chunk *c)
 {
     logs_buf_free(&c->data);
     free(c->marks);
+    free(c->runs);
     free(c);
 }
 
@@ -68,6 +69,18 @@ static bool in_flight(const struct logs_queue *q, const struct logs_chunk *c)
     return false;
 }
 
+/* Writes c to the spool (it stays in memory too). Returns 0 or an error. */
+static int chunk_to_disk(struct logs_queue *q, struct logs_chunk *c)
+{
+    int rc = logs_spool_write(q->spool, c->runs, c->n_runs, c->data.p, c->data.n, &c->seg, &c->seg_frame,
+                              &c->seg_off);
+    if (rc)
+        return rc;
+    c->on_disk = true;
+    c->len = c->data.n;
+    return 0;
+}
+
 /* Moves sealed chunks nobody is sending to the spool until memory is back
  * under half the limit (or the spool is full). */
 static void spill(struct logs_queue *q)
@@ -75,12 +88,8 @@ static void spill(struct logs_queue *q)
     for (struct logs_chunk *c = q->head; c && q->mem_bytes > q->mem_limit / 2; c = c->next) {
         if (!c->sealed || !c->in_memory || in_flight(q, c))
             continue;
-        if (!c->on_disk) {
-            if (logs_spool_write(q->spool, c->data.p, c->data.n, &c->seg, &c->seg_off))
-                return;
-            c->on_disk = true;
-            c->len = c->data.n;
-        }
+        if (!c->on_disk && chunk_to_disk(q, c))
+            return;
         q->mem_bytes -= c->data.cap;
         logs_buf_free(&c->data);
         c->in_memory = false;
@@ -113,6 +122,11 @@ static bool has_room(const struct logs_queue *q)
 static void seal(struct logs_queue *q, struct logs_chunk *c)
 {
     c->sealed = true;
+    /* Records nobody else keeps go to disk now, so a restart or a crash
+     * finds them (without a spool, or with it full, they live in memory
+     * only: counted). */
+    if (q->spool && c->n_runs && chunk_to_disk(q, c))
+        q->spool_errors++;
     if (q->on_sealed)
         q->on_sealed(q->arg, q);
 }
@@ -135,6 +149,7 @@ static struct logs_chunk *chunk_new(struct logs_queue *q, uint64_t now_ms)
     c->data.n = 0;
     c->n_records = 0;
     c->n_marks = 0;
+    c->n_runs = 0;
     c->sealed = false;
     c->in_memory = true;
     c->on_disk = false;
@@ -171,6 +186,27 @@ static int add_mark(struct logs_chunk *c, const struct logs_source_ops *ops, voi
     return 0;
 }
 
+/* Records the bytes [off, off + n) as to be replayed after a restart. */
+static int add_run(struct logs_chunk *c, size_t off, size_t n)
+{
+    if (c->n_runs && c->runs[2 * c->n_runs - 2] + c->runs[2 * c->n_runs - 1] == off) {
+        c->runs[2 * c->n_runs - 1] += (uint32_t)n;
+        return 0;
+    }
+    if (c->n_runs == c->cap_runs) {
+        uint32_t cap = c->cap_runs ? c->cap_runs * 2 : 4;
+        uint32_t *r = realloc(c->runs, 2 * cap * sizeof *r);
+        if (!r)
+            return -1;
+        c->runs = r;
+        c->cap_runs = cap;
+    }
+    c->runs[2 * c->n_runs] = (uint32_t)off;
+    c->runs[2 * c->n_runs + 1] = (uint32_t)n;
+    c->n_runs++;
+    return 0;
+}
+
 int logs_queue_push(struct logs_queue *q, const char *line, size_t n, const struct logs_source_ops *ops, void *src,
                     uint64_t a, uint64_t b, uint64_t now_ms)
 {
@@ -182,8 +218,10 @@ int logs_queue_push(struct logs_queue *q, const char *line, size_t n, const stru
         if (!c)
             return -1;
     }
-    size_t cap = c->data.cap;
+    size_t cap = c->data.cap, at = c->data.n;
     if ((n && logs_buf_append(&c->data, line, n)) || (ops && add_mark(c, ops, src, a, b)))
+        return -1;
+    if (n && !(ops && ops->kept_by_source) && add_run(c, at, n))
         return -1;
     q->mem_bytes += c->data.cap - cap;
     /* n == 0 moves a source's mark only (a record the filter dropped). */
@@ -231,7 +269,7 @@ static void drop_chunk(struct logs_queue *q, struct logs_chunk *prev, struct log
     for (size_t i = 0; i < c->n_marks; i++)
         c->marks[i].ops->unref(c->marks[i].src);
     if (c->on_disk)
-        logs_spool_release(q->spool, c->seg, c->len);
+        logs_spool_release(q->spool, c->seg, c->seg_frame, c->len);
     if (c->in_memory)
         q->mem_bytes -= c->data.cap;
     q->dropped_records += c->n_records;
@@ -271,7 +309,7 @@ void logs_queue_ack(struct logs_queue *q, size_t output, uint64_t seq)
             c->marks[i].ops->unref(c->marks[i].src);
         }
         if (c->on_disk)
-            logs_spool_release(q->spool, c->seg, c->len);
+            logs_spool_release(q->spool, c->seg, c->seg_frame, c->len);
         if (c->in_memory)
             q->mem_bytes -= c->data.cap;
         /* Keep a few chunks of the usual size to avoid malloc churn; an

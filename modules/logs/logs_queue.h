@@ -33,6 +33,11 @@ struct logs_source_ops {
     void (*ack)(void *src, uint64_t a, uint64_t b);
     void (*unref)(void *src);
     void (*ref)(void *src);
+    /* The source keeps its records until acknowledged and gives them again
+     * after a restart (a file from its checkpoint, an old spool segment):
+     * the spool need not keep them. Others (the bus, forward input) have
+     * their records written to the spool when their chunk is sealed. */
+    bool kept_by_source;
 };
 
 struct logs_mark {
@@ -50,11 +55,15 @@ struct logs_chunk {
     bool in_memory;             /* data holds the bytes (else only the spool) */
     bool on_disk;               /* a copy is in the spool at (seg, seg_off) */
     uint32_t seg;
-    uint64_t seg_off;
+    uint64_t seg_frame, seg_off;
     size_t len;                 /* bytes when spilled */
     uint64_t opened_ms;         /* loop time of the first record */
     struct logs_mark *marks;
     size_t n_marks, cap_marks;
+    /* (offset, length) pairs of the records no source keeps: what a
+     * restart replays from the spool. */
+    uint32_t *runs;
+    uint32_t n_runs, cap_runs;
 };
 
 struct logs_queue;
@@ -78,7 +87,7 @@ struct logs_queue {
     size_t n_outputs;
     struct logs_spool *spool;       /* NULL: memory only */
     int drop_policy;                /* enum logs_drop_policy */
-    uint64_t records_in, bytes_in, spilled, dropped_records;
+    uint64_t records_in, bytes_in, spilled, dropped_records, spool_errors;
 };
 
 enum logs_drop_policy {

@@ -1,5 +1,6 @@
 /*
- * logs_spool: segment files under a directory, named spool-<id>.seg.
+ * logs_spool: segment files under a directory, named spool-<id>.seg, each
+ * a sequence of frames (see logs_spool.h).
  */
 #include "logs_spool.h"
 
@@ -10,13 +11,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <uv.h>
 
 static void seg_path(const struct logs_spool *s, uint32_t id, char *out, size_t n)
 {
     snprintf(out, n, "%s/spool-%u.seg", s->dir, id);
+}
+
+long logs_spool_seg_id(const char *name)
+{
+    if (strncmp(name, "spool-", 6) != 0)
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long id = strtoul(name + 6, &end, 10);
+    if (end == name + 6 || strcmp(end, ".seg") != 0 || errno || id > UINT32_MAX - 1)
+        return -1;
+    return (long)id;
 }
 
 int logs_spool_open(struct logs_spool *s, const char *dir, uint64_t max_size, uint64_t segment_size)
@@ -33,12 +48,11 @@ int logs_spool_open(struct logs_spool *s, const char *dir, uint64_t max_size, ui
     DIR *d = opendir(dir);
     if (!d)
         return -errno;
+    /* A previous process's segments are replayed, not overwritten. */
     for (struct dirent *e; (e = readdir(d));) {
-        if (strncmp(e->d_name, "spool-", 6) == 0 && strstr(e->d_name, ".seg")) {
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
+        long id = logs_spool_seg_id(e->d_name);
+        if (id >= 0 && (uint32_t)id >= s->next_id)
+            s->next_id = (uint32_t)id + 1;
     }
     closedir(d);
     return 0;
@@ -49,6 +63,8 @@ void logs_spool_close(struct logs_spool *s)
     if (s->fd >= 0)
         close(s->fd);
     for (size_t i = 0; i < s->n_segs; i++) {
+        if (s->segs[i].live)
+            continue; /* undelivered: the next process replays it */
         char p[4096];
         seg_path(s, s->segs[i].id, p, sizeof p);
         unlink(p);
@@ -106,31 +122,47 @@ static int seg_new(struct logs_spool *s)
     return 0;
 }
 
-int logs_spool_write(struct logs_spool *s, const void *p, size_t n, uint32_t *seg, uint64_t *off)
+int logs_spool_write(struct logs_spool *s, const uint32_t *runs, uint32_t n_runs, const void *p, size_t n,
+                     uint32_t *seg, uint64_t *frame, uint64_t *off)
 {
-    if (s->bytes + n > s->max_size)
+    if (s->bytes + n > s->max_size || n > UINT32_MAX)
         return UV_ENOSPC;
     int rc;
     if ((s->fd < 0 || s->cur_off >= s->segment_size) && (rc = seg_new(s)))
         return rc;
-    const char *q = p;
-    size_t left = n;
+    struct logs_spool_frame h = {.state = LOGS_SPOOL_LIVE, .n_runs = n_runs, .data_len = (uint32_t)n};
+    memcpy(h.magic, LOGS_SPOOL_MAGIC, 4);
+    struct iovec iov[3] = {{&h, sizeof h}, {(void *)runs, n_runs * 2 * sizeof *runs}, {(void *)p, n}};
+    size_t total = iov[0].iov_len + iov[1].iov_len + n;
+    /* One pwritev, so a kill -9 leaves a frame whole or absent. */
     uint64_t at = s->cur_off;
-    while (left) {
-        ssize_t w = pwrite(s->fd, q, left, (off_t)at);
+    size_t done = 0;
+    while (done < total) {
+        struct iovec v[3];
+        int nv = 0;
+        size_t skip = done;
+        for (int i = 0; i < 3; i++) {
+            if (skip >= iov[i].iov_len) {
+                skip -= iov[i].iov_len;
+                continue;
+            }
+            v[nv].iov_base = (char *)iov[i].iov_base + skip;
+            v[nv++].iov_len = iov[i].iov_len - skip;
+            skip = 0;
+        }
+        ssize_t w = pwritev(s->fd, v, nv, (off_t)(at + done));
         if (w < 0) {
             if (errno == EINTR)
                 continue;
             s->errors++;
             return -errno;
         }
-        q += w;
-        left -= (size_t)w;
-        at += (uint64_t)w;
+        done += (size_t)w;
     }
     *seg = s->cur_id;
-    *off = s->cur_off;
-    s->cur_off = at;
+    *frame = at;
+    *off = at + total - n;
+    s->cur_off = at + total;
     s->bytes += n;
     seg_find(s, s->cur_id)->live++;
     s->written_chunks++;
@@ -171,10 +203,35 @@ int logs_spool_read(struct logs_spool *s, uint32_t seg, uint64_t off, void *p, s
     return rc;
 }
 
-void logs_spool_release(struct logs_spool *s, uint32_t seg, size_t n)
+int logs_spool_mark_done(int fd, uint64_t off)
+{
+    uint8_t d = LOGS_SPOOL_DONE;
+    ssize_t w;
+    do
+        w = pwrite(fd, &d, 1, (off_t)(off + offsetof(struct logs_spool_frame, state)));
+    while (w < 0 && errno == EINTR);
+    return w == 1 ? 0 : w < 0 ? -errno : UV_EIO;
+}
+
+void logs_spool_release(struct logs_spool *s, uint32_t seg, uint64_t frame, size_t n)
 {
     struct logs_spool_seg *g = seg_find(s, seg);
     s->bytes -= n;
-    if (g && --g->live == 0 && !(s->fd >= 0 && seg == s->cur_id))
+    if (!g)
+        return;
+    if (--g->live == 0 && !(s->fd >= 0 && seg == s->cur_id)) {
         seg_drop(s, g);
+        return;
+    }
+    /* The segment stays: a replay after a crash must skip this chunk. */
+    int fd = s->fd >= 0 && seg == s->cur_id ? s->fd : -1;
+    if (fd < 0) {
+        char p[4096];
+        seg_path(s, seg, p, sizeof p);
+        fd = open(p, O_WRONLY | O_CLOEXEC);
+    }
+    if (fd < 0 || logs_spool_mark_done(fd, frame))
+        s->errors++;
+    if (fd >= 0 && fd != s->fd)
+        close(fd);
 }
