@@ -96,7 +96,7 @@ struct otr_agent {
     struct otr_worker *workers;
     struct otr_registry *registry;
     struct otr_inventory *inventory;
-    uint64_t next_gen_id;
+    uint64_t next_gen_id;     /* the id of the newest generation started */
     struct otr_gen *current;  /* serving */
     struct otr_gen *starting; /* being started on the workers */
     struct otr_gen *draining; /* list of generations draining */

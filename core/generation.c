@@ -209,7 +209,9 @@ struct otr_gen *otr_gen_build(struct otr_agent *a, bool dry, struct otr_diag *d)
     struct otr_gen *g = otr_xcalloc(1, sizeof *g);
     g->agent = a;
     g->dry = dry;
-    g->id = ++a->next_gen_id;
+    /* Taken for good only when the generation starts (otr_gen_start):
+     * a configuration that fails to build uses no number. */
+    g->id = a->next_gen_id + 1;
     int errs = otr_config_merge_role(root, a->role, d);
     errs += parse_core(g, root, d);
     if (!a->modules_dir)

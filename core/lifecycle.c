@@ -186,6 +186,7 @@ static void start_on_worker(void *arg)
 void otr_gen_start(struct otr_gen *g)
 {
     struct otr_agent *a = g->agent;
+    a->next_gen_id = g->id;
     a->starting = g;
     atomic_store(&g->pending, a->n_workers);
     post_to_workers(g, start_on_worker, 0);

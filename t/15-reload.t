@@ -64,7 +64,7 @@ $a->rewrite_conf({ %$conf, admin => { address => '127.0.0.2:0' } });
 $a->signal('HUP');
 ok($a->wait_ready(10, 5), 'generation 5');
 my $new_admin = $a->addr('admin');
-like($new_admin, qr/^127\.0\.0\.2:\d+$/, "the admin endpoint moved to $new_admin");
+like($new_admin, qr/^127\.0\.0\.2:\d+$/, "the admin endpoint moved to $new_admin") or diag($a->log);
 ($code) = $a->http('GET', 'admin', '/healthz');
 is($code, 200, 'and answers there');
 my ($oh, $op) = $old_admin =~ /^(.*):(\d+)$/;
