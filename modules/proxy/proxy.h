@@ -151,6 +151,18 @@ struct proxy_upconn {
     struct proxy_h1_chunked chunked;
 };
 
+/* An HTTP/1.1 head being written into a buffer its owner keeps (grown as
+ * needed); on allocation failure `failed` is set and writing stops. */
+struct proxy_head_out {
+    char **buf;
+    size_t *cap, *len;
+    bool failed;
+};
+void proxy_head_put(struct proxy_head_out *o, const void *p, size_t n);
+void proxy_head_str(struct proxy_head_out *o, const char *s);
+/* Writes "name: value\r\n". */
+void proxy_head_field(struct proxy_head_out *o, const void *name, size_t nl, const void *value, size_t vl);
+
 /* Starts (or queues) the upstream leg of c's current request on cluster
  * wc: picks an endpoint, takes a pooled connection or opens one. Answers
  * the client with an error itself when that is impossible. */

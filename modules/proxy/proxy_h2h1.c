@@ -53,40 +53,6 @@ void proxy_h2h1_cancel(struct proxy_h2stream *st)
         proxy_upconn_close(u);
 }
 
-struct hout {
-    char **buf;
-    size_t *cap, *len;
-    bool failed;
-};
-
-static void put(struct hout *o, const void *p, size_t n)
-{
-    if (o->failed)
-        return;
-    if (*o->len + n > *o->cap) {
-        size_t cap = *o->cap ? *o->cap : 1024;
-        while (cap < *o->len + n)
-            cap *= 2;
-        char *nb = realloc(*o->buf, cap);
-        if (!nb) {
-            o->failed = true;
-            return;
-        }
-        *o->buf = nb;
-        *o->cap = cap;
-    }
-    memcpy(*o->buf + *o->len, p, n);
-    *o->len += n;
-}
-
-static void put_field(struct hout *o, const void *n, size_t nl, const void *v, size_t vl)
-{
-    put(o, n, nl);
-    put(o, ": ", 2);
-    put(o, v, vl);
-    put(o, "\r\n", 2);
-}
-
 static bool route_drops(const struct proxy_route_conf *rc, const uint8_t *name, size_t nl)
 {
     if (!rc)
@@ -108,13 +74,13 @@ static int build_head(struct proxy_h2stream *st)
     const struct proxy_conf *conf = st->dc->c->pw->st->conf;
     const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
     const char *peer = st->dc->c->peer;
-    struct hout o = { &st->h1_head, &st->h1_head_cap, &st->h1_head_len, false };
+    struct proxy_head_out o = { &st->h1_head, &st->h1_head_cap, &st->h1_head_len, false };
     st->h1_head_len = 0;
-    put(&o, st->method, st->method_len);
-    put(&o, " ", 1);
-    put(&o, st->path, st->path_len);
-    put(&o, " HTTP/1.1\r\n", 11);
-    put_field(&o, "host", 4, st->authority, st->authority_len);
+    proxy_head_put(&o, st->method, st->method_len);
+    proxy_head_put(&o, " ", 1);
+    proxy_head_put(&o, st->path, st->path_len);
+    proxy_head_put(&o, " HTTP/1.1\r\n", 11);
+    proxy_head_field(&o, "host", 4, st->authority, st->authority_len);
     bool has_length = false, xff_done = false;
     for (size_t i = 0; i < st->req.n; i++) {
         const nghttp2_nv *h = &st->req.nv[i];
@@ -130,39 +96,39 @@ static int build_head(struct proxy_h2stream *st)
         if (h->namelen == 15 && memcmp(h->name, "x-forwarded-for", 15) == 0 && conf->xff != PROXY_XFF_OFF) {
             if (conf->xff == PROXY_XFF_REPLACE || xff_done)
                 continue;
-            put(&o, h->name, h->namelen);
-            put(&o, ": ", 2);
-            put(&o, h->value, h->valuelen);
+            proxy_head_put(&o, h->name, h->namelen);
+            proxy_head_put(&o, ": ", 2);
+            proxy_head_put(&o, h->value, h->valuelen);
             if (peer[0]) {
-                put(&o, ", ", 2);
-                put(&o, peer, strlen(peer));
+                proxy_head_put(&o, ", ", 2);
+                proxy_head_put(&o, peer, strlen(peer));
             }
-            put(&o, "\r\n", 2);
+            proxy_head_put(&o, "\r\n", 2);
             xff_done = true;
             continue;
         }
-        put_field(&o, h->name, h->namelen, h->value, h->valuelen);
+        proxy_head_field(&o, h->name, h->namelen, h->value, h->valuelen);
     }
     if (rc)
         for (size_t i = 0; i < rc->add_headers.n; i++)
-            put_field(&o, rc->add_headers.items[i].key, strlen(rc->add_headers.items[i].key),
+            proxy_head_field(&o, rc->add_headers.items[i].key, strlen(rc->add_headers.items[i].key),
                       rc->add_headers.items[i].value, strlen(rc->add_headers.items[i].value));
     for (unsigned i = 0; st->lua && i < st->lua->n_set; i++)
-        put_field(&o, st->lua->store + st->lua->set[i].name_off, st->lua->set[i].name_len,
+        proxy_head_field(&o, st->lua->store + st->lua->set[i].name_off, st->lua->set[i].name_len,
                   st->lua->store + st->lua->set[i].value_off, st->lua->set[i].value_len);
     if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0])
-        put_field(&o, "x-forwarded-for", 15, peer, strlen(peer));
+        proxy_head_field(&o, "x-forwarded-for", 15, peer, strlen(peer));
     if (conf->via) {
-        put(&o, "via: 2 ", 7);
-        put(&o, conf->via_name, strlen(conf->via_name));
-        put(&o, "\r\n", 2);
+        proxy_head_put(&o, "via: 2 ", 7);
+        proxy_head_put(&o, conf->via_name, strlen(conf->via_name));
+        proxy_head_put(&o, "\r\n", 2);
     }
     /* No content-length: the body (if any) goes chunked; a request that
      * ended with its headers has none. */
     st->h1_req_chunked = !has_length && !(st->req_end && st->req_body.off == st->req_body.len);
     if (st->h1_req_chunked)
-        put(&o, "transfer-encoding: chunked\r\n", 28);
-    put(&o, "\r\n", 2);
+        proxy_head_put(&o, "transfer-encoding: chunked\r\n", 28);
+    proxy_head_put(&o, "\r\n", 2);
     return o.failed ? UV_ENOMEM : 0;
 }
 

@@ -26,47 +26,6 @@ static void conn_finish_exchange(struct proxy_conn *c);
 static void conn_pump_request(struct proxy_conn *c);
 static void conn_process(struct proxy_conn *c);
 
-/* --- growable output heads ---------------------------------------------- */
-
-struct out {
-    char **buf;
-    size_t *cap, *len;
-    bool failed;
-};
-
-static void out_put(struct out *o, const void *p, size_t n)
-{
-    if (o->failed)
-        return;
-    if (*o->len + n > *o->cap) {
-        size_t cap = *o->cap ? *o->cap : 1024;
-        while (cap < *o->len + n)
-            cap *= 2;
-        char *nb = realloc(*o->buf, cap);
-        if (!nb) {
-            o->failed = true;
-            return;
-        }
-        *o->buf = nb;
-        *o->cap = cap;
-    }
-    memcpy(*o->buf + *o->len, p, n);
-    *o->len += n;
-}
-
-static void out_str(struct out *o, const char *s)
-{
-    out_put(o, s, strlen(s));
-}
-
-static void out_field(struct out *o, const char *name, size_t nl, const char *value, size_t vl)
-{
-    out_put(o, name, nl);
-    out_put(o, ": ", 2);
-    out_put(o, value, vl);
-    out_put(o, crlf, 2);
-}
-
 /* --- pumping bodies -------------------------------------------------------- */
 
 struct pump {
@@ -264,7 +223,7 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
     conn_publish(c);
     uv_timer_stop(&c->timer);
     uv_read_stop((uv_stream_t *)&c->tcp);
-    struct out o = { &c->resp_head, &c->resp_head_cap, &c->resp_head_len, false };
+    struct proxy_head_out o = { &c->resp_head, &c->resp_head_cap, &c->resp_head_len, false };
     char line[256];
     c->resp_head_len = 0;
     int body_len = snprintf(line, sizeof line, "%s\n", why);
@@ -272,9 +231,9 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
                      status, proxy_status_reason(status), body_len);
-    out_put(&o, head, (size_t)n);
+    proxy_head_put(&o, head, (size_t)n);
     if (c->parser.head.method_id != PROXY_H1_M_HEAD || c->parser.state != PROXY_H1_PS_DONE)
-        out_put(&o, line, (size_t)body_len);
+        proxy_head_put(&o, line, (size_t)body_len);
     if (o.failed) {
         conn_close(c);
         return;
@@ -530,15 +489,15 @@ static int build_request_head(struct proxy_conn *c)
     const struct proxy_h1_head *h = &c->parser.head;
     const char *b = c->buf;
     const struct proxy_route_conf *rc = c->route ? c->route->conf : NULL;
-    struct out o = { &c->req_head, &c->req_head_cap, &c->req_head_len, false };
+    struct proxy_head_out o = { &c->req_head, &c->req_head_cap, &c->req_head_len, false };
     c->req_head_len = 0;
-    out_put(&o, b + h->method.off, h->method.len);
-    out_put(&o, " ", 1);
+    proxy_head_put(&o, b + h->method.off, h->method.len);
+    proxy_head_put(&o, " ", 1);
     if (h->path.len)
-        out_put(&o, b + h->path.off, h->path.len);
+        proxy_head_put(&o, b + h->path.off, h->path.len);
     else
-        out_put(&o, "/", 1);
-    out_put(&o, " HTTP/1.1\r\n", 11);
+        proxy_head_put(&o, "/", 1);
+    proxy_head_put(&o, " HTTP/1.1\r\n", 11);
     int last_xff = -1;
     if (conf->xff == PROXY_XFF_APPEND)
         for (uint32_t i = 0; i < h->n_fields; i++)
@@ -559,38 +518,38 @@ static int build_request_head(struct proxy_conn *c)
             continue;
         if (f->id == PROXY_H1_F_HOST) {
             /* An absolute-form target overrides Host (RFC 9112 3.2.2). */
-            out_field(&o, name, f->name_len, b + h->authority.off, h->authority.len);
+            proxy_head_field(&o, name, f->name_len, b + h->authority.off, h->authority.len);
             host_sent = true;
             continue;
         }
-        out_put(&o, name, f->name_len);
-        out_put(&o, ": ", 2);
-        out_put(&o, b + f->value_off, f->value_len);
+        proxy_head_put(&o, name, f->name_len);
+        proxy_head_put(&o, ": ", 2);
+        proxy_head_put(&o, b + f->value_off, f->value_len);
         if ((int)i == last_xff && c->peer[0]) {
-            out_put(&o, ", ", 2);
-            out_str(&o, c->peer);
+            proxy_head_put(&o, ", ", 2);
+            proxy_head_str(&o, c->peer);
         }
-        out_put(&o, crlf, 2);
+        proxy_head_put(&o, crlf, 2);
     }
     if (!host_sent)
-        out_field(&o, "Host", 4, b + h->authority.off, h->authority.len);
+        proxy_head_field(&o, "Host", 4, b + h->authority.off, h->authority.len);
     if (rc)
         for (size_t i = 0; i < rc->add_headers.n; i++)
-            out_field(&o, rc->add_headers.items[i].key, strlen(rc->add_headers.items[i].key),
+            proxy_head_field(&o, rc->add_headers.items[i].key, strlen(rc->add_headers.items[i].key),
                       rc->add_headers.items[i].value, strlen(rc->add_headers.items[i].value));
     for (unsigned i = 0; c->lua && i < c->lua->n_set; i++)
-        out_field(&o, c->lua->store + c->lua->set[i].name_off, c->lua->set[i].name_len,
+        proxy_head_field(&o, c->lua->store + c->lua->set[i].name_off, c->lua->set[i].name_len,
                   c->lua->store + c->lua->set[i].value_off, c->lua->set[i].value_len);
     if (conf->xff != PROXY_XFF_OFF && last_xff < 0 && c->peer[0])
-        out_field(&o, "X-Forwarded-For", 15, c->peer, strlen(c->peer));
+        proxy_head_field(&o, "X-Forwarded-For", 15, c->peer, strlen(c->peer));
     if (conf->via) {
-        out_str(&o, h->version_minor ? "Via: 1.1 " : "Via: 1.0 ");
-        out_str(&o, conf->via_name);
-        out_put(&o, crlf, 2);
+        proxy_head_str(&o, h->version_minor ? "Via: 1.1 " : "Via: 1.0 ");
+        proxy_head_str(&o, conf->via_name);
+        proxy_head_put(&o, crlf, 2);
     }
     if (h->framing == PROXY_H1_BODY_CHUNKED)
-        out_str(&o, "Transfer-Encoding: chunked\r\n");
-    out_put(&o, crlf, 2);
+        proxy_head_str(&o, "Transfer-Encoding: chunked\r\n");
+    proxy_head_put(&o, crlf, 2);
     return o.failed ? UV_ENOMEM : 0;
 }
 
@@ -905,33 +864,33 @@ static int build_response_head(struct proxy_conn *c, const char *b, const struct
 {
     const struct proxy_conf *conf = c->pw->st->conf;
     const struct proxy_h1_head *rq = &c->parser.head;
-    struct out o = { &c->resp_head, &c->resp_head_cap, &c->resp_head_len, false };
+    struct proxy_head_out o = { &c->resp_head, &c->resp_head_cap, &c->resp_head_len, false };
     char line[32];
     c->resp_head_len = 0;
     int n = snprintf(line, sizeof line, "HTTP/1.1 %u ", h->status);
-    out_put(&o, line, (size_t)n);
-    out_put(&o, b + h->reason.off, h->reason.len);
-    out_put(&o, crlf, 2);
+    proxy_head_put(&o, line, (size_t)n);
+    proxy_head_put(&o, b + h->reason.off, h->reason.len);
+    proxy_head_put(&o, crlf, 2);
     for (uint32_t i = 0; i < h->n_fields; i++) {
         const struct proxy_h1_field *f = &h->fields[i];
         if (f->flags & PROXY_H1_FIELD_HOP)
             continue;
-        out_field(&o, b + f->name_off, f->name_len, b + f->value_off, f->value_len);
+        proxy_head_field(&o, b + f->name_off, f->name_len, b + f->value_off, f->value_len);
     }
     if (conf->via) {
-        out_str(&o, h->version_minor ? "Via: 1.1 " : "Via: 1.0 ");
-        out_str(&o, conf->via_name);
-        out_put(&o, crlf, 2);
+        proxy_head_str(&o, h->version_minor ? "Via: 1.1 " : "Via: 1.0 ");
+        proxy_head_str(&o, conf->via_name);
+        proxy_head_put(&o, crlf, 2);
     }
     if (h->status >= 200) {
         if (c->resp_out_framing == PROXY_H1_BODY_CHUNKED)
-            out_str(&o, "Transfer-Encoding: chunked\r\n");
+            proxy_head_str(&o, "Transfer-Encoding: chunked\r\n");
         if (!c->keep_alive)
-            out_str(&o, "Connection: close\r\n");
+            proxy_head_str(&o, "Connection: close\r\n");
         else if (rq->version_minor == 0)
-            out_str(&o, "Connection: keep-alive\r\n");
+            proxy_head_str(&o, "Connection: keep-alive\r\n");
     }
-    out_put(&o, crlf, 2);
+    proxy_head_put(&o, crlf, 2);
     return o.failed ? UV_ENOMEM : 0;
 }
 
