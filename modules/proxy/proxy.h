@@ -151,6 +151,10 @@ struct proxy_upconn {
     struct proxy_h1_chunked chunked;
 };
 
+/* Whether route rc (may be NULL) keeps the request header `name` from being
+ * forwarded as it came: it removes it, or sets it itself (add_headers). */
+bool proxy_route_drops_header(const struct proxy_route_conf *rc, const char *name, size_t nl);
+
 /* An HTTP/1.1 head being written into a buffer its owner keeps (grown as
  * needed); on allocation failure `failed` is set and writing stops. */
 struct proxy_head_out {

@@ -198,21 +198,6 @@ static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
     return (ssize_t)n;
 }
 
-static bool route_drops(const struct proxy_route_conf *rc, const uint8_t *name, size_t nl)
-{
-    if (!rc)
-        return false;
-    for (size_t i = 0; i < rc->remove_headers.n; i++) {
-        const char *h = OTR_CONF_AT(rc->remove_headers, char *, i);
-        if (strlen(h) == nl && strncasecmp(h, (const char *)name, nl) == 0)
-            return true;
-    }
-    for (size_t i = 0; i < rc->add_headers.n; i++)
-        if (strlen(rc->add_headers.items[i].key) == nl && strncasecmp(rc->add_headers.items[i].key, (const char *)name, nl) == 0)
-            return true;
-    return false;
-}
-
 #define NV(n, v, nl, vl) ((nghttp2_nv){ (uint8_t *)(n), (uint8_t *)(v), (nl), (vl), NGHTTP2_NV_FLAG_NONE })
 
 static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
@@ -239,7 +224,7 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
         const nghttp2_nv *h = &st->req.nv[i];
         if (h->namelen && h->name[0] == ':')
             continue;
-        if (proxy_h2_hop_field(h->name, h->namelen, h->value, h->valuelen) || route_drops(rc, h->name, h->namelen) ||
+        if (proxy_h2_hop_field(h->name, h->namelen, h->value, h->valuelen) || proxy_route_drops_header(rc, (const char *)h->name, h->namelen) ||
             (st->lua && proxy_lua_sets(st->lua, (const char *)h->name, h->namelen)))
             continue;
         if (h->namelen == 15 && memcmp(h->name, "x-forwarded-for", 15) == 0 && conf->xff != PROXY_XFF_OFF) {

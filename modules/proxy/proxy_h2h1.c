@@ -53,22 +53,6 @@ void proxy_h2h1_cancel(struct proxy_h2stream *st)
         proxy_upconn_close(u);
 }
 
-static bool route_drops(const struct proxy_route_conf *rc, const uint8_t *name, size_t nl)
-{
-    if (!rc)
-        return false;
-    for (size_t i = 0; i < rc->remove_headers.n; i++) {
-        const char *h = OTR_CONF_AT(rc->remove_headers, char *, i);
-        if (strlen(h) == nl && strncasecmp(h, (const char *)name, nl) == 0)
-            return true;
-    }
-    for (size_t i = 0; i < rc->add_headers.n; i++)
-        if (strlen(rc->add_headers.items[i].key) == nl &&
-            strncasecmp(rc->add_headers.items[i].key, (const char *)name, nl) == 0)
-            return true;
-    return false;
-}
-
 static int build_head(struct proxy_h2stream *st)
 {
     const struct proxy_conf *conf = st->dc->c->pw->st->conf;
@@ -88,7 +72,7 @@ static int build_head(struct proxy_h2stream *st)
             continue;
         /* TE is hop-by-hop; "trailers" means nothing to an HTTP/1.1 server. */
         if ((h->namelen == 2 && memcmp(h->name, "te", 2) == 0) ||
-            proxy_h2_hop_field(h->name, h->namelen, h->value, h->valuelen) || route_drops(rc, h->name, h->namelen) ||
+            proxy_h2_hop_field(h->name, h->namelen, h->value, h->valuelen) || proxy_route_drops_header(rc, (const char *)h->name, h->namelen) ||
             (st->lua && proxy_lua_sets(st->lua, (const char *)h->name, h->namelen)))
             continue;
         if (h->namelen == 14 && memcmp(h->name, "content-length", 14) == 0)

@@ -464,24 +464,6 @@ void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_
 
 /* --- the request ------------------------------------------------------------ */
 
-static bool name_in_list(const char *name, size_t nl, const struct otr_conf_array *list)
-{
-    for (size_t i = 0; i < list->n; i++) {
-        const char *s = OTR_CONF_AT(*list, char *, i);
-        if (strlen(s) == nl && strncasecmp(s, name, nl) == 0)
-            return true;
-    }
-    return false;
-}
-
-static bool name_in_map(const char *name, size_t nl, const struct otr_conf_map *map)
-{
-    for (size_t i = 0; i < map->n; i++)
-        if (strlen(map->items[i].key) == nl && strncasecmp(map->items[i].key, name, nl) == 0)
-            return true;
-    return false;
-}
-
 /* Writes the upstream request head into c->req_head. */
 static int build_request_head(struct proxy_conn *c)
 {
@@ -509,8 +491,7 @@ static int build_request_head(struct proxy_conn *c)
         const char *name = b + f->name_off;
         if (f->flags & PROXY_H1_FIELD_HOP)
             continue;
-        if (rc && (name_in_list(name, f->name_len, &rc->remove_headers) ||
-                   name_in_map(name, f->name_len, &rc->add_headers)))
+        if (proxy_route_drops_header(rc, name, f->name_len))
             continue;
         if (c->lua && proxy_lua_sets(c->lua, name, f->name_len))
             continue;

@@ -195,3 +195,20 @@ int proxy_route_cluster(const struct proxy_route *r, uint64_t *rng)
     }
     return r->split_cluster[r->n_split - 1];
 }
+
+bool proxy_route_drops_header(const struct proxy_route_conf *rc, const char *name, size_t nl)
+{
+    if (!rc)
+        return false;
+    for (size_t i = 0; i < rc->remove_headers.n; i++) {
+        const char *h = OTR_CONF_AT(rc->remove_headers, char *, i);
+        if (strlen(h) == nl && strncasecmp(h, name, nl) == 0)
+            return true;
+    }
+    for (size_t i = 0; i < rc->add_headers.n; i++) {
+        const char *k = rc->add_headers.items[i].key;
+        if (strlen(k) == nl && strncasecmp(k, name, nl) == 0)
+            return true;
+    }
+    return false;
+}
