@@ -457,6 +457,9 @@ void logs_pipe_on_bus(void *arg, otr_worker *w, const char *stream, const struct
         return; /* published from the main thread: no pipeline there */
     unsigned i = m->host->worker_index(w);
     struct logs_pipe *p = i < m->n_pipes ? m->pipes[i] : NULL;
+    /* Core makes a generation's subscriptions inactive before it drains
+     * it (a newer generation's, or none at shutdown), so a draining pipe is
+     * never offered a record; this only guards the invariant. */
     if (!p || p->draining)
         return;
     p->c[SRC_BUS].lines++;
