@@ -164,10 +164,29 @@ static void file_consume(struct logs_tailer *t, struct logs_file *f, const char 
     }
 }
 
+/* Whether f's predecessor (the file its path named before a rotation) is
+ * read to its end. Its at_eof flag may be stale: the writer can append to
+ * it up to the rename, after our last read; so ask the file itself, or the
+ * new file's first lines would overtake the old file's last ones. */
+static bool pred_drained(struct logs_file *f)
+{
+    struct logs_file *pr = f->pred;
+    if (!pr || pr->fd < 0)
+        return true;
+    if (!pr->at_eof)
+        return false;
+    struct stat st;
+    if (fstat(pr->fd, &st) == 0 && (uint64_t)st.st_size > pr->read_off) {
+        pr->at_eof = false;
+        return false;
+    }
+    return true;
+}
+
 /* Reads up to the round budget. Returns true if more may be available. */
 static bool file_read(struct logs_tailer *t, struct logs_file *f)
 {
-    if (f->fd < 0 || (f->pred && f->pred->fd >= 0 && !f->pred->at_eof))
+    if (f->fd < 0 || !pred_drained(f))
         return false;
     size_t budget = ROUND_BUDGET;
     while (!t->paused) {

@@ -27,7 +27,14 @@ __attribute__((format(printf, 4, 5))) static int tap_ok(int pass, const char *fi
     va_end(ap);
     printf("\n");
     if (!pass) {
-        tap_failed++;
+        /* A failing TODO test (message carrying "# TODO") is a known bug
+         * that TAP reports without failing the run. */
+        char msg[512];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        if (!strstr(msg, "# TODO"))
+            tap_failed++;
         printf("#   Failed at %s line %d\n", file, line);
     }
     fflush(stdout);
