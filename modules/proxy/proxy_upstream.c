@@ -96,6 +96,31 @@ static void idle_unlink(struct proxy_upconn *u)
     u->next_idle = NULL;
 }
 
+/* An idle pooled connection to ep made active, or NULL if none. */
+static struct proxy_upconn *pool_take(struct proxy_endpoint *ep)
+{
+    struct proxy_upconn *u = ep->idle;
+    if (!u)
+        return NULL;
+    idle_unlink(u);
+    uv_timer_stop(&u->timer);
+    u->state = UP_ACTIVE;
+    return u;
+}
+
+/* The oldest request waiting for a connection to wc, dequeued, or NULL. */
+static struct proxy_conn *pending_pop(struct proxy_wcluster *wc)
+{
+    struct proxy_conn *c = wc->pending_head;
+    if (!c)
+        return NULL;
+    wc->pending_head = c->pending_next;
+    if (!wc->pending_head)
+        wc->pending_tail = NULL;
+    wc->n_pending--;
+    return c;
+}
+
 void proxy_upconn_close(struct proxy_upconn *u)
 {
     if (u->state == UP_CLOSING)
@@ -241,11 +266,8 @@ static void dispatch_to(struct proxy_conn *c, struct proxy_endpoint *ep)
 {
     c->ep = ep;
     ep->active++;
-    struct proxy_upconn *u = ep->idle;
+    struct proxy_upconn *u = pool_take(ep);
     if (u) {
-        idle_unlink(u);
-        uv_timer_stop(&u->timer);
-        u->state = UP_ACTIVE;
         u->down = c;
         proxy_conn_upstream_ready(c, u);
         return;
@@ -297,11 +319,8 @@ void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster
     st->ep = ep;
     st->ep_active = true;
     ep->active++;
-    struct proxy_upconn *u = ep->idle;
+    struct proxy_upconn *u = pool_take(ep);
     if (u) {
-        idle_unlink(u);
-        uv_timer_stop(&u->timer);
-        u->state = UP_ACTIVE;
         u->h2st = st;
         proxy_h2h1_ready(st, u);
         return;
@@ -336,14 +355,8 @@ void proxy_upstream_unqueue(struct proxy_conn *c)
 
 static void wcluster_pump_pending(struct proxy_wcluster *wc)
 {
-    while (wc->pending_head && wc->n_conns < (unsigned)wc->c->conf->max_connections) {
-        struct proxy_conn *c = wc->pending_head;
-        wc->pending_head = c->pending_next;
-        if (!wc->pending_head)
-            wc->pending_tail = NULL;
-        wc->n_pending--;
-        dispatch_to(c, proxy_lb_pick(wc));
-    }
+    while (wc->pending_head && wc->n_conns < (unsigned)wc->c->conf->max_connections)
+        dispatch_to(pending_pop(wc), proxy_lb_pick(wc));
 }
 
 void proxy_upconn_release(struct proxy_upconn *u)
@@ -360,12 +373,8 @@ void proxy_upconn_release(struct proxy_upconn *u)
     u->reusable = false;
     u->used = true;
     /* A waiting request takes the connection directly. */
-    if (wc->pending_head) {
-        struct proxy_conn *c = wc->pending_head;
-        wc->pending_head = c->pending_next;
-        if (!wc->pending_head)
-            wc->pending_tail = NULL;
-        wc->n_pending--;
+    struct proxy_conn *c = pending_pop(wc);
+    if (c) {
         c->ep = ep;
         ep->active++;
         u->down = c;
