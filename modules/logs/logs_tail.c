@@ -164,11 +164,23 @@ static void file_consume(struct logs_tailer *t, struct logs_file *f, const char 
     }
 }
 
+static void file_restart(struct logs_tailer *t, struct logs_file *f, uint64_t size);
+
+/* Whether f was truncated and written again (copytruncate) since its head
+ * was fingerprinted. A read between the two would have returned the new
+ * content from the old offset: its lines would overtake, then repeat, the
+ * new file's first ones. */
+static bool file_rewritten(struct logs_file *f)
+{
+    return !fingerprint_matches(f->fd, f->fp_len, f->fp_hash);
+}
+
 /* Whether f's predecessor (the file its path named before a rotation) is
  * read to its end. Its at_eof flag may be stale: the writer can append to
- * it up to the rename, after our last read; so ask the file itself, or the
- * new file's first lines would overtake the old file's last ones. */
-static bool pred_drained(struct logs_file *f)
+ * it up to the rename, after our last read, or copytruncate it and write it
+ * again to the same size; so ask the file itself, or the new file's first
+ * lines would overtake the old file's last ones. */
+static bool pred_drained(struct logs_tailer *t, struct logs_file *f)
 {
     struct logs_file *pr = f->pred;
     if (!pr || pr->fd < 0)
@@ -176,17 +188,34 @@ static bool pred_drained(struct logs_file *f)
     if (!pr->at_eof)
         return false;
     struct stat st;
-    if (fstat(pr->fd, &st) == 0 && (uint64_t)st.st_size > pr->read_off) {
+    if (fstat(pr->fd, &st))
+        return true;
+    uint64_t size = (uint64_t)st.st_size;
+    if (size < pr->read_off || file_rewritten(pr)) {
+        file_restart(t, pr, size);
+        return false;
+    }
+    if (size > pr->read_off) {
         pr->at_eof = false;
         return false;
     }
     return true;
 }
 
+/* A young file's fingerprint grows with it, up to FP_MAX bytes, so that a
+ * rewrite of even a short file is recognised. */
+static void file_grow_fingerprint(struct logs_tailer *t, struct logs_file *f, uint64_t size)
+{
+    if (f->fp_len < FP_MAX && size > f->fp_len) {
+        fingerprint_fd(f->fd, size, &f->fp_len, &f->fp_hash);
+        t->ckpt_dirty = true;
+    }
+}
+
 /* Reads up to the round budget. Returns true if more may be available. */
 static bool file_read(struct logs_tailer *t, struct logs_file *f)
 {
-    if (f->fd < 0 || !pred_drained(f))
+    if (f->fd < 0 || !pred_drained(t, f))
         return false;
     size_t budget = ROUND_BUDGET;
     while (!t->paused) {
@@ -201,6 +230,11 @@ static bool file_read(struct logs_tailer *t, struct logs_file *f)
             f->at_eof = true;
             return false;
         }
+        struct stat st;
+        if (file_rewritten(f) && fstat(f->fd, &st) == 0) {
+            file_restart(t, f, (uint64_t)st.st_size);
+            continue; /* what was read belongs to the new content's middle */
+        }
         f->at_eof = false;
         uint64_t off = f->read_off;
         f->read_off += (uint64_t)n;
@@ -208,6 +242,7 @@ static bool file_read(struct logs_tailer *t, struct logs_file *f)
             f->size = f->read_off;
         t->bytes_read += (uint64_t)n;
         file_consume(t, f, t->rbuf, (size_t)n, off);
+        file_grow_fingerprint(t, f, f->read_off);
         if ((size_t)n >= budget)
             return true;
         budget -= (size_t)n;
@@ -261,7 +296,7 @@ static void file_check(struct logs_tailer *t, struct logs_file *f, uint64_t now)
     if (fstat(f->fd, &st))
         return;
     uint64_t size = (uint64_t)st.st_size;
-    if (size < f->read_off || !fingerprint_matches(f->fd, f->fp_len, f->fp_hash)) {
+    if (size < f->read_off || file_rewritten(f)) {
         file_restart(t, f, size);
         return;
     }
@@ -269,10 +304,7 @@ static void file_check(struct logs_tailer *t, struct logs_file *f, uint64_t now)
         f->size = size;
         f->last_growth_ms = now;
     }
-    if (f->fp_len < FP_MAX && size > f->fp_len) {
-        fingerprint_fd(f->fd, size, &f->fp_len, &f->fp_hash);
-        t->ckpt_dirty = true;
-    }
+    file_grow_fingerprint(t, f, size);
 }
 
 /* Whether path still names f; if not, f was rotated away or deleted: note

@@ -224,10 +224,7 @@ static void test_rotation(uv_loop_t *loop)
     run_until(loop, got_next, &want, 60000);
     is_int(s.next, 4000, "every line arrived through %d renames and %d copytruncates", w.renames, w.truncates);
     is_int(s.n, 4000, "exactly once");
-    /* Known bug, reported in the closing note: in about 1 run of 10 a few
-     * lines around a copytruncate arrive out of order (each still exactly
-     * once). Marked TODO so that it is reported without failing CI. */
-    is_int(s.bad, 0, "in order # TODO a few lines around a copytruncate can arrive out of order");
+    is_int(s.bad, 0, "in order");
     ok(w.renames >= 8 && w.truncates >= 8, "rotated both ways many times");
     ok(t.truncations >= (uint64_t)w.truncates, "truncations detected: %llu", (unsigned long long)t.truncations);
     uv_timer_stop(&w.timer);
