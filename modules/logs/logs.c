@@ -119,6 +119,11 @@ static const struct otr_conf_field output_fields[] = {
       .def = "\"json\"", .help = "http: body format: JSON lines, Elasticsearch _bulk or Loki push"),
     F("loki_labels", OTR_CONF_STRING, struct logs_output_item, loki_labels, .def = "\"{\\\"job\\\":\\\"outrider\\\"}\"",
       .max = 4096, .help = "http loki: the stream's labels as a JSON object of strings"),
+    F("http_keepalive", OTR_CONF_DURATION, struct logs_output_item, http_keepalive, .def = "\"30s\"", .min = 0,
+      .max = 3600000,
+      .help = "http: how long a connection stays open, idle, for the next batch (HTTP/1.1 keep-alive; a "
+              "response is read to its end before the connection is reused); 0s: a new connection per batch, "
+              "sent with Connection: close"),
     F("syslog_app", OTR_CONF_STRING, struct logs_output_item, syslog_app, .def = "\"outrider\"", .max = 48,
       .help = "syslog: APP-NAME of the messages"),
     F("batch_size", OTR_CONF_SIZE, struct logs_output_item, batch_size, .def = "\"1MiB\"", .min = 1024,
@@ -296,6 +301,7 @@ static int logs_init(otr_ctx *ctx, const void *conf)
         oc->syslog_host = m->node[0] ? m->node : "-";
         oc->batch_size = (size_t)o->batch_size;
         oc->timeout_ms = o->timeout;
+        oc->keepalive_ms = o->http_keepalive;
         oc->retry_min_ms = o->retry_min;
         oc->retry_max_ms = o->retry_max;
     }

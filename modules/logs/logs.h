@@ -53,6 +53,7 @@ struct logs_output_item {
     char *loki_labels;
     char *syslog_app;
     uint64_t batch_size, timeout, retry_min, retry_max;
+    uint64_t http_keepalive;
 };
 
 struct logs_conf {

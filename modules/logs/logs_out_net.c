@@ -5,9 +5,16 @@
  * another outrider, which acknowledges each batch once its own outputs
  * have it).
  *
- * A connection is made when a batch is due and kept for the next ones
- * (http closes it after each response). Any error closes it; the driver
- * retries the batch after its backoff, on a new connection.
+ * A connection is made when a batch is due and kept for the next ones.
+ * http keeps it too (HTTP/1.1 keep-alive) once the response was read to its
+ * end, unless the server answered "Connection: close" or non-2xx, the body
+ * ran to the close, or it stayed idle for keepalive_ms (0: one connection
+ * per batch).
+ * A kept connection the server closed meanwhile is noticed by the read side
+ * while idle; if it closes just as a batch goes out (no reply byte yet),
+ * the batch is sent again at once on a new connection. Any other error
+ * closes it; the driver retries the batch after its backoff, on a new
+ * connection.
  *
  * Acknowledgement: tcp and syslog when the kernel took the bytes (what the
  * protocols offer); http on a 2xx status; forward on "OK <seq>".
@@ -16,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "logs_http_resp.h"
 #include "logs_output.h"
 
 enum net_state { NET_IDLE = 0, NET_RESOLVING, NET_CONNECTING, NET_CONNECTED, NET_CLOSING };
@@ -27,9 +35,12 @@ struct out_net {
     uv_connect_t creq;
     uv_write_t wreq;
     uv_getaddrinfo_t gai;
-    uv_timer_t timer;          /* connect and reply timeout */
+    uv_timer_t timer;          /* connect and reply timeout; idle timeout between batches */
     bool in_flight;            /* a batch is out and not yet reported */
     bool awaiting_reply;       /* http, forward: written, waiting for the answer */
+    bool writing;              /* a uv_write is pending */
+    bool reused;               /* http: the batch went out on a kept connection */
+    bool got_reply;            /* http: a byte of the response arrived */
     bool gai_pending;
     const uv_buf_t *bufs;      /* the batch being sent */
     size_t n, bytes;
@@ -38,6 +49,7 @@ struct out_net {
     char head[512];
     struct logs_buf rbuf;
     uint64_t fwd_seq;
+    struct logs_http_resp *resp; /* http only */
     char port[8];
     void (*close_done)(struct logs_output *o);
 };
@@ -79,13 +91,21 @@ static void net_close_tcp(struct out_net *n)
     }
 }
 
+static bool net_retry_stale(struct out_net *n);
+
 static void net_on_write(uv_write_t *req, int status)
 {
     struct out_net *n = req->data;
+    n->writing = false;
+    if (status == UV_ECANCELED)
+        return; /* we closed the connection, and whoever did took care of the batch */
     if (status < 0) {
-        net_report(n, status, NULL);
+        if (!net_retry_stale(n))
+            net_report(n, status, NULL);
         return;
     }
+    if (!n->in_flight)
+        return; /* answered (or failed) before the request was all written */
     if (n->o->conf->kind == LOGS_OUT_HTTP || n->o->conf->kind == LOGS_OUT_FORWARD)
         n->awaiting_reply = true; /* the timer keeps running for the reply */
     else
@@ -119,8 +139,11 @@ static void net_write_batch(struct out_net *n)
         static const char *const types[] = {"application/x-ndjson", "application/x-ndjson", "application/json"};
         hlen = (size_t)snprintf(n->head, sizeof n->head,
                                 "POST %s HTTP/1.1\r\nHost: %s:%u\r\nUser-Agent: outrider\r\nContent-Type: %s\r\n"
-                                "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                                c->http_path, c->host, c->port, types[c->http_format], bytes);
+                                "Content-Length: %zu\r\n%s\r\n",
+                                c->http_path, c->host, c->port, types[c->http_format], bytes,
+                                c->keepalive_ms ? "" : "Connection: close\r\n");
+        logs_http_resp_init(n->resp);
+        n->got_reply = false;
     } else if (c->kind == LOGS_OUT_FORWARD) {
         hlen = (size_t)snprintf(n->head, sizeof n->head, "OTRF %llu %zu\n", (unsigned long long)++n->fwd_seq, bytes);
     }
@@ -142,12 +165,84 @@ static void net_write_batch(struct out_net *n)
     int rc = uv_write(&n->wreq, (uv_stream_t *)&n->tcp, n->wbufs, (unsigned)k, net_on_write);
     if (rc)
         net_report(n, rc, NULL);
+    else
+        n->writing = true;
 }
 
 static void net_on_timeout(uv_timer_t *h)
 {
     struct out_net *n = h->data;
+    if (!n->in_flight) {
+        net_close_tcp(n); /* a kept http connection idle for keepalive_ms */
+        return;
+    }
     net_report(n, UV_ETIMEDOUT, n->awaiting_reply ? "no reply in time" : "connect timed out");
+}
+
+/* A kept http connection failed before any byte of the answer: the server
+ * most likely closed it as the batch went out (idle timeouts race with
+ * reuse). The batch goes out again at once on a new connection, once: it
+ * is at least once either way, and a real failure then counts as usual. */
+static bool net_retry_stale(struct out_net *n)
+{
+    if (!n->in_flight || !n->reused || n->got_reply || n->close_done)
+        return false;
+    n->reused = false;
+    n->awaiting_reply = false;
+    net_close_tcp(n); /* its close callback connects again for the batch in flight */
+    return true;
+}
+
+/* The response ended (complete, or at the close for a body without length). */
+static void net_http_done(struct out_net *n, bool keep)
+{
+    int status = n->resp->status;
+    char why[64];
+    snprintf(why, sizeof why, "HTTP status %d", status);
+    /* A connection the server will not reuse is closed first, so the next
+     * batch does not go out on it; so is one still writing a request the
+     * server answered early (its remaining bytes would be read as the next
+     * request). */
+    if (!keep || !n->resp->keep_alive || n->writing || !n->o->conf->keepalive_ms)
+        net_close_tcp(n);
+    net_report(n, status >= 200 && status < 300 ? 0 : UV_EPROTO, why);
+    if (!n->in_flight && n->state == NET_CONNECTED)
+        uv_timer_start(&n->timer, net_on_timeout, n->o->conf->keepalive_ms, 0);
+}
+
+/* Response bytes: fed to the reader as they come, never kept. */
+static void net_http_read(struct out_net *n, const char *p, size_t len)
+{
+    if (!n->in_flight) {
+        net_close_tcp(n); /* bytes nobody asked for: the connection is not reusable */
+        return;
+    }
+    n->got_reply = true;
+    size_t used;
+    int rc = logs_http_resp_feed(n->resp, p, len, &used);
+    if (rc < 0) {
+        char why[96];
+        snprintf(why, sizeof why, "bad HTTP response: %s", n->resp->error);
+        net_report(n, UV_EPROTO, why);
+    } else if (rc > 0) {
+        net_http_done(n, used == len); /* bytes after the response: not reusable */
+    }
+}
+
+/* The http server closed the connection (or it failed). */
+static void net_http_closed(struct out_net *n, int status)
+{
+    if (!n->in_flight) {
+        net_close_tcp(n); /* a kept connection closed while idle */
+        return;
+    }
+    if (net_retry_stale(n))
+        return;
+    if (status == UV_EOF && n->got_reply && logs_http_resp_eof(n->resp) == 1) {
+        net_http_done(n, false);
+        return;
+    }
+    net_report(n, status, status == UV_EOF ? "peer closed the connection" : NULL);
 }
 
 /* Reads replies: "OK <seq>" lines for forward, the status line for http;
@@ -184,17 +279,6 @@ static void net_check_reply(struct out_net *n)
         }
         return;
     }
-    if (c->kind == LOGS_OUT_HTTP && nl && n->awaiting_reply) {
-        int status = 0;
-        if (sscanf(n->rbuf.p, "HTTP/1.%*d %d", &status) != 1)
-            status = 0;
-        char why[64];
-        snprintf(why, sizeof why, "HTTP status %d", status);
-        /* Connection: close: this connection is done either way (closed
-         * first, so the next batch does not go out on it). */
-        net_close_tcp(n);
-        net_report(n, status >= 200 && status < 300 ? 0 : UV_EPROTO, why);
-    }
     if (c->kind == LOGS_OUT_TCP || c->kind == LOGS_OUT_SYSLOG)
         n->rbuf.n = 0;
 }
@@ -202,9 +286,18 @@ static void net_check_reply(struct out_net *n)
 static void net_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct out_net *n = s->data;
+    bool http = n->o->conf->kind == LOGS_OUT_HTTP;
     if (nread < 0) {
-        net_report(n, (int)nread, nread == UV_EOF ? "peer closed the connection" : NULL);
+        if (http) {
+            net_http_closed(n, (int)nread);
+        } else {
+            net_report(n, (int)nread, nread == UV_EOF ? "peer closed the connection" : NULL);
+        }
         net_close_tcp(n);
+        return;
+    }
+    if (http) {
+        net_http_read(n, buf->base, (size_t)nread);
         return;
     }
     n->rbuf.n += (size_t)nread;
@@ -256,6 +349,7 @@ static void net_send(struct logs_output *o, const uv_buf_t *bufs, size_t nb, siz
     n->n = nb;
     n->bytes = bytes;
     n->in_flight = true;
+    n->reused = n->state == NET_CONNECTED;
     uv_timer_start(&n->timer, net_on_timeout, o->conf->timeout_ms, 0);
     if (n->state == NET_CONNECTED)
         net_write_batch(n);
@@ -309,6 +403,7 @@ static void net_free(struct logs_output *o)
     if (!n)
         return;
     logs_buf_free(&n->rbuf);
+    free(n->resp);
     free(n->wbufs);
     free(n);
 }
@@ -321,6 +416,10 @@ int logs_out_net_init(struct logs_output *o, char *err, size_t errlen)
     if (!n)
         return UV_ENOMEM;
     n->o = o;
+    if (o->conf->kind == LOGS_OUT_HTTP && !(n->resp = malloc(sizeof *n->resp))) {
+        free(n);
+        return UV_ENOMEM;
+    }
     snprintf(n->port, sizeof n->port, "%u", o->conf->port);
     uv_timer_init(o->loop, &n->timer);
     n->timer.data = n;

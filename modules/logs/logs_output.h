@@ -50,6 +50,7 @@ struct logs_output_conf {
     const char *syslog_host;   /* syslog HOSTNAME */
     size_t batch_size;         /* bytes per batch at most (one chunk may exceed it) */
     uint64_t timeout_ms;       /* connect / acknowledgement timeout */
+    uint64_t keepalive_ms;     /* http: idle time a connection is kept for the next batch; 0: closed after each */
     uint64_t retry_min_ms, retry_max_ms;
 };
 

@@ -9,6 +9,7 @@
 #include "../../modules/logs/logs_encode.c"
 #include "../../modules/logs/logs_format.c"
 #include "../../modules/logs/logs_forward_in.c"
+#include "../../modules/logs/logs_http_resp.c"
 #include "../../modules/logs/logs_json.c"
 #include "../../modules/logs/logs_out_file.c"
 #include "../../modules/logs/logs_out_net.c"
