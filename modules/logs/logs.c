@@ -88,6 +88,10 @@ static const struct otr_conf_field spool_fields[] = {
       .help = "when memory and spool are full, a bus record (which cannot wait) is dropped, or the oldest "
               "buffered chunk nobody is sending is dropped to make room; counted either way (files and forward "
               "connections just pause)"),
+    F("sync", OTR_CONF_ENUM, struct logs_spool_conf, sync, .choices = LOGS_SPOOL_SYNC_CHOICES, .def = "\"batch\"",
+      .help = "batch: each chunk of records only the spool keeps (bus, forward input) is fdatasync'ed when "
+              "written, one call per chunk, and the directory fsynced per new segment, so a machine crash keeps "
+              "them; none: written to the page cache only (a process crash keeps them, a machine crash may not)"),
     OTR_CONF_TABLE_END,
 };
 

@@ -36,7 +36,11 @@ struct logs_spool_conf {
     bool enabled;
     uint64_t max_size, segment_size;
     int full_policy; /* enum logs_drop_policy */
+    int sync;        /* enum logs_spool_sync */
 };
+
+enum logs_spool_sync { LOGS_SPOOL_SYNC_NONE = 0, LOGS_SPOOL_SYNC_BATCH };
+#define LOGS_SPOOL_SYNC_CHOICES "none|batch"
 
 struct logs_buffer_conf {
     uint64_t memory_limit, chunk_size, flush_interval;

@@ -683,6 +683,7 @@ static int pipe_spool_start(struct logs_pipe *p)
         return rc;
     }
     p->spooling = true;
+    p->spool.sync = c->buffer.spool.sync == LOGS_SPOOL_SYNC_BATCH;
     logs_queue_set_spool(&p->q, &p->spool, c->buffer.spool.full_policy);
     p->orphans_pending = index == 0;
     if (p->orphans_pending)

@@ -91,6 +91,17 @@ static void seg_drop(struct logs_spool *s, struct logs_spool_seg *g)
     *g = s->segs[--s->n_segs];
 }
 
+/* Makes the directory entry of a new segment durable (fdatasync of the
+ * file alone does not cover its name). */
+static void dir_sync(struct logs_spool *s)
+{
+    int fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd))
+        s->errors++;
+    if (fd >= 0)
+        close(fd);
+}
+
 /* Starts a new segment file. */
 static int seg_new(struct logs_spool *s)
 {
@@ -119,6 +130,8 @@ static int seg_new(struct logs_spool *s)
     s->cur_id = id;
     s->cur_off = 0;
     s->segs[s->n_segs++] = (struct logs_spool_seg){.id = id};
+    if (s->sync)
+        dir_sync(s);
     return 0;
 }
 
@@ -166,6 +179,14 @@ int logs_spool_write(struct logs_spool *s, const uint32_t *runs, uint32_t n_runs
     s->bytes += n;
     seg_find(s, s->cur_id)->live++;
     s->written_chunks++;
+    if (s->sync && n_runs) {
+        /* Only these frames are replayed after a crash: the rest is kept by
+         * its source (a file and its checkpoint). */
+        if (fdatasync(s->fd))
+            s->errors++;
+        else
+            s->syncs++;
+    }
     return 0;
 }
 

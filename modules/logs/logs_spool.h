@@ -15,10 +15,19 @@
  * state byte turns from 'L' (live) to 'D' (done) when the chunk is
  * released, so a replay after a crash skips what was delivered. Records of
  * tailed files are in no run: their checkpoint re-reads them.
+ *
+ * Durability (sync): the process's end (SIGTERM, kill -9) keeps whatever
+ * was written; a machine crash keeps only what reached the disk. With
+ * sync set, a frame holding records to replay is fdatasync'ed as it is
+ * written (one call per chunk, never per record), and the directory is
+ * fsynced once per new segment so the file itself survives. Frames without
+ * runs (tailed files) and done marks are not synced: their loss means lines
+ * read again or delivered twice, never lost.
  */
 #ifndef LOGS_SPOOL_H
 #define LOGS_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,8 +58,9 @@ struct logs_spool {
     struct logs_spool_seg *segs;
     size_t n_segs, cap_segs;
     uint64_t bytes;            /* live bytes on disk */
+    bool sync;                 /* fdatasync frames with runs; fsync the dir per new segment */
     /* Counters. */
-    uint64_t written_chunks, read_chunks, errors;
+    uint64_t written_chunks, read_chunks, errors, syncs;
 };
 
 /* Creates dir if needed; segments already there (a previous process's,
@@ -62,7 +72,10 @@ int logs_spool_open(struct logs_spool *s, const char *dir, uint64_t max_size, ui
 void logs_spool_close(struct logs_spool *s);
 
 /* Appends one frame: n bytes and the runs (pairs) to replay after a
- * restart. Sets the segment, the frame's offset and its bytes' offset.
+ * restart, on disk before it returns when sync is set and there are runs
+ * (a failed sync is counted in errors: the frame stays, readable, but may
+ * not survive a machine crash). Sets the segment, the frame's offset and
+ * its bytes' offset.
  * Returns 0, UV_ENOSPC when the cap would be exceeded, or -errno. */
 int logs_spool_write(struct logs_spool *s, const uint32_t *runs, uint32_t n_runs, const void *p, size_t n,
                      uint32_t *seg, uint64_t *frame, uint64_t *off);
