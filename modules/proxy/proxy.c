@@ -168,7 +168,7 @@ static int proxy_init(otr_ctx *ctx, const void *conf_)
         return rc;
     st->n_workers = host->n_workers(ctx);
     st->workers = calloc(st->n_workers, sizeof *st->workers);
-    if (!st->workers)
+    if (!st->workers || proxy_ready_new(st))
         return UV_ENOMEM;
     if ((rc = metrics_register(st)))
         return rc;
@@ -188,9 +188,10 @@ static int proxy_init(otr_ctx *ctx, const void *conf_)
 static void server_on_connection(uv_stream_t *server, int status)
 {
     struct proxy_worker *pw = server->data;
+    enum proxy_listener_id l = server == (uv_stream_t *)&pw->servers[PROXY_OUTBOUND] ? PROXY_OUTBOUND : PROXY_INBOUND;
+    proxy_ready_accepted(pw->st, pw->st->host->worker_index(pw->w), l, status);
     if (status < 0 || pw->draining)
         return;
-    enum proxy_listener_id l = server == (uv_stream_t *)&pw->servers[PROXY_OUTBOUND] ? PROXY_OUTBOUND : PROXY_INBOUND;
     proxy_conn_accept(pw, server, l);
 }
 
@@ -261,8 +262,10 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
                                                                       server_on_connection))) {
             host->log(ctx, OTR_LOG_ERROR, "listener %s: %s", host->listener_address(st->listeners[l]),
                       uv_strerror(rc));
+            proxy_ready_listening(st, host->worker_index(w), l, false);
             return rc;
         }
+        proxy_ready_listening(st, host->worker_index(w), l, true);
     }
     return 0;
 }
@@ -344,6 +347,7 @@ static void proxy_drain(otr_ctx *ctx, otr_worker *w, uint64_t deadline_ms)
 
 static void proxy_fini(otr_ctx *ctx)
 {
+    proxy_ready_free(ctx->host->data(ctx));
     state_free(ctx->host->data(ctx));
     ctx->host->set_data(ctx, NULL);
 }
@@ -375,4 +379,5 @@ OTR_MODULE_EXPORT const struct otr_module otr_module_proxy = {
     .drain = proxy_drain,
     .fini = proxy_fini,
     .status = proxy_status,
+    .ready = proxy_ready,
 };

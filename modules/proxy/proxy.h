@@ -67,6 +67,7 @@ struct proxy_state {
     struct proxy_worker *workers;
     otr_metric *m_requests, *m_duration, *m_upstream_conns, *m_client_conns, *m_errors, *m_retries;
     otr_hook *hook; /* route(req), or NULL */
+    struct proxy_ready *ready; /* what /ready sees (proxy_ready.c) */
 };
 
 struct proxy_upconn;
@@ -125,6 +126,19 @@ struct proxy_worker {
     struct proxy_h2conn *h2_dirty;
     struct proxy_h2up *h2up_dirty;
 };
+
+/* --- proxy_ready.c -------------------------------------------------------- */
+
+struct proxy_ready;
+/* Allocates the readiness state for st->n_workers workers. */
+int proxy_ready_new(struct proxy_state *st);
+void proxy_ready_free(struct proxy_state *st);
+/* Worker thread: listener l of worker is serving, or cannot. */
+void proxy_ready_listening(struct proxy_state *st, unsigned worker, int l, bool serving);
+/* Worker thread: an accept on listener l succeeded (0) or failed. */
+void proxy_ready_accepted(struct proxy_state *st, unsigned worker, int l, int status);
+/* The module's ready callback (any thread). */
+bool proxy_ready(otr_ctx *ctx);
 
 /* --- proxy_upstream.c ----------------------------------------------------- */
 
