@@ -279,17 +279,24 @@ static bool text_to_double(const char *s, double *out)
     return true;
 }
 
+/* The ${VAR}-expanded text of a field that must be a JSON string (freed by
+ * the caller), or NULL once the error is reported. */
+static char *string_value(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v)
+{
+    if (!json_is_string(v)) {
+        conf_bad(c, f, v, NULL, NULL);
+        return NULL;
+    }
+    return conf_expand(c, v);
+}
+
 static void parse_bool(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
 {
     if (json_is_boolean(v)) {
         *(bool *)slot = json_is_true(v);
         return;
     }
-    if (!json_is_string(v)) {
-        conf_bad(c, f, v, NULL, NULL);
-        return;
-    }
-    char *s = conf_expand(c, v);
+    char *s = string_value(c, f, v);
     if (s == NULL)
         return;
     if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0)
@@ -299,61 +306,42 @@ static void parse_bool(struct parse_ctx *c, const struct otr_conf_field *f, json
     free(s);
 }
 
-static void parse_int(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
+/* OTR_CONF_INT (integer, an int64_t slot) or OTR_CONF_DOUBLE (any number,
+ * a double slot): a JSON number or a string (expanded, then read as text),
+ * within the field's bounds. */
+static void parse_number(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot, bool integer)
 {
-    int64_t x = 0;
-    char *s = NULL;
-    if (json_is_integer(v)) {
-        x = json_integer_value(v);
-    } else if (json_is_string(v)) {
-        if ((s = conf_expand(c, v)) == NULL)
-            return;
-        if (!text_to_int(s, &x))
-            goto bad;
-    } else {
-        goto bad;
-    }
-    if (!in_bounds(f, (double)x))
-        goto bad;
-    *(int64_t *)slot = x;
-    free(s);
-    return;
-bad:
-    conf_bad(c, f, v, s, NULL);
-    free(s);
-}
-
-static void parse_double(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
-{
+    int64_t i = 0;
     double x = 0;
     char *s = NULL;
-    if (json_is_number(v)) {
-        x = json_number_value(v);
+    bool ok = false;
+    if (integer ? json_is_integer(v) : json_is_number(v)) {
+        if (integer)
+            i = json_integer_value(v);
+        else
+            x = json_number_value(v);
+        ok = true;
     } else if (json_is_string(v)) {
         if ((s = conf_expand(c, v)) == NULL)
             return;
-        if (!text_to_double(s, &x))
-            goto bad;
-    } else {
-        goto bad;
+        ok = integer ? text_to_int(s, &i) : text_to_double(s, &x);
     }
-    if (!in_bounds(f, x))
-        goto bad;
-    *(double *)slot = x;
-    free(s);
-    return;
-bad:
-    conf_bad(c, f, v, s, NULL);
+    if (integer)
+        x = (double)i;
+    if (ok && in_bounds(f, x)) {
+        if (integer)
+            *(int64_t *)slot = i;
+        else
+            *(double *)slot = x;
+    } else {
+        conf_bad(c, f, v, s, NULL);
+    }
     free(s);
 }
 
 static void parse_string(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
 {
-    if (!json_is_string(v)) {
-        conf_bad(c, f, v, NULL, NULL);
-        return;
-    }
-    char *s = conf_expand(c, v);
+    char *s = string_value(c, f, v);
     if (s == NULL)
         return;
     if (!in_bounds(f, (double)strlen(s))) {
@@ -369,11 +357,7 @@ static void parse_string(struct parse_ctx *c, const struct otr_conf_field *f, js
 static void parse_duration(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
 {
     uint64_t ms;
-    if (!json_is_string(v)) {
-        conf_bad(c, f, v, NULL, NULL);
-        return;
-    }
-    char *s = conf_expand(c, v);
+    char *s = string_value(c, f, v);
     if (s == NULL)
         return;
     if (otr_parse_duration(s, &ms) != 0 || !in_bounds(f, (double)ms))
@@ -430,11 +414,7 @@ static const char **enum_split(const char *choices, char **store)
 
 static void parse_enum(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
 {
-    if (!json_is_string(v)) {
-        conf_bad(c, f, v, NULL, NULL);
-        return;
-    }
-    char *s = conf_expand(c, v);
+    char *s = string_value(c, f, v);
     if (s == NULL)
         return;
     char *store;
@@ -459,11 +439,7 @@ static void parse_enum(struct parse_ctx *c, const struct otr_conf_field *f, json
 
 static void parse_address(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
 {
-    if (!json_is_string(v)) {
-        conf_bad(c, f, v, NULL, NULL);
-        return;
-    }
-    char *s = conf_expand(c, v);
+    char *s = string_value(c, f, v);
     if (s == NULL)
         return;
     const char *why = NULL;
@@ -579,46 +555,33 @@ static void parse_object(struct parse_ctx *c, const struct otr_conf_field *f, js
     parse_fields(c, f->fields, v, slot, NULL);
 }
 
+static void parse_int(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
+{
+    parse_number(c, f, v, slot, true);
+}
+
+static void parse_double(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
+{
+    parse_number(c, f, v, slot, false);
+}
+
+typedef void (*parse_fn)(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot);
+
 static void parse_value(struct parse_ctx *c, const struct otr_conf_field *f, json_t *v, void *slot)
 {
-    switch (f->type) {
-    case OTR_CONF_BOOL:
-        parse_bool(c, f, v, slot);
-        break;
-    case OTR_CONF_INT:
-        parse_int(c, f, v, slot);
-        break;
-    case OTR_CONF_DOUBLE:
-        parse_double(c, f, v, slot);
-        break;
-    case OTR_CONF_STRING:
-        parse_string(c, f, v, slot);
-        break;
-    case OTR_CONF_DURATION:
-        parse_duration(c, f, v, slot);
-        break;
-    case OTR_CONF_SIZE:
-        parse_size(c, f, v, slot);
-        break;
-    case OTR_CONF_ENUM:
-        parse_enum(c, f, v, slot);
-        break;
-    case OTR_CONF_ADDRESS:
-        parse_address(c, f, v, slot);
-        break;
-    case OTR_CONF_OBJECT:
-        parse_object(c, f, v, slot);
-        break;
-    case OTR_CONF_ARRAY:
-        parse_array(c, f, v, slot);
-        break;
-    case OTR_CONF_MAP:
-        parse_map(c, f, v, slot);
-        break;
-    default:
+    static const parse_fn parsers[] = {
+        [OTR_CONF_BOOL] = parse_bool,       [OTR_CONF_INT] = parse_int,
+        [OTR_CONF_DOUBLE] = parse_double,   [OTR_CONF_STRING] = parse_string,
+        [OTR_CONF_DURATION] = parse_duration, [OTR_CONF_SIZE] = parse_size,
+        [OTR_CONF_ENUM] = parse_enum,       [OTR_CONF_ADDRESS] = parse_address,
+        [OTR_CONF_OBJECT] = parse_object,   [OTR_CONF_ARRAY] = parse_array,
+        [OTR_CONF_MAP] = parse_map,
+    };
+    if ((unsigned)f->type >= sizeof parsers / sizeof *parsers || !parsers[f->type]) {
         conf_error(c, "table error: unknown field type %d", (int)f->type);
-        break;
+        return;
     }
+    parsers[f->type](c, f, v, slot);
 }
 
 const char *otr_conf_default_for(const struct otr_conf_field *f, enum otr_role role)

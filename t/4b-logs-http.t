@@ -173,21 +173,28 @@ sub retries {
     return $r;
 }
 
-{   # Keep-alive: 6 batches, one connection.
-    my ($pid, $port) = server('ka', 'plain');
-    my $a = agent('ka', $port);
-    batches($a, 'ka', 1, 6);
+# Runs $check with a server in $mode and an agent shipping to it, then
+# stops both.
+sub with_sink {
+    my ($name, $mode, $out, $check) = @_;
+    my ($pid, $port) = server($name, $mode);
+    my $a = agent($name, $port, %$out);
+    $check->($a);
+    $a->finish_ok;
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+}
+
+with_sink('ka', 'plain', {}, sub {   # keep-alive: 6 batches, one connection
+    batches($_[0], 'ka', 1, 6);
     is_deeply(messages('ka'), [ map { "line $_" } 1 .. 6 ], 'keep-alive: 6 batches accepted in order');
     my $st = stats('ka');
     is($st->{reqs}, 6, 'six requests');
     is($st->{conns}, 1, 'on one connection');
-    $a->finish_ok;
-    kill 'TERM', $pid; waitpid $pid, 0;
-}
+});
 
-{   # The server ends kept connections in three ways; no line is lost.
-    my ($pid, $port) = server('cl', 'closing');
-    my $a = agent('cl', $port);
+with_sink('cl', 'closing', {}, sub {   # the server ends kept connections in three ways
+    my ($a) = @_;
     batches($a, 'cl', 1, 8);
     is_deeply(messages('cl'), [ map { "line $_" } 1 .. 8 ], 'closing server: all 8 lines accepted, in order');
     my $st = stats('cl');
@@ -195,28 +202,18 @@ sub retries {
     is($st->{conns}, 4, 'four connections: after Connection: close, a silent close, and a close before the answer');
     is(retries($a), 0, 'a kept connection closed under a request is resent at once, not counted as a failure');
     unlike($a->log, qr/batch failed/, 'and no failure logged');
-    $a->finish_ok;
-    kill 'TERM', $pid; waitpid $pid, 0;
-}
+});
 
-{   # Idle timeout: the agent closes a connection idle for http_keepalive.
-    my ($pid, $port) = server('idle', 'plain');
-    my $a = agent('idle', $port, http_keepalive => '300ms');
-    batches($a, 'idle', 1, 1);
+with_sink('idle', 'plain', { http_keepalive => '300ms' }, sub {   # the agent closes an idle connection
+    batches($_[0], 'idle', 1, 1);
     ok(wait_for(sub { stats('idle')->{closed} == 1 }), 'idle: the agent closed the connection after http_keepalive');
-    batches($a, 'idle', 2, 2);
+    batches($_[0], 'idle', 2, 2);
     is(stats('idle')->{conns}, 2, 'the next batch opened a new one');
-    $a->finish_ok;
-    kill 'TERM', $pid; waitpid $pid, 0;
-}
+});
 
-{   # http_keepalive 0s: one connection per batch, announced.
-    my ($pid, $port) = server('nk', 'plain');
-    my $a = agent('nk', $port, http_keepalive => '0s');
-    batches($a, 'nk', 1, 3);
+with_sink('nk', 'plain', { http_keepalive => '0s' }, sub {   # one connection per batch, announced
+    batches($_[0], 'nk', 1, 3);
     is(stats('nk')->{conns}, 3, 'http_keepalive 0s: a connection per batch');
     is(got('nk')->[0]{connection}, 'close', 'sent with Connection: close');
-    $a->finish_ok;
-    kill 'TERM', $pid; waitpid $pid, 0;
-}
+});
 done_testing;

@@ -30,57 +30,18 @@ use Time::HiRes qw(sleep time);
 use JSON::PP;
 use POSIX ();
 use Outrider;
+use Lifecycle;
 use ProxyTest qw(backend_start backend_stop);
 
 plan skip_all => 'wrk, h2load, nghttp and nginx are needed'
     unless -x '/usr/bin/wrk' && -x '/usr/bin/h2load' && -x '/usr/bin/nghttp' && -x '/usr/sbin/nginx';
-my $bin = Outrider::bin();
 my $be = backend_start('b1');
 my $dir = tempdir('outrider-life-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{KEEP});
 diag("files in $dir") if $ENV{KEEP};
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0, ReuseAddr => 1) or die $!;
-    return $s->sockport;
-}
-my ($ngx_h1, $ngx_h2) = (free_port(), free_port());
-open my $nc, '>', "$dir/nginx.conf" or die;
-print $nc <<"NGINX";
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $dir;
-  server { listen 127.0.0.1:$ngx_h1 backlog=4096; location / { return 200 "hello\\n"; } }
-  server { listen 127.0.0.1:$ngx_h2 http2 backlog=4096; keepalive_requests 100;
-           location / { return 200 "hello\\n"; } }
-}
-NGINX
-close $nc;
-my $nginx = fork // die;
-if (!$nginx) { exec '/usr/sbin/nginx', '-c', "$dir/nginx.conf", '-e', "$dir/nginx-error.log"; exit 127 }
-for (1 .. 100) { last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$ngx_h2"); sleep 0.05 }
-
-sub conf {
-    my ($tag, $outbound) = @_;
-    return { modules => ['proxy'], control_socket => "$dir/control.sock",
-             drain => { delay => '0s', timeout => '10s' },
-             proxy => { outbound => { address => $outbound // '127.0.0.1:0' },
-                        inbound => { enabled => JSON::PP::false },
-                        clusters => [ { name => 'b', endpoints => ["127.0.0.1:$ngx_h1"] },
-                                      { name => 'h2', endpoints => ["127.0.0.1:$ngx_h2"], protocol => 'h2' },
-                                      { name => 'slow', endpoints => ["127.0.0.1:$be->{port}"] } ],
-                        routes => [ { authority => 'svc.test', cluster => 'b', add_headers => { 'x-gen' => $tag } },
-                                    { authority => 'h2.test', cluster => 'h2', add_headers => { 'x-gen' => $tag } },
-                                    { authority => 'slow.test', cluster => 'slow' } ] } };
-}
-
-my $a = Outrider->start(conf => conf('one'), role => 'sidecar', args => [$ENV{DEBUG} ? ('--log-level', 'debug') : ()]);
-my $out_addr = $a->addr('proxy.outbound');
-$a->rewrite_conf(conf('two', $out_addr));
+# nginx as the fast backend (HTTP/1.1 and h2c), and the agent (t/lib/Lifecycle.pm).
+my $ngx = Lifecycle::nginx_start($dir, h2_keepalive_requests => 100);
+my ($a, $out_addr) = Lifecycle::agent_start($dir, $ngx, $be);
 
 # wrk (HTTP/1.1 keep-alive) for 8 seconds.
 my $wrk = fork // die;
@@ -110,20 +71,7 @@ if (!$h2) {
     POSIX::_exit(0);
 }
 
-sleep 1.0;
-$a->signal('HUP');
-sleep 1.0;
-my ($code) = $a->http('POST', 'admin', '/reload');
-is($code, 200, 'POST /reload under load');
-sleep 1.0;
-my ($rc, $out) = Outrider::run_cmd($bin, 'upgrade', '--control', "$dir/control.sock");
-is($rc, 0, 'upgrade under load') or diag($out);
-sleep 1.5;
-($rc, $out) = Outrider::run_cmd($bin, 'upgrade', '--control', "$dir/control.sock");
-is($rc, 0, 'second upgrade under load') or diag($out);
-my ($p3) = $out =~ /new process (\d+)/;
-sleep 1.0;
-Outrider::run_cmd($bin, 'reload', '--control', "$dir/control.sock");
+my $p3 = Lifecycle::reload_and_upgrade($a, $dir);
 waitpid($wrk, 0);
 waitpid($h2, 0);
 
@@ -211,6 +159,5 @@ my @errors = grep { / error \[/ } split /\n/, $log;
 ok(!@errors, 'no error lines') or diag(join "\n", @errors);
 unlike($log, qr/drain deadline/, 'every drain finished before its deadline');
 backend_stop($be);
-kill 'TERM', $nginx;
-waitpid($nginx, 0);
+Lifecycle::nginx_stop($ngx);
 done_testing;

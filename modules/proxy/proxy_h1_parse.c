@@ -823,6 +823,36 @@ static ssize_t chunk_fail(struct proxy_h1_chunked *c, char ch, int err)
     return err;
 }
 
+/* What may end a chunk size, an ext-name, an ext-value token or a quoted
+ * value: ';' starts the next extension, CR ends the size line, BWS moves to
+ * ws_state (where only more BWS and what may follow it are allowed).
+ * False for any other byte. */
+static inline bool ext_delim(struct proxy_h1_chunked *c, char ch, uint8_t ws_state)
+{
+    if (ch == ';')
+        c->state = K_EXT_NAME0;
+    else if (ch == '\r')
+        c->state = K_SIZE_LF;
+    else if (IS(ch, C_WS))
+        c->state = ws_state;
+    else
+        return false;
+    return true;
+}
+
+/* After BWS: more BWS, ';' (the next extension) or, after a name, '='.
+ * BWS may not end the line, so CR is refused. */
+static inline bool ext_after_bws(struct proxy_h1_chunked *c, char ch, bool after_name)
+{
+    if (ch == ';')
+        c->state = K_EXT_NAME0;
+    else if (after_name && ch == '=')
+        c->state = K_EXT_VAL0;
+    else if (!IS(ch, C_WS))
+        return false;
+    return true;
+}
+
 ssize_t proxy_h1_chunked_decode(struct proxy_h1_chunked *c, const char *buf, size_t len, struct proxy_h1_piece *out)
 {
     memset(out, 0, sizeof *out);
@@ -860,20 +890,12 @@ ssize_t proxy_h1_chunked_decode(struct proxy_h1_chunked *c, const char *buf, siz
                 if (++c->digits > 15)
                     return chunk_fail(c, ch, PROXY_H1_E_CHUNK_SIZE);
                 c->remaining = (c->remaining << 4) | (uint64_t)hexval(ch);
-            } else if (ch == '\r') {
-                c->state = K_SIZE_LF;
-            } else if (ch == ';') {
-                c->state = K_EXT_NAME0;
-            } else if (IS(ch, C_WS)) {
-                c->state = K_WS_NEED_SEMI;
-            } else {
+            } else if (!ext_delim(c, ch, K_WS_NEED_SEMI)) {
                 return chunk_fail(c, ch, PROXY_H1_E_CHUNK_SIZE);
             }
             break;
         case K_WS_NEED_SEMI:
-            if (ch == ';')
-                c->state = K_EXT_NAME0;
-            else if (!IS(ch, C_WS))
+            if (!ext_after_bws(c, ch, false))
                 return chunk_fail(c, ch, PROXY_H1_E_CHUNK_EXT);
             break;
         case K_EXT_NAME0:
@@ -887,22 +909,11 @@ ssize_t proxy_h1_chunked_decode(struct proxy_h1_chunked *c, const char *buf, siz
                 break;
             if (ch == '=')
                 c->state = K_EXT_VAL0;
-            else if (ch == ';')
-                c->state = K_EXT_NAME0;
-            else if (ch == '\r')
-                c->state = K_SIZE_LF;
-            else if (IS(ch, C_WS))
-                c->state = K_EXT_AFTER_NAME;
-            else
+            else if (!ext_delim(c, ch, K_EXT_AFTER_NAME))
                 return chunk_fail(c, ch, PROXY_H1_E_CHUNK_EXT);
             break;
         case K_EXT_AFTER_NAME:
-            /* BWS may precede '=' or ';' but not end the line. */
-            if (ch == '=')
-                c->state = K_EXT_VAL0;
-            else if (ch == ';')
-                c->state = K_EXT_NAME0;
-            else if (!IS(ch, C_WS))
+            if (!ext_after_bws(c, ch, true))
                 return chunk_fail(c, ch, PROXY_H1_E_CHUNK_EXT);
             break;
         case K_EXT_VAL0:
@@ -916,13 +927,7 @@ ssize_t proxy_h1_chunked_decode(struct proxy_h1_chunked *c, const char *buf, siz
         case K_EXT_VAL_TOKEN:
             if (IS(ch, C_TCHAR))
                 break;
-            if (ch == ';')
-                c->state = K_EXT_NAME0;
-            else if (ch == '\r')
-                c->state = K_SIZE_LF;
-            else if (IS(ch, C_WS))
-                c->state = K_WS_NEED_SEMI;
-            else
+            if (!ext_delim(c, ch, K_WS_NEED_SEMI))
                 return chunk_fail(c, ch, PROXY_H1_E_CHUNK_EXT);
             break;
         case K_EXT_VAL_QUOTED:
@@ -939,13 +944,7 @@ ssize_t proxy_h1_chunked_decode(struct proxy_h1_chunked *c, const char *buf, siz
             c->state = K_EXT_VAL_QUOTED;
             break;
         case K_EXT_AFTER_QUOTE:
-            if (ch == ';')
-                c->state = K_EXT_NAME0;
-            else if (ch == '\r')
-                c->state = K_SIZE_LF;
-            else if (IS(ch, C_WS))
-                c->state = K_WS_NEED_SEMI;
-            else
+            if (!ext_delim(c, ch, K_WS_NEED_SEMI))
                 return chunk_fail(c, ch, PROXY_H1_E_CHUNK_EXT);
             break;
         case K_SIZE_LF:
