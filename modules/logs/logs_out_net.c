@@ -245,8 +245,9 @@ static void net_http_closed(struct out_net *n, int status)
     net_report(n, status, status == UV_EOF ? "peer closed the connection" : NULL);
 }
 
-/* Reads replies: "OK <seq>" lines for forward, the status line for http;
- * anything a tcp/syslog peer sends is ignored. */
+/* Reads replies: "OK <seq>" lines for forward (http responses go to
+ * logs_http_resp as they arrive); anything a tcp/syslog peer sends is
+ * ignored. */
 static void net_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct out_net *n = h->data;
