@@ -148,6 +148,7 @@ struct proxy_worker {
     struct proxy_h2conn *h2_dirty;
     struct proxy_h2up *h2up_dirty;
     unsigned n_health_handles; /* outlier and health-check handles open */
+    struct proxy_hcheck *hchecks; /* health checks open (proxy_health.c) */
     uint64_t log_window_ms;    /* rate limit of ejection and health logs */
     unsigned log_count, log_suppressed;
 };

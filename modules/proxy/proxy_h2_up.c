@@ -530,6 +530,11 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
 
 void proxy_h2up_dispatch(struct proxy_h2stream *st)
 {
+    const char *why;
+    if (!proxy_upstream_admit(st->wc, &why)) {
+        proxy_h2stream_on_upstream_failed(st, 503, 14, why);
+        return;
+    }
     struct proxy_endpoint *ep = proxy_lb_pick(st->wc);
     st->ep = ep;
     st->ep_active = true;

@@ -31,8 +31,10 @@ struct proxy_hcheck {
     uv_write_t wreq;
     struct proxy_worker *pw;
     struct proxy_endpoint *ep;
+    struct proxy_hcheck *prev, *next; /* pw->hchecks */
     uint8_t closes_pending;
-    bool finished;
+    bool judged;   /* the verdict is in: the rest of the response is discarded */
+    bool finished; /* closing */
     size_t len, req_len;
     char buf[128]; /* the start of the response: the status line is all we need */
     char req[1400];
@@ -114,23 +116,38 @@ static void check_on_closed(uv_handle_t *h)
         return;
     struct proxy_worker *pw = k->pw;
     pw->n_health_handles -= 2;
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        pw->hchecks = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
     free(k);
     proxy_worker_maybe_drained(pw);
 }
 
-/* Ends the check: the verdict goes to its endpoint (unless detached), the
- * handles close. */
-static void check_finish(struct proxy_hcheck *k, bool ok, const char *why)
+/* Gives the check's verdict to its endpoint (unless detached), once. */
+static void check_judge(struct proxy_hcheck *k, bool ok, const char *why)
 {
-    if (k->finished)
+    if (k->judged)
         return;
-    k->finished = true;
+    k->judged = true;
     struct proxy_endpoint *ep = k->ep;
     k->ep = NULL;
     if (ep) {
         ep->hc = NULL;
         endpoint_verdict(ep, ok, why);
     }
+}
+
+/* Ends the check: the verdict if none was given yet, then the handles
+ * close. */
+static void check_finish(struct proxy_hcheck *k, bool ok, const char *why)
+{
+    if (k->finished)
+        return;
+    check_judge(k, ok, why);
+    k->finished = true;
     k->closes_pending = 2;
     uv_close((uv_handle_t *)&k->tcp, check_on_closed);
     uv_close((uv_handle_t *)&k->timer, check_on_closed);
@@ -144,6 +161,8 @@ static void check_on_timeout(uv_timer_t *t)
 static void check_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct proxy_hcheck *k = h->data;
+    if (k->judged)
+        k->len = 0; /* discarding what follows the status line */
     b->base = k->buf + k->len;
     b->len = sizeof k->buf - k->len;
 }
@@ -157,6 +176,8 @@ static void check_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         check_finish(k, false, n == UV_EOF ? "connection closed before a status line" : uv_strerror((int)n));
         return;
     }
+    if (k->judged)
+        return;
     k->len += (size_t)n;
     int status = proxy_health_parse_status(k->buf, k->len);
     if (status == 0 && k->len < sizeof k->buf)
@@ -167,7 +188,10 @@ static void check_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
     char why[64];
     snprintf(why, sizeof why, "health check answered %d", status);
-    check_finish(k, k->ep && status_expected(&k->ep->wc->c->conf->health_check, status), why);
+    /* The verdict now; the connection is closed by the server (we asked
+     * for it) or by the timeout, so that unread bytes never make our close
+     * a reset the server has to log. */
+    check_judge(k, k->ep && status_expected(&k->ep->wc->c->conf->health_check, status), why);
 }
 
 static void check_on_written(uv_write_t *req, int status)
@@ -210,6 +234,10 @@ static void check_start(struct proxy_endpoint *ep)
     k->pw = pw;
     k->ep = ep;
     ep->hc = k;
+    k->next = pw->hchecks;
+    if (k->next)
+        k->next->prev = k;
+    pw->hchecks = k;
     uv_tcp_init(pw->loop, &k->tcp);
     uv_timer_init(pw->loop, &k->timer);
     k->tcp.data = k->timer.data = k->connect_req.data = k;
@@ -265,13 +293,13 @@ void proxy_health_stop(struct proxy_worker *pw)
         struct proxy_wcluster *wc = &pw->clusters[i];
         if (wc->hc_timer_open && !uv_is_closing((uv_handle_t *)&wc->hc_timer))
             uv_close((uv_handle_t *)&wc->hc_timer, round_timer_on_close);
-        for (size_t e = 0; e < wc->c->n_endpoints; e++) {
-            struct proxy_hcheck *k = wc->eps[e].hc;
-            if (!k)
-                continue;
+        for (size_t e = 0; e < wc->c->n_endpoints; e++)
             wc->eps[e].hc = NULL;
-            k->ep = NULL;
-            check_finish(k, false, "draining");
-        }
+    }
+    /* Checks still open (in flight, or reading the rest of a response)
+     * close without a verdict: nobody needs it any more. */
+    for (struct proxy_hcheck *k = pw->hchecks; k; k = k->next) {
+        k->ep = NULL;
+        check_finish(k, false, "draining");
     }
 }
