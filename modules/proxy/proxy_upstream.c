@@ -361,6 +361,14 @@ bool proxy_upstream_admit(struct proxy_wcluster *wc, const char **why)
     return false;
 }
 
+static bool any_usable(const struct proxy_wcluster *wc, uint64_t now)
+{
+    for (size_t i = 0; i < wc->c->n_endpoints; i++)
+        if (proxy_endpoint_usable(&wc->eps[i], now))
+            return true;
+    return false;
+}
+
 /* The endpoint after ep that a retry may use instead of the one that just
  * failed: a usable one if any. */
 static struct proxy_endpoint *endpoint_other(struct proxy_wcluster *wc, struct proxy_endpoint *ep)
@@ -483,10 +491,10 @@ void proxy_upconn_release(struct proxy_upconn *u)
     u->reusable = false;
     u->used = true;
     /* A waiting request takes the connection directly, unless its
-     * endpoint was ejected meanwhile: then closing it lets the queue move
-     * on to another endpoint. */
-    bool usable = proxy_endpoint_usable(ep, uv_now(wc->pw->loop));
-    if (!usable && wc->pending_head) {
+     * endpoint was ejected meanwhile and another is usable: then closing
+     * it lets the queue move on to that one. */
+    uint64_t now = uv_now(wc->pw->loop);
+    if (wc->pending_head && !proxy_endpoint_usable(ep, now) && any_usable(wc, now)) {
         proxy_upconn_close(u);
         return;
     }
