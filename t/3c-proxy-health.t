@@ -65,6 +65,27 @@ hb_ctl($rude, 'traffic=close');
 hb_ctl($hang, 'traffic=hang');
 hb_ctl($hbad, 'health=503');
 my @dead = map { dead_port() } 1 .. 3;
+my $hb2 = hb_start('hb2');      # behind an HTTP/2 front: health checks fail
+hb_ctl($hb2, 'health=503');
+sub grpc_start {
+    my ($name, $status) = @_;
+    my $pid = open(my $fh, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_health_server.py", $name, $status) or die;
+    my $p = <$fh>;
+    die "gRPC server $name did not start" unless defined $p && $p =~ /^(\d+)/;
+    return { pid => $pid, port => $1, fh => $fh, name => $name };
+}
+my $gs = grpc_start('gs', 'SERVING');
+my $gn = grpc_start('gn', 'NOT_SERVING');
+# An HTTP/2 front for the h2 cluster's endpoints: a second agent whose two
+# listeners lead to the good backend and to hb2.
+my $front = Outrider->start(
+    role => 'sidecar',
+    conf => { modules => ['proxy'],
+              proxy => { outbound => { address => '127.0.0.1:0', default_cluster => 'g' },
+                         inbound => { address => '127.0.0.1:0', default_cluster => 'h' },
+                         clusters => [ { name => 'g', endpoints => ["127.0.0.1:$good->{port}"] },
+                                       { name => 'h', endpoints => ["127.0.0.1:$hb2->{port}"] } ] } });
+my @front = ($front->addr('proxy.outbound'), $front->addr('proxy.inbound'));
 
 my %outlier = (consecutive_failures => 3, base_ejection_time => '60s', max_ejection_percent => 50);
 my $a = Outrider->start(
@@ -93,8 +114,16 @@ my $a = Outrider->start(
                                     unhealthy_threshold => 2, healthy_threshold => 2 },
                   endpoints => ["127.0.0.1:$hgood->{port}", "127.0.0.1:$hbad->{port}"] },
                 { name => 'cb', max_requests => 2, endpoints => ["127.0.0.1:$cb->{port}"] },
+                { name => 'h2hc', protocol => 'h2', lb => 'round_robin', retries => 0,
+                  health_check => { path => '/healthz', interval => '100ms', timeout => '300ms',
+                                    unhealthy_threshold => 2, healthy_threshold => 2 },
+                  endpoints => \@front },
+                { name => 'grpchc', protocol => 'h2', lb => 'round_robin',
+                  health_check => { grpc => JSON::PP::true, grpc_service => 'test.Echo', interval => '100ms',
+                                    timeout => '1s' },
+                  endpoints => ["127.0.0.1:$gs->{port}", "127.0.0.1:$gn->{port}"] },
             ],
-            routes => [ map { { authority => "$_.test", cluster => $_ } } qw(ej back rude hang pct hc cb) ],
+            routes => [ map { { authority => "$_.test", cluster => $_ } } qw(ej back rude hang pct hc cb h2hc grpchc) ],
         },
         logs => { bus_streams => ['access'], buffer => { flush_interval => '20ms' },
                   outputs => [{ type => 'file', path => $access }] },
@@ -215,6 +244,30 @@ sub poll (&$) {
     hb_ctl($hbad, 'health=ok');
 }
 
+# --- HTTP/2 and gRPC health checks (h2 clusters) ----------------------------------
+{
+    ok(poll(sub { (metric('outrider_proxy_upstream_healthy', 'cluster="h2hc"') // -1) == 1 }, 10),
+       'h2: one endpoint healthy by HTTP/2 GET /healthz');
+    ok(hb_count($hb2, '/healthz') >= 1, 'h2: the checks reached the backend through the HTTP/2 front');
+    my ($codes, $bodies) = traffic('h2hc.test', 10);
+    is_deeply($bodies, { good => 10 }, 'h2: the endpoint failing its checks receives no traffic');
+    is(hb_count($hb2, '/x'), 0, 'h2: ... not a single request');
+
+    ok(poll(sub { (metric('outrider_proxy_upstream_healthy', 'cluster="grpchc"') // -1) == 1 }, 10),
+       'gRPC: one endpoint SERVING by grpc.health.v1.Health/Check');
+    ok($a->wait_log(qr/cluster grpchc: endpoint 127\.0\.0\.1:$gn->{port} unhealthy: gRPC health check: not SERVING/, 5),
+       'gRPC: the NOT_SERVING endpoint is logged unhealthy');
+    my %who;
+    for (1 .. 6) {
+        open(my $gc, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_client.py", $addr, 'grpchc.test', 'unary', 'x') or die;
+        my $out = do { local $/; <$gc> };
+        close $gc;
+        my $r = eval { decode_json($out) } || {};
+        $who{ $r->{resp} // 'error' }++;
+    }
+    is_deeply(\%who, { gs => 6 }, 'gRPC: every call served by the SERVING endpoint');
+}
+
 # --- circuit breaking: max_requests ---------------------------------------------
 {
     # Two slow requests fill the cluster (max_requests 2); while they run,
@@ -262,6 +315,7 @@ sub poll (&$) {
     ok(poll(sub { hb_count($hbad, '/healthz') > $n + 2 }, 10), 'reload: generation 2 checks the endpoints');
 }
 
-hb_stop($_) for $good, $bad, $back, $rude, $hang, $hbad, $cb;
+hb_stop($_) for $good, $bad, $back, $rude, $hang, $hbad, $cb, $hb2, $gs, $gn;
 $a->finish_ok;
+$front->finish_ok;
 done_testing;

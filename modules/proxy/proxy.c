@@ -40,6 +40,16 @@ static int cluster_health_check(struct proxy_state *st, size_t i, const struct p
         st->host->conf_error(st->ctx, path, "expected a host name without spaces or control characters");
         errors++;
     }
+    if (hc->grpc && cc->protocol != PROXY_PROTO_H2) {
+        snprintf(path, sizeof path, "clusters[%zu].health_check.grpc", i);
+        st->host->conf_error(st->ctx, path, "gRPC health checks need a cluster with protocol h2");
+        errors++;
+    }
+    if (!token_text(hc->grpc_service)) {
+        snprintf(path, sizeof path, "clusters[%zu].health_check.grpc_service", i);
+        st->host->conf_error(st->ctx, path, "expected a service name without spaces or control characters");
+        errors++;
+    }
     if (cc->outlier.max_ejection_time < cc->outlier.base_ejection_time) {
         snprintf(path, sizeof path, "clusters[%zu].outlier.max_ejection_time", i);
         st->host->conf_error(st->ctx, path, "must not be shorter than base_ejection_time");

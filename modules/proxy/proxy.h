@@ -248,6 +248,9 @@ void proxy_outlier_log(struct proxy_worker *pw, enum otr_log_level level, const 
 /* The status of an HTTP/1.x status line at b[0..n): 100-599, 0 when more
  * bytes are needed, -1 when it is no status line. */
 int proxy_health_parse_status(const char *b, size_t n);
+/* Whether a gRPC HealthCheckResponse (one length-prefixed message at
+ * b[0..n)) says SERVING: 1, another status: 0, malformed or cut: -1. */
+int proxy_health_grpc_serving(const uint8_t *b, size_t n);
 /* Per worker: start the clusters' check rounds; stop them and close the
  * checks in flight (drain). */
 void proxy_health_start(struct proxy_worker *pw);

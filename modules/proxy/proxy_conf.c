@@ -93,7 +93,8 @@ static const struct otr_conf_field status_elem = {
 
 static const struct otr_conf_field health_fields[] = {
     H("path", OTR_CONF_STRING, path, .def = "\"\"", .max = 1024,
-      .help = "Path of the HTTP/1.1 GET sent to every endpoint (e.g. \"/healthz\"); empty: no active checks."),
+      .help = "Path of the GET sent to every endpoint (e.g. \"/healthz\"; HTTP/1.1, or HTTP/2 for h2 clusters); "
+              "empty: no active checks, unless grpc is set."),
     H("host", OTR_CONF_STRING, host, .def = "\"\"", .max = 256,
       .help = "Host header of the checks; empty: the cluster's name."),
     H("interval", OTR_CONF_DURATION, interval, .def = "\"5s\"", .min = 10, .max = 3600000,
@@ -106,6 +107,11 @@ static const struct otr_conf_field health_fields[] = {
       .help = "Passed checks in a row that bring an unhealthy endpoint back (its very first check: one)."),
     H("expected_statuses", OTR_CONF_ARRAY, expected_statuses, .elem = &status_elem, .elem_size = sizeof(int64_t),
       .max = 64, .help = "Statuses that pass; empty: 200-299."),
+    H("grpc", OTR_CONF_BOOL, grpc, .def = "false",
+      .help = "h2 clusters: check with the gRPC health protocol (grpc.health.v1.Health/Check), passing on "
+              "SERVING; path is then not used."),
+    H("grpc_service", OTR_CONF_STRING, grpc_service, .def = "\"\"", .max = 127,
+      .help = "The service name a gRPC check asks about; empty: the server as a whole."),
     OTR_CONF_TABLE_END,
 };
 
@@ -142,7 +148,7 @@ static const struct otr_conf_field cluster_fields[] = {
     C("outlier", OTR_CONF_OBJECT, outlier, .fields = outlier_fields,
       .help = "Passive outlier ejection: endpoints failing in a row are left out for a while (per worker)."),
     C("health_check", OTR_CONF_OBJECT, health_check, .fields = health_fields,
-      .help = "Active HTTP/1.1 health checks; endpoints failing them get no traffic (per worker)."),
+      .help = "Active health checks (HTTP/1.1, HTTP/2 or gRPC); endpoints failing them get no traffic (per worker)."),
     OTR_CONF_TABLE_END,
 };
 static const struct otr_conf_field cluster_elem = {

@@ -57,6 +57,8 @@ struct proxy_health_conf {
     uint64_t interval, timeout;
     int64_t unhealthy_threshold, healthy_threshold;
     struct otr_conf_array expected_statuses; /* int64_t; empty: 200-299 */
+    bool grpc;                          /* h2 clusters: grpc.health.v1.Health/Check instead of GET path */
+    char *grpc_service;                 /* the service asked about; "": the server as a whole */
 };
 
 struct proxy_cluster_conf {

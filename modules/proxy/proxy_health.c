@@ -12,15 +12,19 @@
  * would need state shared across threads and kept in step with each
  * worker's endpoint set (which discovery replaces); per-worker checks need
  * neither, and a worker's verdict always matches the endpoints it uses.
- * Checks always speak HTTP/1.1, also for h2 clusters: checking one needs
- * endpoints that answer HTTP/1.1 as well (most gRPC servers do not: leave
- * the check off for them and rely on outlier ejection).
+ * Checks of h2 clusters speak HTTP/2 with prior knowledge, like their
+ * traffic: the same GET, or with health_check.grpc the gRPC health
+ * protocol (grpc.health.v1.Health/Check), passing when the server says
+ * SERVING.
  */
+#include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy.h"
+
+#define GRPC_HEALTH_PATH "/grpc.health.v1.Health/Check"
 
 /* A check in flight. The endpoint points to it while it runs; drain
  * detaches it (ep NULL) and closes it without a verdict. */
@@ -30,15 +34,94 @@ struct proxy_hcheck {
     uv_connect_t connect_req;
     uv_write_t wreq;
     struct proxy_worker *pw;
+    const struct proxy_wcluster *wc;
     struct proxy_endpoint *ep;
     struct proxy_hcheck *prev, *next; /* pw->hchecks */
     uint8_t closes_pending;
     bool judged;   /* the verdict is in: the rest of the response is discarded */
     bool finished; /* closing */
-    size_t len, req_len;
-    char buf[128]; /* the start of the response: the status line is all we need */
-    char req[1400];
+    size_t len, req_len, req_sent;
+    char buf[128]; /* HTTP/1.1: the start of the response (the status line is all we need);
+                      gRPC: the start of the response message */
+    char req[1400]; /* HTTP/1.1: the request; gRPC: the request message */
+    /* HTTP/2 (h2 clusters) */
+    nghttp2_session *h2;
+    int status, grpc_status;
+    uint8_t rbuf[4096];
 };
+
+/* One write of HTTP/2 frames, freed when done. */
+struct hc_write {
+    uv_write_t req;
+    struct proxy_hcheck *k;
+    size_t len;
+    uint8_t data[];
+};
+
+static void h2_on_read(struct proxy_hcheck *k, size_t n);
+
+static uint64_t varint(const uint8_t *b, size_t n, size_t *pos, bool *bad)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*pos >= n) {
+            *bad = true;
+            return 0;
+        }
+        uint8_t c = b[(*pos)++];
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return v;
+    }
+    *bad = true;
+    return 0;
+}
+
+int proxy_health_grpc_serving(const uint8_t *b, size_t n)
+{
+    if (n < 5 || b[0] != 0)
+        return -1; /* no message, or compressed (never asked for) */
+    uint32_t len = (uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4];
+    if (len > n - 5)
+        return -1;
+    const uint8_t *m = b + 5;
+    size_t pos = 0;
+    bool bad = false;
+    uint64_t status = 0; /* UNKNOWN unless said */
+    while (pos < len && !bad) {
+        uint64_t key = varint(m, len, &pos, &bad);
+        uint64_t v;
+        switch (key & 7) {
+        case 0:
+            v = varint(m, len, &pos, &bad);
+            if (key >> 3 == 1)
+                status = v;
+            break;
+        case 1:
+        case 5: {
+            size_t w = (key & 7) == 1 ? 8 : 4;
+            if (len - pos < w)
+                bad = true;
+            else
+                pos += w;
+            break;
+        }
+        case 2:
+            v = varint(m, len, &pos, &bad);
+            if (!bad && v > len - pos)
+                bad = true;
+            else if (!bad)
+                pos += (size_t)v;
+            break;
+        default:
+            bad = true;
+            break;
+        }
+    }
+    if (bad)
+        return -1;
+    return status == 1; /* SERVING */
+}
 
 int proxy_health_parse_status(const char *b, size_t n)
 {
@@ -116,6 +199,8 @@ static void check_on_closed(uv_handle_t *h)
         return;
     struct proxy_worker *pw = k->pw;
     pw->n_health_handles -= 2;
+    if (k->h2)
+        nghttp2_session_del(k->h2);
     if (k->prev)
         k->prev->next = k->next;
     else
@@ -161,6 +246,11 @@ static void check_on_timeout(uv_timer_t *t)
 static void check_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct proxy_hcheck *k = h->data;
+    if (k->h2) {
+        b->base = (char *)k->rbuf;
+        b->len = sizeof k->rbuf;
+        return;
+    }
     if (k->judged)
         k->len = 0; /* discarding what follows the status line */
     b->base = k->buf + k->len;
@@ -174,6 +264,10 @@ static void check_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     if (n < 0) {
         check_finish(k, false, n == UV_EOF ? "connection closed before a status line" : uv_strerror((int)n));
+        return;
+    }
+    if (k->h2) {
+        h2_on_read(k, (size_t)n);
         return;
     }
     if (k->judged)
@@ -191,7 +285,7 @@ static void check_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     /* The verdict now; the connection is closed by the server (we asked
      * for it) or by the timeout, so that unread bytes never make our close
      * a reset the server has to log. */
-    check_judge(k, k->ep && status_expected(&k->ep->wc->c->conf->health_check, status), why);
+    check_judge(k, status_expected(&k->wc->c->conf->health_check, status), why);
 }
 
 static void check_on_written(uv_write_t *req, int status)
@@ -201,6 +295,220 @@ static void check_on_written(uv_write_t *req, int status)
         check_finish(k, false, uv_strerror(status));
 }
 
+/* --- HTTP/2 checks (h2 clusters) ------------------------------------------------ */
+
+static void h2_flush(struct proxy_hcheck *k);
+
+static void h2_on_written(uv_write_t *req, int status)
+{
+    struct hc_write *w = req->data;
+    struct proxy_hcheck *k = w->k;
+    free(w);
+    if (k->finished)
+        return;
+    if (status < 0) {
+        check_finish(k, false, uv_strerror(status));
+        return;
+    }
+    h2_flush(k);
+}
+
+/* Writes what the session has to send. Once the verdict is in and the
+ * GOAWAY that follows it went out, the check is over. */
+static void h2_flush(struct proxy_hcheck *k)
+{
+    struct hc_write *w = NULL;
+    size_t cap = 0, len = 0;
+    for (;;) {
+        const uint8_t *d;
+        ssize_t n = nghttp2_session_mem_send(k->h2, &d);
+        if (n < 0) {
+            free(w);
+            check_finish(k, false, nghttp2_strerror((int)n));
+            return;
+        }
+        if (n == 0)
+            break;
+        if (len + (size_t)n > cap) {
+            size_t want = cap ? cap * 2 : 1024;
+            while (want < len + (size_t)n)
+                want *= 2;
+            struct hc_write *g = realloc(w, sizeof *w + want);
+            if (!g) {
+                free(w);
+                check_finish(k, false, "out of memory");
+                return;
+            }
+            w = g;
+            cap = want;
+        }
+        memcpy(w->data + len, d, (size_t)n);
+        len += (size_t)n;
+    }
+    if (!len) {
+        if (k->judged)
+            check_finish(k, false, "done");
+        return;
+    }
+    w->k = k;
+    w->len = len;
+    w->req.data = w;
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&k->tcp, &b, 1, h2_on_written) != 0) {
+        free(w);
+        check_finish(k, false, "upstream write failed");
+    }
+}
+
+static void h2_on_read(struct proxy_hcheck *k, size_t n)
+{
+    ssize_t r = nghttp2_session_mem_recv(k->h2, k->rbuf, n);
+    if (r < 0) {
+        check_finish(k, false, nghttp2_strerror((int)r));
+        return;
+    }
+    h2_flush(k);
+}
+
+/* The verdict on a complete HTTP/2 response (or its head, for a GET). */
+static void h2_judge(struct proxy_hcheck *k)
+{
+    const struct proxy_health_conf *hc = &k->wc->c->conf->health_check;
+    char why[64];
+    bool ok;
+    if (!hc->grpc || k->status != 200) {
+        snprintf(why, sizeof why, "health check answered %d", k->status);
+        ok = !hc->grpc && status_expected(hc, k->status);
+    } else if (k->grpc_status != 0) {
+        snprintf(why, sizeof why, "gRPC health check: grpc-status %d", k->grpc_status);
+        ok = false;
+    } else {
+        int serving = proxy_health_grpc_serving((const uint8_t *)k->buf, k->len);
+        snprintf(why, sizeof why, "gRPC health check: %s", serving < 0 ? "malformed response" : "not SERVING");
+        ok = serving == 1;
+    }
+    check_judge(k, ok, why);
+    nghttp2_session_terminate_session(k->h2, NGHTTP2_NO_ERROR);
+}
+
+static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+                        const uint8_t *value, size_t vl, uint8_t flags, void *user)
+{
+    struct proxy_hcheck *k = user;
+    int v = 0;
+    for (size_t i = 0; i < vl && i < 4; i++)
+        v = value[i] >= '0' && value[i] <= '9' ? v * 10 + (value[i] - '0') : -1000000;
+    if (nl == 7 && memcmp(name, ":status", 7) == 0)
+        k->status = vl == 3 && v >= 0 ? v : -1;
+    else if (nl == 11 && memcmp(name, "grpc-status", 11) == 0)
+        k->grpc_status = vl >= 1 && vl <= 3 && v >= 0 ? v : -1;
+    return 0;
+}
+
+static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *user)
+{
+    struct proxy_hcheck *k = user;
+    size_t room = sizeof k->buf - k->len, n = len < room ? len : room;
+    memcpy(k->buf + k->len, data, n);
+    k->len += n;
+    return 0;
+}
+
+static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    struct proxy_hcheck *k = user;
+    if (k->judged || f->hd.stream_id == 0 || (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA))
+        return 0;
+    bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    /* A GET is judged on its final head; gRPC needs the message and the
+     * trailers. */
+    if (end || (f->hd.type == NGHTTP2_HEADERS && k->status >= 200 && !k->wc->c->conf->health_check.grpc))
+        h2_judge(k);
+    return 0;
+}
+
+static int h2_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *user)
+{
+    struct proxy_hcheck *k = user;
+    if (!k->judged) {
+        check_judge(k, false, "health check stream reset");
+        nghttp2_session_terminate_session(s, NGHTTP2_NO_ERROR);
+    }
+    return 0;
+}
+
+static ssize_t h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                            nghttp2_data_source *src, void *user)
+{
+    struct proxy_hcheck *k = user;
+    size_t n = k->req_len - k->req_sent;
+    if (n > length)
+        n = length;
+    memcpy(buf, k->req + k->req_sent, n);
+    k->req_sent += n;
+    if (k->req_sent == k->req_len)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+#define NV(n, v) { (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE }
+
+/* Opens the session and sends the request: the GET, or a gRPC
+ * HealthCheckRequest { service = grpc_service } in its length-prefixed
+ * message. Returns 0, UV_ENOMEM or an nghttp2 error. */
+static int h2_start(struct proxy_hcheck *k)
+{
+    const struct proxy_health_conf *hc = &k->wc->c->conf->health_check;
+    const char *host = hc->host[0] ? hc->host : k->wc->c->conf->name;
+    nghttp2_session_callbacks *cb;
+    if (nghttp2_session_callbacks_new(&cb))
+        return UV_ENOMEM;
+    nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);
+    int rc = nghttp2_session_client_new(&k->h2, cb, k);
+    nghttp2_session_callbacks_del(cb);
+    if (rc)
+        return UV_ENOMEM;
+    nghttp2_settings_entry iv[] = { { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 } };
+    if ((rc = nghttp2_submit_settings(k->h2, NGHTTP2_FLAG_NONE, iv, 1)))
+        return rc;
+    k->status = k->grpc_status = -1;
+    k->len = 0;
+    if (hc->grpc) {
+        size_t sl = strlen(hc->grpc_service); /* at most 127: one length byte */
+        size_t ml = sl ? 2 + sl : 0;
+        uint8_t *m = (uint8_t *)k->req;
+        m[0] = 0;
+        m[1] = m[2] = 0;
+        m[3] = (uint8_t)(ml >> 8);
+        m[4] = (uint8_t)ml;
+        if (sl) {
+            m[5] = 0x0a; /* field 1, length-delimited */
+            m[6] = (uint8_t)sl;
+            memcpy(m + 7, hc->grpc_service, sl);
+        }
+        k->req_len = 5 + ml;
+        k->req_sent = 0;
+        const nghttp2_nv nv[] = { NV(":method", "POST"), NV(":scheme", "http"), NV(":authority", host),
+                                  NV(":path", GRPC_HEALTH_PATH), NV("content-type", "application/grpc"),
+                                  NV("te", "trailers"), NV("user-agent", "outrider-health-check") };
+        nghttp2_data_provider dp = { .source.ptr = NULL, .read_callback = h2_read_body };
+        rc = nghttp2_submit_request(k->h2, NULL, nv, sizeof nv / sizeof nv[0], &dp, NULL);
+    } else {
+        const nghttp2_nv nv[] = { NV(":method", "GET"), NV(":scheme", "http"), NV(":authority", host),
+                                  NV(":path", hc->path), NV("user-agent", "outrider-health-check") };
+        rc = nghttp2_submit_request(k->h2, NULL, nv, sizeof nv / sizeof nv[0], NULL, NULL);
+    }
+    if (rc < 0)
+        return rc;
+    if ((rc = uv_read_start((uv_stream_t *)&k->tcp, check_on_alloc, check_on_read)))
+        return rc;
+    h2_flush(k);
+    return 0;
+}
+
 static void check_on_connect(uv_connect_t *req, int status)
 {
     struct proxy_hcheck *k = req->data;
@@ -208,6 +516,12 @@ static void check_on_connect(uv_connect_t *req, int status)
         return;
     if (status < 0) {
         check_finish(k, false, uv_strerror(status));
+        return;
+    }
+    if (k->wc->c->conf->protocol == PROXY_PROTO_H2) {
+        int rc = h2_start(k);
+        if (rc)
+            check_finish(k, false, "cannot start the HTTP/2 health check");
         return;
     }
     uv_buf_t b = uv_buf_init(k->req, (unsigned)k->req_len);
@@ -232,6 +546,7 @@ static void check_start(struct proxy_endpoint *ep)
                      hc->path, hc->host[0] ? hc->host : wc->c->conf->name);
     k->req_len = n > 0 && (size_t)n < sizeof k->req ? (size_t)n : 0;
     k->pw = pw;
+    k->wc = wc;
     k->ep = ep;
     ep->hc = k;
     k->next = pw->hchecks;
@@ -272,7 +587,7 @@ void proxy_health_start(struct proxy_worker *pw)
     for (size_t i = 0; i < pw->st->n_clusters; i++) {
         struct proxy_wcluster *wc = &pw->clusters[i];
         const struct proxy_health_conf *hc = &wc->c->conf->health_check;
-        if (!hc->path[0])
+        if (!hc->path[0] && !hc->grpc)
             continue;
         /* Unhealthy until a first check passes; until then no endpoint is
          * usable, so all are used (panic), as before checks existed. */

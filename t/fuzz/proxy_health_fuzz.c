@@ -4,6 +4,7 @@
  *
  *   t/fuzz/run 60   (builds build-fuzz/proxy_health_fuzz)
  *
+ * Also the gRPC HealthCheckResponse reader, on the same bytes.
  * Besides memory safety it checks the parser's promises: a verdict is -1,
  * 0 (more bytes needed) or a status 100-599, and once a prefix gives a
  * verdict every longer input gives the same one (no verdict depends on
@@ -37,6 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         else
             first = v;
     }
+    /* The gRPC health response reader on the same bytes. */
+    int g = proxy_health_grpc_serving((const uint8_t *)b, len);
+    assert(g == -1 || g == 0 || g == 1);
     free(b);
     return 0;
 }

@@ -203,6 +203,31 @@ static void test_status_line(void)
     ok(!early, "no verdict on any prefix shorter than 13 bytes");
 }
 
+static void test_grpc_serving(void)
+{
+    static const struct {
+        const char *name;
+        const char *b;
+        size_t n;
+        int want;
+    } cases[] = {
+        { "SERVING", "\0\0\0\0\2\x08\x01", 7, 1 },
+        { "NOT_SERVING", "\0\0\0\0\2\x08\x02", 7, 0 },
+        { "empty message: UNKNOWN", "\0\0\0\0\0", 5, 0 },
+        { "unknown fields skipped", "\0\0\0\0\x0c\x12\x03" "abc\x1d\0\0\0\0\x08\x01", 17, 1 },
+        { "a multi-byte varint", "\0\0\0\0\3\x08\x81\x00", 8, 1 },
+        { "cut message", "\0\0\0\0\2\x08", 6, -1 },
+        { "cut varint", "\0\0\0\0\1\x08", 6, -1 },
+        { "length past the end", "\0\0\0\0\x04\x12\x09" "ab", 9, -1 },
+        { "compressed", "\1\0\0\0\2\x08\x01", 7, -1 },
+        { "bad wire type", "\0\0\0\0\2\x0f\x01", 7, -1 },
+        { "no prefix", "\0\0\0", 3, -1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        is_int(proxy_health_grpc_serving((const uint8_t *)cases[i].b, cases[i].n), cases[i].want, "gRPC health: %s",
+               cases[i].name);
+}
+
 int main(void)
 {
     test_ejection_time();
@@ -211,5 +236,6 @@ int main(void)
     test_reports();
     test_unhealthy_not_usable();
     test_status_line();
+    test_grpc_serving();
     return done_testing();
 }
