@@ -50,6 +50,28 @@ sub dead_port {
     return $p;
 }
 
+# Bad settings are refused by `outrider -t`, each error naming its place.
+sub conf_check {
+    my (%cluster) = @_;
+    my (undef, $path) = Outrider::write_conf({ modules => ['proxy'], proxy => { clusters => [
+        { name => 'x', endpoints => ['127.0.0.1:1'], %cluster } ] } });
+    return Outrider::run_cmd(Outrider::bin(), '-t', '-c', $path, '--modules-dir', Outrider::modules_dir());
+}
+{
+    my ($code, $out) = conf_check(health_check => { path => 'healthz now', grpc => JSON::PP::true },
+                                  outlier => { base_ejection_time => '10s', max_ejection_time => '1s' });
+    isnt($code, 0, 'bad health and outlier settings: -t fails');
+    like($out, qr/proxy\.clusters\[0\]\.health_check\.path: expected a path starting with "\/"/, '... naming health_check.path');
+    like($out, qr/proxy\.clusters\[0\]\.health_check\.grpc: gRPC health checks need a cluster with protocol h2/,
+         '... health_check.grpc on an HTTP/1.1 cluster');
+    like($out, qr/proxy\.clusters\[0\]\.outlier\.max_ejection_time: must not be shorter than base_ejection_time/,
+         '... max_ejection_time below base_ejection_time');
+    ($code, $out) = conf_check(outlier => { max_ejection_percent => 101 }, max_requests => -1);
+    like($out, qr/proxy\.clusters\[0\]\.outlier\.max_ejection_percent: expected an integer 0\.\.100, got 101/,
+         '... outlier.max_ejection_percent out of bounds');
+    like($out, qr/proxy\.clusters\[0\]\.max_requests: expected an integer/, '... max_requests below 0');
+}
+
 # Traffic backends.
 my $good = hb_start('good');
 my $bad = hb_start('bad');      # 503s
