@@ -292,6 +292,7 @@ static int worker_clusters_init(struct proxy_worker *pw)
         if (st->m_cb_rejections) {
             wc->s_cb_requests = host->series(st->m_cb_rejections, pw->w, (const char *[]){ name, "max_requests", NULL });
             wc->s_cb_pending = host->series(st->m_cb_rejections, pw->w, (const char *[]){ name, "max_pending", NULL });
+            wc->s_cb_conns = host->series(st->m_cb_rejections, pw->w, (const char *[]){ name, "max_connections", NULL });
         }
         proxy_outlier_gauge(wc);
     }

@@ -125,7 +125,7 @@ struct proxy_wcluster {
     uv_timer_t outlier_timer; /* brings ejected endpoints back (metrics, log) */
     uv_timer_t hc_timer;      /* starts a round of health checks */
     bool outlier_timer_open, hc_timer_open;
-    otr_series *s_healthy, *s_ejections, *s_hc_failures, *s_cb_requests, *s_cb_pending;
+    otr_series *s_healthy, *s_ejections, *s_hc_failures, *s_cb_requests, *s_cb_pending, *s_cb_conns;
 };
 
 struct proxy_worker {

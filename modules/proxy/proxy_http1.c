@@ -366,8 +366,12 @@ static void conn_on_timer(uv_timer_t *t)
         conn_close(c);
         return;
     }
-    if (c->ep && !c->resp_head_sent)
-        proxy_outlier_report(c->ep, true);
+    /* The request timed out before the response began: the endpoint's
+     * failure (its own, or the HTTP/2 stream's for an h2 cluster). */
+    struct proxy_endpoint *late = c->h2st ? c->h2st->ep : c->ep;
+    bool began = c->h2st ? c->h2st->resp_headers_done : c->resp_head_sent;
+    if (late && !began)
+        proxy_outlier_report(late, true);
     conn_respond_error(c, 504, "upstream request timeout");
 }
 

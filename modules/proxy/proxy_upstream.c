@@ -444,6 +444,8 @@ void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster
         return;
     }
     /* HTTP/2 streams do not wait in the queue: over the limit is 503. */
+    if (wc->n_conns >= (unsigned)wc->c->conf->max_connections && wc->s_cb_conns)
+        wc->pw->st->host->counter_add(wc->s_cb_conns, 1);
     if (wc->n_conns >= (unsigned)wc->c->conf->max_connections || !(u = upconn_open(ep, NULL))) {
         proxy_h2h1_failed(st, 503, "no upstream connection available");
         return;
