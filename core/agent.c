@@ -217,7 +217,9 @@ int otr_agent_reload(struct otr_agent *a, struct otr_diag *d)
     }
     unsigned want = g->core.workers ? (unsigned)g->core.workers : 0;
     if (want && want != a->n_workers)
-        otr_log_warn("workers: %u configured, %u running: a change of workers needs a restart", want, a->n_workers);
+        otr_log_warn("workers: %u configured, %u running: a reload cannot change workers; a restart can (an "
+                     "upgrade can add workers)",
+                     want, a->n_workers);
     otr_gen_start(g);
     return 0;
 }
@@ -388,11 +390,22 @@ static void register_module_info(struct otr_agent *a, struct otr_gen *g)
                              1);
 }
 
+/* The configured count, else one per CPU (node) or one (sidecar); never
+ * fewer than the sockets per listener a previous process handed over: a
+ * socket without a worker would hold the connections the kernel sends it
+ * unanswered. Closing it would reset those already queued. */
 static unsigned default_workers(struct otr_agent *a, struct otr_gen *g)
 {
-    if (g->core.workers > 0)
-        return (unsigned)g->core.workers;
-    return a->role == OTR_ROLE_NODE ? uv_available_parallelism() : 1;
+    unsigned n = g->core.workers > 0 ? (unsigned)g->core.workers
+                                     : a->role == OTR_ROLE_NODE ? uv_available_parallelism() : 1;
+    unsigned handed = otr_listener_most_adopted_sockets();
+    if (handed > n) {
+        otr_log_warn("workers: %u configured, but %u sockets per listener were handed over: running %u (restart to "
+                     "run fewer)",
+                     n, handed, handed);
+        n = handed;
+    }
+    return n;
 }
 
 static int start_workers(struct otr_agent *a)

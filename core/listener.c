@@ -235,6 +235,15 @@ void otr_listener_adopt(const char *name, const char *addr_text, int kind, const
     listeners = l;
 }
 
+unsigned otr_listener_most_adopted_sockets(void)
+{
+    unsigned most = 0;
+    for (struct otr_listener *l = listeners; l; l = l->next)
+        if (l->users == 0 && l->n_fds > most)
+            most = l->n_fds;
+    return most;
+}
+
 void otr_listener_close_unused(void)
 {
     struct otr_listener **pp = &listeners;

@@ -42,6 +42,9 @@ void otr_listener_release(otr_listener *l);
  * binding when name, kind and address match. */
 void otr_listener_adopt(const char *name, const char *addr_text, int kind, const char *bound, const int *fds,
                         unsigned n);
+/* The most sockets any adopted listener holds: each must be served by a
+ * worker of its own, since the kernel spreads connections over all of them. */
+unsigned otr_listener_most_adopted_sockets(void);
 /* Closes adopted sockets no generation took. */
 void otr_listener_close_unused(void);
 /* Hot upgrade, old process: calls fn for every listener with its sockets. */

@@ -7,9 +7,10 @@
  *    script cannot change what another sees;
  *  - the memory cap: vm_alloc counts every byte the VM holds and refuses to
  *    grow past limits.memory, which Lua turns into a catchable memory error;
- *  - the instruction budget: a count hook charges executed instructions to
- *    the current call and, once the budget is spent, raises an error at every
- *    further instruction so that no pcall can swallow it for long.
+ *  - the instruction budget: a count hook charges executed instructions (and
+ *    the allocator the bytes C functions allocate) to the current call and,
+ *    once the budget is spent, raises an error at every further instruction
+ *    so that no pcall can swallow it for long.
  * Everything that may allocate inside the VM runs under lua_pcall: an
  * unprotected error would otherwise end in Lua's panic handler (abort).
  */
@@ -33,6 +34,18 @@
  * hook's cost (one C call) is noise. */
 #define HOOK_PERIOD 1000
 
+/* C library functions (string.upper, string.format, `..`, table.concat)
+ * count as one instruction however long their strings: a loop of them on
+ * megabyte strings would run for seconds within the budget. Their work is
+ * proportional to what they allocate, so a call also pays one instruction
+ * per BYTES_PER_INSTRUCTION bytes it allocates. */
+#define BYTES_PER_INSTRUCTION 64
+
+/* Once a call's budget is spent, allocations growing by more than this are
+ * refused, which ends a long C function at once; small ones stay allowed
+ * for the error messages on the way out. */
+#define SPENT_ALLOC_SLACK 512
+
 /* A global function of a script, resolved once and kept in the registry so
  * that calls on the hot path cost a strcmp and a rawgeti, not a lookup. */
 struct lua_fn {
@@ -55,6 +68,7 @@ struct otr_lua_vm {
     uint64_t refused;   /* allocations refused by the cap, ever */
     uint64_t remaining; /* instructions left in the current call */
     bool spent;         /* the current call exhausted its budget */
+    bool metering;      /* a call is running: allocations are charged */
     uint64_t prints;    /* calls of print(), which writes nothing */
     int template_ref;   /* registry: table of safe globals */
     int load_ref;       /* registry: Lua's own load() */
@@ -98,6 +112,8 @@ static struct otr_lua_vm *vm_of(lua_State *L)
 /* ------------------------------------------------------------------------ */
 /* Memory cap                                                                */
 
+static bool budget_charge_bytes(struct otr_lua_vm *vm, size_t bytes);
+
 /* Lua passes osize as a type tag when ptr is NULL, so only a non-NULL block
  * has a size to give back. Shrinking never fails (the manual requires it):
  * if realloc cannot shrink, the old block is still large enough. */
@@ -115,6 +131,8 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         vm->refused++;
         return NULL;
     }
+    if (nsize > old && vm->metering && !budget_charge_bytes(vm, nsize - old))
+        return NULL;
     void *p = realloc(ptr, nsize);
     if (!p) {
         if (nsize <= old)
@@ -174,6 +192,25 @@ static void budget_on_count(lua_State *L, lua_Debug *ar)
     vm->spent = true;
     lua_sethook(L, budget_on_count, LUA_MASKCOUNT, 1);
     budget_error(L, 0);
+}
+
+/* Charges an allocation of bytes to the running call. Once the budget is
+ * spent the main thread raises at its next instruction (a coroutine at its
+ * next hook, and it cannot resume another); until then, only small
+ * allocations succeed. Returns whether the allocation may go ahead. */
+static bool budget_charge_bytes(struct otr_lua_vm *vm, size_t bytes)
+{
+    uint64_t cost = bytes / BYTES_PER_INSTRUCTION;
+    if (!vm->spent && cost < vm->remaining) {
+        vm->remaining -= cost;
+        return true;
+    }
+    if (!vm->spent) {
+        vm->remaining = 0;
+        vm->spent = true;
+        lua_sethook(vm->L, budget_on_count, LUA_MASKCOUNT, 1);
+    }
+    return bytes <= SPENT_ALLOC_SLACK;
 }
 
 /* Gives the main thread a fresh budget. Coroutines left over from earlier
@@ -720,7 +757,7 @@ static enum otr_lua_failure failure_of(struct otr_lua_vm *vm, int status, uint64
     lua_State *L = vm->L;
     const char *msg = lua_tostring(L, -1);
 
-    if (status == LUA_ERRMEM || (status == LUA_ERRERR && vm->refused != refused_before && !vm->spent)) {
+    if (!vm->spent && (status == LUA_ERRMEM || (status == LUA_ERRERR && vm->refused != refused_before))) {
         set_err(err, errlen, "%s: memory limit reached (%zu bytes)", path, vm->limits.memory);
         return OTR_LUA_MEMORY;
     }
@@ -956,7 +993,9 @@ static int call_run(struct call_job *j, enum otr_lua_failure *why, char *err, si
     lua_pushcfunction(L, vm_on_error);
     lua_pushcfunction(L, call_protected);
     lua_pushlightuserdata(L, j);
+    vm->metering = true;
     int status = lua_pcall(L, 1, 0, base + 1);
+    vm->metering = false;
     if (status == LUA_OK) {
         lua_settop(L, base);
         if (j->missing) {

@@ -47,7 +47,7 @@ ok($r[0]{bytes_out} > 0, 'bytes_out as a number');
 is($r[0]{grpc_status}, -1, 'grpc_status -1');
 ok(exists $r[0]{duration_ms}, 'duration_ms');
 is_deeply([sort keys %{ $r[0] }], [sort qw(time source protocol method authority path status grpc_status bytes_in
-    bytes_out duration_ms upstream retries cluster caller_namespace caller_pod role)], 'every field of the record');
+    bytes_out duration_ms upstream retries cluster caller_namespace caller_pod reason role)], 'every field of the record');
 is($r[-1]{status}, 404, 'the unrouted request too');
 $a->finish_ok;
 backend_stop($be);

@@ -14,6 +14,50 @@
 static const double duration_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10 };
 
+/* Whether s can go into a request line or a header value as it is. */
+static bool token_text(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f)
+            return false;
+    return true;
+}
+
+/* Cross-field checks of a cluster's health check and outlier settings. */
+static int cluster_health_check(struct proxy_state *st, size_t i, const struct proxy_cluster_conf *cc)
+{
+    int errors = 0;
+    char path[96];
+    const struct proxy_health_conf *hc = &cc->health_check;
+    if (hc->path[0] && (hc->path[0] != '/' || !token_text(hc->path))) {
+        snprintf(path, sizeof path, "clusters[%zu].health_check.path", i);
+        st->host->conf_error(st->ctx, path, "expected a path starting with \"/\" without spaces or control "
+                             "characters, got \"%s\"", hc->path);
+        errors++;
+    }
+    if (!token_text(hc->host)) {
+        snprintf(path, sizeof path, "clusters[%zu].health_check.host", i);
+        st->host->conf_error(st->ctx, path, "expected a host name without spaces or control characters");
+        errors++;
+    }
+    if (hc->grpc && cc->protocol != PROXY_PROTO_H2) {
+        snprintf(path, sizeof path, "clusters[%zu].health_check.grpc", i);
+        st->host->conf_error(st->ctx, path, "gRPC health checks need a cluster with protocol h2");
+        errors++;
+    }
+    if (!token_text(hc->grpc_service)) {
+        snprintf(path, sizeof path, "clusters[%zu].health_check.grpc_service", i);
+        st->host->conf_error(st->ctx, path, "expected a service name without spaces or control characters");
+        errors++;
+    }
+    if (cc->outlier.max_ejection_time < cc->outlier.base_ejection_time) {
+        snprintf(path, sizeof path, "clusters[%zu].outlier.max_ejection_time", i);
+        st->host->conf_error(st->ctx, path, "must not be shorter than base_ejection_time");
+        errors++;
+    }
+    return errors;
+}
+
 static int clusters_build(struct proxy_state *st)
 {
     const struct proxy_conf *conf = st->conf;
@@ -32,6 +76,7 @@ static int clusters_build(struct proxy_state *st)
                 st->host->conf_error(st->ctx, path, "cluster \"%s\" is defined twice", c->conf->name);
                 errors++;
             }
+        errors += cluster_health_check(st, i, c->conf);
         c->n_endpoints = c->conf->endpoints.n;
         c->addrs = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof *c->addrs);
         c->addr_text = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof *c->addr_text);
@@ -145,6 +190,23 @@ static int metrics_register(struct proxy_state *st)
                                              "Requests sent again after a connection failure.", OTR_METRIC_COUNTER,
                                              cluster_only, NULL, 0 };
     st->m_retries = host->metric_new(st->ctx, &retries);
+    static const char *const cluster_limit[] = { "cluster", "limit", NULL };
+    const struct otr_metric_desc healthy = { "outrider_proxy_upstream_healthy",
+                                             "Endpoints taking traffic (not ejected, passing health checks), the "
+                                             "mean over workers.", OTR_METRIC_GAUGE, cluster_only, NULL, 0 };
+    const struct otr_metric_desc ejections = { "outrider_proxy_ejections_total",
+                                               "Endpoints ejected after failing in a row (summed over workers).",
+                                               OTR_METRIC_COUNTER, cluster_only, NULL, 0 };
+    const struct otr_metric_desc hc_failures = { "outrider_proxy_health_check_failures_total",
+                                                 "Active health checks that failed.", OTR_METRIC_COUNTER,
+                                                 cluster_only, NULL, 0 };
+    const struct otr_metric_desc cb = { "outrider_proxy_circuit_breaker_rejections_total",
+                                        "Requests answered 503 because a cluster limit was reached.",
+                                        OTR_METRIC_COUNTER, cluster_limit, NULL, 0 };
+    st->m_healthy = host->metric_new(st->ctx, &healthy);
+    st->m_ejections = host->metric_new(st->ctx, &ejections);
+    st->m_hc_failures = host->metric_new(st->ctx, &hc_failures);
+    st->m_cb_rejections = host->metric_new(st->ctx, &cb);
     if (!st->m_requests || !st->m_duration || !st->m_upstream_conns || !st->m_client_conns || !st->m_errors) {
         host->log(st->ctx, OTR_LOG_ERROR, "cannot register metrics");
         return UV_EINVAL;
@@ -221,6 +283,19 @@ static int worker_clusters_init(struct proxy_worker *pw)
         wc->s_conns = host->series(st->m_upstream_conns, pw->w, (const char *[]){ wc->c->conf->name, NULL });
         if (st->m_retries)
             wc->s_retries = host->series(st->m_retries, pw->w, (const char *[]){ wc->c->conf->name, NULL });
+        const char *name = wc->c->conf->name;
+        if (st->m_healthy)
+            wc->s_healthy = host->series(st->m_healthy, pw->w, (const char *[]){ name, NULL });
+        if (st->m_ejections)
+            wc->s_ejections = host->series(st->m_ejections, pw->w, (const char *[]){ name, NULL });
+        if (st->m_hc_failures)
+            wc->s_hc_failures = host->series(st->m_hc_failures, pw->w, (const char *[]){ name, NULL });
+        if (st->m_cb_rejections) {
+            wc->s_cb_requests = host->series(st->m_cb_rejections, pw->w, (const char *[]){ name, "max_requests", NULL });
+            wc->s_cb_pending = host->series(st->m_cb_rejections, pw->w, (const char *[]){ name, "max_pending", NULL });
+            wc->s_cb_conns = host->series(st->m_cb_rejections, pw->w, (const char *[]){ name, "max_connections", NULL });
+        }
+        proxy_outlier_gauge(wc);
     }
     return 0;
 }
@@ -249,6 +324,8 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     uv_idle_init(pw->loop, &pw->h2_idle);
     pw->h2_idle.data = pw;
     pw->h2_idle_open = true;
+    proxy_outlier_start(pw);
+    proxy_health_start(pw);
     for (int l = 0; l < PROXY_LISTENERS; l++) {
         if (!st->listeners[l])
             continue;
@@ -293,7 +370,7 @@ static void drain_timer_on_close(uv_handle_t *h)
 
 void proxy_worker_maybe_drained(struct proxy_worker *pw)
 {
-    if (!pw->draining || pw->n_conns || pw->n_upconns)
+    if (!pw->draining || pw->n_conns || pw->n_upconns || pw->n_health_handles)
         return;
     for (int l = 0; l < PROXY_LISTENERS; l++)
         if (pw->serving[l])
@@ -339,6 +416,8 @@ static void proxy_drain(otr_ctx *ctx, otr_worker *w, uint64_t deadline_ms)
     uint64_t now = uv_now(pw->loop);
     if (pw->drain_timer_open)
         uv_timer_start(&pw->drain_timer, drain_on_deadline, deadline_ms > now ? deadline_ms - now : 0, 0);
+    proxy_health_stop(pw);
+    proxy_outlier_stop(pw);
     proxy_conns_drain(pw);
     proxy_upstream_close_idle(pw);
     proxy_h2up_close_all(pw);

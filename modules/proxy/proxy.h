@@ -67,6 +67,7 @@ struct proxy_state {
     struct proxy_worker *workers;
     otr_metric *m_requests, *m_duration, *m_upstream_conns, *m_client_conns, *m_errors, *m_retries;
     otr_hook *hook; /* route(req), or NULL */
+    otr_metric *m_healthy, *m_ejections, *m_hc_failures, *m_cb_rejections;
     struct proxy_ready *ready; /* what /ready sees (proxy_ready.c) */
 };
 
@@ -87,7 +88,24 @@ struct proxy_endpoint {
     struct proxy_upconn *idle; /* pooled, most recently used first */
     unsigned n_idle;
     struct proxy_h2up *h2;     /* the HTTP/2 session (protocol "h2" clusters) */
+    /* Passive outlier ejection (proxy_outlier.c). */
+    uint32_t consecutive_failures;
+    uint32_t times_ejected;    /* the ejection multiplier; decays while the endpoint serves */
+    uint64_t ejected_until;    /* uv_now when an ejection ends; 0: not ejected */
+    uint64_t decay_mark;       /* uv_now the multiplier last decayed from */
+    /* Active health checks (proxy_health.c). */
+    bool unhealthy;            /* failed its checks (or none passed yet) */
+    bool hc_checked;           /* a check completed once */
+    uint16_t hc_fails, hc_oks; /* checks in a row */
+    struct proxy_hcheck *hc;   /* the check in flight, or NULL */
 };
+
+/* Whether ep may take new requests: not ejected, not failing its health
+ * checks. The one test every endpoint choice makes. */
+static inline bool proxy_endpoint_usable(const struct proxy_endpoint *ep, uint64_t now)
+{
+    return !ep->unhealthy && now >= ep->ejected_until;
+}
 
 /* A cluster on one worker. */
 struct proxy_wcluster {
@@ -104,6 +122,11 @@ struct proxy_wcluster {
     uint64_t budget_window_ms;           /* start of the current 10 s window */
     uint32_t budget_requests, budget_retries;
     otr_series *s_duration, *s_conns;
+    /* outlier ejection and health checks */
+    uv_timer_t outlier_timer; /* brings ejected endpoints back (metrics, log) */
+    uv_timer_t hc_timer;      /* starts a round of health checks */
+    bool outlier_timer_open, hc_timer_open;
+    otr_series *s_healthy, *s_ejections, *s_hc_failures, *s_cb_requests, *s_cb_pending, *s_cb_conns;
 };
 
 struct proxy_worker {
@@ -125,6 +148,10 @@ struct proxy_worker {
     bool h2_idle_open;
     struct proxy_h2conn *h2_dirty;
     struct proxy_h2up *h2up_dirty;
+    unsigned n_health_handles; /* outlier and health-check handles open */
+    struct proxy_hcheck *hchecks; /* health checks open (proxy_health.c) */
+    uint64_t log_window_ms;    /* rate limit of ejection and health logs */
+    unsigned log_count, log_suppressed;
 };
 
 /* --- proxy_ready.c -------------------------------------------------------- */
@@ -203,6 +230,46 @@ void proxy_upstream_close_idle(struct proxy_worker *pw);
 struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc);
 void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_ms);
 
+/* Whether wc may take one more request (max_requests); counts and says
+ * why not otherwise: the caller answers 503 with *why. */
+bool proxy_upstream_admit(struct proxy_wcluster *wc, const char **why);
+
+/* --- proxy_outlier.c ------------------------------------------------------ */
+
+/* How long the times-th ejection lasts: base x times, at most max. */
+uint64_t proxy_outlier_ejection_ms(uint64_t base, uint64_t max, uint32_t times);
+/* Whether one more of n endpoints may be ejected while n_ejected are:
+ * within max_percent, and at least one when max_percent > 0. */
+bool proxy_outlier_may_eject(size_t n, size_t n_ejected, int64_t max_percent);
+/* The multiplier left after an endpoint served since mark without being
+ * ejected: one less per whole interval; *mark advances by what was used. */
+uint32_t proxy_outlier_decay(uint32_t times, uint64_t *mark, uint64_t now, uint64_t interval);
+/* The outcome of one exchange with ep: failed (5xx, gRPC UNAVAILABLE,
+ * connection refused or timed out, reset, request timeout) or not. Ejects
+ * ep after consecutive_failures. Worker thread. */
+void proxy_outlier_report(struct proxy_endpoint *ep, bool failed);
+/* Per worker: open (start) and close (drain) the clusters' timers. */
+void proxy_outlier_start(struct proxy_worker *pw);
+void proxy_outlier_stop(struct proxy_worker *pw);
+/* Sets the cluster's usable-endpoints gauge after a change. */
+void proxy_outlier_gauge(struct proxy_wcluster *wc);
+/* Logs an ejection or health transition, at most 20 lines per 10 s and
+ * worker (the rest are counted and summed up in the next line). */
+void proxy_outlier_log(struct proxy_worker *pw, enum otr_log_level level, const char *fmt, ...) OTR_PRINTF(3, 4);
+
+/* --- proxy_health.c ------------------------------------------------------- */
+
+/* The status of an HTTP/1.x status line at b[0..n): 100-599, 0 when more
+ * bytes are needed, -1 when it is no status line. */
+int proxy_health_parse_status(const char *b, size_t n);
+/* Whether a gRPC HealthCheckResponse (one length-prefixed message at
+ * b[0..n)) says SERVING: 1, another status: 0, malformed or cut: -1. */
+int proxy_health_grpc_serving(const uint8_t *b, size_t n);
+/* Per worker: start the clusters' check rounds; stop them and close the
+ * checks in flight (drain). */
+void proxy_health_start(struct proxy_worker *pw);
+void proxy_health_stop(struct proxy_worker *pw);
+
 /* --- proxy_http1.c ------------------------------------------------------- */
 
 enum proxy_conn_state {
@@ -258,6 +325,7 @@ struct proxy_conn {
     /* accounting for the access record */
     uint64_t t_start_ms, t_sent_ms;
     uint32_t retries;
+    const char *reason; /* why the proxy answered itself, for the access record (borrowed until published) */
     int avoid_ep; /* endpoint that just failed this request, -1 none */
     uint64_t bytes_in, bytes_out;
     int status;

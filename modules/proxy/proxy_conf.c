@@ -8,6 +8,8 @@
 #define R(k, t, m, ...) OTR_CONF_FIELD(k, t, struct proxy_route_conf, m, __VA_ARGS__)
 #define S(k, t, m, ...) OTR_CONF_FIELD(k, t, struct proxy_split_conf, m, __VA_ARGS__)
 #define C(k, t, m, ...) OTR_CONF_FIELD(k, t, struct proxy_cluster_conf, m, __VA_ARGS__)
+#define O(k, t, m, ...) OTR_CONF_FIELD(k, t, struct proxy_outlier_conf, m, __VA_ARGS__)
+#define H(k, t, m, ...) OTR_CONF_FIELD(k, t, struct proxy_health_conf, m, __VA_ARGS__)
 #define P(k, t, m, ...) OTR_CONF_FIELD(k, t, struct proxy_conf, m, __VA_ARGS__)
 
 static const struct otr_conf_field outbound_fields[] = {
@@ -71,6 +73,48 @@ static const struct otr_conf_field route_elem = {
 static const struct otr_conf_field endpoint_elem = {
     .type = OTR_CONF_ADDRESS, .help = "An endpoint \"ip:port\"."};
 
+static const struct otr_conf_field outlier_fields[] = {
+    O("consecutive_failures", OTR_CONF_INT, consecutive_failures, .def = "0", .min = 0, .max = 1000,
+      .help = "Failures in a row (5xx responses, gRPC UNAVAILABLE, refused or timed-out connections, resets, "
+              "request timeouts) that eject an endpoint; 0: no ejection (Envoy's usual value is 5)."),
+    O("base_ejection_time", OTR_CONF_DURATION, base_ejection_time, .def = "\"30s\"", .min = 1, .max = 86400000,
+      .help = "An ejection lasts this times the number of times the endpoint was ejected."),
+    O("max_ejection_time", OTR_CONF_DURATION, max_ejection_time, .def = "\"300s\"", .min = 1, .max = 86400000,
+      .help = "Longest ejection, however often the endpoint was ejected."),
+    O("interval", OTR_CONF_DURATION, interval, .def = "\"10s\"", .min = 1, .max = 86400000,
+      .help = "Each interval an endpoint spends back in service lowers its ejection count by one."),
+    O("max_ejection_percent", OTR_CONF_INT, max_ejection_percent, .def = "10", .min = 0, .max = 100,
+      .help = "Most endpoints of the cluster ejected at once, in percent (at least one while above 0)."),
+    OTR_CONF_TABLE_END,
+};
+
+static const struct otr_conf_field status_elem = {
+    .type = OTR_CONF_INT, .min = 100, .max = 599, .help = "An HTTP status."};
+
+static const struct otr_conf_field health_fields[] = {
+    H("path", OTR_CONF_STRING, path, .def = "\"\"", .max = 1024,
+      .help = "Path of the GET sent to every endpoint (e.g. \"/healthz\"; HTTP/1.1, or HTTP/2 for h2 clusters); "
+              "empty: no active checks, unless grpc is set."),
+    H("host", OTR_CONF_STRING, host, .def = "\"\"", .max = 256,
+      .help = "Host header of the checks; empty: the cluster's name."),
+    H("interval", OTR_CONF_DURATION, interval, .def = "\"5s\"", .min = 10, .max = 3600000,
+      .help = "Time between two checks of an endpoint."),
+    H("timeout", OTR_CONF_DURATION, timeout, .def = "\"1s\"", .min = 1, .max = 600000,
+      .help = "Time allowed for a check, connect to status line; longer is a failure."),
+    H("unhealthy_threshold", OTR_CONF_INT, unhealthy_threshold, .def = "3", .min = 1, .max = 1000,
+      .help = "Failed checks in a row that mark a healthy endpoint unhealthy."),
+    H("healthy_threshold", OTR_CONF_INT, healthy_threshold, .def = "2", .min = 1, .max = 1000,
+      .help = "Passed checks in a row that bring an unhealthy endpoint back (its very first check: one)."),
+    H("expected_statuses", OTR_CONF_ARRAY, expected_statuses, .elem = &status_elem, .elem_size = sizeof(int64_t),
+      .max = 64, .help = "Statuses that pass; empty: 200-299."),
+    H("grpc", OTR_CONF_BOOL, grpc, .def = "false",
+      .help = "h2 clusters: check with the gRPC health protocol (grpc.health.v1.Health/Check), passing on "
+              "SERVING; path is then not used."),
+    H("grpc_service", OTR_CONF_STRING, grpc_service, .def = "\"\"", .max = 127,
+      .help = "The service name a gRPC check asks about; empty: the server as a whole."),
+    OTR_CONF_TABLE_END,
+};
+
 static const struct otr_conf_field cluster_fields[] = {
     C("name", OTR_CONF_STRING, name, .flags = OTR_CONF_REQUIRED, .max = 128, .help = "The cluster's name."),
     C("endpoints", OTR_CONF_ARRAY, endpoints, .elem = &endpoint_elem, .elem_size = sizeof(struct otr_conf_address),
@@ -98,6 +142,13 @@ static const struct otr_conf_field cluster_fields[] = {
     C("retry_budget", OTR_CONF_DOUBLE, retry_budget, .def = "0.2", .min = 0, .max = 1,
       .help = "Retries allowed per worker as a fraction of requests over 10 s windows, plus 10: a failing "
               "cluster is not hammered."),
+    C("max_requests", OTR_CONF_INT, max_requests, .def = "1024", .min = 0, .max = 1000000,
+      .help = "Requests per worker in flight to the cluster or waiting for a connection; more are answered 503 "
+              "(gRPC UNAVAILABLE); 0: no limit."),
+    C("outlier", OTR_CONF_OBJECT, outlier, .fields = outlier_fields,
+      .help = "Passive outlier ejection: endpoints failing in a row are left out for a while (per worker)."),
+    C("health_check", OTR_CONF_OBJECT, health_check, .fields = health_fields,
+      .help = "Active health checks (HTTP/1.1, HTTP/2 or gRPC); endpoints failing them get no traffic (per worker)."),
     OTR_CONF_TABLE_END,
 };
 static const struct otr_conf_field cluster_elem = {

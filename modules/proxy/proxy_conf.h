@@ -41,6 +41,26 @@ struct proxy_route_conf {
     uint64_t timeout;                   /* 0: the cluster's request_timeout */
 };
 
+/* Passive outlier ejection (proxy_outlier.c). */
+struct proxy_outlier_conf {
+    int64_t consecutive_failures; /* failures in a row that eject; 0: off */
+    uint64_t base_ejection_time;  /* ejection lasts base x times ejected... */
+    uint64_t max_ejection_time;   /* ...at most this long */
+    uint64_t interval;            /* each interval spent in lowers the multiplier by one */
+    int64_t max_ejection_percent; /* of the cluster's endpoints, ejected at once */
+};
+
+/* Active HTTP health checks (proxy_health.c). */
+struct proxy_health_conf {
+    char *path;                         /* "" : no checks */
+    char *host;                         /* Host of the check; "": the cluster's name */
+    uint64_t interval, timeout;
+    int64_t unhealthy_threshold, healthy_threshold;
+    struct otr_conf_array expected_statuses; /* int64_t; empty: 200-299 */
+    bool grpc;                          /* h2 clusters: grpc.health.v1.Health/Check instead of GET path */
+    char *grpc_service;                 /* the service asked about; "": the server as a whole */
+};
+
 struct proxy_cluster_conf {
     char *name;
     struct otr_conf_array endpoints; /* struct otr_conf_address */
@@ -52,6 +72,9 @@ struct proxy_cluster_conf {
     int64_t max_idle;        /* per worker and endpoint: pooled idle connections */
     int64_t retries;         /* extra attempts for idempotent requests that failed before any response */
     double retry_budget;     /* retries allowed as a fraction of requests (plus 10 per 10 s) */
+    int64_t max_requests;    /* per worker: requests in flight or waiting; 0: no limit */
+    struct proxy_outlier_conf outlier;
+    struct proxy_health_conf health_check;
 };
 
 struct proxy_conf {

@@ -247,6 +247,7 @@ void proxy_h2stream_on_upstream_failed(struct proxy_h2stream *st, int status, in
     struct proxy_h2conn *dc = st->dc;
     char num[16];
     st->failed = true;
+    snprintf(st->reason, sizeof st->reason, "%s", why);
     size_t queued = st->req_body.len - st->req_body.off;
     if (queued)
         nghttp2_session_consume(dc->s, st->id, queued);
@@ -297,6 +298,8 @@ void proxy_h2stream_on_upstream_failed(struct proxy_h2stream *st, int status, in
 static void stream_on_deadline(uv_timer_t *t)
 {
     struct proxy_h2stream *st = t->data;
+    if (st->ep && !st->resp_headers_done)
+        proxy_outlier_report(st->ep, true);
     proxy_h2up_cancel(st);
     proxy_h2stream_on_upstream_failed(st, 504, 4, "deadline exceeded");
 }
@@ -484,6 +487,7 @@ static void stream_publish(struct proxy_h2stream *st)
         { .key = "cluster", .type = OTR_VAL_STR, .v.s = { cluster, strlen(cluster) } },
         { .key = "caller_namespace", .type = OTR_VAL_STR, .v.s = { pod ? pod->namespace_ : "", pod ? strlen(pod->namespace_) : 0 } },
         { .key = "caller_pod", .type = OTR_VAL_STR, .v.s = { pod ? pod->name : "", pod ? strlen(pod->name) : 0 } },
+        { .key = "reason", .type = OTR_VAL_STR, .v.s = { st->reason, strlen(st->reason) } },
     };
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

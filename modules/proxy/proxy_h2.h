@@ -73,6 +73,7 @@ struct proxy_h2stream {
     bool up_body_sent;
     uint8_t up_refusals;
     int status, grpc_status;
+    char reason[80]; /* why the proxy answered itself, for the access record; "" otherwise */
     uint64_t t_start_ms, t_sent_ms, bytes_in, bytes_out;
     uint64_t deadline_ms;
     uv_timer_t *timer; /* allocated when a deadline applies */

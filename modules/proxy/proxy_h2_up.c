@@ -361,6 +361,21 @@ static int up_on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t id, 
     return 0;
 }
 
+/* Whether a closed upstream stream counts against its endpoint: reset
+ * before its response ended, a 5xx, or gRPC UNAVAILABLE (14), the status
+ * of a server that cannot serve now. */
+static bool stream_failed(const struct proxy_h2stream *st, uint32_t error_code)
+{
+    if (!st->resp_headers_done || (error_code != NGHTTP2_NO_ERROR && !st->resp_end))
+        return true;
+    if (st->status >= 500)
+        return true;
+    const nghttp2_nv *gs = proxy_hdrs_find(&st->trailers, "grpc-status");
+    if (!gs)
+        gs = proxy_hdrs_find(&st->resp, "grpc-status"); /* trailers-only */
+    return gs && gs->valuelen == 2 && memcmp(gs->value, "14", 2) == 0;
+}
+
 static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *user)
 {
     struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
@@ -372,6 +387,8 @@ static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_cod
     size_t queued = st->resp_body.len - st->resp_body.off;
     if (queued)
         nghttp2_session_consume_connection(s, queued);
+    if (st->ep && !st->failed && error_code != NGHTTP2_REFUSED_STREAM)
+        proxy_outlier_report(st->ep, stream_failed(st, error_code));
     stream_detach(st, error_code == NGHTTP2_NO_ERROR);
     /* REFUSED_STREAM means the server did not process the request (RFC
      * 9113 8.7): nghttp2 also reports so the streams beyond a GOAWAY's
@@ -413,6 +430,9 @@ static void up_on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b)
     if (n == 0 || up->closing)
         return;
     if (n < 0) {
+        /* Lost with streams in flight: one failure of the endpoint. */
+        if (up->streams && !up->goaway_recv)
+            proxy_outlier_report(up->ep, true);
         up_close(up, n == UV_EOF ? "upstream closed the connection" : uv_strerror((int)n));
         return;
     }
@@ -427,8 +447,10 @@ static void up_on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b)
 static void up_on_timer(uv_timer_t *t)
 {
     struct proxy_h2up *up = t->data;
-    if (!up->connected)
+    if (!up->connected) {
+        proxy_outlier_report(up->ep, true);
         up_close(up, "upstream connect timeout");
+    }
 }
 
 static int session_new(struct proxy_h2up *up)
@@ -459,6 +481,8 @@ static void up_on_connect(uv_connect_t *req, int status)
     if (status == UV_ECANCELED || up->closing)
         return;
     uv_timer_stop(&up->timer);
+    if (status < 0)
+        proxy_outlier_report(up->ep, true);
     if (status < 0 || session_new(up) != 0) {
         up_close(up, status < 0 ? uv_strerror(status) : "out of memory");
         return;
@@ -506,6 +530,11 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
 
 void proxy_h2up_dispatch(struct proxy_h2stream *st)
 {
+    const char *why;
+    if (!proxy_upstream_admit(st->wc, &why)) {
+        proxy_h2stream_on_upstream_failed(st, 503, 14, why);
+        return;
+    }
     struct proxy_endpoint *ep = proxy_lb_pick(st->wc);
     st->ep = ep;
     st->ep_active = true;

@@ -229,6 +229,8 @@ static int take_head(struct proxy_h2stream *st, struct proxy_upconn *u)
         if (r < 0) {
             char why[128];
             snprintf(why, sizeof why, "invalid upstream response: %s", proxy_h1_error_str(r));
+            if (st->ep)
+                proxy_outlier_report(st->ep, true);
             proxy_h2h1_failed(st, 502, why);
             return -1;
         }
@@ -251,6 +253,8 @@ static int take_head(struct proxy_h2stream *st, struct proxy_upconn *u)
                                  (enum proxy_h1_method)u->parser.req_method);
             continue;
         }
+        if (st->ep)
+            proxy_outlier_report(st->ep, h->status >= 500);
         char status[8];
         snprintf(status, sizeof status, "%03u", h->status);
         proxy_hdrs_clear(&st->resp);
@@ -366,6 +370,8 @@ void proxy_h2h1_on_read(struct proxy_h2stream *st, ssize_t n)
             response_done(st);
             return;
         }
+        if (!st->resp_headers_done && st->ep)
+            proxy_outlier_report(st->ep, true);
         proxy_h2h1_failed(st, 502, st->resp_headers_done ? "upstream closed mid-response"
                                                          : "upstream closed the connection before responding");
         return;

@@ -215,11 +215,13 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
     pw->st->host->log(pw->st->ctx, OTR_LOG_DEBUG, "client %s: %d %s", c->peer, status, why);
     if (c->resp_head_sent || c->writing) {
         c->status = c->status ? c->status : status;
+        c->reason = why;
         conn_publish(c);
         conn_close(c);
         return;
     }
     c->status = status;
+    c->reason = why;
     conn_publish(c);
     uv_timer_stop(&c->timer);
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -364,6 +366,12 @@ static void conn_on_timer(uv_timer_t *t)
         conn_close(c);
         return;
     }
+    /* The request timed out before the response began: the endpoint's
+     * failure (its own, or the HTTP/2 stream's for an h2 cluster). */
+    struct proxy_endpoint *late = c->h2st ? c->h2st->ep : c->ep;
+    bool began = c->h2st ? c->h2st->resp_headers_done : c->resp_head_sent;
+    if (late && !began)
+        proxy_outlier_report(late, true);
     conn_respond_error(c, 504, "upstream request timeout");
 }
 
@@ -911,6 +919,8 @@ static int response_head(struct proxy_conn *c, struct proxy_upconn *u, struct pu
         if (r < 0) {
             char why[128];
             snprintf(why, sizeof why, "invalid upstream response: %s", proxy_h1_error_str(r));
+            if (c->ep)
+                proxy_outlier_report(c->ep, true);
             conn_respond_error(c, 502, why);
             return -1;
         }
@@ -959,6 +969,8 @@ static int response_head(struct proxy_conn *c, struct proxy_upconn *u, struct pu
             }
         }
         c->status = h->status;
+        if (c->ep)
+            proxy_outlier_report(c->ep, h->status >= 500);
         if (build_response_head(c, b, h) != 0) {
             conn_respond_error(c, 502, "out of memory");
             return -1;
@@ -1049,6 +1061,8 @@ void proxy_conn_on_upstream_eof(struct proxy_conn *c, int err)
         proxy_upstream_dispatch(c, c->wc);
         return;
     }
+    if (!c->resp_head_sent && c->ep)
+        proxy_outlier_report(c->ep, true); /* refused to answer: reset or closed */
     if (!c->resp_head_sent && u->len == 0 && conn_may_retry(c)) {
         /* Nothing of the response came: an idempotent request without a
          * body may go to another endpoint. */
@@ -1096,6 +1110,8 @@ static void conn_publish(struct proxy_conn *c)
     const char *b = c->buf;
     const char *upstream = c->ep ? c->wc->c->addr_text[c->ep->index] : "";
     const char *cluster = c->wc ? c->wc->c->conf->name : "";
+    const char *reason = c->reason ? c->reason : "";
+    c->reason = NULL;
     const struct otr_pod *pod = c->peer[0] ? host->pod_by_addr(st->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
     /* The head's bytes may have been compacted away after an error; only
      * trust them while the parser says the head is complete. */
@@ -1115,6 +1131,7 @@ static void conn_publish(struct proxy_conn *c)
         { .key = "cluster", .type = OTR_VAL_STR, .v.s = { cluster, strlen(cluster) } },
         { .key = "caller_namespace", .type = OTR_VAL_STR, .v.s = { pod ? pod->namespace_ : "", pod ? strlen(pod->namespace_) : 0 } },
         { .key = "caller_pod", .type = OTR_VAL_STR, .v.s = { pod ? pod->name : "", pod ? strlen(pod->name) : 0 } },
+        { .key = "reason", .type = OTR_VAL_STR, .v.s = { reason, strlen(reason) } },
     };
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -13,15 +13,73 @@
 /* Latency memory of the EWMA: samples older than this weigh 1/e. */
 #define EWMA_DECAY_MS 2000.0
 
+/* Of two endpoints, the one whose expected wait (latency times load) is
+ * lower. */
+static struct proxy_endpoint *p2c_better(struct proxy_endpoint *a, struct proxy_endpoint *b)
+{
+    double ca = (a->ewma_ms + 1.0) * (a->active + 1);
+    double cb = (b->ewma_ms + 1.0) * (b->active + 1);
+    return ca <= cb ? a : b;
+}
+
+/* The policy's choice among the usable endpoints only, when the first
+ * choice was not usable; NULL when none is (the caller then panics: it
+ * uses the first choice anyway, as Envoy uses every endpoint when too few
+ * are healthy, so a cluster whose checks all fail still gets its traffic
+ * tried rather than refused). Linear, but only while endpoints are out. */
+static struct proxy_endpoint *pick_usable(struct proxy_wcluster *wc, uint64_t now)
+{
+    size_t n = wc->c->n_endpoints, n_usable = 0;
+    struct proxy_endpoint *eps = wc->eps;
+    for (size_t i = 0; i < n; i++)
+        n_usable += proxy_endpoint_usable(&eps[i], now);
+    if (n_usable == 0)
+        return NULL;
+    /* Round robin and least request continue from the cursor; p2c draws
+     * its two among the usable ones. */
+    size_t start = wc->c->conf->lb == PROXY_LB_P2C ? 0 : wc->rr++ % n;
+    size_t a = SIZE_MAX, b = SIZE_MAX, best = SIZE_MAX;
+    if (wc->c->conf->lb == PROXY_LB_P2C) {
+        a = (size_t)(proxy_rand(&wc->pw->rng) % n_usable);
+        b = n_usable > 1 ? (size_t)(proxy_rand(&wc->pw->rng) % (n_usable - 1)) : a;
+        if (n_usable > 1 && b >= a)
+            b++;
+    }
+    struct proxy_endpoint *ea = NULL, *eb = NULL;
+    for (size_t k = 0, u = 0; k < n; k++) {
+        size_t i = (start + k) % n;
+        if (!proxy_endpoint_usable(&eps[i], now))
+            continue;
+        if (wc->c->conf->lb == PROXY_LB_ROUND_ROBIN) {
+            wc->rr = (unsigned)(i + 1);
+            return &eps[i];
+        }
+        if (wc->c->conf->lb == PROXY_LB_LEAST_REQUEST) {
+            if (best == SIZE_MAX || eps[i].active < eps[best].active)
+                best = i;
+            continue;
+        }
+        if (u == a)
+            ea = &eps[i];
+        if (u == b)
+            eb = &eps[i];
+        u++;
+    }
+    if (wc->c->conf->lb == PROXY_LB_LEAST_REQUEST)
+        return &eps[best];
+    return p2c_better(ea, eb);
+}
+
 struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
 {
     size_t n = wc->c->n_endpoints;
-    struct proxy_endpoint *eps = wc->eps;
+    struct proxy_endpoint *eps = wc->eps, *ep;
     if (n == 1)
         return &eps[0];
     switch (wc->c->conf->lb) {
     case PROXY_LB_ROUND_ROBIN:
-        return &eps[wc->rr++ % n];
+        ep = &eps[wc->rr++ % n];
+        break;
     case PROXY_LB_LEAST_REQUEST: {
         /* The full scan starts at a rotating offset so ties spread. */
         size_t start = wc->rr++ % n, best = start;
@@ -30,20 +88,24 @@ struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
             if (eps[i].active < eps[best].active)
                 best = i;
         }
-        return &eps[best];
+        ep = &eps[best];
+        break;
     }
     default: {
-        /* Power of two choices: of two random endpoints, the one whose
-         * expected wait (latency times load) is lower. */
+        /* Power of two choices. */
         size_t a = (size_t)(proxy_rand(&wc->pw->rng) % n);
         size_t b = (size_t)(proxy_rand(&wc->pw->rng) % (n - 1));
         if (b >= a)
             b++;
-        double ca = (eps[a].ewma_ms + 1.0) * (eps[a].active + 1);
-        double cb = (eps[b].ewma_ms + 1.0) * (eps[b].active + 1);
-        return ca <= cb ? &eps[a] : &eps[b];
+        ep = p2c_better(&eps[a], &eps[b]);
+        break;
     }
     }
+    uint64_t now = uv_now(wc->pw->loop);
+    if (proxy_endpoint_usable(ep, now))
+        return ep;
+    struct proxy_endpoint *u = pick_usable(wc, now);
+    return u ? u : ep;
 }
 
 void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_ms)
@@ -141,6 +203,7 @@ static void upconn_on_timer(uv_timer_t *t)
     if (u->state == UP_CONNECTING) {
         struct proxy_conn *c = u->down;
         struct proxy_h2stream *st = u->h2st;
+        proxy_outlier_report(u->ep, true);
         proxy_upconn_close(u);
         if (c)
             proxy_conn_upstream_failed(c, 503, "upstream connect timeout");
@@ -205,6 +268,7 @@ static void upconn_on_connect(uv_connect_t *req, int status)
     struct proxy_conn *c = u->down;
     struct proxy_h2stream *st = u->h2st;
     if (status < 0) {
+        proxy_outlier_report(u->ep, true);
         proxy_upconn_close(u);
         if (c)
             proxy_conn_upstream_failed(c, 503, uv_strerror(status));
@@ -279,21 +343,69 @@ static void dispatch_to(struct proxy_conn *c, struct proxy_endpoint *ep)
         proxy_conn_upstream_failed(c, 503, "cannot open upstream connection");
 }
 
+bool proxy_upstream_admit(struct proxy_wcluster *wc, const char **why)
+{
+    int64_t max = wc->c->conf->max_requests;
+    if (max <= 0)
+        return true;
+    /* Counted when asked rather than kept: requests end in many places,
+     * and the endpoints' own counts are already kept right there. */
+    uint64_t n = wc->n_pending;
+    for (size_t i = 0; i < wc->c->n_endpoints; i++)
+        n += wc->eps[i].active;
+    if (n < (uint64_t)max)
+        return true;
+    if (wc->s_cb_requests)
+        wc->pw->st->host->counter_add(wc->s_cb_requests, 1);
+    *why = "upstream overflow (max_requests reached)";
+    return false;
+}
+
+static bool any_usable(const struct proxy_wcluster *wc, uint64_t now)
+{
+    for (size_t i = 0; i < wc->c->n_endpoints; i++)
+        if (proxy_endpoint_usable(&wc->eps[i], now))
+            return true;
+    return false;
+}
+
+/* The endpoint after ep that a retry may use instead of the one that just
+ * failed: a usable one if any. */
+static struct proxy_endpoint *endpoint_other(struct proxy_wcluster *wc, struct proxy_endpoint *ep)
+{
+    size_t n = wc->c->n_endpoints;
+    uint64_t now = uv_now(wc->pw->loop);
+    for (size_t k = 1; k < n; k++) {
+        struct proxy_endpoint *o = &wc->eps[(ep->index + k) % n];
+        if (proxy_endpoint_usable(o, now))
+            return o;
+    }
+    return &wc->eps[(ep->index + 1) % n];
+}
+
 void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
 {
     c->wc = wc;
+    const char *why;
+    if (!proxy_upstream_admit(wc, &why)) {
+        proxy_conn_respond_error(c, 503, why);
+        return;
+    }
     struct proxy_endpoint *ep = proxy_lb_pick(wc);
     /* A retry goes to another endpoint when there is one. */
     if (c->avoid_ep >= 0 && ep->index == (size_t)c->avoid_ep && wc->c->n_endpoints > 1)
-        ep = &wc->eps[(ep->index + 1) % wc->c->n_endpoints];
+        ep = endpoint_other(wc, ep);
     if (!ep->idle && wc->n_conns >= (unsigned)wc->c->conf->max_connections) {
         /* Any endpoint with an idle connection will do before queueing. */
+        uint64_t now = uv_now(wc->pw->loop);
         for (size_t i = 0; i < wc->c->n_endpoints; i++)
-            if (wc->eps[i].idle) {
+            if (wc->eps[i].idle && proxy_endpoint_usable(&wc->eps[i], now)) {
                 dispatch_to(c, &wc->eps[i]);
                 return;
             }
         if (wc->n_pending >= (unsigned)wc->c->conf->max_pending) {
+            if (wc->s_cb_pending)
+                wc->pw->st->host->counter_add(wc->s_cb_pending, 1);
             proxy_conn_upstream_failed(c, 503, "upstream overflow (max_connections and max_pending reached)");
             return;
         }
@@ -311,10 +423,16 @@ void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
 
 void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc)
 {
+    const char *why;
+    if (!proxy_upstream_admit(wc, &why)) {
+        proxy_h2h1_failed(st, 503, why);
+        return;
+    }
     struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    uint64_t now = uv_now(wc->pw->loop);
     if (!ep->idle)
         for (size_t i = 0; i < wc->c->n_endpoints && wc->n_conns >= (unsigned)wc->c->conf->max_connections; i++)
-            if (wc->eps[i].idle)
+            if (wc->eps[i].idle && proxy_endpoint_usable(&wc->eps[i], now))
                 ep = &wc->eps[i];
     st->ep = ep;
     st->ep_active = true;
@@ -326,6 +444,8 @@ void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster
         return;
     }
     /* HTTP/2 streams do not wait in the queue: over the limit is 503. */
+    if (wc->n_conns >= (unsigned)wc->c->conf->max_connections && wc->s_cb_conns)
+        wc->pw->st->host->counter_add(wc->s_cb_conns, 1);
     if (wc->n_conns >= (unsigned)wc->c->conf->max_connections || !(u = upconn_open(ep, NULL))) {
         proxy_h2h1_failed(st, 503, "no upstream connection available");
         return;
@@ -372,7 +492,14 @@ void proxy_upconn_release(struct proxy_upconn *u)
     u->len = u->pos = 0;
     u->reusable = false;
     u->used = true;
-    /* A waiting request takes the connection directly. */
+    /* A waiting request takes the connection directly, unless its
+     * endpoint was ejected meanwhile and another is usable: then closing
+     * it lets the queue move on to that one. */
+    uint64_t now = uv_now(wc->pw->loop);
+    if (wc->pending_head && !proxy_endpoint_usable(ep, now) && any_usable(wc, now)) {
+        proxy_upconn_close(u);
+        return;
+    }
     struct proxy_conn *c = pending_pop(wc);
     if (c) {
         c->ep = ep;

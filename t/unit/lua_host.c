@@ -297,6 +297,23 @@ static const char loops_lua[] =
     "function close_in_budget()\n"
     "  local x <close> = looping_close()\n"
     "  return 1\n"
+    "end\n"
+    "big = string.rep('x', 1 << 20)\n"
+    "rounds = 0\n"
+    "local function upper_forever() while true do local u = big:upper() rounds = rounds + 1 end end\n"
+    "local string_work = {\n"
+    "  upper = upper_forever,\n"
+    "  format = function() while true do local f = string.format('%s%s', big, big) rounds = rounds + 1 end end,\n"
+    "  concat = function() while true do local c = big .. 'y' rounds = rounds + 1 end end,\n"
+    "  pcall = function() while true do pcall(upper_forever) end end,\n"
+    "  coroutine = function() coroutine.wrap(upper_forever)() end,\n"
+    "}\n"
+    "function string_spin(kind) rounds = 0 string_work[kind]() end\n"
+    "function string_rounds() return tostring(rounds) end\n"
+    "function legit_strings()\n"
+    "  local s = ''\n"
+    "  for i = 1, 200 do s = s .. string.format('%d,', i):upper() end\n"
+    "  return #s\n"
     "end\n";
 
 static int push_int(lua_State *L, void *arg)
@@ -333,6 +350,19 @@ static void test_budget(void)
         is_int(run(vm, id, c_loops[i], err, sizeof err), OTR_LUA_BUDGET, "C loop of a table function (%s): budget",
                c_loops[i]);
     is_str(eval(vm, id, "rep_empty", NULL), "0", "string.rep of nothing 2^50 times returns at once");
+    /* A 1 MiB string function is one instruction but allocates 1-2 MiB
+     * (16k-80k instructions' worth): a few rounds fit in the budget;
+     * without charging the bytes, ~100000 / 7 would run (seconds). */
+    static const char *const string_kinds[] = {"upper", "format", "concat", "pcall", "coroutine"};
+    for (size_t i = 0; i < sizeof string_kinds / sizeof *string_kinds; i++) {
+        enum otr_lua_failure why;
+        const char *kind[] = {string_kinds[i]};
+        otr_lua_vm_call(vm, id, "string_spin", push_string, NULL, 1, kind, &why, err, sizeof err);
+        is_int(why, OTR_LUA_BUDGET, "loop of 1 MiB string work (%s): budget", string_kinds[i]);
+        const char *rounds = eval(vm, id, "string_rounds", NULL);
+        ok(atoi(rounds) <= 8, "cut off after %s rounds (the allocated bytes are charged)", rounds);
+    }
+    is_str(eval(vm, id, "legit_strings", NULL), "692", "ordinary string building fits the budget");
     is_str(eval(vm, id, "legit_tables", NULL), "14674", "table functions on 3000 elements fit the budget (and compute the right thing)");
     is_int(run(vm, id, "tostring_loop", err, sizeof err), OTR_LUA_BUDGET,
            "an error object whose __tostring loops: budget");
