@@ -71,6 +71,15 @@ static const struct otr_conf_field route_elem = {
 static const struct otr_conf_field endpoint_elem = {
     .type = OTR_CONF_ADDRESS, .help = "An endpoint \"ip:port\"."};
 
+static const struct otr_conf_field retry_on_elem = {
+    .type = OTR_CONF_ENUM, .choices = "connect-failure|reset|5xx|gateway-error|retriable-status-codes",
+    .help = "A retry condition."};
+static const struct otr_conf_field status_code_elem = {
+    .type = OTR_CONF_INT, .min = 100, .max = 599, .help = "An HTTP status."};
+static const struct otr_conf_field grpc_code_elem = {
+    .type = OTR_CONF_ENUM, .choices = "cancelled|deadline-exceeded|internal|resource-exhausted|unavailable",
+    .help = "A gRPC status name."};
+
 static const struct otr_conf_field cluster_fields[] = {
     C("name", OTR_CONF_STRING, name, .flags = OTR_CONF_REQUIRED, .max = 128, .help = "The cluster's name."),
     C("endpoints", OTR_CONF_ARRAY, endpoints, .elem = &endpoint_elem, .elem_size = sizeof(struct otr_conf_address),
@@ -93,11 +102,27 @@ static const struct otr_conf_field cluster_fields[] = {
     C("max_idle", OTR_CONF_INT, max_idle, .def = "64", .min = 0, .max = 100000,
       .help = "Idle pooled connections kept per worker and endpoint."),
     C("retries", OTR_CONF_INT, retries, .def = "2", .min = 0, .max = 10,
-      .help = "Extra attempts, on another endpoint, for an idempotent request without a body (HTTP/1.1 "
-              "clients) whose connection failed before any response byte."),
+      .help = "Extra attempts, each on another endpoint when there is one, for a request that failed as retry_on "
+              "says before any response byte reached the client: idempotent methods and gRPC calls only."),
     C("retry_budget", OTR_CONF_DOUBLE, retry_budget, .def = "0.2", .min = 0, .max = 1,
       .help = "Retries allowed per worker as a fraction of requests over 10 s windows, plus 10: a failing "
               "cluster is not hammered."),
+    C("retry_on", OTR_CONF_ARRAY, retry_on, .elem = &retry_on_elem, .elem_size = sizeof(int), .max = 5,
+      .def = "[\"connect-failure\", \"reset\"]",
+      .help = "What is retried: connect-failure (refused, timed out), reset (connection or stream dropped before "
+              "the response head), 5xx, gateway-error (502, 503, 504), retriable-status-codes (the list below)."),
+    C("retriable_status_codes", OTR_CONF_ARRAY, retriable_status_codes, .elem = &status_code_elem,
+      .elem_size = sizeof(int64_t), .max = 32,
+      .help = "Response statuses retried when retry_on has retriable-status-codes, e.g. [503, 429]."),
+    C("retry_grpc_codes", OTR_CONF_ARRAY, retry_grpc_codes, .elem = &grpc_code_elem, .elem_size = sizeof(int),
+      .max = 5, .help = "gRPC statuses retried when a call gets them as a trailers-only response (nothing of the "
+                        "response reached the client), e.g. [\"unavailable\"]."),
+    C("retry_buffer", OTR_CONF_SIZE, retry_buffer, .def = "\"64KiB\"", .max = 16777216,
+      .help = "Request body bytes held per request so it can be sent again (HTTP/2 clients, and HTTP/1.1 clients "
+              "of h2 clusters); a longer body is not retried; 0: requests with a body are never retried."),
+    C("retry_backoff", OTR_CONF_DURATION, retry_backoff, .def = "\"25ms\"", .max = 10000,
+      .help = "Base delay before a retry, doubled each attempt, fully jittered (a random delay up to it); 0: "
+              "retry at once."),
     OTR_CONF_TABLE_END,
 };
 static const struct otr_conf_field cluster_elem = {

@@ -120,6 +120,7 @@ void proxy_h1h2_start(struct proxy_conn *c, struct proxy_wcluster *wc)
     st->wc = wc;
     st->route = c->route;
     st->grpc_status = -1;
+    st->avoid_ep = -1;
     st->t_start_ms = c->t_start_ms;
     proxy_hdrs_add(&st->req, (const uint8_t *)":method", 7, (const uint8_t *)b + h->method.off, h->method.len);
     if (h->path.len)
@@ -160,6 +161,7 @@ void proxy_h1h2_start(struct proxy_conn *c, struct proxy_wcluster *wc)
     c->h2st = st;
     c->wc = wc;
     c->state = CONN_FORWARDING;
+    proxy_h2stream_retry_prepare(st);
     c->req_done = h->framing == PROXY_H1_BODY_NONE;
     st->req_end = c->req_done;
     proxy_h1h2_pump_request(c);

@@ -28,6 +28,10 @@
 struct proxy_bytes {
     uint8_t *p;
     size_t off, len, cap; /* data is p[off..len) */
+    /* While non-zero, bytes taken stay in p[0..off) so that the whole
+     * queue can be taken again (a retry's replay), as long as it holds at
+     * most this many bytes; a longer one drops the hold for good. */
+    size_t hold;
 };
 
 /* Header fields with their bytes in blocks that never move. */
@@ -73,12 +77,22 @@ struct proxy_h2stream {
     bool up_body_sent;
     uint8_t up_refusals;
     int status, grpc_status;
+    /* retries (proxy_h2_retry.c) */
+    uint32_t retries;
+    int avoid_ep;                    /* endpoint the last attempt failed on, -1 none */
+    struct proxy_delay *retry_delay; /* backoff before the next attempt, or NULL */
+    uint64_t req_pos;                /* request body bytes this attempt sent upstream */
+    uint64_t req_acked;              /* request body bytes acknowledged to the HTTP/2 client */
+    struct proxy_hdrs req_trailers;  /* the HTTP/2 client's request trailers */
+    char *h1_trailers;               /* them as an HTTP/1.1 chunked trailer section */
+    size_t h1_trailers_len;
     uint64_t t_start_ms, t_sent_ms, bytes_in, bytes_out;
     uint64_t deadline_ms;
     uv_timer_t *timer; /* allocated when a deadline applies */
     struct proxy_lua_out *lua; /* headers the route script sets, if any */
     /* translated to an HTTP/1.1 upstream (proxy_h2h1.c) */
     struct proxy_upconn *h1up;
+    struct proxy_upconn *h1connecting; /* opened for this stream, not connected yet */
     char *h1_head;
     size_t h1_head_len, h1_head_cap;
     uint8_t *h1_out;
@@ -181,6 +195,23 @@ void proxy_h2_flush_dirty(struct proxy_worker *pw);
 /* Schedules proxy_h2_flush_dirty. */
 void proxy_h2_arm(struct proxy_worker *pw);
 void proxy_h2up_send(struct proxy_h2up *up);
+
+/* Retries of streams (proxy_h2_retry.c). */
+/* Decides at the request's start whether its body is held for a replay. */
+void proxy_h2stream_retry_prepare(struct proxy_h2stream *st);
+/* An attempt of st failed (cause; status and grpc_status for a response
+ * head, -1 when none): if the cluster's policy, the budget and the held
+ * body allow, ends the attempt's upstream leg (an open upstream stream is
+ * reset, an HTTP/1.1 connection closed) and sends the request again, to
+ * another endpoint when there is one, after the backoff; returns true.
+ * Returns false, touching nothing, when the caller must fail st itself. */
+bool proxy_h2stream_retry(struct proxy_h2stream *st, enum proxy_retry_cause cause, int status, int grpc_status);
+/* n more request body bytes of this attempt were handed upstream: those
+ * never acknowledged to the HTTP/2 client before are acknowledged now (a
+ * replay sends bytes it acknowledged already). */
+void proxy_h2stream_req_taken(struct proxy_h2stream *st, size_t n);
+/* Starts (or restarts) st's upstream leg on its cluster. */
+void proxy_h2stream_dispatch(struct proxy_h2stream *st);
 
 /* Helpers shared by both legs. */
 int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n);

@@ -12,11 +12,13 @@ int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n)
 {
     if (!n)
         return 0;
-    if (b->off && b->off == b->len)
+    if (b->hold && b->len + n > b->hold)
+        b->hold = 0; /* too long to keep for a replay: drained as usual from now on */
+    if (b->off && b->off == b->len && !b->hold)
         b->off = b->len = 0;
     if (b->len + n > b->cap) {
         /* Slide down before growing: the queue is drained from the front. */
-        if (b->off) {
+        if (b->off && !b->hold) {
             memmove(b->p, b->p + b->off, b->len - b->off);
             b->len -= b->off;
             b->off = 0;

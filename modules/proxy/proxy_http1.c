@@ -25,6 +25,9 @@ static void conn_close(struct proxy_conn *c);
 static void conn_finish_exchange(struct proxy_conn *c);
 static void conn_pump_request(struct proxy_conn *c);
 static void conn_process(struct proxy_conn *c);
+static bool conn_may_retry(struct proxy_conn *c, enum proxy_retry_cause cause, int status);
+static void conn_retry(struct proxy_conn *c);
+static void conn_discard_response(struct proxy_conn *c, struct proxy_upconn *u, size_t head_len);
 
 /* --- pumping bodies -------------------------------------------------------- */
 
@@ -197,6 +200,8 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
     if (c->state == CONN_CLOSING)
         return;
     proxy_h1h2_end(c);
+    proxy_delay_cancel(c->retry_delay);
+    c->retry_delay = NULL;
     if (c->up) {
         c->up->reusable = false;
         proxy_upconn_close(c->up);
@@ -325,6 +330,8 @@ static void conn_close(struct proxy_conn *c)
     c->state = CONN_CLOSING;
     proxy_h2_conn_shutdown(c);
     proxy_h1h2_end(c);
+    proxy_delay_cancel(c->retry_delay);
+    c->retry_delay = NULL;
     if (c->up) {
         c->up->reusable = false;
         proxy_upconn_close(c->up);
@@ -777,15 +784,17 @@ void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u)
     proxy_upconn_read_start(u);
 }
 
-/* Whether a request that failed before any response byte may be sent
- * again: idempotent, no body (nothing of it was consumed), attempts and
- * the cluster's retry budget left. Counts the retry when it says yes. */
-static bool conn_may_retry(struct proxy_conn *c)
+/* Whether a request whose attempt failed (cause; status for a response
+ * head) before any response byte reached the client may be sent again:
+ * the cluster retries that cause, the method is idempotent, there is no
+ * body (its bytes were not kept), attempts and the retry budget are left.
+ * Counts the retry when it says yes. */
+static bool conn_may_retry(struct proxy_conn *c, enum proxy_retry_cause cause, int status)
 {
     struct proxy_wcluster *wc = c->wc;
     const struct proxy_h1_head *h = &c->parser.head;
     if (!wc || c->resp_head_sent || c->writing || h->framing != PROXY_H1_BODY_NONE ||
-        c->retries >= (uint32_t)wc->c->conf->retries)
+        !proxy_retry_wanted(wc->c->conf, cause, status, -1, false))
         return false;
     switch (h->method_id) {
     case PROXY_H1_M_GET: case PROXY_H1_M_HEAD: case PROXY_H1_M_OPTIONS: case PROXY_H1_M_PUT:
@@ -794,20 +803,18 @@ static bool conn_may_retry(struct proxy_conn *c)
     default:
         return false;
     }
-    uint64_t now = uv_now(c->pw->loop);
-    if (now - wc->budget_window_ms >= 10000) {
-        wc->budget_window_ms = now;
-        wc->budget_requests = wc->budget_retries = 0;
-    }
-    if (wc->budget_retries >= 10 + (uint32_t)(wc->budget_requests * wc->c->conf->retry_budget))
-        return false;
-    wc->budget_retries++;
-    c->retries++;
-    if (wc->s_retries)
-        c->pw->st->host->counter_add(wc->s_retries, 1);
-    return true;
+    return proxy_retry_take(wc, &c->retries);
 }
 
+static void conn_on_retry_delay(void *arg)
+{
+    struct proxy_conn *c = arg;
+    c->retry_delay = NULL;
+    proxy_upstream_dispatch(c, c->wc);
+}
+
+/* Sends the request again, to another endpoint than the one that failed
+ * when there is one, after the backoff delay. */
 static void conn_retry(struct proxy_conn *c)
 {
     c->avoid_ep = c->ep ? (int)c->ep->index : -1;
@@ -819,13 +826,32 @@ static void conn_retry(struct proxy_conn *c)
     c->req_head_sent = false;
     c->req_done = false;
     c->state = CONN_WAIT_UPSTREAM;
+    uint64_t delay = proxy_retry_delay_ms(c->wc, c->retries);
+    if (delay && (c->retry_delay = proxy_delay_start(c->pw->loop, delay, conn_on_retry_delay, c)))
+        return;
     proxy_upstream_dispatch(c, c->wc);
+}
+
+/* Lets go of a response that will not be forwarded: its connection goes
+ * back to the pool when the exchange on it is cleanly over (the whole,
+ * known-length body is in the buffer, the request fully written), else it
+ * is closed. head_len: the response head's bytes at u->pos. */
+static void conn_discard_response(struct proxy_conn *c, struct proxy_upconn *u, size_t head_len)
+{
+    const struct proxy_h1_head *h = &u->parser.head;
+    bool keep = h->version_minor ? !(h->flags & PROXY_H1_CONN_CLOSE) : !!(h->flags & PROXY_H1_CONN_KEEP_ALIVE);
+    size_t rest = u->len - u->pos - head_len;
+    bool whole = h->framing == PROXY_H1_BODY_NONE ? rest == 0
+                 : h->framing == PROXY_H1_BODY_LENGTH && rest == h->content_length;
+    c->up = NULL;
+    u->reusable = keep && whole && c->req_done && !u->writing && !u->eof;
+    proxy_upconn_release(u);
 }
 
 void proxy_conn_upstream_failed(struct proxy_conn *c, int status, const char *why)
 {
     c->connecting = NULL; /* the failed connection is closing already */
-    if (c->state != CONN_CLOSING && conn_may_retry(c)) {
+    if (c->state != CONN_CLOSING && conn_may_retry(c, PROXY_RETRY_CAUSE_CONNECT, 0)) {
         c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "retrying after: %s", why);
         conn_retry(c);
         return;
@@ -903,7 +929,8 @@ static void conn_on_response_written(uv_write_t *req, int status)
 
 /* Parses a response head at u->buf[u->pos..len). Returns 1 when a final
  * head was taken (and its bytes queued in pm), 0 when more bytes are needed,
- * -1 after answering an error. Interim 1xx responses are relayed. */
+ * -1 after answering an error or sending the request again (a status the
+ * cluster retries). Interim 1xx responses are relayed. */
 static int response_head(struct proxy_conn *c, struct proxy_upconn *u, struct pump *pm)
 {
     for (;;) {
@@ -946,6 +973,13 @@ static int response_head(struct proxy_conn *c, struct proxy_upconn *u, struct pu
             proxy_h1_parser_init(&u->parser, PROXY_H1_RESPONSE, &c->pw->st->limits,
                                  (enum proxy_h1_method)c->parser.head.method_id);
             continue;
+        }
+        if (conn_may_retry(c, PROXY_RETRY_CAUSE_STATUS, h->status)) {
+            c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "retrying after status %u from %s", h->status,
+                                 c->wc->c->addr_text[c->ep ? c->ep->index : 0]);
+            conn_discard_response(c, u, (size_t)r);
+            conn_retry(c);
+            return -1;
         }
         bool up_keep = h->version_minor ? !(h->flags & PROXY_H1_CONN_CLOSE) : !!(h->flags & PROXY_H1_CONN_KEEP_ALIVE);
         u->reusable = up_keep && h->framing != PROXY_H1_BODY_CLOSE;
@@ -1049,7 +1083,7 @@ void proxy_conn_on_upstream_eof(struct proxy_conn *c, int err)
         proxy_upstream_dispatch(c, c->wc);
         return;
     }
-    if (!c->resp_head_sent && u->len == 0 && conn_may_retry(c)) {
+    if (!c->resp_head_sent && u->len == 0 && conn_may_retry(c, PROXY_RETRY_CAUSE_RESET, 0)) {
         /* Nothing of the response came: an idempotent request without a
          * body may go to another endpoint. */
         c->up = NULL;

@@ -46,6 +46,15 @@ struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
     }
 }
 
+struct proxy_endpoint *proxy_lb_pick_other(struct proxy_wcluster *wc, int avoid)
+{
+    struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    /* A retry goes to another endpoint when there is one. */
+    if (avoid >= 0 && ep->index == (size_t)avoid && wc->c->n_endpoints > 1)
+        ep = &wc->eps[(ep->index + 1) % wc->c->n_endpoints];
+    return ep;
+}
+
 void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_ms)
 {
     /* Peak-sensitive: a slower sample is taken at once, faster ones decay
@@ -282,10 +291,7 @@ static void dispatch_to(struct proxy_conn *c, struct proxy_endpoint *ep)
 void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
 {
     c->wc = wc;
-    struct proxy_endpoint *ep = proxy_lb_pick(wc);
-    /* A retry goes to another endpoint when there is one. */
-    if (c->avoid_ep >= 0 && ep->index == (size_t)c->avoid_ep && wc->c->n_endpoints > 1)
-        ep = &wc->eps[(ep->index + 1) % wc->c->n_endpoints];
+    struct proxy_endpoint *ep = proxy_lb_pick_other(wc, c->avoid_ep);
     if (!ep->idle && wc->n_conns >= (unsigned)wc->c->conf->max_connections) {
         /* Any endpoint with an idle connection will do before queueing. */
         for (size_t i = 0; i < wc->c->n_endpoints; i++)
@@ -311,7 +317,7 @@ void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
 
 void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc)
 {
-    struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    struct proxy_endpoint *ep = proxy_lb_pick_other(wc, st->avoid_ep);
     if (!ep->idle)
         for (size_t i = 0; i < wc->c->n_endpoints && wc->n_conns >= (unsigned)wc->c->conf->max_connections; i++)
             if (wc->eps[i].idle)
@@ -331,6 +337,8 @@ void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster
         return;
     }
     u->h2st = st;
+    /* Remembered so that a stream ending while we connect lets go of it. */
+    st->h1connecting = u;
 }
 
 void proxy_upstream_unqueue(struct proxy_conn *c)
