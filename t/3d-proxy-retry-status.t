@@ -68,7 +68,11 @@ my $a = Outrider->start(
                 { name => 'grpc', protocol => 'h2', retry_grpc_codes => ['unavailable'], retry_budget => 1,
                   endpoints => ["127.0.0.1:$gport"] },
             ],
-            routes => [ map { { authority => "$_.test", cluster => $_ } } qw(one two codes budget stream h2 grpc half h2half) ],
+            routes => [
+                # Route overrides: no retries, or other conditions than the cluster's.
+                { authority => 'noretry.test', cluster => 'one', retries => 0 },
+                { authority => 'route5xx.test', cluster => 'codes', retry_on => ['5xx'] },
+                map { { authority => "$_.test", cluster => $_ } } qw(one two codes budget stream h2 grpc half h2half) ],
         },
     });
 my $addr = $a->addr('proxy.outbound');
@@ -142,6 +146,13 @@ is(hits($one, 'c429'), 2, '429: two attempts');
 ($code) = req('codes.test', '/flaky?key=c503&fail=1&code=503');
 is($code, 503, 'a status not in the list (503) is not retried');
 is(hits($one, 'c503'), 1, '503 on that cluster: one attempt');
+
+($code) = req('noretry.test', '/flaky?key=r0&fail=1');
+is($code, 503, 'route retries 0: not retried');
+is(hits($one, 'r0'), 1, 'route retries 0: one attempt');
+($code) = req('route5xx.test', '/flaky?key=r5&fail=1&code=503');
+is($code, 200, 'route retry_on [5xx] replaces the cluster\'s [retriable-status-codes]: 503 retried');
+is(hits($one, 'r5'), 2, 'route retry_on: two attempts');
 
 # Budget 0 leaves the burst of 10 retries per 10 s window.
 %codes = ();
@@ -237,6 +248,17 @@ is_deeply($echo->{trailers}, [['x-only', '1']], 'trailers right after the header
 my ($mc, $m) = $a->http('GET', 'admin', '/metrics');
 my ($one_retries) = $m =~ /^outrider_proxy_retries_total\{cluster="one"\} (\d+)$/m;
 is($one_retries, 5, 'retries counted in outrider_proxy_retries_total (g1 1, g2 2, h2a 1, h2put 1)');
+
+# A status list that would do nothing is a configuration error naming it.
+my ($dir, $path) = Outrider::write_conf({ modules => ['proxy'], proxy => { clusters => [
+    { name => 'x', endpoints => ['127.0.0.1:1'], retriable_status_codes => [503] } ] } });
+my ($tc, $tout) = Outrider::run_cmd(Outrider::bin(), '-t', '-c', $path, '--modules-dir', Outrider::modules_dir());
+is($tc, 1, 'retriable_status_codes without retriable-status-codes in retry_on: invalid configuration');
+like($tout, qr/proxy\.clusters\[0\]\.retriable_status_codes: has no effect unless retry_on lists/, 'the error names the key');
+($dir, $path) = Outrider::write_conf({ modules => ['proxy'], proxy => { clusters => [
+    { name => 'x', endpoints => ['127.0.0.1:1'], retry_grpc_codes => ['unavailabel'] } ] } });
+($tc, $tout) = Outrider::run_cmd(Outrider::bin(), '-t', '-c', $path, '--modules-dir', Outrider::modules_dir());
+like($tout, qr/proxy\.clusters\[0\]\.retry_grpc_codes\[0\]/, 'an unknown gRPC code name is an error naming it');
 
 kill 'TERM', $h2pid, $gpid;
 waitpid($h2pid, 0);

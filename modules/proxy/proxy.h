@@ -300,15 +300,19 @@ int proxy_retry_conf_check(struct proxy_state *st);
 /* Whether method m (n bytes) is idempotent (RFC 9110 9.2.2), so sending it
  * twice is safe. */
 bool proxy_retry_method_ok(const char *m, size_t n);
-/* Whether cluster cc retries a failure of this cause: status and
- * grpc_status count for PROXY_RETRY_CAUSE_STATUS only; grpc says the
- * request is a gRPC call. Attempts and budget are not looked at. */
-bool proxy_retry_wanted(const struct proxy_cluster_conf *cc, enum proxy_retry_cause cause, int status,
-                        int grpc_status, bool grpc);
-/* Takes one retry for a request that made *retries so far: false when its
- * attempts or the cluster's budget on this worker are used up; otherwise
- * counts it (in *retries, the budget and the metric) and says true. */
-bool proxy_retry_take(struct proxy_wcluster *wc, uint32_t *retries);
+/* The most retries for a request of route rc (NULL: none) on cluster cc. */
+int64_t proxy_retry_max(const struct proxy_cluster_conf *cc, const struct proxy_route_conf *rc);
+/* Whether cluster cc, or route rc (may be NULL) where it overrides the
+ * cluster, retries a failure of this cause: status and grpc_status count
+ * for PROXY_RETRY_CAUSE_STATUS only; grpc says the request is a gRPC call.
+ * Attempts and budget are not looked at. */
+bool proxy_retry_wanted(const struct proxy_cluster_conf *cc, const struct proxy_route_conf *rc,
+                        enum proxy_retry_cause cause, int status, int grpc_status, bool grpc);
+/* Takes one retry for a request of route rc (may be NULL) that made
+ * *retries so far: false when its attempts or the cluster's budget on this
+ * worker are used up; otherwise counts it (in *retries, the budget and the
+ * metric) and says true. */
+bool proxy_retry_take(struct proxy_wcluster *wc, const struct proxy_route_conf *rc, uint32_t *retries);
 /* The delay before retry number `attempt` (1-based): random up to
  * retry_backoff doubled per earlier attempt; 0 when backoff is off. */
 uint64_t proxy_retry_delay_ms(struct proxy_wcluster *wc, uint32_t attempt);

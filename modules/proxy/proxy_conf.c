@@ -42,6 +42,10 @@ static const struct otr_conf_field split_elem = {
 static const struct otr_conf_field header_name_elem = {
     .type = OTR_CONF_STRING, .max = 256, .help = "A header name."};
 
+static const struct otr_conf_field retry_on_elem = {
+    .type = OTR_CONF_ENUM, .choices = "connect-failure|reset|5xx|gateway-error|retriable-status-codes",
+    .help = "A retry condition."};
+
 static const struct otr_conf_field route_fields[] = {
     R("name", OTR_CONF_STRING, name, .def = "\"\"", .max = 128, .help = "Name for logs and metrics."),
     R("listener", OTR_CONF_STRING, listener, .def = "\"\"", .max = 16,
@@ -63,6 +67,10 @@ static const struct otr_conf_field route_fields[] = {
       .max = 32, .help = "Headers removed from the upstream request."),
     R("timeout", OTR_CONF_DURATION, timeout, .def = "\"0s\"", .max = 3600000,
       .help = "Request timeout for this route; 0: the cluster's."),
+    R("retries", OTR_CONF_INT, retries, .def = "-1", .min = -1, .max = 10,
+      .help = "Extra attempts for this route's requests (see the cluster's retries); -1: the cluster's."),
+    R("retry_on", OTR_CONF_ARRAY, retry_on, .elem = &retry_on_elem, .elem_size = sizeof(int), .max = 5,
+      .help = "Retry conditions for this route (see the cluster's retry_on); empty: the cluster's."),
     OTR_CONF_TABLE_END,
 };
 static const struct otr_conf_field route_elem = {
@@ -71,9 +79,6 @@ static const struct otr_conf_field route_elem = {
 static const struct otr_conf_field endpoint_elem = {
     .type = OTR_CONF_ADDRESS, .help = "An endpoint \"ip:port\"."};
 
-static const struct otr_conf_field retry_on_elem = {
-    .type = OTR_CONF_ENUM, .choices = "connect-failure|reset|5xx|gateway-error|retriable-status-codes",
-    .help = "A retry condition."};
 static const struct otr_conf_field status_code_elem = {
     .type = OTR_CONF_INT, .min = 100, .max = 599, .help = "An HTTP status."};
 static const struct otr_conf_field grpc_code_elem = {
@@ -121,8 +126,8 @@ static const struct otr_conf_field cluster_fields[] = {
       .help = "Request body bytes held per request so it can be sent again (HTTP/2 clients, and HTTP/1.1 clients "
               "of h2 clusters); a longer body is not retried; 0: requests with a body are never retried."),
     C("retry_backoff", OTR_CONF_DURATION, retry_backoff, .def = "\"25ms\"", .max = 10000,
-      .help = "Base delay before a retry, doubled each attempt, fully jittered (a random delay up to it); 0: "
-              "retry at once."),
+      .help = "Base of the wait before a retry: a random delay up to base x 2^(attempt-1), at most 10 x base; "
+              "0: retry at once."),
     OTR_CONF_TABLE_END,
 };
 static const struct otr_conf_field cluster_elem = {

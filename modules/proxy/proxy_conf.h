@@ -55,6 +55,8 @@ struct proxy_route_conf {
     struct otr_conf_map add_headers;    /* set on the upstream request */
     struct otr_conf_array remove_headers; /* char *: dropped from the upstream request */
     uint64_t timeout;                   /* 0: the cluster's request_timeout */
+    int64_t retries;                    /* -1: the cluster's */
+    struct otr_conf_array retry_on;     /* int: enum proxy_retry_on; empty: the cluster's */
 };
 
 struct proxy_cluster_conf {

@@ -15,7 +15,7 @@ void proxy_h2stream_retry_prepare(struct proxy_h2stream *st)
 {
     const struct proxy_cluster_conf *cc = st->wc->c->conf;
     st->wc->budget_requests++;
-    if (cc->retries > 0 && (st->grpc || proxy_retry_method_ok(st->method, st->method_len)))
+    if (proxy_retry_max(cc, st->route ? st->route->conf : NULL) > 0 && (st->grpc || proxy_retry_method_ok(st->method, st->method_len)))
         st->req_body.hold = (size_t)cc->retry_buffer;
 }
 
@@ -66,8 +66,9 @@ bool proxy_h2stream_retry(struct proxy_h2stream *st, enum proxy_retry_cause caus
      * held from the start, or none of it taken by this attempt. */
     if (!st->req_body.hold && st->req_pos)
         return false;
-    if (!proxy_retry_wanted(wc->c->conf, cause, status, grpc_status, st->grpc) ||
-        !proxy_retry_take(wc, &st->retries))
+    const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
+    if (!proxy_retry_wanted(wc->c->conf, rc, cause, status, grpc_status, st->grpc) ||
+        !proxy_retry_take(wc, rc, &st->retries))
         return false;
     struct proxy_worker *pw = wc->pw;
     pw->st->host->log(pw->st->ctx, OTR_LOG_DEBUG, "retrying stream to %s (status %d, grpc-status %d)",

@@ -793,8 +793,9 @@ static bool conn_may_retry(struct proxy_conn *c, enum proxy_retry_cause cause, i
 {
     struct proxy_wcluster *wc = c->wc;
     const struct proxy_h1_head *h = &c->parser.head;
+    const struct proxy_route_conf *rc = c->route ? c->route->conf : NULL;
     if (!wc || c->resp_head_sent || c->writing || h->framing != PROXY_H1_BODY_NONE ||
-        !proxy_retry_wanted(wc->c->conf, cause, status, -1, false))
+        !proxy_retry_wanted(wc->c->conf, rc, cause, status, -1, false))
         return false;
     switch (h->method_id) {
     case PROXY_H1_M_GET: case PROXY_H1_M_HEAD: case PROXY_H1_M_OPTIONS: case PROXY_H1_M_PUT:
@@ -803,7 +804,7 @@ static bool conn_may_retry(struct proxy_conn *c, enum proxy_retry_cause cause, i
     default:
         return false;
     }
-    return proxy_retry_take(wc, &c->retries);
+    return proxy_retry_take(wc, rc, &c->retries);
 }
 
 static void conn_on_retry_delay(void *arg)

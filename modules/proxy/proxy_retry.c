@@ -20,12 +20,20 @@ static const int grpc_code_of[] = {
     [PROXY_RETRY_GRPC_UNAVAILABLE] = 14,
 };
 
-static bool retry_on_has(const struct proxy_cluster_conf *cc, enum proxy_retry_on what)
+/* Whether the retry conditions (the route's when it has its own) include what. */
+static bool retry_on_has(const struct proxy_cluster_conf *cc, const struct proxy_route_conf *rc,
+                         enum proxy_retry_on what)
 {
-    for (size_t i = 0; i < cc->retry_on.n; i++)
-        if (OTR_CONF_AT(cc->retry_on, int, i) == (int)what)
+    const struct otr_conf_array *on = rc && rc->retry_on.n ? &rc->retry_on : &cc->retry_on;
+    for (size_t i = 0; i < on->n; i++)
+        if (OTR_CONF_AT(*on, int, i) == (int)what)
             return true;
     return false;
+}
+
+int64_t proxy_retry_max(const struct proxy_cluster_conf *cc, const struct proxy_route_conf *rc)
+{
+    return rc && rc->retries >= 0 ? rc->retries : cc->retries;
 }
 
 int proxy_retry_conf_check(struct proxy_state *st)
@@ -36,7 +44,7 @@ int proxy_retry_conf_check(struct proxy_state *st)
         const struct proxy_cluster_conf *cc = st->clusters[i].conf;
         /* Envoy ignores the list silently without the condition; a list
          * that does nothing is more likely a mistake than a wish. */
-        if (cc->retriable_status_codes.n && !retry_on_has(cc, PROXY_RETRY_STATUS_CODES)) {
+        if (cc->retriable_status_codes.n && !retry_on_has(cc, NULL, PROXY_RETRY_STATUS_CODES)) {
             snprintf(path, sizeof path, "clusters[%zu].retriable_status_codes", i);
             st->host->conf_error(st->ctx, path, "has no effect unless retry_on lists \"retriable-status-codes\"");
             errors++;
@@ -54,18 +62,18 @@ bool proxy_retry_method_ok(const char *m, size_t n)
     return false;
 }
 
-bool proxy_retry_wanted(const struct proxy_cluster_conf *cc, enum proxy_retry_cause cause, int status,
-                        int grpc_status, bool grpc)
+bool proxy_retry_wanted(const struct proxy_cluster_conf *cc, const struct proxy_route_conf *rc,
+                        enum proxy_retry_cause cause, int status, int grpc_status, bool grpc)
 {
-    if (cc->retries <= 0)
+    if (proxy_retry_max(cc, rc) <= 0)
         return false;
     switch (cause) {
     case PROXY_RETRY_CAUSE_CONNECT:
-        return retry_on_has(cc, PROXY_RETRY_CONNECT_FAILURE);
+        return retry_on_has(cc, rc, PROXY_RETRY_CONNECT_FAILURE);
     case PROXY_RETRY_CAUSE_RESET:
         /* A gRPC call (a POST) the server may have started on is sent
          * again only for the statuses it was configured for. */
-        return !grpc && retry_on_has(cc, PROXY_RETRY_RESET);
+        return !grpc && retry_on_has(cc, rc, PROXY_RETRY_RESET);
     case PROXY_RETRY_CAUSE_STATUS:
         if (grpc) {
             for (size_t i = 0; i < cc->retry_grpc_codes.n; i++)
@@ -73,11 +81,11 @@ bool proxy_retry_wanted(const struct proxy_cluster_conf *cc, enum proxy_retry_ca
                     return true;
             return false;
         }
-        if (status >= 500 && status <= 599 && retry_on_has(cc, PROXY_RETRY_5XX))
+        if (status >= 500 && status <= 599 && retry_on_has(cc, rc, PROXY_RETRY_5XX))
             return true;
-        if ((status == 502 || status == 503 || status == 504) && retry_on_has(cc, PROXY_RETRY_GATEWAY_ERROR))
+        if ((status == 502 || status == 503 || status == 504) && retry_on_has(cc, rc, PROXY_RETRY_GATEWAY_ERROR))
             return true;
-        if (retry_on_has(cc, PROXY_RETRY_STATUS_CODES))
+        if (retry_on_has(cc, rc, PROXY_RETRY_STATUS_CODES))
             for (size_t i = 0; i < cc->retriable_status_codes.n; i++)
                 if (OTR_CONF_AT(cc->retriable_status_codes, int64_t, i) == status)
                     return true;
@@ -86,10 +94,10 @@ bool proxy_retry_wanted(const struct proxy_cluster_conf *cc, enum proxy_retry_ca
     return false;
 }
 
-bool proxy_retry_take(struct proxy_wcluster *wc, uint32_t *retries)
+bool proxy_retry_take(struct proxy_wcluster *wc, const struct proxy_route_conf *rc, uint32_t *retries)
 {
     const struct proxy_cluster_conf *cc = wc->c->conf;
-    if (*retries >= (uint32_t)cc->retries)
+    if (*retries >= (uint64_t)proxy_retry_max(cc, rc))
         return false;
     uint64_t now = uv_now(wc->pw->loop);
     if (now - wc->budget_window_ms >= 10000) {
