@@ -73,7 +73,8 @@ struct proxy_h2stream {
     int32_t up_id;
     /* A stream the upstream refused unprocessed (REFUSED_STREAM, or beyond
      * the last stream id of its GOAWAY) is sent again on a fresh session,
-     * if none of its request body left yet. */
+     * if none of its request body left yet (up_body_sent: some left in this
+     * attempt) or the body is held (req_body.hold); so are retries. */
     bool up_body_sent;
     uint8_t up_refusals;
     int status, grpc_status;

@@ -64,7 +64,7 @@ bool proxy_h2stream_retry(struct proxy_h2stream *st, enum proxy_retry_cause caus
         return false;
     /* The body can be sent again only if every byte of it is still here:
      * held from the start, or none of it taken by this attempt. */
-    if (!st->req_body.hold && st->req_pos)
+    if (!st->req_body.hold && st->up_body_sent)
         return false;
     const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
     if (!proxy_retry_wanted(wc->c->conf, rc, cause, status, grpc_status, st->grpc) ||

@@ -94,8 +94,9 @@ static void up_close(struct proxy_h2up *up, const char *why)
     while (up->streams) {
         struct proxy_h2stream *st = up->streams;
         stream_detach(st, false);
-        if (!st->resp_end && !(!st->resp_headers_done && proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_RESET, 0, -1)))
-            proxy_h2stream_on_upstream_failed(st, 502, 14, why);
+        if (st->resp_end || (!st->resp_headers_done && proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_RESET, 0, -1)))
+            continue;
+        proxy_h2stream_on_upstream_failed(st, 502, 14, why);
     }
     if (up->s) {
         nghttp2_session_del(up->s);

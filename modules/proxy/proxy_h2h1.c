@@ -203,6 +203,8 @@ void proxy_h2h1_pump(struct proxy_h2stream *st)
             off = (size_t)snprintf((char *)st->h1_out, 24, "%zx\r\n", take);
         proxy_bytes_take(&st->req_body, st->h1_out + off, take);
         off += take;
+        if (take)
+            st->up_body_sent = true; /* not replayable any more, unless held */
         if (take && st->h1_req_chunked) {
             memcpy(st->h1_out + off, "\r\n", 2);
             off += 2;
