@@ -125,6 +125,17 @@ is(hits($one, 'g2'), 3, 'retries 2: three attempts, no more');
 is($code, 503, 'POST answered 503 is not retried');
 is(hits($one, 'p1'), 1, 'POST: one attempt');
 
+($code, $body) = req('one.test', '/flaky?key=u1&fail=1', '-X', 'PUT', '--data-binary', 'u' x 1000);
+is($code, 200, 'PUT with a 1000-byte body (within retry_buffer 1KiB) retried');
+like($body, qr/^ok attempt=2 len=1000 /, 'the whole body was sent again');
+($code, $body) = req('one.test', '/flaky?key=u2&fail=1', '-X', 'PUT', '-H', 'Transfer-Encoding: chunked',
+                     '--data-binary', 'v' x 700);
+is($code, 200, 'PUT with a chunked body retried');
+like($body, qr/^ok attempt=2 len=700 /, 'the chunked body was sent again whole');
+($code) = req('one.test', '/flaky?key=u3&fail=1', '-X', 'PUT', '--data-binary', 'w' x 100000);
+is($code, 503, 'a body longer than retry_buffer is not retried');
+is(hits($one, 'u3'), 1, 'long body: one attempt');
+
 my %codes;
 for my $i (1 .. 10) {
     my ($c, $b) = req('two.test', '/flaky?key=t&fail=1000&only=bad');
@@ -247,7 +258,7 @@ is_deeply($echo->{trailers}, [['x-only', '1']], 'trailers right after the header
 
 my ($mc, $m) = $a->http('GET', 'admin', '/metrics');
 my ($one_retries) = $m =~ /^outrider_proxy_retries_total\{cluster="one"\} (\d+)$/m;
-is($one_retries, 5, 'retries counted in outrider_proxy_retries_total (g1 1, g2 2, h2a 1, h2put 1)');
+is($one_retries, 7, 'retries counted in outrider_proxy_retries_total (g1 1, g2 2, u1 1, u2 1, h2a 1, h2put 1)');
 
 # A status list that would do nothing is a configuration error naming it.
 my ($dir, $path) = Outrider::write_conf({ modules => ['proxy'], proxy => { clusters => [

@@ -243,6 +243,7 @@ struct proxy_conn {
     uint64_t resp_body_left;
     bool req_last_chunk, resp_last_chunk; /* "0\r\n" written in that direction */
     bool up_reused;                       /* the request went on a pooled connection */
+    bool req_held; /* every request body byte sent so far is still in buf: a retry can replay it */
     /* chunk-size lines referenced by the write in flight, per direction */
     char req_lines[PROXY_PUMP_LINES][24], resp_lines[PROXY_PUMP_LINES][24];
     /* accounting for the access record */

@@ -123,8 +123,8 @@ static const struct otr_conf_field cluster_fields[] = {
       .max = 5, .help = "gRPC statuses retried when a call gets them as a trailers-only response (nothing of the "
                         "response reached the client), e.g. [\"unavailable\"]."),
     C("retry_buffer", OTR_CONF_SIZE, retry_buffer, .def = "\"64KiB\"", .max = 16777216,
-      .help = "Request body bytes held per request so it can be sent again (HTTP/2 clients, and HTTP/1.1 clients "
-              "of h2 clusters); a longer body is not retried; 0: requests with a body are never retried."),
+      .help = "Request body bytes held per request so it can be sent again (HTTP/1.1 clients of http1 clusters: "
+              "also no more than buffer_size); a longer body is not retried; 0: bodies are never retried."),
     C("retry_backoff", OTR_CONF_DURATION, retry_backoff, .def = "\"25ms\"", .max = 10000,
       .help = "Base of the wait before a retry: a random delay up to base x 2^(attempt-1), at most 10 x base; "
               "0: retry at once."),

@@ -608,6 +608,10 @@ static void conn_start_request(struct proxy_conn *c)
     c->req_head_sent = c->req_done = c->resp_head_sent = c->resp_done = false;
     c->req_last_chunk = c->resp_last_chunk = false;
     c->up_reused = false;
+    /* A body is kept in the buffer for a replay until it outgrows it or
+     * retry_buffer. Not with 100-continue: the client sent the body once,
+     * after a 100 it saw. */
+    c->req_held = h->framing != PROXY_H1_BODY_NONE && !(h->flags & PROXY_H1_EXPECT_CONTINUE);
     c->retries = 0;
     c->avoid_ep = -1;
     c->route = NULL;
@@ -722,9 +726,12 @@ static void up_on_request_written(uv_write_t *req, int status)
     }
     /* Body bytes before body_pos were written: drop them, keeping the
      * head (the access record reads it). What follows (body not sent yet,
-     * a pipelined request) moves down. */
+     * a pipelined request) moves down. A body held for a replay stays
+     * while the buffer has room to read more and it is within retry_buffer. */
     size_t keep = c->parser.head.head_len;
-    if (c->body_pos > keep) {
+    if (c->req_held && (c->len == c->cap || c->body_pos - keep > c->wc->c->conf->retry_buffer))
+        c->req_held = false;
+    if (c->body_pos > keep && !c->req_held) {
         memmove(c->buf + keep, c->buf + c->body_pos, c->len - c->body_pos);
         c->len -= c->body_pos - keep;
         c->body_pos = keep;
@@ -786,15 +793,15 @@ void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u)
 
 /* Whether a request whose attempt failed (cause; status for a response
  * head) before any response byte reached the client may be sent again:
- * the cluster retries that cause, the method is idempotent, there is no
- * body (its bytes were not kept), attempts and the retry budget are left.
+ * the cluster retries that cause, the method is idempotent, its body (if
+ * any) is still held, attempts and the retry budget are left.
  * Counts the retry when it says yes. */
 static bool conn_may_retry(struct proxy_conn *c, enum proxy_retry_cause cause, int status)
 {
     struct proxy_wcluster *wc = c->wc;
     const struct proxy_h1_head *h = &c->parser.head;
     const struct proxy_route_conf *rc = c->route ? c->route->conf : NULL;
-    if (!wc || c->resp_head_sent || c->writing || h->framing != PROXY_H1_BODY_NONE ||
+    if (!wc || c->resp_head_sent || c->writing || (h->framing != PROXY_H1_BODY_NONE && !c->req_held) ||
         !proxy_retry_wanted(wc->c->conf, rc, cause, status, -1, false))
         return false;
     switch (h->method_id) {
@@ -826,6 +833,15 @@ static void conn_retry(struct proxy_conn *c)
     c->up = NULL;
     c->req_head_sent = false;
     c->req_done = false;
+    if (c->req_held) {
+        /* The body is sent again from its first byte. */
+        const struct proxy_h1_head *h = &c->parser.head;
+        c->body_pos = h->head_len;
+        c->req_body_left = h->content_length;
+        c->req_last_chunk = false;
+        if (h->framing == PROXY_H1_BODY_CHUNKED)
+            proxy_h1_chunked_init(&c->chunked, &c->pw->st->limits);
+    }
     c->state = CONN_WAIT_UPSTREAM;
     uint64_t delay = proxy_retry_delay_ms(c->wc, c->retries);
     if (delay && (c->retry_delay = proxy_delay_start(c->pw->loop, delay, conn_on_retry_delay, c)))
