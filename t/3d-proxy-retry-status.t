@@ -8,7 +8,7 @@
 # than retry_buffer is not, the budget stops retries, a response already
 # streaming to the client is never retried. Also: request trailers from
 # HTTP/2 clients reach h2 upstreams and HTTP/1.1 upstreams (as chunked
-# trailers).
+# trailers), and chunked trailers of HTTP/1.1 clients reach h2 upstreams.
 use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
@@ -16,7 +16,7 @@ use Test::More;
 use JSON::PP;
 use IO::Socket::INET;
 use Outrider;
-use ProxyTest qw(backend_start backend_stop curl);
+use ProxyTest qw(backend_start backend_stop curl raw_http);
 
 my $root = Outrider::root();
 my $one = backend_start('one');
@@ -255,6 +255,13 @@ is($echo->{body_len}, 5, 'with the body, chunked');
 $r = h2_client('h2.test', 'GET', '/echo', '', 'x-only=1');
 $echo = eval { decode_json($r->{body}) } // {};
 is_deeply($echo->{trailers}, [['x-only', '1']], 'trailers right after the headers (no body) reach the h2 upstream');
+
+my $raw = raw_http($addr, ["POST /echo HTTP/1.1\r\nHost: h2.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                        . "5\r\nhello\r\n0\r\nX-Check", "sum: abc\r\nX-Other: 7\r\n\r\n"], gap => 0.1);
+like($raw, qr{^HTTP/1.1 200 }, 'HTTP/1.1 chunked request with trailers (split over two reads) to an h2 cluster');
+my ($json) = $raw =~ /\r\n\r\n(.*)$/s;
+$echo = eval { decode_json($json) } // {};
+is_deeply($echo->{trailers}, [['x-checksum', 'abc'], ['x-other', '7']], 'the trailers reached the h2 upstream as HTTP/2 trailers');
 
 my ($mc, $m) = $a->http('GET', 'admin', '/metrics');
 my ($one_retries) = $m =~ /^outrider_proxy_retries_total\{cluster="one"\} (\d+)$/m;

@@ -84,8 +84,9 @@ struct proxy_h2stream {
     struct proxy_delay *retry_delay; /* backoff before the next attempt, or NULL */
     uint64_t req_pos;                /* request body bytes this attempt sent upstream */
     uint64_t req_acked;              /* request body bytes acknowledged to the HTTP/2 client */
-    struct proxy_hdrs req_trailers;  /* the HTTP/2 client's request trailers */
-    char *h1_trailers;               /* them as an HTTP/1.1 chunked trailer section */
+    struct proxy_hdrs req_trailers;  /* the request's trailers, forwarded after its body */
+    char *h1_trailers;               /* the same as HTTP/1.1 field lines: built for an HTTP/1.1
+                                      * upstream, or collected from an HTTP/1.1 client */
     size_t h1_trailers_len;
     uint64_t t_start_ms, t_sent_ms, bytes_in, bytes_out;
     uint64_t deadline_ms;
@@ -221,6 +222,10 @@ void proxy_bytes_free(struct proxy_bytes *b);
 int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
 void proxy_hdrs_clear(struct proxy_hdrs *h);
 const nghttp2_nv *proxy_hdrs_find(const struct proxy_hdrs *h, const char *name);
+/* Adds the HTTP/1.1 field lines p[0..n) ("Name: value\r\n", as the strict
+ * parser validated them) to h with lower-case names, hop-by-hop fields
+ * left out. Only whole lines: callers collect a split section first. */
+void proxy_hdrs_add_h1_fields(struct proxy_hdrs *h, const char *p, size_t n);
 /* Whether an HTTP/2 field must not be forwarded (RFC 9113 8.2.2). */
 bool proxy_h2_hop_field(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
 /* grpc-timeout ("100m", "5S", ...) in milliseconds, rounded up; -1 if

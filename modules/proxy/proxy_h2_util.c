@@ -52,6 +52,32 @@ size_t proxy_bytes_take(struct proxy_bytes *b, uint8_t *out, size_t n)
     return n;
 }
 
+void proxy_hdrs_add_h1_fields(struct proxy_hdrs *h, const char *p, size_t n)
+{
+    while (n) {
+        const char *eol = memchr(p, '\n', n);
+        size_t ll = eol ? (size_t)(eol - p) + 1 : n;
+        const char *colon = memchr(p, ':', ll);
+        if (colon) {
+            char name[128];
+            size_t nl = (size_t)(colon - p);
+            const char *v = colon + 1, *ve = p + ll;
+            while (ve > v && (ve[-1] == '\n' || ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            if (nl && nl < sizeof name) {
+                for (size_t k = 0; k < nl; k++)
+                    name[k] = (p[k] >= 'A' && p[k] <= 'Z') ? (char)(p[k] + 32) : p[k];
+                if (!proxy_h2_hop_field((const uint8_t *)name, nl, (const uint8_t *)v, (size_t)(ve - v)))
+                    proxy_hdrs_add(h, (const uint8_t *)name, nl, (const uint8_t *)v, (size_t)(ve - v));
+            }
+        }
+        p += ll;
+        n -= ll;
+    }
+}
+
 void proxy_bytes_free(struct proxy_bytes *b)
 {
     free(b->p);

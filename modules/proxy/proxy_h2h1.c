@@ -336,32 +336,6 @@ static int take_head(struct proxy_h2stream *st, struct proxy_upconn *u)
     }
 }
 
-/* Parses "Name: value\r\n" trailer lines into st->trailers. */
-static void take_trailers(struct proxy_h2stream *st, const char *p, size_t n)
-{
-    while (n) {
-        const char *eol = memchr(p, '\n', n);
-        size_t ll = eol ? (size_t)(eol - p) + 1 : n;
-        const char *colon = memchr(p, ':', ll);
-        if (colon) {
-            char name[128];
-            size_t nl = (size_t)(colon - p);
-            const char *v = colon + 1, *ve = p + ll;
-            while (ve > v && (ve[-1] == '\n' || ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            if (nl && nl < sizeof name) {
-                for (size_t k = 0; k < nl; k++)
-                    name[k] = (p[k] >= 'A' && p[k] <= 'Z') ? (char)(p[k] + 32) : p[k];
-                proxy_hdrs_add(&st->trailers, (const uint8_t *)name, nl, (const uint8_t *)v, (size_t)(ve - v));
-            }
-        }
-        p += ll;
-        n -= ll;
-    }
-}
-
 /* Moves body bytes from u->buf into the stream's response queue. */
 static int take_body(struct proxy_h2stream *st, struct proxy_upconn *u, bool *done)
 {
@@ -395,7 +369,7 @@ static int take_body(struct proxy_h2stream *st, struct proxy_upconn *u, bool *do
             if (piece.data && proxy_bytes_put(&st->resp_body, (const uint8_t *)piece.data, piece.len))
                 return UV_ENOMEM;
             if (piece.trailer)
-                take_trailers(st, piece.trailer, piece.trailer_len);
+                proxy_hdrs_add_h1_fields(&st->trailers, piece.trailer, piece.trailer_len);
             *done = piece.done;
             break;
         }
