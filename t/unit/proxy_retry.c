@@ -16,9 +16,13 @@ static struct proxy_cluster_conf cluster(const int *on, size_t n_on, const int64
                                          const int *grpc, size_t n_grpc)
 {
     struct proxy_cluster_conf cc = { .retries = 2, .retry_budget = 0.2, .retry_backoff = 25 };
-    memcpy(retry_on_items, on, n_on * sizeof *on);
-    memcpy(status_items, codes, n_codes * sizeof *codes);
-    memcpy(grpc_items, grpc, n_grpc * sizeof *grpc);
+    /* memcpy must not see NULL, even for 0 bytes. */
+    for (size_t i = 0; i < n_on; i++)
+        retry_on_items[i] = on[i];
+    for (size_t i = 0; i < n_codes; i++)
+        status_items[i] = codes[i];
+    for (size_t i = 0; i < n_grpc; i++)
+        grpc_items[i] = grpc[i];
     cc.retry_on = (struct otr_conf_array){ retry_on_items, n_on };
     cc.retriable_status_codes = (struct otr_conf_array){ status_items, n_codes };
     cc.retry_grpc_codes = (struct otr_conf_array){ grpc_items, n_grpc };
