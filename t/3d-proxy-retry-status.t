@@ -16,7 +16,8 @@ use Test::More;
 use JSON::PP;
 use IO::Socket::INET;
 use Outrider;
-use ProxyTest qw(backend_start backend_stop curl raw_http);
+use ProxyTest qw(backend_start backend_stop curl raw_http wait_metric);
+use File::Temp qw(tempfile);
 
 my $root = Outrider::root();
 my $one = backend_start('one');
@@ -35,6 +36,12 @@ like($gport, qr/^\d+$/, 'gRPC server started');
 my $dead = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
 my $dead_port = $dead->sockport;
 close $dead;
+
+# A port whose accept queue is full: connecting to it hangs (SYNs dropped).
+# (Linux queues backlog + 1 connections: two fillers.)
+my $hang = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
+my $hang_port = $hang->sockport;
+my @fillers = map { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$hang_port") or die "filler: $!" } 1 .. 2;
 
 my $a = Outrider->start(
     role => 'sidecar',
@@ -65,6 +72,7 @@ my $a = Outrider->start(
                   endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$good->{port}"] },
                 { name => 'h2half', protocol => 'h2', lb => 'round_robin', retry_budget => 1,
                   endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$h2port"] },
+                { name => 'hang', connect_timeout => '1500ms', endpoints => ["127.0.0.1:$hang_port"] },
                 { name => 'grpc', protocol => 'h2', retry_grpc_codes => ['unavailable'], retry_budget => 1,
                   endpoints => ["127.0.0.1:$gport"] },
             ],
@@ -72,6 +80,7 @@ my $a = Outrider->start(
                 # Route overrides: no retries, or other conditions than the cluster's.
                 { authority => 'noretry.test', cluster => 'one', retries => 0 },
                 { authority => 'route5xx.test', cluster => 'codes', retry_on => ['5xx'] },
+                { authority => 'hang.test', cluster => 'hang', timeout => '300ms' },
                 map { { authority => "$_.test", cluster => $_ } } qw(one two codes budget stream h2 grpc half h2half) ],
         },
     });
@@ -215,6 +224,25 @@ for my $i (1 .. 6) {
 is_deeply(\%codes, { 200 => 6 }, 'HTTP/2 client, h2 cluster: refused connections retried on the live endpoint');
 is(h2hits('h2h'), 6, 'each request reached the live HTTP/2 endpoint once');
 
+# A regression guard: a stream that ended while its HTTP/1.1 connection was
+# still connecting left the connection pointing at the freed stream; the
+# connect timeout then used it (ASan: heap-use-after-free).
+($code) = req('hang.test', '/id', @h2);
+is($code, 504, 'HTTP/2 client: the route timeout ends a stream still connecting upstream');
+ok(wait_metric($a, qr/^outrider_proxy_upstream_connections\{cluster="hang"\} 0$/m, 15),
+   'the connect timeout then closed the connection, without the stream');
+
+my ($nrc, $nout) = Outrider::run_cmd('nghttp', '-H', ':authority: one.test', "http://$addr/flaky?key=ng&fail=1");
+like($nout, qr/^ok attempt=2 /m, 'nghttp: 503 retried');
+my ($tfh, $tfile) = tempfile(UNLINK => 1);
+print $tfh 'n' x 300;
+close $tfh;
+($nrc, $nout) = Outrider::run_cmd('nghttp', '-H', ':authority: h2.test', '-d', $tfile, '--trailer', 'x-from: nghttp',
+                                  "http://$addr/echo");
+my $nj = eval { decode_json($nout) } // {};
+is_deeply($nj->{trailers}, [['x-from', 'nghttp']], 'nghttp request trailers reach the h2 upstream');
+is($nj->{body_len}, 300, 'with the body');
+
 ($code, $body) = req('h2.test', '/flaky?key=n1&fail=1', @h2);
 is($code, 200, 'HTTP/2 client to an h2 cluster: 503 retried');
 is(h2hits('n1'), 2, 'two attempts on the HTTP/2 backend');
@@ -265,7 +293,7 @@ is_deeply($echo->{trailers}, [['x-checksum', 'abc'], ['x-other', '7']], 'the tra
 
 my ($mc, $m) = $a->http('GET', 'admin', '/metrics');
 my ($one_retries) = $m =~ /^outrider_proxy_retries_total\{cluster="one"\} (\d+)$/m;
-is($one_retries, 7, 'retries counted in outrider_proxy_retries_total (g1 1, g2 2, u1 1, u2 1, h2a 1, h2put 1)');
+is($one_retries, 8, 'retries counted in outrider_proxy_retries_total (g1 1, g2 2, u1 1, u2 1, h2a 1, h2put 1, ng 1)');
 
 # A status list that would do nothing is a configuration error naming it.
 my ($dir, $path) = Outrider::write_conf({ modules => ['proxy'], proxy => { clusters => [
@@ -282,5 +310,7 @@ kill 'TERM', $h2pid, $gpid;
 waitpid($h2pid, 0);
 waitpid($gpid, 0);
 backend_stop($_) for $one, $bad, $good;
+close $_ for @fillers;
+close $hang;
 $a->finish_ok;
 done_testing;
