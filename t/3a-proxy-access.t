@@ -2,7 +2,7 @@
 # The proxy's access records, as the logs module ships them from the bus:
 # method/path/authority of a request whose body was streamed (the head is
 # kept while the body moves through the buffer), HTTP/2 and gRPC records
-# with grpc_status, retries, and the caller's identity.
+# with grpc_status, retries (HTTP/1.1 and HTTP/2), and the caller's identity.
 use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
@@ -48,16 +48,17 @@ curl('-o', '/dev/null', '-H', 'Host: flaky.test', "http://$addr/id");
 open(my $gc, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_client.py", $addr, 'grpc.test', 'fail', '5:not here') or die;
 my $g = do { local $/; <$gc> };
 close $gc;
+curl('-o', '/dev/null', '--http2-prior-knowledge', '-H', 'Host: flaky.test', "http://$addr/id");
 
 my @r;
 my $until = time + 10;
 while (time < $until) {
     if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
-    last if @r >= 4;
+    last if @r >= 5;
     sleep 0.05;
 }
-is(scalar @r, 4, 'four access records');
-my ($post, $h2, $flaky, $grpc) = @r;
+is(scalar @r, 5, 'five access records');
+my ($post, $h2, $flaky, $grpc, $h2flaky) = @r;
 is("$post->{method} $post->{authority} $post->{path}", 'POST svc.test /echo?big=1',
    'streamed POST: method, authority and path intact');
 is($post->{status}, 200, 'POST status');
@@ -69,6 +70,8 @@ is($flaky->{status}, 200, '... and it succeeded');
 is("$grpc->{protocol} $grpc->{path}", 'gRPC /test.Echo/Fail', 'gRPC record');
 is($grpc->{grpc_status}, 5, 'gRPC record: grpc_status from the trailers');
 is($grpc->{status}, 200, 'gRPC record: HTTP status 200');
+is("$h2flaky->{protocol} $h2flaky->{status} $h2flaky->{retries}", 'HTTP/2 200 1', 'retried HTTP/2 request: retries 1');
+is($h2flaky->{upstream}, "127.0.0.1:$be->{port}", '... and its upstream is the endpoint that answered');
 
 kill 'TERM', $spid;
 waitpid($spid, 0);

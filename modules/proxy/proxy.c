@@ -136,6 +136,8 @@ static int state_build(struct proxy_state *st)
     int rr = proxy_routes_build(st);
     if (rr && rr != OTR_ECONFIG)
         return rr;
+    if (!rc && proxy_retry_conf_check(st))
+        rr = OTR_ECONFIG;
     if (rc || rr)
         return OTR_ECONFIG;
     st->limits = proxy_h1_limits_default;

@@ -77,6 +77,7 @@ struct proxy_h2conn;
 struct proxy_h2up;
 struct proxy_lua_out;
 struct proxy_h2stream;
+struct proxy_delay;
 
 /* A cluster's per-worker endpoint state. */
 struct proxy_endpoint {
@@ -228,6 +229,9 @@ void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster
 void proxy_upstream_close_idle(struct proxy_worker *pw);
 /* The endpoint choice, exposed for tests. */
 struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc);
+/* The choice for a retry: another endpoint than index avoid (-1: any)
+ * when the cluster has another. */
+struct proxy_endpoint *proxy_lb_pick_other(struct proxy_wcluster *wc, int avoid);
 void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_ms);
 
 /* Whether wc may take one more request (max_requests); counts and says
@@ -320,6 +324,7 @@ struct proxy_conn {
     uint64_t resp_body_left;
     bool req_last_chunk, resp_last_chunk; /* "0\r\n" written in that direction */
     bool up_reused;                       /* the request went on a pooled connection */
+    bool req_held; /* every request body byte sent so far is still in buf: a retry can replay it */
     /* chunk-size lines referenced by the write in flight, per direction */
     char req_lines[PROXY_PUMP_LINES][24], resp_lines[PROXY_PUMP_LINES][24];
     /* accounting for the access record */
@@ -327,6 +332,7 @@ struct proxy_conn {
     uint32_t retries;
     const char *reason; /* why the proxy answered itself, for the access record (borrowed until published) */
     int avoid_ep; /* endpoint that just failed this request, -1 none */
+    struct proxy_delay *retry_delay; /* backoff before the next attempt, or NULL */
     uint64_t bytes_in, bytes_out;
     int status;
     char peer[64];
@@ -361,6 +367,43 @@ void proxy_conn_idle_start(struct proxy_conn *c);
 void proxy_conns_drain(struct proxy_worker *pw);
 void proxy_conns_close_all(struct proxy_worker *pw);
 void proxy_worker_maybe_drained(struct proxy_worker *pw);
+
+/* --- proxy_retry.c --------------------------------------------------------- */
+
+/* Why one attempt of a request failed. */
+enum proxy_retry_cause {
+    PROXY_RETRY_CAUSE_CONNECT, /* no connection (refused, timed out, none available) */
+    PROXY_RETRY_CAUSE_RESET,   /* connection or stream dropped before the response head */
+    PROXY_RETRY_CAUSE_STATUS,  /* a response head (status, or gRPC status of a trailers-only response) */
+};
+
+/* Reports retry settings that make no sense (check and init); returns 0 or
+ * OTR_ECONFIG. */
+int proxy_retry_conf_check(struct proxy_state *st);
+/* Whether method m (n bytes) is idempotent (RFC 9110 9.2.2), so sending it
+ * twice is safe. */
+bool proxy_retry_method_ok(const char *m, size_t n);
+/* The most retries for a request of route rc (NULL: none) on cluster cc. */
+int64_t proxy_retry_max(const struct proxy_cluster_conf *cc, const struct proxy_route_conf *rc);
+/* Whether cluster cc, or route rc (may be NULL) where it overrides the
+ * cluster, retries a failure of this cause: status and grpc_status count
+ * for PROXY_RETRY_CAUSE_STATUS only; grpc says the request is a gRPC call.
+ * Attempts and budget are not looked at. */
+bool proxy_retry_wanted(const struct proxy_cluster_conf *cc, const struct proxy_route_conf *rc,
+                        enum proxy_retry_cause cause, int status, int grpc_status, bool grpc);
+/* Takes one retry for a request of route rc (may be NULL) that made
+ * *retries so far: false when its attempts or the cluster's budget on this
+ * worker are used up; otherwise counts it (in *retries, the budget and the
+ * metric) and says true. */
+bool proxy_retry_take(struct proxy_wcluster *wc, const struct proxy_route_conf *rc, uint32_t *retries);
+/* The delay before retry number `attempt` (1-based): random up to
+ * retry_backoff doubled per earlier attempt; 0 when backoff is off. */
+uint64_t proxy_retry_delay_ms(struct proxy_wcluster *wc, uint32_t attempt);
+/* A one-shot wait before a retry, owning its timer. fire(arg) runs once
+ * after ms (the delay frees itself then: its owner forgets it in fire);
+ * proxy_delay_cancel (NULL is fine) stops it unfired. NULL: no memory. */
+struct proxy_delay *proxy_delay_start(uv_loop_t *loop, uint64_t ms, void (*fire)(void *arg), void *arg);
+void proxy_delay_cancel(struct proxy_delay *d);
 
 /* --- proxy_route.c --------------------------------------------------------- */
 

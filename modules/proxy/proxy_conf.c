@@ -44,6 +44,10 @@ static const struct otr_conf_field split_elem = {
 static const struct otr_conf_field header_name_elem = {
     .type = OTR_CONF_STRING, .max = 256, .help = "A header name."};
 
+static const struct otr_conf_field retry_on_elem = {
+    .type = OTR_CONF_ENUM, .choices = "connect-failure|reset|5xx|gateway-error|retriable-status-codes",
+    .help = "A retry condition."};
+
 static const struct otr_conf_field route_fields[] = {
     R("name", OTR_CONF_STRING, name, .def = "\"\"", .max = 128, .help = "Name for logs and metrics."),
     R("listener", OTR_CONF_STRING, listener, .def = "\"\"", .max = 16,
@@ -65,6 +69,10 @@ static const struct otr_conf_field route_fields[] = {
       .max = 32, .help = "Headers removed from the upstream request."),
     R("timeout", OTR_CONF_DURATION, timeout, .def = "\"0s\"", .max = 3600000,
       .help = "Request timeout for this route; 0: the cluster's."),
+    R("retries", OTR_CONF_INT, retries, .def = "-1", .min = -1, .max = 10,
+      .help = "Extra attempts for this route's requests (see the cluster's retries); -1: the cluster's."),
+    R("retry_on", OTR_CONF_ARRAY, retry_on, .elem = &retry_on_elem, .elem_size = sizeof(int), .max = 5,
+      .help = "Retry conditions for this route (see the cluster's retry_on); empty: the cluster's."),
     OTR_CONF_TABLE_END,
 };
 static const struct otr_conf_field route_elem = {
@@ -114,6 +122,9 @@ static const struct otr_conf_field health_fields[] = {
       .help = "The service name a gRPC check asks about; empty: the server as a whole."),
     OTR_CONF_TABLE_END,
 };
+static const struct otr_conf_field grpc_code_elem = {
+    .type = OTR_CONF_ENUM, .choices = "cancelled|deadline-exceeded|internal|resource-exhausted|unavailable",
+    .help = "A gRPC status name."};
 
 static const struct otr_conf_field cluster_fields[] = {
     C("name", OTR_CONF_STRING, name, .flags = OTR_CONF_REQUIRED, .max = 128, .help = "The cluster's name."),
@@ -137,8 +148,8 @@ static const struct otr_conf_field cluster_fields[] = {
     C("max_idle", OTR_CONF_INT, max_idle, .def = "64", .min = 0, .max = 100000,
       .help = "Idle pooled connections kept per worker and endpoint."),
     C("retries", OTR_CONF_INT, retries, .def = "2", .min = 0, .max = 10,
-      .help = "Extra attempts, on another endpoint, for an idempotent request without a body (HTTP/1.1 "
-              "clients) whose connection failed before any response byte."),
+      .help = "Extra attempts, each on another endpoint when there is one, for a request that failed as retry_on "
+              "says before any response byte reached the client: idempotent methods and gRPC calls only."),
     C("retry_budget", OTR_CONF_DOUBLE, retry_budget, .def = "0.2", .min = 0, .max = 1,
       .help = "Retries allowed per worker as a fraction of requests over 10 s windows, plus 10: a failing "
               "cluster is not hammered."),
@@ -149,6 +160,22 @@ static const struct otr_conf_field cluster_fields[] = {
       .help = "Passive outlier ejection: endpoints failing in a row are left out for a while (per worker)."),
     C("health_check", OTR_CONF_OBJECT, health_check, .fields = health_fields,
       .help = "Active health checks (HTTP/1.1, HTTP/2 or gRPC); endpoints failing them get no traffic (per worker)."),
+    C("retry_on", OTR_CONF_ARRAY, retry_on, .elem = &retry_on_elem, .elem_size = sizeof(int), .max = 5,
+      .def = "[\"connect-failure\", \"reset\"]",
+      .help = "What is retried: connect-failure (refused, timed out), reset (connection or stream dropped before "
+              "the response head), 5xx, gateway-error (502, 503, 504), retriable-status-codes (the list below)."),
+    C("retriable_status_codes", OTR_CONF_ARRAY, retriable_status_codes, .elem = &status_elem,
+      .elem_size = sizeof(int64_t), .max = 32,
+      .help = "Response statuses retried when retry_on has retriable-status-codes, e.g. [503, 429]."),
+    C("retry_grpc_codes", OTR_CONF_ARRAY, retry_grpc_codes, .elem = &grpc_code_elem, .elem_size = sizeof(int),
+      .max = 5, .help = "gRPC statuses retried when a call gets them as a trailers-only response (nothing of the "
+                        "response reached the client), e.g. [\"unavailable\"]."),
+    C("retry_buffer", OTR_CONF_SIZE, retry_buffer, .def = "\"64KiB\"", .max = 16777216,
+      .help = "Request body bytes held per request so it can be sent again (HTTP/1.1 clients of http1 clusters: "
+              "also no more than buffer_size); a longer body is not retried; 0: bodies are never retried."),
+    C("retry_backoff", OTR_CONF_DURATION, retry_backoff, .def = "\"25ms\"", .max = 10000,
+      .help = "Base of the wait before a retry: a random delay up to base x 2^(attempt-1), at most 10 x base; "
+              "0: retry at once."),
     OTR_CONF_TABLE_END,
 };
 static const struct otr_conf_field cluster_elem = {

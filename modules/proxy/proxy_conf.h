@@ -13,6 +13,22 @@ enum proxy_lb_kind { PROXY_LB_ROUND_ROBIN = 0, PROXY_LB_LEAST_REQUEST, PROXY_LB_
 enum proxy_protocol { PROXY_PROTO_HTTP1 = 0, PROXY_PROTO_H2 };
 enum proxy_script_failure { PROXY_SCRIPT_ALLOW = 0, PROXY_SCRIPT_DENY };
 enum proxy_xff_mode { PROXY_XFF_APPEND = 0, PROXY_XFF_REPLACE, PROXY_XFF_OFF };
+/* Conditions a cluster retries on (retry_on), Envoy's names. */
+enum proxy_retry_on {
+    PROXY_RETRY_CONNECT_FAILURE = 0,
+    PROXY_RETRY_RESET,
+    PROXY_RETRY_5XX,
+    PROXY_RETRY_GATEWAY_ERROR,
+    PROXY_RETRY_STATUS_CODES,
+};
+/* gRPC statuses a cluster may retry (retry_grpc_codes). */
+enum proxy_retry_grpc {
+    PROXY_RETRY_GRPC_CANCELLED = 0,
+    PROXY_RETRY_GRPC_DEADLINE_EXCEEDED,
+    PROXY_RETRY_GRPC_INTERNAL,
+    PROXY_RETRY_GRPC_RESOURCE_EXHAUSTED,
+    PROXY_RETRY_GRPC_UNAVAILABLE,
+};
 
 struct proxy_listener_conf {
     bool enabled;
@@ -39,6 +55,8 @@ struct proxy_route_conf {
     struct otr_conf_map add_headers;    /* set on the upstream request */
     struct otr_conf_array remove_headers; /* char *: dropped from the upstream request */
     uint64_t timeout;                   /* 0: the cluster's request_timeout */
+    int64_t retries;                    /* -1: the cluster's */
+    struct otr_conf_array retry_on;     /* int: enum proxy_retry_on; empty: the cluster's */
 };
 
 /* Passive outlier ejection (proxy_outlier.c). */
@@ -75,6 +93,11 @@ struct proxy_cluster_conf {
     int64_t max_requests;    /* per worker: requests in flight or waiting; 0: no limit */
     struct proxy_outlier_conf outlier;
     struct proxy_health_conf health_check;
+    struct otr_conf_array retry_on;               /* int: enum proxy_retry_on */
+    struct otr_conf_array retriable_status_codes; /* int64_t */
+    struct otr_conf_array retry_grpc_codes;       /* int: enum proxy_retry_grpc */
+    uint64_t retry_buffer;   /* request body bytes held for a replay */
+    uint64_t retry_backoff;  /* base delay before a retry, 0: none */
 };
 
 struct proxy_conf {

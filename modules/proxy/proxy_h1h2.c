@@ -41,6 +41,17 @@ void proxy_h1h2_failed(struct proxy_h2stream *st, int status, const char *why)
     proxy_conn_respond_error(st->h1c, status, why);
 }
 
+static int trailers_collect(struct proxy_h2stream *st, const char *p, size_t n)
+{
+    char *t = realloc(st->h1_trailers, st->h1_trailers_len + n);
+    if (!t)
+        return UV_ENOMEM;
+    memcpy(t + st->h1_trailers_len, p, n);
+    st->h1_trailers = t;
+    st->h1_trailers_len += n;
+    return 0;
+}
+
 void proxy_h1h2_pump_request(struct proxy_conn *c)
 {
     struct proxy_h2stream *st = c->h2st;
@@ -73,8 +84,18 @@ void proxy_h1h2_pump_request(struct proxy_conn *c)
                 proxy_bytes_put(&st->req_body, (const uint8_t *)piece.data, piece.len);
                 added = true;
             }
-            if (piece.done)
+            /* Trailer lines may come split over reads: collected (the
+             * decoder bounds them by max_trailer_size), then forwarded as
+             * HTTP/2 trailers. */
+            if (piece.trailer && trailers_collect(st, piece.trailer, piece.trailer_len) != 0) {
+                proxy_conn_respond_error(c, 503, "out of memory");
+                return;
+            }
+            if (piece.done) {
+                if (st->h1_trailers_len)
+                    proxy_hdrs_add_h1_fields(&st->req_trailers, st->h1_trailers, st->h1_trailers_len);
                 c->req_done = true;
+            }
         }
     }
     /* The body was copied: keep the head (the access record reads it) and
@@ -120,6 +141,7 @@ void proxy_h1h2_start(struct proxy_conn *c, struct proxy_wcluster *wc)
     st->wc = wc;
     st->route = c->route;
     st->grpc_status = -1;
+    st->avoid_ep = -1;
     st->t_start_ms = c->t_start_ms;
     proxy_hdrs_add(&st->req, (const uint8_t *)":method", 7, (const uint8_t *)b + h->method.off, h->method.len);
     if (h->path.len)
@@ -160,6 +182,7 @@ void proxy_h1h2_start(struct proxy_conn *c, struct proxy_wcluster *wc)
     c->h2st = st;
     c->wc = wc;
     c->state = CONN_FORWARDING;
+    proxy_h2stream_retry_prepare(st);
     c->req_done = h->framing == PROXY_H1_BODY_NONE;
     st->req_end = c->req_done;
     proxy_h1h2_pump_request(c);

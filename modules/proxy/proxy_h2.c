@@ -143,6 +143,8 @@ void proxy_h2stream_free(struct proxy_h2stream *st)
     proxy_hdrs_clear(&st->req);
     proxy_hdrs_clear(&st->resp);
     proxy_hdrs_clear(&st->trailers);
+    proxy_hdrs_clear(&st->req_trailers);
+    free(st->h1_trailers);
     proxy_bytes_free(&st->req_body);
     proxy_bytes_free(&st->resp_body);
     free(st->lua);
@@ -248,10 +250,12 @@ void proxy_h2stream_on_upstream_failed(struct proxy_h2stream *st, int status, in
     char num[16];
     st->failed = true;
     snprintf(st->reason, sizeof st->reason, "%s", why);
-    size_t queued = st->req_body.len - st->req_body.off;
-    if (queued)
-        nghttp2_session_consume(dc->s, st->id, queued);
-    st->req_body.off = st->req_body.len = 0;
+    /* Every body byte received and not acknowledged yet (queued, or taken
+     * by a write that will not complete) is given back to the client. */
+    if (st->bytes_in > st->req_acked)
+        nghttp2_session_consume(dc->s, st->id, (size_t)(st->bytes_in - st->req_acked));
+    st->req_acked = st->bytes_in;
+    st->req_body.off = st->req_body.len = st->req_body.hold = 0;
     dc->c->pw->st->host->log(dc->c->pw->st->ctx, OTR_LOG_DEBUG, "h2 stream %d: %s", st->id, why);
     if (st->resp_submitted) {
         if (st->grpc && !st->resp_end) {
@@ -442,10 +446,8 @@ static void stream_begin(struct proxy_h2stream *st)
             uv_timer_start(st->timer, stream_on_deadline, timeout, 0);
         }
     }
-    if (st->wc->c->conf->protocol == PROXY_PROTO_H2)
-        proxy_h2up_dispatch(st);
-    else
-        proxy_upstream_dispatch_h2(st, st->wc);
+    proxy_h2stream_retry_prepare(st);
+    proxy_h2stream_dispatch(st);
 }
 
 static void stream_publish(struct proxy_h2stream *st)
@@ -483,7 +485,7 @@ static void stream_publish(struct proxy_h2stream *st)
         { .key = "bytes_out", .type = OTR_VAL_INT, .v.i = (int64_t)st->bytes_out },
         { .key = "duration_ms", .type = OTR_VAL_DOUBLE, .v.d = ms },
         { .key = "upstream", .type = OTR_VAL_STR, .v.s = { upstream, strlen(upstream) } },
-        { .key = "retries", .type = OTR_VAL_INT, .v.i = 0 },
+        { .key = "retries", .type = OTR_VAL_INT, .v.i = st->retries },
         { .key = "cluster", .type = OTR_VAL_STR, .v.s = { cluster, strlen(cluster) } },
         { .key = "caller_namespace", .type = OTR_VAL_STR, .v.s = { pod ? pod->namespace_ : "", pod ? strlen(pod->namespace_) : 0 } },
         { .key = "caller_pod", .type = OTR_VAL_STR, .v.s = { pod ? pod->name : "", pod ? strlen(pod->name) : 0 } },
@@ -512,6 +514,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     st->dc = dc;
     st->id = frame->hd.stream_id;
     st->grpc_status = -1;
+    st->avoid_ep = -1;
     st->next = dc->streams;
     if (dc->streams)
         dc->streams->prev = st;
@@ -532,8 +535,15 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
     struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
     if (!st || frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* request trailers: not forwarded */
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* Request trailers (nghttp2 has checked that they end the stream
+         * and hold no pseudo-header), forwarded when the body ends. */
+        if (st->req_trailers.bytes + nl + vl > dc->c->pw->st->limits.max_trailers)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        if (proxy_h2_hop_field(name, nl, value, vl))
+            return 0;
+        return proxy_hdrs_add(&st->req_trailers, name, nl, value, vl) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    }
     if (st->req.bytes + nl + vl > dc->c->pw->st->limits.max_head)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
     if (proxy_hdrs_add(&st->req, name, nl, value, vl) != 0)

@@ -28,6 +28,10 @@
 struct proxy_bytes {
     uint8_t *p;
     size_t off, len, cap; /* data is p[off..len) */
+    /* While non-zero, bytes taken stay in p[0..off) so that the whole
+     * queue can be taken again (a retry's replay), as long as it holds at
+     * most this many bytes; a longer one drops the hold for good. */
+    size_t hold;
 };
 
 /* Header fields with their bytes in blocks that never move. */
@@ -69,17 +73,29 @@ struct proxy_h2stream {
     int32_t up_id;
     /* A stream the upstream refused unprocessed (REFUSED_STREAM, or beyond
      * the last stream id of its GOAWAY) is sent again on a fresh session,
-     * if none of its request body left yet. */
+     * if none of its request body left yet (up_body_sent: some left in this
+     * attempt) or the body is held (req_body.hold); so are retries. */
     bool up_body_sent;
     uint8_t up_refusals;
     int status, grpc_status;
     char reason[80]; /* why the proxy answered itself, for the access record; "" otherwise */
+    /* retries (proxy_h2_retry.c) */
+    uint32_t retries;
+    int avoid_ep;                    /* endpoint the last attempt failed on, -1 none */
+    struct proxy_delay *retry_delay; /* backoff before the next attempt, or NULL */
+    uint64_t req_pos;                /* request body bytes this attempt sent upstream */
+    uint64_t req_acked;              /* request body bytes acknowledged to the HTTP/2 client */
+    struct proxy_hdrs req_trailers;  /* the request's trailers, forwarded after its body */
+    char *h1_trailers;               /* the same as HTTP/1.1 field lines: built for an HTTP/1.1
+                                      * upstream, or collected from an HTTP/1.1 client */
+    size_t h1_trailers_len;
     uint64_t t_start_ms, t_sent_ms, bytes_in, bytes_out;
     uint64_t deadline_ms;
     uv_timer_t *timer; /* allocated when a deadline applies */
     struct proxy_lua_out *lua; /* headers the route script sets, if any */
     /* translated to an HTTP/1.1 upstream (proxy_h2h1.c) */
     struct proxy_upconn *h1up;
+    struct proxy_upconn *h1connecting; /* opened for this stream, not connected yet */
     char *h1_head;
     size_t h1_head_len, h1_head_cap;
     uint8_t *h1_out;
@@ -183,6 +199,23 @@ void proxy_h2_flush_dirty(struct proxy_worker *pw);
 void proxy_h2_arm(struct proxy_worker *pw);
 void proxy_h2up_send(struct proxy_h2up *up);
 
+/* Retries of streams (proxy_h2_retry.c). */
+/* Decides at the request's start whether its body is held for a replay. */
+void proxy_h2stream_retry_prepare(struct proxy_h2stream *st);
+/* An attempt of st failed (cause; status and grpc_status for a response
+ * head, -1 when none): if the cluster's policy, the budget and the held
+ * body allow, ends the attempt's upstream leg (an open upstream stream is
+ * reset, an HTTP/1.1 connection closed) and sends the request again, to
+ * another endpoint when there is one, after the backoff; returns true.
+ * Returns false, touching nothing, when the caller must fail st itself. */
+bool proxy_h2stream_retry(struct proxy_h2stream *st, enum proxy_retry_cause cause, int status, int grpc_status);
+/* n more request body bytes of this attempt were handed upstream: those
+ * never acknowledged to the HTTP/2 client before are acknowledged now (a
+ * replay sends bytes it acknowledged already). */
+void proxy_h2stream_req_taken(struct proxy_h2stream *st, size_t n);
+/* Starts (or restarts) st's upstream leg on its cluster. */
+void proxy_h2stream_dispatch(struct proxy_h2stream *st);
+
 /* Helpers shared by both legs. */
 int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n);
 size_t proxy_bytes_take(struct proxy_bytes *b, uint8_t *out, size_t n);
@@ -190,6 +223,10 @@ void proxy_bytes_free(struct proxy_bytes *b);
 int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
 void proxy_hdrs_clear(struct proxy_hdrs *h);
 const nghttp2_nv *proxy_hdrs_find(const struct proxy_hdrs *h, const char *name);
+/* Adds the HTTP/1.1 field lines p[0..n) ("Name: value\r\n", as the strict
+ * parser validated them) to h with lower-case names, hop-by-hop fields
+ * left out. Only whole lines: callers collect a split section first. */
+void proxy_hdrs_add_h1_fields(struct proxy_hdrs *h, const char *p, size_t n);
 /* Whether an HTTP/2 field must not be forwarded (RFC 9113 8.2.2). */
 bool proxy_h2_hop_field(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
 /* grpc-timeout ("100m", "5S", ...) in milliseconds, rounded up; -1 if

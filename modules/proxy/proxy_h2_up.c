@@ -81,19 +81,22 @@ static void up_close(struct proxy_h2up *up, const char *why)
     }
     up->closing = true;
     /* Streams still waiting or in flight fail as unavailable. */
+    /* A retry may open a new session to this endpoint: it is not ours. */
     while (up->pending_head) {
         struct proxy_h2stream *st = up->pending_head;
         up->pending_head = st->pending_next;
         st->pending_next = NULL;
         stream_detach(st, false);
-        proxy_h2stream_on_upstream_failed(st, 503, 14, why);
+        if (!proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_CONNECT, 0, -1))
+            proxy_h2stream_on_upstream_failed(st, 503, 14, why);
     }
     up->pending_tail = NULL;
     while (up->streams) {
         struct proxy_h2stream *st = up->streams;
         stream_detach(st, false);
-        if (!st->resp_end)
-            proxy_h2stream_on_upstream_failed(st, 502, 14, why);
+        if (st->resp_end || (!st->resp_headers_done && proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_RESET, 0, -1)))
+            continue;
+        proxy_h2stream_on_upstream_failed(st, 502, 14, why);
     }
     if (up->s) {
         nghttp2_session_del(up->s);
@@ -179,18 +182,22 @@ static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
     }
     size_t n = proxy_bytes_take(&st->req_body, buf, length);
     if (n)
-        st->up_body_sent = true; /* no longer replayable after a refusal */
-    if (n && st->h1c) {
-        proxy_h1h2_req_consumed(st);
-    } else if (n) {
-        /* Only now may the client send more: acknowledge on its session. */
-        nghttp2_session_consume(st->dc->s, st->id, n);
-        proxy_h2conn_flush(st->dc);
+        st->up_body_sent = true; /* no longer replayable after a refusal, unless held */
+    if (n) {
+        proxy_h2stream_req_taken(st, n);
+        if (st->h1c)
+            proxy_h1h2_req_consumed(st);
     }
     if (st->req_body.off == st->req_body.len) {
-        if (st->req_end)
+        if (st->req_end) {
             *flags |= NGHTTP2_DATA_FLAG_EOF;
-        else if (!n) {
+            if (st->req_trailers.n) {
+                /* The client's trailers end the stream instead. */
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+                if (nghttp2_submit_trailer(s, id, st->req_trailers.nv, st->req_trailers.n) != 0)
+                    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+            }
+        } else if (!n) {
             st->req_deferred = true;
             return NGHTTP2_ERR_DEFERRED;
         }
@@ -264,7 +271,7 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
         }
     }
     nghttp2_data_provider dp = { .source.ptr = NULL, .read_callback = req_read };
-    bool body = !(st->req_end && st->req_body.off == st->req_body.len);
+    bool body = !(st->req_end && st->req_body.off == st->req_body.len && !st->req_trailers.n);
     int32_t id = nghttp2_submit_request(up->s, NULL, nv, n, body ? &dp : NULL, st);
     free(nv);
     if (id < 0) {
@@ -329,6 +336,13 @@ static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void
         if (!st->resp_headers_done) {
             if (st->status < 200)
                 return 0; /* interim: HTTP/2 clients need no 100 Continue relayed */
+            /* A status the cluster retries, or for gRPC a trailers-only
+             * response (grpc-status in the headers) with a code it retries:
+             * this stream is reset and the request goes again. */
+            const nghttp2_nv *gs = st->grpc && end ? proxy_hdrs_find(&st->resp, "grpc-status") : NULL;
+            if ((!st->grpc || gs) &&
+                proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_STATUS, st->status, gs ? atoi((const char *)gs->value) : -1))
+                return 0;
             st->resp_headers_done = true;
             st->resp_end = end;
             proxy_h2stream_on_response(st);
@@ -398,15 +412,23 @@ static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_cod
      * overloaded: this session gets no new stream either way (nginx resets
      * the streams past keepalive_requests before its GOAWAY arrives).
      * Bounded, so a server refusing everything still gets an answer. */
-    if (error_code == NGHTTP2_REFUSED_STREAM && !st->resp_headers_done && !st->failed && !st->up_body_sent &&
-        st->up_refusals < PROXY_H2_REFUSED_RETRIES) {
+    if (error_code == NGHTTP2_REFUSED_STREAM && !st->resp_headers_done && !st->failed &&
+        (!st->up_body_sent || st->req_body.hold) && st->up_refusals < PROXY_H2_REFUSED_RETRIES) {
         struct proxy_h2up *up = user;
         if (up->ep->h2 == up)
             up->ep->h2 = NULL;
         st->up_refusals++;
+        if (st->req_body.hold) {
+            st->req_body.off = 0; /* the replay starts from the body's first byte */
+            st->req_pos = 0;
+            st->up_body_sent = st->req_deferred = false;
+        }
         proxy_h2up_dispatch(st);
         return 0;
     }
+    if (error_code != NGHTTP2_NO_ERROR && !st->resp_headers_done &&
+        proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_RESET, 0, -1))
+        return 0;
     if (!st->resp_end && !st->failed) {
         char why[96];
         snprintf(why, sizeof why, "upstream reset the stream (%s)", nghttp2_http2_strerror(error_code));
@@ -535,7 +557,7 @@ void proxy_h2up_dispatch(struct proxy_h2stream *st)
         proxy_h2stream_on_upstream_failed(st, 503, 14, why);
         return;
     }
-    struct proxy_endpoint *ep = proxy_lb_pick(st->wc);
+    struct proxy_endpoint *ep = proxy_lb_pick_other(st->wc, st->avoid_ep);
     st->ep = ep;
     st->ep_active = true;
     ep->active++;
@@ -558,7 +580,9 @@ void proxy_h2up_dispatch(struct proxy_h2stream *st)
 
 void proxy_h2up_cancel(struct proxy_h2stream *st)
 {
-    if (st->h1up) {
+    proxy_delay_cancel(st->retry_delay);
+    st->retry_delay = NULL;
+    if (st->h1up || st->h1connecting) {
         proxy_h2h1_cancel(st);
         return;
     }

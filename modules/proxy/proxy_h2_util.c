@@ -12,11 +12,13 @@ int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n)
 {
     if (!n)
         return 0;
-    if (b->off && b->off == b->len)
+    if (b->hold && b->len + n > b->hold)
+        b->hold = 0; /* too long to keep for a replay: drained as usual from now on */
+    if (b->off && b->off == b->len && !b->hold)
         b->off = b->len = 0;
     if (b->len + n > b->cap) {
         /* Slide down before growing: the queue is drained from the front. */
-        if (b->off) {
+        if (b->off && !b->hold) {
             memmove(b->p, b->p + b->off, b->len - b->off);
             b->len -= b->off;
             b->off = 0;
@@ -48,6 +50,32 @@ size_t proxy_bytes_take(struct proxy_bytes *b, uint8_t *out, size_t n)
     memcpy(out, b->p + b->off, n);
     b->off += n;
     return n;
+}
+
+void proxy_hdrs_add_h1_fields(struct proxy_hdrs *h, const char *p, size_t n)
+{
+    while (n) {
+        const char *eol = memchr(p, '\n', n);
+        size_t ll = eol ? (size_t)(eol - p) + 1 : n;
+        const char *colon = memchr(p, ':', ll);
+        if (colon) {
+            char name[128];
+            size_t nl = (size_t)(colon - p);
+            const char *v = colon + 1, *ve = p + ll;
+            while (ve > v && (ve[-1] == '\n' || ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            if (nl && nl < sizeof name) {
+                for (size_t k = 0; k < nl; k++)
+                    name[k] = (p[k] >= 'A' && p[k] <= 'Z') ? (char)(p[k] + 32) : p[k];
+                if (!proxy_h2_hop_field((const uint8_t *)name, nl, (const uint8_t *)v, (size_t)(ve - v)))
+                    proxy_hdrs_add(h, (const uint8_t *)name, nl, (const uint8_t *)v, (size_t)(ve - v));
+            }
+        }
+        p += ll;
+        n -= ll;
+    }
 }
 
 void proxy_bytes_free(struct proxy_bytes *b)

@@ -39,6 +39,13 @@ static void detach(struct proxy_h2stream *st, bool sample)
 void proxy_h2h1_failed(struct proxy_h2stream *st, int status, const char *why)
 {
     struct proxy_upconn *u = st->h1up;
+    if (!u) {
+        /* No connection came of it: the connect failed or none was free. */
+        st->h1connecting = NULL;
+        detach(st, false);
+        if (proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_CONNECT, 0, -1))
+            return;
+    }
     detach(st, false);
     if (u)
         proxy_upconn_close(u);
@@ -48,6 +55,11 @@ void proxy_h2h1_failed(struct proxy_h2stream *st, int status, const char *why)
 void proxy_h2h1_cancel(struct proxy_h2stream *st)
 {
     struct proxy_upconn *u = st->h1up;
+    if (st->h1connecting) {
+        /* Let the connect finish for the pool, without us. */
+        st->h1connecting->h2st = NULL;
+        st->h1connecting = NULL;
+    }
     detach(st, false);
     if (u)
         proxy_upconn_close(u);
@@ -108,8 +120,10 @@ static int build_head(struct proxy_h2stream *st)
         proxy_head_put(&o, "\r\n", 2);
     }
     /* No content-length: the body (if any) goes chunked; a request that
-     * ended with its headers has none. */
-    st->h1_req_chunked = !has_length && !(st->req_end && st->req_body.off == st->req_body.len);
+     * ended with its headers has none. Trailers need chunking: with a
+     * content-length HTTP/1.1 has no place for them and they are dropped. */
+    st->h1_req_chunked =
+        !has_length && (!(st->req_end && st->req_body.off == st->req_body.len) || st->req_trailers.n);
     if (st->h1_req_chunked)
         proxy_head_put(&o, "transfer-encoding: chunked\r\n", 28);
     proxy_head_put(&o, "\r\n", 2);
@@ -132,11 +146,37 @@ static void on_request_written(uv_write_t *req, int status)
     }
     if (st->h1_out_payload) {
         /* Written upstream: now the client may send more. */
-        nghttp2_session_consume(st->dc->s, st->id, st->h1_out_payload);
+        proxy_h2stream_req_taken(st, st->h1_out_payload);
         st->h1_out_payload = 0;
-        proxy_h2conn_flush(st->dc);
     }
     proxy_h2h1_pump(st);
+}
+
+/* The client's request trailers as the end of a chunked body's trailer
+ * section ("name: value\r\n"... "\r\n"), in st->h1_trailers. */
+static int build_trailers(struct proxy_h2stream *st)
+{
+    size_t need = 2;
+    for (size_t i = 0; i < st->req_trailers.n; i++)
+        need += st->req_trailers.nv[i].namelen + st->req_trailers.nv[i].valuelen + 4;
+    char *p = realloc(st->h1_trailers, need);
+    if (!p)
+        return UV_ENOMEM;
+    st->h1_trailers = p;
+    for (size_t i = 0; i < st->req_trailers.n; i++) {
+        const nghttp2_nv *h = &st->req_trailers.nv[i];
+        memcpy(p, h->name, h->namelen);
+        p += h->namelen;
+        memcpy(p, ": ", 2);
+        p += 2;
+        memcpy(p, h->value, h->valuelen);
+        p += h->valuelen;
+        memcpy(p, "\r\n", 2);
+        p += 2;
+    }
+    memcpy(p, "\r\n", 2);
+    st->h1_trailers_len = need;
+    return 0;
 }
 
 void proxy_h2h1_pump(struct proxy_h2stream *st)
@@ -144,7 +184,7 @@ void proxy_h2h1_pump(struct proxy_h2stream *st)
     struct proxy_upconn *u = st->h1up;
     if (!u || st->h1_writing || u->state != UP_ACTIVE)
         return;
-    uv_buf_t b[2];
+    uv_buf_t b[3];
     unsigned n = 0;
     if (!st->h1_head_sent) {
         b[n++] = uv_buf_init(st->h1_head, (unsigned)st->h1_head_len);
@@ -163,13 +203,24 @@ void proxy_h2h1_pump(struct proxy_h2stream *st)
             off = (size_t)snprintf((char *)st->h1_out, 24, "%zx\r\n", take);
         proxy_bytes_take(&st->req_body, st->h1_out + off, take);
         off += take;
+        if (take)
+            st->up_body_sent = true; /* not replayable any more, unless held */
         if (take && st->h1_req_chunked) {
             memcpy(st->h1_out + off, "\r\n", 2);
             off += 2;
         }
         st->h1_out_payload = take;
+        bool trailers = false;
         if (st->req_end && st->req_body.off == st->req_body.len) {
-            if (st->h1_req_chunked) {
+            if (st->h1_req_chunked && st->req_trailers.n) {
+                if (build_trailers(st) != 0) {
+                    proxy_h2h1_failed(st, 503, "out of memory");
+                    return;
+                }
+                memcpy(st->h1_out + off, "0\r\n", 3);
+                off += 3;
+                trailers = true;
+            } else if (st->h1_req_chunked) {
                 memcpy(st->h1_out + off, "0\r\n\r\n", 5);
                 off += 5;
             }
@@ -178,6 +229,8 @@ void proxy_h2h1_pump(struct proxy_h2stream *st)
         st->h1_out_len = off;
         if (off)
             b[n++] = uv_buf_init((char *)st->h1_out, (unsigned)off);
+        if (trailers)
+            b[n++] = uv_buf_init(st->h1_trailers, (unsigned)st->h1_trailers_len);
     }
     if (!n)
         return;
@@ -193,6 +246,7 @@ void proxy_h2h1_pump(struct proxy_h2stream *st)
 
 void proxy_h2h1_ready(struct proxy_h2stream *st, struct proxy_upconn *u)
 {
+    st->h1connecting = NULL;
     st->h1up = u;
     u->h2st = st;
     u->len = u->pos = 0;
@@ -286,32 +340,6 @@ static int take_head(struct proxy_h2stream *st, struct proxy_upconn *u)
     }
 }
 
-/* Parses "Name: value\r\n" trailer lines into st->trailers. */
-static void take_trailers(struct proxy_h2stream *st, const char *p, size_t n)
-{
-    while (n) {
-        const char *eol = memchr(p, '\n', n);
-        size_t ll = eol ? (size_t)(eol - p) + 1 : n;
-        const char *colon = memchr(p, ':', ll);
-        if (colon) {
-            char name[128];
-            size_t nl = (size_t)(colon - p);
-            const char *v = colon + 1, *ve = p + ll;
-            while (ve > v && (ve[-1] == '\n' || ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            if (nl && nl < sizeof name) {
-                for (size_t k = 0; k < nl; k++)
-                    name[k] = (p[k] >= 'A' && p[k] <= 'Z') ? (char)(p[k] + 32) : p[k];
-                proxy_hdrs_add(&st->trailers, (const uint8_t *)name, nl, (const uint8_t *)v, (size_t)(ve - v));
-            }
-        }
-        p += ll;
-        n -= ll;
-    }
-}
-
 /* Moves body bytes from u->buf into the stream's response queue. */
 static int take_body(struct proxy_h2stream *st, struct proxy_upconn *u, bool *done)
 {
@@ -345,7 +373,7 @@ static int take_body(struct proxy_h2stream *st, struct proxy_upconn *u, bool *do
             if (piece.data && proxy_bytes_put(&st->resp_body, (const uint8_t *)piece.data, piece.len))
                 return UV_ENOMEM;
             if (piece.trailer)
-                take_trailers(st, piece.trailer, piece.trailer_len);
+                proxy_hdrs_add_h1_fields(&st->trailers, piece.trailer, piece.trailer_len);
             *done = piece.done;
             break;
         }
@@ -372,6 +400,8 @@ void proxy_h2h1_on_read(struct proxy_h2stream *st, ssize_t n)
         }
         if (!st->resp_headers_done && st->ep)
             proxy_outlier_report(st->ep, true);
+        if (!st->resp_headers_done && proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_RESET, 0, -1))
+            return;
         proxy_h2h1_failed(st, 502, st->resp_headers_done ? "upstream closed mid-response"
                                                          : "upstream closed the connection before responding");
         return;
@@ -382,6 +412,10 @@ void proxy_h2h1_on_read(struct proxy_h2stream *st, ssize_t n)
         int r = take_head(st, u);
         if (r <= 0)
             goto compact;
+        /* A status the cluster retries: this connection is closed (its
+         * response is not read to its end) and the request goes again. */
+        if (proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_STATUS, st->status, -1))
+            return;
     }
     bool done = false;
     int rc = take_body(st, u, &done);

@@ -25,6 +25,9 @@ static void conn_close(struct proxy_conn *c);
 static void conn_finish_exchange(struct proxy_conn *c);
 static void conn_pump_request(struct proxy_conn *c);
 static void conn_process(struct proxy_conn *c);
+static bool conn_may_retry(struct proxy_conn *c, enum proxy_retry_cause cause, int status);
+static void conn_retry(struct proxy_conn *c);
+static void conn_discard_response(struct proxy_conn *c, struct proxy_upconn *u, size_t head_len);
 
 /* --- pumping bodies -------------------------------------------------------- */
 
@@ -197,6 +200,8 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
     if (c->state == CONN_CLOSING)
         return;
     proxy_h1h2_end(c);
+    proxy_delay_cancel(c->retry_delay);
+    c->retry_delay = NULL;
     if (c->up) {
         c->up->reusable = false;
         proxy_upconn_close(c->up);
@@ -327,6 +332,8 @@ static void conn_close(struct proxy_conn *c)
     c->state = CONN_CLOSING;
     proxy_h2_conn_shutdown(c);
     proxy_h1h2_end(c);
+    proxy_delay_cancel(c->retry_delay);
+    c->retry_delay = NULL;
     if (c->up) {
         c->up->reusable = false;
         proxy_upconn_close(c->up);
@@ -609,6 +616,10 @@ static void conn_start_request(struct proxy_conn *c)
     c->req_head_sent = c->req_done = c->resp_head_sent = c->resp_done = false;
     c->req_last_chunk = c->resp_last_chunk = false;
     c->up_reused = false;
+    /* A body is kept in the buffer for a replay until it outgrows it or
+     * retry_buffer. Not with 100-continue: the client sent the body once,
+     * after a 100 it saw. */
+    c->req_held = h->framing != PROXY_H1_BODY_NONE && !(h->flags & PROXY_H1_EXPECT_CONTINUE);
     c->retries = 0;
     c->avoid_ep = -1;
     c->route = NULL;
@@ -723,9 +734,12 @@ static void up_on_request_written(uv_write_t *req, int status)
     }
     /* Body bytes before body_pos were written: drop them, keeping the
      * head (the access record reads it). What follows (body not sent yet,
-     * a pipelined request) moves down. */
+     * a pipelined request) moves down. A body held for a replay stays
+     * while the buffer has room to read more and it is within retry_buffer. */
     size_t keep = c->parser.head.head_len;
-    if (c->body_pos > keep) {
+    if (c->req_held && (c->len == c->cap || c->body_pos - keep > c->wc->c->conf->retry_buffer))
+        c->req_held = false;
+    if (c->body_pos > keep && !c->req_held) {
         memmove(c->buf + keep, c->buf + c->body_pos, c->len - c->body_pos);
         c->len -= c->body_pos - keep;
         c->body_pos = keep;
@@ -785,15 +799,18 @@ void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u)
     proxy_upconn_read_start(u);
 }
 
-/* Whether a request that failed before any response byte may be sent
- * again: idempotent, no body (nothing of it was consumed), attempts and
- * the cluster's retry budget left. Counts the retry when it says yes. */
-static bool conn_may_retry(struct proxy_conn *c)
+/* Whether a request whose attempt failed (cause; status for a response
+ * head) before any response byte reached the client may be sent again:
+ * the cluster retries that cause, the method is idempotent, its body (if
+ * any) is still held, attempts and the retry budget are left.
+ * Counts the retry when it says yes. */
+static bool conn_may_retry(struct proxy_conn *c, enum proxy_retry_cause cause, int status)
 {
     struct proxy_wcluster *wc = c->wc;
     const struct proxy_h1_head *h = &c->parser.head;
-    if (!wc || c->resp_head_sent || c->writing || h->framing != PROXY_H1_BODY_NONE ||
-        c->retries >= (uint32_t)wc->c->conf->retries)
+    const struct proxy_route_conf *rc = c->route ? c->route->conf : NULL;
+    if (!wc || c->resp_head_sent || c->writing || (h->framing != PROXY_H1_BODY_NONE && !c->req_held) ||
+        !proxy_retry_wanted(wc->c->conf, rc, cause, status, -1, false))
         return false;
     switch (h->method_id) {
     case PROXY_H1_M_GET: case PROXY_H1_M_HEAD: case PROXY_H1_M_OPTIONS: case PROXY_H1_M_PUT:
@@ -802,20 +819,18 @@ static bool conn_may_retry(struct proxy_conn *c)
     default:
         return false;
     }
-    uint64_t now = uv_now(c->pw->loop);
-    if (now - wc->budget_window_ms >= 10000) {
-        wc->budget_window_ms = now;
-        wc->budget_requests = wc->budget_retries = 0;
-    }
-    if (wc->budget_retries >= 10 + (uint32_t)(wc->budget_requests * wc->c->conf->retry_budget))
-        return false;
-    wc->budget_retries++;
-    c->retries++;
-    if (wc->s_retries)
-        c->pw->st->host->counter_add(wc->s_retries, 1);
-    return true;
+    return proxy_retry_take(wc, rc, &c->retries);
 }
 
+static void conn_on_retry_delay(void *arg)
+{
+    struct proxy_conn *c = arg;
+    c->retry_delay = NULL;
+    proxy_upstream_dispatch(c, c->wc);
+}
+
+/* Sends the request again, to another endpoint than the one that failed
+ * when there is one, after the backoff delay. */
 static void conn_retry(struct proxy_conn *c)
 {
     c->avoid_ep = c->ep ? (int)c->ep->index : -1;
@@ -826,14 +841,42 @@ static void conn_retry(struct proxy_conn *c)
     c->up = NULL;
     c->req_head_sent = false;
     c->req_done = false;
+    if (c->req_held) {
+        /* The body is sent again from its first byte. */
+        const struct proxy_h1_head *h = &c->parser.head;
+        c->body_pos = h->head_len;
+        c->req_body_left = h->content_length;
+        c->req_last_chunk = false;
+        if (h->framing == PROXY_H1_BODY_CHUNKED)
+            proxy_h1_chunked_init(&c->chunked, &c->pw->st->limits);
+    }
     c->state = CONN_WAIT_UPSTREAM;
+    uint64_t delay = proxy_retry_delay_ms(c->wc, c->retries);
+    if (delay && (c->retry_delay = proxy_delay_start(c->pw->loop, delay, conn_on_retry_delay, c)))
+        return;
     proxy_upstream_dispatch(c, c->wc);
+}
+
+/* Lets go of a response that will not be forwarded: its connection goes
+ * back to the pool when the exchange on it is cleanly over (the whole,
+ * known-length body is in the buffer, the request fully written), else it
+ * is closed. head_len: the response head's bytes at u->pos. */
+static void conn_discard_response(struct proxy_conn *c, struct proxy_upconn *u, size_t head_len)
+{
+    const struct proxy_h1_head *h = &u->parser.head;
+    bool keep = h->version_minor ? !(h->flags & PROXY_H1_CONN_CLOSE) : !!(h->flags & PROXY_H1_CONN_KEEP_ALIVE);
+    size_t rest = u->len - u->pos - head_len;
+    bool whole = h->framing == PROXY_H1_BODY_NONE ? rest == 0
+                 : h->framing == PROXY_H1_BODY_LENGTH && rest == h->content_length;
+    c->up = NULL;
+    u->reusable = keep && whole && c->req_done && !u->writing && !u->eof;
+    proxy_upconn_release(u);
 }
 
 void proxy_conn_upstream_failed(struct proxy_conn *c, int status, const char *why)
 {
     c->connecting = NULL; /* the failed connection is closing already */
-    if (c->state != CONN_CLOSING && conn_may_retry(c)) {
+    if (c->state != CONN_CLOSING && conn_may_retry(c, PROXY_RETRY_CAUSE_CONNECT, 0)) {
         c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "retrying after: %s", why);
         conn_retry(c);
         return;
@@ -911,7 +954,8 @@ static void conn_on_response_written(uv_write_t *req, int status)
 
 /* Parses a response head at u->buf[u->pos..len). Returns 1 when a final
  * head was taken (and its bytes queued in pm), 0 when more bytes are needed,
- * -1 after answering an error. Interim 1xx responses are relayed. */
+ * -1 after answering an error or sending the request again (a status the
+ * cluster retries). Interim 1xx responses are relayed. */
 static int response_head(struct proxy_conn *c, struct proxy_upconn *u, struct pump *pm)
 {
     for (;;) {
@@ -956,6 +1000,13 @@ static int response_head(struct proxy_conn *c, struct proxy_upconn *u, struct pu
             proxy_h1_parser_init(&u->parser, PROXY_H1_RESPONSE, &c->pw->st->limits,
                                  (enum proxy_h1_method)c->parser.head.method_id);
             continue;
+        }
+        if (conn_may_retry(c, PROXY_RETRY_CAUSE_STATUS, h->status)) {
+            c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "retrying after status %u from %s", h->status,
+                                 c->wc->c->addr_text[c->ep ? c->ep->index : 0]);
+            conn_discard_response(c, u, (size_t)r);
+            conn_retry(c);
+            return -1;
         }
         bool up_keep = h->version_minor ? !(h->flags & PROXY_H1_CONN_CLOSE) : !!(h->flags & PROXY_H1_CONN_KEEP_ALIVE);
         u->reusable = up_keep && h->framing != PROXY_H1_BODY_CLOSE;
@@ -1063,7 +1114,7 @@ void proxy_conn_on_upstream_eof(struct proxy_conn *c, int err)
     }
     if (!c->resp_head_sent && c->ep)
         proxy_outlier_report(c->ep, true); /* refused to answer: reset or closed */
-    if (!c->resp_head_sent && u->len == 0 && conn_may_retry(c)) {
+    if (!c->resp_head_sent && u->len == 0 && conn_may_retry(c, PROXY_RETRY_CAUSE_RESET, 0)) {
         /* Nothing of the response came: an idempotent request without a
          * body may go to another endpoint. */
         c->up = NULL;

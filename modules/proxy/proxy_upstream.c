@@ -108,6 +108,29 @@ struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
     return u ? u : ep;
 }
 
+/* The endpoint after ep that a retry may use instead of the one that just
+ * failed: a usable one if any. */
+static struct proxy_endpoint *endpoint_other(struct proxy_wcluster *wc, struct proxy_endpoint *ep)
+{
+    size_t n = wc->c->n_endpoints;
+    uint64_t now = uv_now(wc->pw->loop);
+    for (size_t k = 1; k < n; k++) {
+        struct proxy_endpoint *o = &wc->eps[(ep->index + k) % n];
+        if (proxy_endpoint_usable(o, now))
+            return o;
+    }
+    return &wc->eps[(ep->index + 1) % n];
+}
+
+struct proxy_endpoint *proxy_lb_pick_other(struct proxy_wcluster *wc, int avoid)
+{
+    struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    /* A retry goes to another endpoint when there is one. */
+    if (avoid >= 0 && ep->index == (size_t)avoid && wc->c->n_endpoints > 1)
+        ep = endpoint_other(wc, ep);
+    return ep;
+}
+
 void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_ms)
 {
     /* Peak-sensitive: a slower sample is taken at once, faster ones decay
@@ -369,20 +392,6 @@ static bool any_usable(const struct proxy_wcluster *wc, uint64_t now)
     return false;
 }
 
-/* The endpoint after ep that a retry may use instead of the one that just
- * failed: a usable one if any. */
-static struct proxy_endpoint *endpoint_other(struct proxy_wcluster *wc, struct proxy_endpoint *ep)
-{
-    size_t n = wc->c->n_endpoints;
-    uint64_t now = uv_now(wc->pw->loop);
-    for (size_t k = 1; k < n; k++) {
-        struct proxy_endpoint *o = &wc->eps[(ep->index + k) % n];
-        if (proxy_endpoint_usable(o, now))
-            return o;
-    }
-    return &wc->eps[(ep->index + 1) % n];
-}
-
 void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
 {
     c->wc = wc;
@@ -391,10 +400,7 @@ void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
         proxy_conn_respond_error(c, 503, why);
         return;
     }
-    struct proxy_endpoint *ep = proxy_lb_pick(wc);
-    /* A retry goes to another endpoint when there is one. */
-    if (c->avoid_ep >= 0 && ep->index == (size_t)c->avoid_ep && wc->c->n_endpoints > 1)
-        ep = endpoint_other(wc, ep);
+    struct proxy_endpoint *ep = proxy_lb_pick_other(wc, c->avoid_ep);
     if (!ep->idle && wc->n_conns >= (unsigned)wc->c->conf->max_connections) {
         /* Any endpoint with an idle connection will do before queueing. */
         uint64_t now = uv_now(wc->pw->loop);
@@ -428,7 +434,7 @@ void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster
         proxy_h2h1_failed(st, 503, why);
         return;
     }
-    struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    struct proxy_endpoint *ep = proxy_lb_pick_other(wc, st->avoid_ep);
     uint64_t now = uv_now(wc->pw->loop);
     if (!ep->idle)
         for (size_t i = 0; i < wc->c->n_endpoints && wc->n_conns >= (unsigned)wc->c->conf->max_connections; i++)
@@ -451,6 +457,8 @@ void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster
         return;
     }
     u->h2st = st;
+    /* Remembered so that a stream ending while we connect lets go of it. */
+    st->h1connecting = u;
 }
 
 void proxy_upstream_unqueue(struct proxy_conn *c)

@@ -13,17 +13,34 @@ balancing tests.
   /status?code=C empty response with status C
   /sleep?ms=M    answers its name after M milliseconds
   /id            the backend's name (after argv[2] milliseconds, if given)
+  /flaky?key=K&fail=N&code=C&only=NAME
+                 counts the requests for key K; the first N are answered C
+                 (default 503), then 200 "ok attempt=A len=L" (L: body
+                 length); with only=NAME, backends of another name never fail
+  /hits?key=K    how many requests /flaky and /cut saw for key K
+  /cut?key=K     counts, then starts a 200 response of 100 bytes and closes
+                 after 10 of them
+The /echo JSON has the chunked request's trailers in "trailers".
 """
 import hashlib
 import json
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME = sys.argv[1] if len(sys.argv) > 1 else "backend"
 DELAY = int(sys.argv[2]) / 1000.0 if len(sys.argv) > 2 else 0.0  # added to /id
+HITS = {}
+HITS_LOCK = threading.Lock()
+
+
+def hit(key):
+    with HITS_LOCK:
+        HITS[key] = HITS.get(key, 0) + 1
+        return HITS[key]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -34,14 +51,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def read_body(self):
         te = self.headers.get("Transfer-Encoding", "")
+        self.trailers = []
         if te.lower() == "chunked":
             body = b""
             while True:
                 line = self.rfile.readline()
                 size = int(line.split(b";")[0].strip(), 16)
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
+                    while True:
+                        t = self.rfile.readline()
+                        if t in (b"\r\n", b"\n", b""):
+                            break
+                        k, _, v = t.decode().partition(":")
+                        self.trailers.append([k, v.strip()])
                     return body
                 body += self.rfile.read(size)
                 self.rfile.readline()
@@ -69,6 +91,7 @@ class Handler(BaseHTTPRequestHandler):
                 "headers": [[k, v] for k, v in self.headers.items()],
                 "body_len": len(body),
                 "body_sha256": hashlib.sha256(body).hexdigest(),
+                "trailers": self.trailers,
             }
             self.send_body(200, json.dumps(out).encode(), "application/json")
         elif url.path == "/chunked":
@@ -101,6 +124,25 @@ class Handler(BaseHTTPRequestHandler):
                 k = min(n, len(block))
                 self.wfile.write(block[:k])
                 n -= k
+        elif url.path == "/flaky":
+            n = hit(q.get("key", ""))
+            fails = q.get("only", NAME) == NAME and n <= int(q.get("fail", "1"))
+            if fails:
+                self.send_body(int(q.get("code", "503")), b"fail %d\n" % n)
+            else:
+                self.send_body(200, b"ok attempt=%d len=%d backend=%s\n" % (n, len(body), NAME.encode()))
+        elif url.path == "/hits":
+            with HITS_LOCK:
+                self.send_body(200, b"%d" % HITS.get(q.get("key", ""), 0))
+        elif url.path == "/cut":
+            hit(q.get("key", ""))
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
         elif url.path == "/status":
             self.send_body(int(q.get("code", "200")), b"")
         elif url.path == "/sleep":

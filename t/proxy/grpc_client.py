@@ -33,6 +33,13 @@ try:
     elif scenario == "bidi":
         reqs = iter([b"1", b"2", b"3"])
         out = {"msgs": [m.decode() for m in ch.stream_stream("/test.Echo/Bidi")(reqs, timeout=10)]}
+    elif scenario in ("flaky", "hits"):
+        resp = ch.unary_unary("/test.Echo/" + scenario.capitalize())(arg.encode(), timeout=10)
+        out = {"resp": resp.decode()}
+    elif scenario == "stream_fail":
+        out["msgs"] = []
+        for m in ch.unary_stream("/test.Echo/StreamFail")(arg.encode(), timeout=10):
+            out["msgs"].append(m.decode())
     elif scenario == "fail":
         ch.unary_unary("/test.Echo/Fail")(arg.encode(), timeout=10)
     elif scenario == "sleep":
@@ -44,5 +51,5 @@ try:
         out = {"ok": sum(1 for i, r in enumerate(res) if r == "n%d" % i)}
     out.setdefault("code", 0)
 except grpc.RpcError as e:
-    out = {"code": e.code().value[0], "details": e.details()}
+    out.update({"code": e.code().value[0], "details": e.details()})
 print(json.dumps(out), flush=True)

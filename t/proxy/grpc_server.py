@@ -8,8 +8,14 @@ Prints its port, serves until killed. Service test.Echo:
   Bidi(...)         -> each request echoed with prefix b"echo:"
   Fail(b"code:msg") -> aborts with that status code and message
   Sleep(b"ms")      -> answers b"slept" after ms milliseconds
+  Flaky(b"key:N:C") -> counts calls for key; the first N abort with status
+                       C (default 14, UNAVAILABLE) before any message (a
+                       trailers-only response), then b"ok:<attempt>"
+  Hits(b"key")      -> how many calls Flaky and StreamFail saw for key
+  StreamFail(b"key")-> counts, sends b"first", then aborts UNAVAILABLE
 """
 import sys
+import threading
 import time
 from concurrent import futures
 
@@ -46,7 +52,41 @@ def sleep(req, ctx):
     return b"slept"
 
 
+HITS = {}
+LOCK = threading.Lock()
+
+
+def hit(key):
+    with LOCK:
+        HITS[key] = HITS.get(key, 0) + 1
+        return HITS[key]
+
+
+def flaky(req, ctx):
+    parts = req.decode().split(":")
+    n = hit(parts[0])
+    code = int(parts[2]) if len(parts) > 2 else 14
+    if n <= int(parts[1]):
+        status = next(s for s in grpc.StatusCode if s.value[0] == code)
+        ctx.abort(status, "flaky attempt %d" % n)
+    return b"ok:%d" % n
+
+
+def hits(req, ctx):
+    with LOCK:
+        return b"%d" % HITS.get(req.decode(), 0)
+
+
+def stream_fail(req, ctx):
+    hit(req.decode())
+    yield b"first"
+    ctx.abort(grpc.StatusCode.UNAVAILABLE, "after the first message")
+
+
 handlers = {
+    "Flaky": grpc.unary_unary_rpc_method_handler(flaky),
+    "Hits": grpc.unary_unary_rpc_method_handler(hits),
+    "StreamFail": grpc.unary_stream_rpc_method_handler(stream_fail),
     "Unary": grpc.unary_unary_rpc_method_handler(unary),
     "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
     "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),

@@ -76,8 +76,36 @@ static void test_hdrs(void)
     is_int(h.n, 0, "cleared");
 }
 
+/* A held queue keeps what was taken, so a retry can take it all again,
+ * until it outgrows its hold. */
+static void test_bytes_hold(void)
+{
+    struct proxy_bytes b = { .hold = 10000 };
+    uint8_t data[12000], out[12000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 13);
+    proxy_bytes_put(&b, data, 3000);
+    is_int(proxy_bytes_take(&b, out, 3000), 3000, "held: take all 3000");
+    proxy_bytes_put(&b, data + 3000, 5000); /* would reset or slide without the hold */
+    is_int(proxy_bytes_take(&b, out + 3000, 2000), 2000, "take 2000 more");
+    b.off = 0; /* the replay */
+    size_t got = 0, n;
+    while ((n = proxy_bytes_take(&b, out + got, 777)))
+        got += n;
+    ok(got == 8000 && memcmp(out, data, 8000) == 0, "after a rewind all 8000 bytes come out again, in order");
+    is_int(b.hold, 10000, "still held");
+    proxy_bytes_put(&b, data + 8000, 4000);
+    is_int(b.hold, 0, "12000 bytes outgrow a 10000-byte hold: dropped");
+    got = 0;
+    while ((n = proxy_bytes_take(&b, out + got, 1000)))
+        got += n;
+    ok(got == 4000 && memcmp(out, data + 8000, 4000) == 0, "the queue goes on as a plain queue");
+    proxy_bytes_free(&b);
+}
+
 int main(void)
 {
+    test_bytes_hold();
     test_grpc_timeout();
     test_hop();
     test_bytes();

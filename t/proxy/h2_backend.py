@@ -1,0 +1,78 @@
+#!/usr/bin/python3
+"""HTTP/2 (h2c, prior knowledge) test backend on python3-h2.
+
+Prints its port, serves until killed. Paths:
+  /flaky?key=K&fail=N&code=C  counts requests for key K; the first N are
+                              answered C (default 503), then 200
+                              "ok attempt=A len=L" (L: request body length)
+  /hits?key=K                 how many requests /flaky saw for key K
+  /echo                       JSON: headers, trailers, body_len
+"""
+import json
+import socket
+import sys
+import threading
+import urllib.parse
+
+import h2.config
+import h2.connection
+import h2.events
+
+HITS = {}
+LOCK = threading.Lock()
+
+
+def answer(path, body, headers, trailers):
+    url = urllib.parse.urlsplit(path)
+    q = dict(urllib.parse.parse_qsl(url.query))
+    if url.path == "/flaky":
+        with LOCK:
+            n = HITS[q.get("key", "")] = HITS.get(q.get("key", ""), 0) + 1
+        if n <= int(q.get("fail", "1")):
+            return int(q.get("code", "503")), b"fail %d\n" % n
+        return 200, b"ok attempt=%d len=%d\n" % (n, len(body))
+    if url.path == "/hits":
+        with LOCK:
+            return 200, b"%d" % HITS.get(q.get("key", ""), 0)
+    if url.path == "/echo":
+        return 200, json.dumps({"headers": headers, "trailers": trailers, "body_len": len(body)}).encode()
+    return 404, b"no such path\n"
+
+
+def serve(sock):
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    streams = {}
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.RequestReceived):
+                streams[ev.stream_id] = {"headers": [list(h) for h in ev.headers], "body": b"", "trailers": []}
+            elif isinstance(ev, h2.events.DataReceived):
+                streams[ev.stream_id]["body"] += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                streams[ev.stream_id]["trailers"] = [list(h) for h in ev.headers]
+            elif isinstance(ev, h2.events.StreamEnded):
+                s = streams.pop(ev.stream_id)
+                path = dict(s["headers"]).get(":path", "/")
+                status, body = answer(path, s["body"], s["headers"], s["trailers"])
+                conn.send_headers(ev.stream_id, [(":status", str(status)), ("content-length", str(len(body)))])
+                conn.send_data(ev.stream_id, body, end_stream=True)
+            elif isinstance(ev, h2.events.StreamReset):
+                streams.pop(ev.stream_id, None)
+        sock.sendall(conn.data_to_send())
+    sock.close()
+
+
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(64)
+print(srv.getsockname()[1], flush=True)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
