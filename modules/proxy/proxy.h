@@ -23,6 +23,7 @@
 
 #include "outrider/module.h"
 #include "proxy_conf.h"
+#include "proxy_endpoints.h"
 #include "proxy_h1_parse.h"
 
 #define PROXY_PUMP_LINES 16 /* chunks re-framed per write */
@@ -30,12 +31,23 @@
 #define PROXY_LISTENERS 2 /* outbound, inbound */
 enum proxy_listener_id { PROXY_OUTBOUND = 0, PROXY_INBOUND = 1 };
 
-/* A cluster as resolved at init: endpoints as socket addresses. */
+struct proxy_discovery;
+
+/* A cluster as resolved at init. Its endpoint set can change at run time
+ * (DNS names, endpoints file): the latest set is published here under
+ * `lock` by the discovery running on worker 0, and each worker copies it
+ * into its own per-endpoint state (proxy_discovery.c). */
 struct proxy_cluster {
     const struct proxy_cluster_conf *conf;
-    size_t n_endpoints;
-    struct sockaddr_storage *addrs;
-    char (*addr_text)[64]; /* "ip:port" for logs and access records */
+    uv_mutex_t lock;
+    bool lock_init;
+    uint64_t version;           /* under lock: bumped on each published set */
+    struct proxy_epaddr *set;   /* under lock: sorted, without duplicates */
+    size_t n_set;
+    char empty_why[96];         /* under lock: why the set is empty, for 503 reasons */
+    size_t n_literals;          /* static IP endpoints from the config, in literals */
+    struct proxy_epaddr *literals;
+    struct proxy_discovery *disc; /* NULL: a static cluster */
 };
 
 /* A route with its cluster names resolved to indexes. */
@@ -66,6 +78,10 @@ struct proxy_state {
     unsigned n_workers;
     struct proxy_worker *workers;
     otr_metric *m_requests, *m_duration, *m_upstream_conns, *m_client_conns, *m_errors, *m_retries;
+    otr_metric *m_endpoints, *m_discovery_failures;
+    uv_mutex_t wake_lock; /* guards every worker's wake_open */
+    bool wake_lock_init;
+    _Atomic size_t n_discovering; /* clusters whose first discovery round has not ended */
     otr_hook *hook; /* route(req), or NULL */
 };
 
@@ -76,10 +92,17 @@ struct proxy_h2up;
 struct proxy_lua_out;
 struct proxy_h2stream;
 
-/* A cluster's per-worker endpoint state. */
+/* A cluster's per-worker endpoint state. Heap-allocated and kept across
+ * endpoint set changes while its address stays in the set; a removed
+ * endpoint is `removed`, never chosen again, and freed once nothing refers
+ * to it (proxy_discovery.c). */
 struct proxy_endpoint {
     struct proxy_wcluster *wc;
-    size_t index;
+    size_t index;        /* position in wc->eps (meaningless once removed) */
+    struct proxy_epaddr addr;
+    bool removed;
+    unsigned refs;       /* upstream connections, HTTP/2 sessions and streams holding it */
+    struct proxy_endpoint *next_retired;
     unsigned active;     /* requests in flight */
     double ewma_ms;      /* latency, exponentially weighted */
     uint64_t ewma_stamp; /* uv_now of the last sample */
@@ -93,7 +116,11 @@ struct proxy_wcluster {
     struct proxy_worker *pw;
     const struct proxy_cluster *c;
     int index;
-    struct proxy_endpoint *eps;
+    struct proxy_endpoint **eps; /* the current set, in the published order */
+    size_t n_eps;
+    struct proxy_endpoint *retired; /* removed, still referred to */
+    uint64_t version;               /* of the published set applied */
+    char empty_why[96];
     unsigned rr;        /* round robin cursor */
     unsigned n_conns;   /* open upstream connections */
     unsigned n_pending; /* client requests waiting for a connection */
@@ -124,6 +151,10 @@ struct proxy_worker {
     bool h2_idle_open;
     struct proxy_h2conn *h2_dirty;
     struct proxy_h2up *h2up_dirty;
+    /* endpoint set changes published by worker 0 (proxy_discovery.c) */
+    uv_async_t wake;
+    bool wake_open; /* under st->wake_lock */
+    bool wake_handle_open;
 };
 
 /* --- proxy_upstream.c ----------------------------------------------------- */
@@ -185,7 +216,9 @@ void proxy_upstream_unqueue(struct proxy_conn *c);
 void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc);
 /* Closes every pooled connection of the worker (drain). */
 void proxy_upstream_close_idle(struct proxy_worker *pw);
-/* The endpoint choice, exposed for tests. */
+/* The 503 reason for a cluster without endpoints, into out. */
+void proxy_upstream_no_endpoint_why(const struct proxy_wcluster *wc, char *out, size_t cap);
+/* The endpoint choice, exposed for tests: NULL when wc has no endpoints. */
 struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc);
 void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_ms);
 

@@ -13,6 +13,7 @@ enum proxy_lb_kind { PROXY_LB_ROUND_ROBIN = 0, PROXY_LB_LEAST_REQUEST, PROXY_LB_
 enum proxy_protocol { PROXY_PROTO_HTTP1 = 0, PROXY_PROTO_H2 };
 enum proxy_script_failure { PROXY_SCRIPT_ALLOW = 0, PROXY_SCRIPT_DENY };
 enum proxy_xff_mode { PROXY_XFF_APPEND = 0, PROXY_XFF_REPLACE, PROXY_XFF_OFF };
+enum proxy_dns_family { PROXY_DNS_ANY = 0, PROXY_DNS_IPV4, PROXY_DNS_IPV6 };
 
 struct proxy_listener_conf {
     bool enabled;
@@ -43,7 +44,10 @@ struct proxy_route_conf {
 
 struct proxy_cluster_conf {
     char *name;
-    struct otr_conf_array endpoints; /* struct otr_conf_address */
+    struct otr_conf_array endpoints; /* struct otr_conf_address: IP literals or DNS names */
+    char *endpoints_file;            /* "" none; else the watched JSON endpoints file */
+    uint64_t dns_refresh;            /* ms between resolutions of DNS names */
+    int dns_family;                  /* enum proxy_dns_family */
     int lb;                          /* enum proxy_lb_kind */
     int protocol;                    /* enum proxy_protocol */
     uint64_t connect_timeout, request_timeout, idle_timeout;

@@ -147,6 +147,9 @@ void proxy_h2up_resume(struct proxy_h2stream *st);
 /* The downstream leg took response bytes: acknowledge them upstream. */
 void proxy_h2up_consumed(struct proxy_h2stream *st, size_t n);
 void proxy_h2up_close_all(struct proxy_worker *pw);
+/* The session's endpoint was removed: it closes now if idle, else after its
+ * last stream. */
+void proxy_h2up_retire(struct proxy_h2up *up);
 
 /* HTTP/2 stream to HTTP/1.1 upstream (proxy_h2h1.c). */
 void proxy_h2h1_ready(struct proxy_h2stream *st, struct proxy_upconn *u);

@@ -991,7 +991,7 @@ void proxy_conn_on_response_data(struct proxy_conn *c)
         int r = pump_body(&pm, &b, u->buf, &u->pos, u->len, &c->resp_done);
         if (r < 0) {
             c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_WARN, "upstream %s: response body: %s",
-                                 c->wc->c->addr_text[c->ep ? c->ep->index : 0], proxy_h1_error_str(r));
+                                 c->ep ? c->ep->addr.text : "", proxy_h1_error_str(r));
             conn_respond_error(c, 502, "invalid upstream response body");
             return;
         }
@@ -1094,7 +1094,7 @@ static void conn_publish(struct proxy_conn *c)
         return;
     const struct proxy_h1_head *h = &c->parser.head;
     const char *b = c->buf;
-    const char *upstream = c->ep ? c->wc->c->addr_text[c->ep->index] : "";
+    const char *upstream = c->ep ? c->ep->addr.text : "";
     const char *cluster = c->wc ? c->wc->c->conf->name : "";
     const struct otr_pod *pod = c->peer[0] ? host->pod_by_addr(st->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
     /* The head's bytes may have been compacted away after an error; only

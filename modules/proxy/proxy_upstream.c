@@ -4,10 +4,12 @@
  * done with the bytes is proxy_http1.c's business.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy.h"
+#include "proxy_discovery.h"
 #include "proxy_h2.h"
 
 /* Latency memory of the EWMA: samples older than this weigh 1/e. */
@@ -15,22 +17,24 @@
 
 struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
 {
-    size_t n = wc->c->n_endpoints;
-    struct proxy_endpoint *eps = wc->eps;
+    size_t n = wc->n_eps;
+    struct proxy_endpoint **eps = wc->eps;
+    if (n == 0)
+        return NULL;
     if (n == 1)
-        return &eps[0];
+        return eps[0];
     switch (wc->c->conf->lb) {
     case PROXY_LB_ROUND_ROBIN:
-        return &eps[wc->rr++ % n];
+        return eps[wc->rr++ % n];
     case PROXY_LB_LEAST_REQUEST: {
         /* The full scan starts at a rotating offset so ties spread. */
         size_t start = wc->rr++ % n, best = start;
         for (size_t k = 1; k < n; k++) {
             size_t i = (start + k) % n;
-            if (eps[i].active < eps[best].active)
+            if (eps[i]->active < eps[best]->active)
                 best = i;
         }
-        return &eps[best];
+        return eps[best];
     }
     default: {
         /* Power of two choices: of two random endpoints, the one whose
@@ -39,9 +43,9 @@ struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
         size_t b = (size_t)(proxy_rand(&wc->pw->rng) % (n - 1));
         if (b >= a)
             b++;
-        double ca = (eps[a].ewma_ms + 1.0) * (eps[a].active + 1);
-        double cb = (eps[b].ewma_ms + 1.0) * (eps[b].active + 1);
-        return ca <= cb ? &eps[a] : &eps[b];
+        double ca = (eps[a]->ewma_ms + 1.0) * (eps[a]->active + 1);
+        double cb = (eps[b]->ewma_ms + 1.0) * (eps[b]->active + 1);
+        return ca <= cb ? eps[a] : eps[b];
     }
     }
 }
@@ -60,6 +64,11 @@ void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_
     ep->ewma_stamp = now_ms ? now_ms : 1;
 }
 
+void proxy_upstream_no_endpoint_why(const struct proxy_wcluster *wc, char *out, size_t cap)
+{
+    snprintf(out, cap, "no endpoints in cluster %s (%s)", wc->c->conf->name, wc->empty_why);
+}
+
 /* --- connection lifetime ---------------------------------------------------- */
 
 static void wcluster_pump_pending(struct proxy_wcluster *wc);
@@ -75,6 +84,7 @@ static void upconn_on_handle_closed(uv_handle_t *h)
     pw->n_upconns--;
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, -1);
+    proxy_endpoint_unref(u->ep);
     free(u->buf);
     free(u);
     if (!pw->draining)
@@ -243,6 +253,7 @@ static struct proxy_upconn *upconn_open(struct proxy_endpoint *ep, struct proxy_
         return NULL;
     }
     u->ep = ep;
+    proxy_endpoint_ref(ep);
     u->down = c;
     uv_tcp_init(pw->loop, &u->tcp);
     uv_timer_init(pw->loop, &u->timer);
@@ -251,7 +262,7 @@ static struct proxy_upconn *upconn_open(struct proxy_endpoint *ep, struct proxy_
     pw->n_upconns++;
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, 1);
-    const struct sockaddr *sa = (const struct sockaddr *)&wc->c->addrs[ep->index];
+    const struct sockaddr *sa = (const struct sockaddr *)&ep->addr.sa;
     int rc = uv_tcp_connect(&u->connect_req, &u->tcp, sa, upconn_on_connect);
     if (rc) {
         proxy_upconn_close(u);
@@ -283,14 +294,20 @@ void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
 {
     c->wc = wc;
     struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    if (!ep) {
+        char why[160];
+        proxy_upstream_no_endpoint_why(wc, why, sizeof why);
+        proxy_conn_respond_error(c, 503, why);
+        return;
+    }
     /* A retry goes to another endpoint when there is one. */
-    if (c->avoid_ep >= 0 && ep->index == (size_t)c->avoid_ep && wc->c->n_endpoints > 1)
-        ep = &wc->eps[(ep->index + 1) % wc->c->n_endpoints];
+    if (c->avoid_ep >= 0 && ep->index == (size_t)c->avoid_ep && wc->n_eps > 1)
+        ep = wc->eps[(ep->index + 1) % wc->n_eps];
     if (!ep->idle && wc->n_conns >= (unsigned)wc->c->conf->max_connections) {
         /* Any endpoint with an idle connection will do before queueing. */
-        for (size_t i = 0; i < wc->c->n_endpoints; i++)
-            if (wc->eps[i].idle) {
-                dispatch_to(c, &wc->eps[i]);
+        for (size_t i = 0; i < wc->n_eps; i++)
+            if (wc->eps[i]->idle) {
+                dispatch_to(c, wc->eps[i]);
                 return;
             }
         if (wc->n_pending >= (unsigned)wc->c->conf->max_pending) {
@@ -312,10 +329,19 @@ void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
 void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc)
 {
     struct proxy_endpoint *ep = proxy_lb_pick(wc);
+    if (!ep) {
+        char why[160];
+        proxy_upstream_no_endpoint_why(wc, why, sizeof why);
+        proxy_h2h1_failed(st, 503, why);
+        return;
+    }
     if (!ep->idle)
-        for (size_t i = 0; i < wc->c->n_endpoints && wc->n_conns >= (unsigned)wc->c->conf->max_connections; i++)
-            if (wc->eps[i].idle)
-                ep = &wc->eps[i];
+        for (size_t i = 0; i < wc->n_eps && wc->n_conns >= (unsigned)wc->c->conf->max_connections; i++)
+            if (wc->eps[i]->idle)
+                ep = wc->eps[i];
+    if (st->ep)
+        proxy_endpoint_unref(st->ep);
+    proxy_endpoint_ref(ep);
     st->ep = ep;
     st->ep_active = true;
     ep->active++;
@@ -355,8 +381,16 @@ void proxy_upstream_unqueue(struct proxy_conn *c)
 
 static void wcluster_pump_pending(struct proxy_wcluster *wc)
 {
-    while (wc->pending_head && wc->n_conns < (unsigned)wc->c->conf->max_connections)
-        dispatch_to(pending_pop(wc), proxy_lb_pick(wc));
+    while (wc->pending_head && wc->n_conns < (unsigned)wc->c->conf->max_connections) {
+        struct proxy_endpoint *ep = proxy_lb_pick(wc);
+        if (!ep) {
+            char why[160];
+            proxy_upstream_no_endpoint_why(wc, why, sizeof why);
+            proxy_conn_respond_error(pending_pop(wc), 503, why);
+            continue;
+        }
+        dispatch_to(pending_pop(wc), ep);
+    }
 }
 
 void proxy_upconn_release(struct proxy_upconn *u)
@@ -365,7 +399,7 @@ void proxy_upconn_release(struct proxy_upconn *u)
     struct proxy_wcluster *wc = ep->wc;
     u->down = NULL;
     u->h2st = NULL;
-    if (!u->reusable || wc->pw->draining || u->state != UP_ACTIVE) {
+    if (!u->reusable || wc->pw->draining || u->state != UP_ACTIVE || ep->removed) {
         proxy_upconn_close(u);
         return;
     }
@@ -399,8 +433,8 @@ void proxy_upstream_close_idle(struct proxy_worker *pw)
 {
     for (size_t i = 0; i < pw->st->n_clusters; i++) {
         struct proxy_wcluster *wc = &pw->clusters[i];
-        for (size_t e = 0; e < wc->c->n_endpoints; e++)
-            while (wc->eps[e].idle)
-                proxy_upconn_close(wc->eps[e].idle);
+        for (size_t e = 0; e < wc->n_eps; e++)
+            while (wc->eps[e]->idle)
+                proxy_upconn_close(wc->eps[e]->idle);
     }
 }
