@@ -322,15 +322,17 @@ static void disc_first_done(struct proxy_discovery *d)
     atomic_fetch_sub(&d->st->n_discovering, 1);
 }
 
-/* Counts a failure, and logs it unless one was logged less than a minute
- * ago (a dead DNS server must not flood the log every dns_refresh). */
-static void disc_failed(struct proxy_discovery *d, const char *msg)
+/* Counts a failure and logs it. DNS failures (limit) are logged at most
+ * once a minute: a dead DNS server must not flood the log every
+ * dns_refresh. A file is read only when it changed, so each of its failures
+ * is news. */
+static void disc_failed(struct proxy_discovery *d, const char *msg, bool limit)
 {
     struct proxy_state *st = d->st;
     if (d->s_failures)
         st->host->counter_add(d->s_failures, 1);
     uint64_t now = uv_now(d->pw->loop);
-    if (now < d->warn_next_ms) {
+    if (limit && now < d->warn_next_ms) {
         d->warn_suppressed++;
         return;
     }
@@ -352,7 +354,7 @@ static void dns_failed(struct dns_name *nm)
 {
     char msg[320];
     snprintf(msg, sizeof msg, "cannot resolve %s: %s", nm->host, uv_strerror(nm->last_err));
-    disc_failed(nm->d, msg);
+    disc_failed(nm->d, msg, true);
 }
 
 /* Every name answered: publish the union of literals and last good answers. */
@@ -510,7 +512,7 @@ static void file_load(struct proxy_discovery *d, bool force)
                 disc_publish(d, NULL, 0, why);
             char msg[1200];
             snprintf(msg, sizeof msg, "endpoints file %s: %s", path, strerror(err));
-            disc_failed(d, msg);
+            disc_failed(d, msg, false);
         }
         disc_first_done(d);
         return;
@@ -537,14 +539,13 @@ static void file_load(struct proxy_discovery *d, bool force)
     if (!buf) {
         snprintf(msg, sizeof msg, "endpoints file %s: %s", path,
                  err == EINVAL ? "not a regular file" : err == EFBIG ? "larger than 1 MiB" : strerror(err));
-        disc_failed(d, msg);
+        disc_failed(d, msg, false);
     } else if (proxy_endpoints_parse(buf, len, path, &addrs, &n, msg, sizeof msg) != 0) {
-        disc_failed(d, msg); /* the message names the file itself */
+        disc_failed(d, msg, false); /* the message names the file itself */
     } else {
         char why[160];
         snprintf(why, sizeof why, "endpoints file %s lists no endpoints", path);
         disc_publish(d, addrs, n, why);
-        d->warn_next_ms = 0; /* a new failure after a good file is news */
     }
     free(buf);
     disc_first_done(d);

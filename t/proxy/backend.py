@@ -11,9 +11,15 @@ balancing tests.
   /close?n=B     B bytes, delimited by closing the connection (no length)
   /big?n=B       B bytes with Content-Length
   /status?code=C empty response with status C
-  /sleep?ms=M    answers its name after M milliseconds
+  /sleep?ms=M    answers its name after M milliseconds (&mark=PATH: creates
+                 PATH when the request arrives)
   /id            the backend's name (after argv[2] milliseconds, if given)
+  /peer          the backend's name and the proxy's source port, "name port"
+
+BACKEND_BIND="host:port" in the environment picks the address ("::1:0" or
+"127.0.0.2:8080"; the last colon separates the port).
 """
+import os
 import hashlib
 import json
 import socket
@@ -104,8 +110,12 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/status":
             self.send_body(int(q.get("code", "200")), b"")
         elif url.path == "/sleep":
+            if "mark" in q:  # tells the test the request arrived
+                open(q["mark"], "w").close()
             time.sleep(int(q.get("ms", "100")) / 1000.0)
             self.send_body(200, NAME.encode())
+        elif url.path == "/peer":
+            self.send_body(200, ("%s %d" % (NAME, self.client_address[1])).encode())
         elif url.path == "/id":
             if DELAY:
                 time.sleep(DELAY)
@@ -122,6 +132,9 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 256  # bursts of new connections from the proxy
 
 
-srv = Server(("127.0.0.1", 0), Handler)
+BIND_HOST, _, BIND_PORT = os.environ.get("BACKEND_BIND", "127.0.0.1:0").rpartition(":")
+if ":" in BIND_HOST:
+    Server.address_family = socket.AF_INET6
+srv = Server((BIND_HOST, int(BIND_PORT)), Handler)
 print(srv.server_address[1], flush=True)
 srv.serve_forever()
