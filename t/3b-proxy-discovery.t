@@ -74,6 +74,7 @@ my @ep = map { "127.0.0.1:$_->{port}" } @be;
 my $file = "$dir/eps.json";
 my $late = "$dir/late/eps.json";
 write_atomic($file, eps_json($ep[0]));
+write_atomic("$dir/none.json", eps_json());
 $agent = Outrider->start(
     role => 'sidecar',
     conf => {
@@ -85,8 +86,13 @@ $agent = Outrider->start(
             clusters => [
                 { name => 'filec', endpoints_file => $file, lb => 'round_robin' },
                 { name => 'late', endpoints_file => $late },
+                { name => 'grpc', endpoints_file => "$dir/none.json", protocol => 'h2' },
             ],
-            routes => [ { authority => 'file.test', cluster => 'filec' }, { authority => 'late.test', cluster => 'late' } ],
+            routes => [
+                { authority => 'file.test', cluster => 'filec' },
+                { authority => 'late.test', cluster => 'late' },
+                { authority => 'grpc.test', cluster => 'grpc' },
+            ],
         },
     });
 $addr = $agent->addr('proxy.outbound');
@@ -148,6 +154,13 @@ like($body, qr/no endpoints in cluster filec \(endpoints file \Q$file\E lists no
 ok(wait_metric($agent, qr/^outrider_proxy_cluster_endpoints\{cluster="filec"\} 0$/m), 'endpoints gauge: 0');
 write_atomic($file, eps_json($ep[0]));
 ok(wait_for('file.test', 'f1'), 'endpoints back: traffic flows again');
+
+# gRPC to a cluster without endpoints: UNAVAILABLE.
+my ($grc, $gout) = curl('-D', '-', '-o', '/dev/null', '--http2-prior-knowledge', '-H', 'Host: grpc.test',
+                        '-H', 'content-type: application/grpc', '-H', 'te: trailers', '--data-binary', '',
+                        "http://$addr/pkg.Svc/Call");
+like($gout, qr/^grpc-status: 14\r?$/m, 'gRPC call to a cluster without endpoints: UNAVAILABLE') or diag($gout);
+like($gout, qr/^grpc-message: no endpoints in cluster grpc/m, '... with the reason');
 
 # A file (and directory) that does not exist yet is waited for.
 ($code, $body) = get('late.test');
