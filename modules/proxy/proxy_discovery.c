@@ -210,7 +210,8 @@ static void wcluster_apply(struct proxy_wcluster *wc)
     }
     size_t n = c->n_set;
     struct proxy_epaddr *set = xcalloc(n, sizeof *set);
-    memcpy(set, c->set, n * sizeof *set);
+    if (n)
+        memcpy(set, c->set, n * sizeof *set);
     wc->version = c->version;
     memcpy(wc->empty_why, c->empty_why, sizeof wc->empty_why);
     uv_mutex_unlock(&c->lock);
@@ -370,7 +371,8 @@ static void dns_round_end(struct proxy_discovery *d)
     char why[96] = "DNS names resolved to no address";
     for (size_t k = 0; k < d->n_names; k++) {
         struct dns_name *nm = &d->names[k];
-        memcpy(all + at, nm->addrs, nm->n * sizeof *all);
+        if (nm->n)
+            memcpy(all + at, nm->addrs, nm->n * sizeof *all);
         at += nm->n;
         if (nm->last_err)
             snprintf(why, sizeof why, "DNS name %s: %s", nm->host, uv_strerror(nm->last_err));
@@ -494,10 +496,9 @@ static char *read_all(int fd, size_t *len)
 }
 
 /* Reads the file (a small local file, so synchronously on the loop: it is
- * read only when it changed) and publishes it, or logs why not. force:
- * read even if its stat looks unchanged (an inotify event said it changed;
- * a rewrite in place may keep size and timestamp granularity). */
-static void file_load(struct proxy_discovery *d, bool force)
+ * read only when it changed) and publishes it, or logs why not. Its stat is
+ * kept for the poll to notice the next change. */
+static void file_load(struct proxy_discovery *d)
 {
     const char *path = d->c->conf->endpoints_file;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -518,7 +519,7 @@ static void file_load(struct proxy_discovery *d, bool force)
         return;
     }
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || (!force && d->file_seen && stat_same(&sb, &d->file_st))) {
+    if (fstat(fd, &sb) != 0) {
         close(fd);
         return;
     }
@@ -553,7 +554,7 @@ static void file_load(struct proxy_discovery *d, bool force)
 
 static void file_on_settled(uv_timer_t *t)
 {
-    file_load(t->data, true);
+    file_load(t->data);
 }
 
 static void file_on_event(uv_fs_event_t *h, const char *filename, int events, int status)
@@ -582,11 +583,17 @@ static void file_watch(struct proxy_discovery *d)
         d->fsev_watching = true;
 }
 
+/* The stat fallback: a change seen here is read once it settled too, so
+ * that a rewrite caught half-way is not reported as a broken file. */
 static void file_on_poll(uv_timer_t *t)
 {
     struct proxy_discovery *d = t->data;
     file_watch(d);
-    file_load(d, false);
+    struct stat sb;
+    bool exists = stat(d->c->conf->endpoints_file, &sb) == 0;
+    bool changed = exists ? !d->file_seen || !stat_same(&sb, &d->file_st) : !d->file_missing;
+    if (changed && !uv_is_active((uv_handle_t *)&d->settle))
+        uv_timer_start(&d->settle, file_on_settled, FILE_SETTLE_MS, 0);
 }
 
 /* --- lifecycle (worker 0) --------------------------------------------------------- */
@@ -628,7 +635,7 @@ static void disc_start(struct proxy_discovery *d, struct proxy_worker *pw)
     d->fsev.data = d;
     d->fsev_open = true;
     file_watch(d);
-    file_load(d, true);
+    file_load(d);
     uv_timer_start(&d->timer, file_on_poll, FILE_POLL_MS, FILE_POLL_MS);
 }
 
