@@ -42,7 +42,7 @@ struct proxy_cluster {
     uv_mutex_t lock;
     bool lock_init;
     uint64_t version;           /* under lock: bumped on each published set */
-    struct proxy_epaddr *set;   /* under lock: sorted, without duplicates */
+    struct proxy_epaddr *set;   /* under lock: without duplicates, in round robin order */
     size_t n_set;
     char empty_why[96];         /* under lock: why the set is empty, for 503 reasons */
     size_t n_literals;          /* static IP endpoints from the config, in literals */

@@ -117,7 +117,9 @@ int proxy_cluster_endpoints_build(struct proxy_state *st, size_t i)
     d->kind = file[0] ? DISC_FILE : d->n_names ? DISC_DNS : DISC_STATIC;
     c->set = xcalloc(c->n_literals, sizeof *c->set);
     memcpy(c->set, c->literals, c->n_literals * sizeof *c->set);
-    c->n_set = proxy_epaddrs_normalize(c->set, c->n_literals);
+    c->n_set = c->n_literals;
+    if (proxy_epaddrs_dedupe(c->set, &c->n_set) != 0)
+        return UV_ENOMEM;
     c->version = 1;
     snprintf(c->empty_why, sizeof c->empty_why, "%s",
              d->kind == DISC_FILE ? "endpoints file not read yet" : "DNS names not resolved yet");
@@ -198,8 +200,20 @@ static void endpoint_retire(struct proxy_endpoint *ep)
         proxy_h2up_retire(ep->h2);
 }
 
-/* Brings wc's endpoints to the cluster's published set. Both are sorted by
- * address, so one merge walk tells kept, new and removed endpoints apart. */
+static int ep_cmp(const void *a, const void *b)
+{
+    return proxy_epaddr_cmp(&(*(struct proxy_endpoint *const *)a)->addr, &(*(struct proxy_endpoint *const *)b)->addr);
+}
+
+static int ep_find_cmp(const void *key, const void *elem)
+{
+    return proxy_epaddr_cmp(key, &(*(struct proxy_endpoint *const *)elem)->addr);
+}
+
+/* Brings wc's endpoints to the cluster's published set, in its order (the
+ * round robin order): an address already known keeps its endpoint, found
+ * in a copy of the old set sorted by address; the others are new; old
+ * endpoints not found are retired. */
 static void wcluster_apply(struct proxy_wcluster *wc)
 {
     struct proxy_cluster *c = &wc->pw->st->clusters[wc->index];
@@ -216,24 +230,28 @@ static void wcluster_apply(struct proxy_wcluster *wc)
     memcpy(wc->empty_why, c->empty_why, sizeof wc->empty_why);
     uv_mutex_unlock(&c->lock);
 
-    struct proxy_endpoint **eps = xcalloc(n, sizeof *eps);
-    size_t i = 0, j = 0;
-    while (i < wc->n_eps || j < n) {
-        int r = i == wc->n_eps ? 1 : j == n ? -1 : proxy_epaddr_cmp(&wc->eps[i]->addr, &set[j]);
-        if (r < 0) {
-            endpoint_retire(wc->eps[i++]);
-            continue;
-        }
-        if (r == 0) {
-            eps[j] = wc->eps[i++];
+    struct proxy_endpoint **old = xcalloc(wc->n_eps, sizeof *old), **eps = xcalloc(n, sizeof *eps);
+    for (size_t i = 0; i < wc->n_eps; i++) {
+        old[i] = wc->eps[i];
+        old[i]->index = SIZE_MAX; /* not (yet) in the new set */
+    }
+    if (wc->n_eps > 1)
+        qsort(old, wc->n_eps, sizeof *old, ep_cmp);
+    for (size_t j = 0; j < n; j++) {
+        struct proxy_endpoint **found = wc->n_eps ? bsearch(&set[j], old, wc->n_eps, sizeof *old, ep_find_cmp) : NULL;
+        if (found) {
+            eps[j] = *found;
         } else {
             eps[j] = xcalloc(1, sizeof *eps[j]);
             eps[j]->wc = wc;
             eps[j]->addr = set[j];
         }
         eps[j]->index = j;
-        j++;
     }
+    for (size_t i = 0; i < wc->n_eps; i++)
+        if (old[i]->index == SIZE_MAX)
+            endpoint_retire(old[i]);
+    free(old);
     free(wc->eps);
     free(set);
     wc->eps = eps;
@@ -288,7 +306,11 @@ static void disc_publish(struct proxy_discovery *d, struct proxy_epaddr *addrs, 
 {
     struct proxy_cluster *c = d->c;
     struct proxy_state *st = d->st;
-    n = proxy_epaddrs_normalize(addrs, n);
+    if (proxy_epaddrs_dedupe(addrs, &n) != 0) {
+        st->host->log(st->ctx, OTR_LOG_ERROR, "cluster %s: out of memory; endpoints not updated", c->conf->name);
+        free(addrs);
+        return;
+    }
     uv_mutex_lock(&c->lock);
     if (set_equal(c->set, c->n_set, addrs, n) && (n || strcmp(c->empty_why, why_empty) == 0)) {
         uv_mutex_unlock(&c->lock);

@@ -124,6 +124,43 @@ size_t proxy_epaddrs_normalize(struct proxy_epaddr *addrs, size_t n)
     return k;
 }
 
+static int index_cmp(const void *a, const void *b, void *arg)
+{
+    const struct proxy_epaddr *addrs = arg;
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    int r = proxy_epaddr_cmp(&addrs[i], &addrs[j]);
+    return r ? r : i < j ? -1 : i > j;
+}
+
+int proxy_epaddrs_dedupe(struct proxy_epaddr *addrs, size_t *n)
+{
+    if (*n < 2)
+        return 0;
+    /* Sort indexes by address (then position): every run of equal
+     * addresses starts with the first occurrence; the others go. */
+    uint32_t *idx = malloc(*n * sizeof *idx);
+    bool *drop = calloc(*n, sizeof *drop);
+    if (!idx || !drop) {
+        free(idx);
+        free(drop);
+        return UV_ENOMEM;
+    }
+    for (size_t i = 0; i < *n; i++)
+        idx[i] = (uint32_t)i;
+    qsort_r(idx, *n, sizeof *idx, index_cmp, addrs);
+    for (size_t i = 1; i < *n; i++)
+        if (proxy_epaddr_cmp(&addrs[idx[i - 1]], &addrs[idx[i]]) == 0)
+            drop[idx[i]] = true;
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (!drop[i])
+            addrs[k++] = addrs[i];
+    *n = k;
+    free(idx);
+    free(drop);
+    return 0;
+}
+
 bool proxy_dns_name_valid(const char *name)
 {
     size_t len = strlen(name);
@@ -225,8 +262,15 @@ int proxy_endpoints_parse(const char *buf, size_t len, const char *file, struct 
         }
     }
     json_decref(root);
-    *n = proxy_epaddrs_normalize(addrs, count);
-    *out = addrs;
+    if (proxy_epaddrs_dedupe(addrs, &count) != 0) {
+        free(addrs);
+        snprintf(err, errlen, "%s: out of memory", file);
+        return UV_ENOMEM;
+    }
+    *n = count;
+    *out = count ? addrs : NULL;
+    if (!count)
+        free(addrs);
     return 0;
 fail:
     json_decref(root);

@@ -38,6 +38,9 @@ int proxy_epaddr_parse(const char *text, size_t len, struct proxy_epaddr *out);
 int proxy_epaddr_cmp(const struct proxy_epaddr *a, const struct proxy_epaddr *b);
 /* Sorts addrs and drops duplicates; returns the new count. */
 size_t proxy_epaddrs_normalize(struct proxy_epaddr *addrs, size_t n);
+/* Drops repeated addresses, keeping the first of each in its place (the
+ * order given is the round robin order). 0, or UV_ENOMEM (addrs untouched). */
+int proxy_epaddrs_dedupe(struct proxy_epaddr *addrs, size_t *n);
 
 /* Whether name is a DNS host name we resolve: dot-separated labels of
  * letters, digits, '-' and '_' (1..63 each, 253 in all, one trailing dot
@@ -47,7 +50,7 @@ bool proxy_dns_name_valid(const char *name);
 
 /* Parses an endpoints file's bytes. On success returns 0 and *out (the
  * caller frees it; NULL when the list is empty) holding *n addresses,
- * sorted and without duplicates. On error returns UV_EINVAL and writes one
+ * in the file's order without duplicates. On error returns UV_EINVAL and writes one
  * line into err naming the place: "file:line:column: why" for JSON syntax,
  * "file: $.endpoints[3]: why" for content. file only labels the messages. */
 int proxy_endpoints_parse(const char *buf, size_t len, const char *file, struct proxy_epaddr **out, size_t *n,

@@ -73,10 +73,10 @@ static void test_parse_ok(void)
     is_int(rc, 0, "a valid file parses: %s", err);
     is_int(n, 4, "the duplicate is dropped");
     if (rc == 0 && n == 4) {
-        is_str(a[0].text, "10.0.0.1:79", "sorted by address, then port");
-        is_str(a[1].text, "10.0.0.1:80", "second");
-        is_str(a[2].text, "10.0.0.2:80", "third");
-        is_str(a[3].text, "[::1]:81", "IPv6 after IPv4");
+        is_str(a[0].text, "10.0.0.2:80", "the file's order is kept (the first occurrence of a duplicate)");
+        is_str(a[1].text, "[::1]:81", "second");
+        is_str(a[2].text, "10.0.0.1:80", "third");
+        is_str(a[3].text, "10.0.0.1:79", "fourth");
     }
     free(a);
     rc = parse("{\"endpoints\": []}", &a, &n, err, sizeof err);
@@ -87,6 +87,12 @@ static void test_parse_ok(void)
     is_int(proxy_epaddr_cmp(&x, &y), 0, "the same address is the same endpoint");
     proxy_epaddr_parse("[fe80::1]:81", 12, &y);
     ok(proxy_epaddr_cmp(&x, &y) < 0, "another port is another endpoint");
+    struct proxy_epaddr s[5];
+    const char *in[] = { "10.0.0.3:1", "10.0.0.1:1", "10.0.0.3:1", "10.0.0.2:1", "10.0.0.1:1" };
+    for (int i = 0; i < 5; i++)
+        proxy_epaddr_parse(in[i], strlen(in[i]), &s[i]);
+    is_int(proxy_epaddrs_normalize(s, 5), 3, "normalize: 3 distinct");
+    ok(strcmp(s[0].text, "10.0.0.1:1") == 0 && strcmp(s[2].text, "10.0.0.3:1") == 0, "normalize sorts");
 }
 
 static void test_parse_errors(void)
