@@ -77,6 +77,10 @@ sub wait_for {
 # --- the endpoints file --------------------------------------------------------------
 
 my @be = map { backend_start("f$_") } 1 .. 2;
+my $gpid = open(my $gfh, '-|', '/usr/bin/python3', Outrider::root() . '/t/proxy/grpc_server.py') or die;
+my $gport = <$gfh>;
+chomp $gport;
+write_atomic("$dir/h2.json", eps_json("127.0.0.1:$gport"));
 my @ep = map { "127.0.0.1:$_->{port}" } @be;
 my $file = "$dir/eps.json";
 my $late = "$dir/late/eps.json";
@@ -94,11 +98,13 @@ $agent = Outrider->start(
                 { name => 'filec', endpoints_file => $file, lb => 'round_robin' },
                 { name => 'late', endpoints_file => $late },
                 { name => 'grpc', endpoints_file => "$dir/none.json", protocol => 'h2' },
+                { name => 'h2c', endpoints_file => "$dir/h2.json", protocol => 'h2' },
             ],
             routes => [
                 { authority => 'file.test', cluster => 'filec' },
                 { authority => 'late.test', cluster => 'late' },
                 { authority => 'grpc.test', cluster => 'grpc' },
+                { authority => 'h2c.test', cluster => 'h2c' },
             ],
         },
     });
@@ -172,6 +178,17 @@ my ($grc, $gout) = curl('-D', '-', '-o', '/dev/null', '--http2-prior-knowledge',
 like($gout, qr/^grpc-status: 14\r?$/m, 'gRPC call to a cluster without endpoints: UNAVAILABLE') or diag($gout);
 like($gout, qr/^grpc-message: no endpoints in cluster grpc/m, '... with the reason');
 
+# An HTTP/2 endpoint removed: its idle session closes.
+open(my $gc, '-|', '/usr/bin/python3', Outrider::root() . '/t/proxy/grpc_client.py', $addr, 'h2c.test', 'unary', 'hi')
+    or die;
+my $gres = do { local $/; <$gc> };
+close $gc;
+like($gres, qr/"resp": "hi"/, 'gRPC through an endpoints-file h2 cluster');
+ok(wait_metric($agent, qr/^outrider_proxy_upstream_connections\{cluster="h2c"\} 1$/m), 'its HTTP/2 session stays open');
+write_atomic("$dir/h2.json", eps_json());
+ok(wait_metric($agent, qr/^outrider_proxy_upstream_connections\{cluster="h2c"\} 0$/m, 15),
+   'endpoint removed: its idle HTTP/2 session is closed');
+
 # A file (and directory) that does not exist yet is waited for.
 ($code, $body) = get('late.test');
 is($code, 503, 'a cluster whose file does not exist yet answers 503');
@@ -182,6 +199,8 @@ write_atomic($late, eps_json($ep[1]));
 ok(wait_for('late.test', 'f2'), 'the file appeared: its endpoints serve');
 $agent->finish_ok;
 backend_stop($_) for @be;
+kill 'TERM', $gpid;
+waitpid($gpid, 0);
 
 # Config errors name their place.
 {
@@ -270,6 +289,13 @@ SKIP: {
     is_deeply($seen, { d1 => 5, d2 => 5 }, 'the last good addresses keep serving') or diag(explain $seen);
     my @warns = $agent->log =~ /cannot resolve svc\.test/g;
     cmp_ok(scalar(@warns), '<=', 2, 'repeated failures are not logged every refresh');
+
+    # A reload stops the old generation's resolutions and starts new ones.
+    write_file($hosts, "127.0.0.3 svc.test\n127.0.0.1 dual.test\n::1 dual.test\n");
+    $agent->signal('HUP');
+    ok($agent->wait_ready(20, 2), 'reloaded');
+    ok(wait_for('dns.test', 'd2'), 'after a reload the new generation resolves the name');
+    is_deeply(ids('dns.test', 4), { d2 => 4 }, '... to its current address only (the old one stopped cleanly: see the exit checks)');
     $agent->finish_ok;
     backend_stop($_) for $a1, $a2, $v4, $v6;
 }
