@@ -47,7 +47,7 @@ struct proxy_cluster {
     char empty_why[96];         /* under lock: why the set is empty, for 503 reasons */
     size_t n_literals;          /* static IP endpoints from the config, in literals */
     struct proxy_epaddr *literals;
-    struct proxy_discovery *disc; /* NULL: a static cluster */
+    struct proxy_discovery *disc; /* every cluster has one; run by worker 0 */
 };
 
 /* A route with its cluster names resolved to indexes. */
