@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proxy.h"
+#include "proxy_discovery.h"
 #include "proxy_h2.h"
 
 static const double duration_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -77,27 +78,11 @@ static int clusters_build(struct proxy_state *st)
                 errors++;
             }
         errors += cluster_health_check(st, i, c->conf);
-        c->n_endpoints = c->conf->endpoints.n;
-        c->addrs = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof *c->addrs);
-        c->addr_text = calloc(c->n_endpoints ? c->n_endpoints : 1, sizeof *c->addr_text);
-        if (!c->addrs || !c->addr_text)
-            return UV_ENOMEM;
-        for (size_t e = 0; e < c->n_endpoints; e++) {
-            const struct otr_conf_address *a = &OTR_CONF_AT(c->conf->endpoints, struct otr_conf_address, e);
-            int rc = UV_EINVAL;
-            if (!a->is_unix) {
-                rc = uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)&c->addrs[e]);
-                if (rc)
-                    rc = uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)&c->addrs[e]);
-            }
-            if (rc || a->port == 0) {
-                snprintf(path, sizeof path, "clusters[%zu].endpoints[%zu]", i, e);
-                st->host->conf_error(st->ctx, path, "expected an IP address with a port, got \"%s\"", a->text);
-                errors++;
-            }
-            snprintf(c->addr_text[e], sizeof c->addr_text[e], strchr(a->host, ':') ? "[%s]:%u" : "%s:%u", a->host,
-                     a->port);
-        }
+        int rc = proxy_cluster_endpoints_build(st, i);
+        if (rc == OTR_ECONFIG)
+            errors++;
+        else if (rc)
+            return rc;
     }
     return errors ? OTR_ECONFIG : 0;
 }
@@ -106,18 +91,18 @@ static void state_free(struct proxy_state *st)
 {
     if (!st)
         return;
-    for (size_t i = 0; i < st->n_clusters; i++) {
-        free(st->clusters[i].addrs);
-        free(st->clusters[i].addr_text);
-    }
+    for (size_t i = 0; i < st->n_clusters; i++)
+        proxy_cluster_endpoints_free(&st->clusters[i]);
     free(st->clusters);
+    if (st->wake_lock_init)
+        uv_mutex_destroy(&st->wake_lock);
     proxy_routes_free(st);
     if (st->workers) {
         for (unsigned w = 0; w < st->n_workers; w++) {
             struct proxy_worker *pw = &st->workers[w];
             if (pw->clusters)
                 for (size_t i = 0; i < st->n_clusters; i++)
-                    free(pw->clusters[i].eps);
+                    proxy_wcluster_endpoints_free(&pw->clusters[i]);
             free(pw->clusters);
         }
         free(st->workers);
@@ -209,6 +194,16 @@ static int metrics_register(struct proxy_state *st)
     st->m_ejections = host->metric_new(st->ctx, &ejections);
     st->m_hc_failures = host->metric_new(st->ctx, &hc_failures);
     st->m_cb_rejections = host->metric_new(st->ctx, &cb);
+    const struct otr_metric_desc endpoints = { "outrider_proxy_cluster_endpoints",
+                                               "Endpoints a cluster currently balances over (static, DNS or file).",
+                                               OTR_METRIC_GAUGE, cluster_only, NULL, 0 };
+    static const char *const cluster_source[] = { "cluster", "source", NULL };
+    const struct otr_metric_desc disc_failures = { "outrider_proxy_discovery_failures_total",
+                                                   "Failed DNS resolutions and unusable endpoints files (the last "
+                                                   "good endpoints are kept).",
+                                                   OTR_METRIC_COUNTER, cluster_source, NULL, 0 };
+    st->m_endpoints = host->metric_new(st->ctx, &endpoints);
+    st->m_discovery_failures = host->metric_new(st->ctx, &disc_failures);
     if (!st->m_requests || !st->m_duration || !st->m_upstream_conns || !st->m_client_conns || !st->m_errors) {
         host->log(st->ctx, OTR_LOG_ERROR, "cannot register metrics");
         return UV_EINVAL;
@@ -227,6 +222,9 @@ static int proxy_init(otr_ctx *ctx, const void *conf_)
     st->host = host;
     st->conf = conf;
     host->set_data(ctx, st);
+    if (uv_mutex_init(&st->wake_lock) != 0)
+        return UV_ENOMEM;
+    st->wake_lock_init = true;
     int rc = state_build(st);
     if (rc)
         return rc;
@@ -271,13 +269,6 @@ static int worker_clusters_init(struct proxy_worker *pw)
         wc->pw = pw;
         wc->c = &st->clusters[i];
         wc->index = (int)i;
-        wc->eps = calloc(wc->c->n_endpoints, sizeof *wc->eps);
-        if (!wc->eps)
-            return UV_ENOMEM;
-        for (size_t e = 0; e < wc->c->n_endpoints; e++) {
-            wc->eps[e].wc = wc;
-            wc->eps[e].index = e;
-        }
         static const char *const classes[6] = { "error", "1xx", "2xx", "3xx", "4xx", "5xx" };
         for (int k = 0; k < 6; k++)
             wc->s_requests[k] = host->series(st->m_requests, pw->w, (const char *[]){ wc->c->conf->name, classes[k], NULL });
@@ -314,7 +305,7 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     if (!pw->rng)
         pw->rng = 1;
     int rc = worker_clusters_init(pw);
-    if (rc)
+    if (rc || (rc = proxy_discovery_worker_start(pw)))
         return rc;
     char idx[16];
     snprintf(idx, sizeof idx, "%u", host->worker_index(w));
@@ -379,6 +370,8 @@ void proxy_worker_maybe_drained(struct proxy_worker *pw)
             return;
     if (pw->h2_dirty || pw->h2up_dirty)
         return; /* frames still to send; the idle callback comes back here */
+    if (!proxy_discovery_worker_closed(pw))
+        return; /* its close callbacks come back here */
     if (pw->drain_timer_open || pw->h2_idle_open) {
         if (pw->drain_timer_open && !uv_is_closing((uv_handle_t *)&pw->drain_timer))
             uv_close((uv_handle_t *)&pw->drain_timer, drain_timer_on_close);
@@ -418,6 +411,7 @@ static void proxy_drain(otr_ctx *ctx, otr_worker *w, uint64_t deadline_ms)
     uint64_t now = uv_now(pw->loop);
     if (pw->drain_timer_open)
         uv_timer_start(&pw->drain_timer, drain_on_deadline, deadline_ms > now ? deadline_ms - now : 0, 0);
+    proxy_discovery_worker_stop(pw);
     proxy_health_stop(pw);
     proxy_outlier_stop(pw);
     proxy_conns_drain(pw);

@@ -23,6 +23,7 @@
 
 #include "outrider/module.h"
 #include "proxy_conf.h"
+#include "proxy_endpoints.h"
 #include "proxy_h1_parse.h"
 
 #define PROXY_PUMP_LINES 16 /* chunks re-framed per write */
@@ -30,12 +31,23 @@
 #define PROXY_LISTENERS 2 /* outbound, inbound */
 enum proxy_listener_id { PROXY_OUTBOUND = 0, PROXY_INBOUND = 1 };
 
-/* A cluster as resolved at init: endpoints as socket addresses. */
+struct proxy_discovery;
+
+/* A cluster as resolved at init. Its endpoint set can change at run time
+ * (DNS names, endpoints file): the latest set is published here under
+ * `lock` by the discovery running on worker 0, and each worker copies it
+ * into its own per-endpoint state (proxy_discovery.c). */
 struct proxy_cluster {
     const struct proxy_cluster_conf *conf;
-    size_t n_endpoints;
-    struct sockaddr_storage *addrs;
-    char (*addr_text)[64]; /* "ip:port" for logs and access records */
+    uv_mutex_t lock;
+    bool lock_init;
+    uint64_t version;           /* under lock: bumped on each published set */
+    struct proxy_epaddr *set;   /* under lock: without duplicates, in round robin order */
+    size_t n_set;
+    char empty_why[96];         /* under lock: why the set is empty, for 503 reasons */
+    size_t n_literals;          /* static IP endpoints from the config, in literals */
+    struct proxy_epaddr *literals;
+    struct proxy_discovery *disc; /* every cluster has one; run by worker 0 */
 };
 
 /* A route with its cluster names resolved to indexes. */
@@ -66,6 +78,10 @@ struct proxy_state {
     unsigned n_workers;
     struct proxy_worker *workers;
     otr_metric *m_requests, *m_duration, *m_upstream_conns, *m_client_conns, *m_errors, *m_retries;
+    otr_metric *m_endpoints, *m_discovery_failures;
+    uv_mutex_t wake_lock; /* guards every worker's wake_open */
+    bool wake_lock_init;
+    _Atomic size_t n_discovering; /* clusters whose first discovery round has not ended */
     otr_hook *hook; /* route(req), or NULL */
     otr_metric *m_healthy, *m_ejections, *m_hc_failures, *m_cb_rejections;
     struct proxy_ready *ready; /* what /ready sees (proxy_ready.c) */
@@ -79,10 +95,18 @@ struct proxy_lua_out;
 struct proxy_h2stream;
 struct proxy_delay;
 
-/* A cluster's per-worker endpoint state. */
+/* A cluster's per-worker endpoint state. Heap-allocated and kept across
+ * endpoint set changes while its address stays in the set; a removed
+ * endpoint is `removed`, never chosen again, and freed once nothing refers
+ * to it (proxy_discovery.c). */
 struct proxy_endpoint {
     struct proxy_wcluster *wc;
-    size_t index;
+    size_t index;        /* position in wc->eps (meaningless once removed) */
+    uint64_t id;         /* unique in its wcluster, never reused: what a retry avoids */
+    struct proxy_epaddr addr;
+    bool removed;
+    unsigned refs;       /* upstream connections, HTTP/2 sessions and streams holding it */
+    struct proxy_endpoint *next_retired;
     unsigned active;     /* requests in flight */
     double ewma_ms;      /* latency, exponentially weighted */
     uint64_t ewma_stamp; /* uv_now of the last sample */
@@ -113,7 +137,12 @@ struct proxy_wcluster {
     struct proxy_worker *pw;
     const struct proxy_cluster *c;
     int index;
-    struct proxy_endpoint *eps;
+    struct proxy_endpoint **eps; /* the current set, in the published order */
+    size_t n_eps;
+    struct proxy_endpoint *retired; /* removed, still referred to */
+    uint64_t last_ep_id;            /* the id given to the newest endpoint */
+    uint64_t version;               /* of the published set applied */
+    char empty_why[96];
     unsigned rr;        /* round robin cursor */
     unsigned n_conns;   /* open upstream connections */
     unsigned n_pending; /* client requests waiting for a connection */
@@ -153,6 +182,10 @@ struct proxy_worker {
     struct proxy_hcheck *hchecks; /* health checks open (proxy_health.c) */
     uint64_t log_window_ms;    /* rate limit of ejection and health logs */
     unsigned log_count, log_suppressed;
+    /* endpoint set changes published by worker 0 (proxy_discovery.c) */
+    uv_async_t wake;
+    bool wake_open; /* under st->wake_lock */
+    bool wake_handle_open;
 };
 
 /* --- proxy_ready.c -------------------------------------------------------- */
@@ -227,11 +260,13 @@ void proxy_upstream_unqueue(struct proxy_conn *c);
 void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc);
 /* Closes every pooled connection of the worker (drain). */
 void proxy_upstream_close_idle(struct proxy_worker *pw);
-/* The endpoint choice, exposed for tests. */
+/* The 503 reason for a cluster without endpoints, into out. */
+void proxy_upstream_no_endpoint_why(const struct proxy_wcluster *wc, char *out, size_t cap);
+/* The endpoint choice, exposed for tests: NULL when wc has no endpoints. */
 struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc);
-/* The choice for a retry: another endpoint than index avoid (-1: any)
- * when the cluster has another. */
-struct proxy_endpoint *proxy_lb_pick_other(struct proxy_wcluster *wc, int avoid);
+/* The choice for a retry: another endpoint than the one of id avoid (0:
+ * any) when the cluster has another; NULL when wc has no endpoints. */
+struct proxy_endpoint *proxy_lb_pick_other(struct proxy_wcluster *wc, uint64_t avoid);
 void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_ms);
 
 /* Whether wc may take one more request (max_requests); counts and says
@@ -273,6 +308,11 @@ int proxy_health_grpc_serving(const uint8_t *b, size_t n);
  * checks in flight (drain). */
 void proxy_health_start(struct proxy_worker *pw);
 void proxy_health_stop(struct proxy_worker *pw);
+/* Discovery added ep to a running cluster with health checks: it is
+ * unhealthy until its first check, started at once, passes. */
+void proxy_health_endpoint_added(struct proxy_endpoint *ep);
+/* Discovery removed ep: the check in flight is detached from it. */
+void proxy_health_endpoint_removed(struct proxy_endpoint *ep);
 
 /* --- proxy_http1.c ------------------------------------------------------- */
 
@@ -331,7 +371,7 @@ struct proxy_conn {
     uint64_t t_start_ms, t_sent_ms;
     uint32_t retries;
     const char *reason; /* why the proxy answered itself, for the access record (borrowed until published) */
-    int avoid_ep; /* endpoint that just failed this request, -1 none */
+    uint64_t avoid_ep; /* id of the endpoint that just failed this request, 0 none */
     struct proxy_delay *retry_delay; /* backoff before the next attempt, or NULL */
     uint64_t bytes_in, bytes_out;
     int status;

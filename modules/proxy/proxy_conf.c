@@ -79,7 +79,7 @@ static const struct otr_conf_field route_elem = {
     .type = OTR_CONF_OBJECT, .fields = route_fields, .help = "A route; the first that matches wins."};
 
 static const struct otr_conf_field endpoint_elem = {
-    .type = OTR_CONF_ADDRESS, .help = "An endpoint \"ip:port\"."};
+    .type = OTR_CONF_ADDRESS, .help = "An endpoint \"ip:port\", \"[ipv6]:port\" or \"dns.name:port\"."};
 
 static const struct otr_conf_field outlier_fields[] = {
     O("consecutive_failures", OTR_CONF_INT, consecutive_failures, .def = "0", .min = 0, .max = 1000,
@@ -129,7 +129,18 @@ static const struct otr_conf_field grpc_code_elem = {
 static const struct otr_conf_field cluster_fields[] = {
     C("name", OTR_CONF_STRING, name, .flags = OTR_CONF_REQUIRED, .max = 128, .help = "The cluster's name."),
     C("endpoints", OTR_CONF_ARRAY, endpoints, .elem = &endpoint_elem, .elem_size = sizeof(struct otr_conf_address),
-      .min = 1, .max = 1024, .help = "Static endpoints (IP literals with ports)."),
+      .max = 1024,
+      .help = "Endpoints: IP literals with ports, and DNS names with ports (every address a name resolves to "
+              "is an endpoint, re-resolved every dns_refresh; a failed resolution keeps the last good "
+              "addresses). Required unless endpoints_file is set."),
+    C("endpoints_file", OTR_CONF_STRING, endpoints_file, .def = "\"\"", .max = 1024,
+      .help = "Absolute path of a JSON file {\"endpoints\": [\"ip:port\", ...]} giving the endpoints instead, "
+              "reloaded when it changes (rewritten or replaced by rename; inotify plus a 1 s stat check). A "
+              "missing or bad file is logged and the last good list kept (none at start: 503)."),
+    C("dns_refresh", OTR_CONF_DURATION, dns_refresh, .def = "\"5s\"", .min = 100, .max = 86400000,
+      .help = "How often DNS names in endpoints are resolved again."),
+    C("dns_family", OTR_CONF_ENUM, dns_family, .choices = "any|ipv4|ipv6", .def = "\"any\"",
+      .help = "Which addresses of DNS names become endpoints: both families, IPv4 only or IPv6 only."),
     C("lb", OTR_CONF_ENUM, lb, .choices = "round_robin|least_request|p2c", .def = "\"p2c\"",
       .help = "Endpoint choice: round robin, least outstanding requests, or power of two choices over an EWMA "
               "of latency."),

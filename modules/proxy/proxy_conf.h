@@ -29,6 +29,7 @@ enum proxy_retry_grpc {
     PROXY_RETRY_GRPC_RESOURCE_EXHAUSTED,
     PROXY_RETRY_GRPC_UNAVAILABLE,
 };
+enum proxy_dns_family { PROXY_DNS_ANY = 0, PROXY_DNS_IPV4, PROXY_DNS_IPV6 };
 
 struct proxy_listener_conf {
     bool enabled;
@@ -81,7 +82,10 @@ struct proxy_health_conf {
 
 struct proxy_cluster_conf {
     char *name;
-    struct otr_conf_array endpoints; /* struct otr_conf_address */
+    struct otr_conf_array endpoints; /* struct otr_conf_address: IP literals or DNS names */
+    char *endpoints_file;            /* "" none; else the watched JSON endpoints file */
+    uint64_t dns_refresh;            /* ms between resolutions of DNS names */
+    int dns_family;                  /* enum proxy_dns_family */
     int lb;                          /* enum proxy_lb_kind */
     int protocol;                    /* enum proxy_protocol */
     uint64_t connect_timeout, request_timeout, idle_timeout;

@@ -141,7 +141,7 @@ void proxy_h1h2_start(struct proxy_conn *c, struct proxy_wcluster *wc)
     st->wc = wc;
     st->route = c->route;
     st->grpc_status = -1;
-    st->avoid_ep = -1;
+    st->avoid_ep = 0;
     st->t_start_ms = c->t_start_ms;
     proxy_hdrs_add(&st->req, (const uint8_t *)":method", 7, (const uint8_t *)b + h->method.off, h->method.len);
     if (h->path.len)

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "proxy_discovery.h"
 #include "proxy_h2.h"
 
 /* --- sending ------------------------------------------------------------------ */
@@ -150,6 +151,8 @@ void proxy_h2stream_free(struct proxy_h2stream *st)
     free(st->lua);
     free(st->h1_head);
     free(st->h1_out);
+    if (st->ep)
+        proxy_endpoint_unref(st->ep);
     if (st->timer)
         uv_close((uv_handle_t *)st->timer, stream_timer_on_close);
     free(st);
@@ -466,7 +469,7 @@ static void stream_publish(struct proxy_h2stream *st)
     }
     if (!host->bus_has_subscribers(ps->ctx, "access"))
         return;
-    const char *upstream = st->ep ? st->wc->c->addr_text[st->ep->index] : "";
+    const char *upstream = st->ep ? st->ep->addr.text : "";
     const char *cluster = st->wc ? st->wc->c->conf->name : "";
     const struct otr_pod *pod = NULL;
     struct sockaddr_storage ss;
@@ -514,7 +517,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     st->dc = dc;
     st->id = frame->hd.stream_id;
     st->grpc_status = -1;
-    st->avoid_ep = -1;
+    st->avoid_ep = 0;
     st->next = dc->streams;
     if (dc->streams)
         dc->streams->prev = st;

@@ -81,7 +81,7 @@ struct proxy_h2stream {
     char reason[80]; /* why the proxy answered itself, for the access record; "" otherwise */
     /* retries (proxy_h2_retry.c) */
     uint32_t retries;
-    int avoid_ep;                    /* endpoint the last attempt failed on, -1 none */
+    uint64_t avoid_ep;               /* id of the endpoint the last attempt failed on, 0 none */
     struct proxy_delay *retry_delay; /* backoff before the next attempt, or NULL */
     uint64_t req_pos;                /* request body bytes this attempt sent upstream */
     uint64_t req_acked;              /* request body bytes acknowledged to the HTTP/2 client */
@@ -164,6 +164,9 @@ void proxy_h2up_resume(struct proxy_h2stream *st);
 /* The downstream leg took response bytes: acknowledge them upstream. */
 void proxy_h2up_consumed(struct proxy_h2stream *st, size_t n);
 void proxy_h2up_close_all(struct proxy_worker *pw);
+/* The session's endpoint was removed: it closes now if idle, else after its
+ * last stream. */
+void proxy_h2up_retire(struct proxy_h2up *up);
 
 /* HTTP/2 stream to HTTP/1.1 upstream (proxy_h2h1.c). */
 void proxy_h2h1_ready(struct proxy_h2stream *st, struct proxy_upconn *u);

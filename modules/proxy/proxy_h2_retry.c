@@ -72,8 +72,8 @@ bool proxy_h2stream_retry(struct proxy_h2stream *st, enum proxy_retry_cause caus
         return false;
     struct proxy_worker *pw = wc->pw;
     pw->st->host->log(pw->st->ctx, OTR_LOG_DEBUG, "retrying stream to %s (status %d, grpc-status %d)",
-                      st->ep ? wc->c->addr_text[st->ep->index] : "-", status, grpc_status);
-    st->avoid_ep = st->ep ? (int)st->ep->index : -1;
+                      st->ep ? st->ep->addr.text : "-", status, grpc_status);
+    st->avoid_ep = st->ep ? st->ep->id : 0;
     proxy_h2up_cancel(st);
     /* The new attempt starts from a clean response and the body's start. */
     proxy_hdrs_clear(&st->resp);

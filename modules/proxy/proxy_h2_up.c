@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "proxy_discovery.h"
 #include "proxy_h2.h"
 
 /* How many times a stream refused unprocessed is sent again. */
@@ -59,6 +60,7 @@ static void up_on_handle_closed(uv_handle_t *h)
     pw->n_upconns--;
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, -1);
+    proxy_endpoint_unref(up->ep);
     free(up->out);
     free(up);
     proxy_worker_maybe_drained(pw);
@@ -128,7 +130,7 @@ void proxy_h2up_send(struct proxy_h2up *up)
     /* Draining: a session whose last stream ended says GOAWAY and closes
      * once that is written (nghttp2 then wants neither to read nor to
      * write, below). Streams still in flight keep it open. */
-    if (up->ep->wc->pw->draining && !up->streams && !up->pending_head)
+    if ((up->ep->wc->pw->draining || up->ep->removed) && !up->streams && !up->pending_head)
         nghttp2_session_terminate_session(up->s, NGHTTP2_NO_ERROR);
     for (;;) {
         const uint8_t *d;
@@ -533,6 +535,7 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
     if (!up)
         return NULL;
     up->ep = ep;
+    proxy_endpoint_ref(ep);
     uv_tcp_init(pw->loop, &up->tcp);
     uv_timer_init(pw->loop, &up->timer);
     up->tcp.data = up->timer.data = up->connect_req.data = up;
@@ -541,7 +544,7 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, 1);
     ep->h2 = up;
-    const struct sockaddr *sa = (const struct sockaddr *)&wc->c->addrs[ep->index];
+    const struct sockaddr *sa = (const struct sockaddr *)&ep->addr.sa;
     if (uv_tcp_connect(&up->connect_req, &up->tcp, sa, up_on_connect) != 0) {
         up_close(up, "cannot connect");
         return NULL;
@@ -558,6 +561,15 @@ void proxy_h2up_dispatch(struct proxy_h2stream *st)
         return;
     }
     struct proxy_endpoint *ep = proxy_lb_pick_other(st->wc, st->avoid_ep);
+    if (!ep) {
+        char empty[160];
+        proxy_upstream_no_endpoint_why(st->wc, empty, sizeof empty);
+        proxy_h2stream_on_upstream_failed(st, 503, 14, empty);
+        return;
+    }
+    if (st->ep)
+        proxy_endpoint_unref(st->ep);
+    proxy_endpoint_ref(ep);
     st->ep = ep;
     st->ep_active = true;
     ep->active++;
@@ -646,8 +658,15 @@ void proxy_h2up_close_all(struct proxy_worker *pw)
 {
     for (size_t i = 0; i < pw->st->n_clusters; i++) {
         struct proxy_wcluster *wc = &pw->clusters[i];
-        for (size_t e = 0; e < wc->c->n_endpoints; e++)
-            if (wc->eps[e].h2 && !wc->eps[e].h2->streams && !wc->eps[e].h2->pending_head)
-                up_close(wc->eps[e].h2, "draining");
+        for (size_t e = 0; e < wc->n_eps; e++)
+            if (wc->eps[e]->h2 && !wc->eps[e]->h2->streams && !wc->eps[e]->h2->pending_head)
+                up_close(wc->eps[e]->h2, "draining");
     }
+}
+
+void proxy_h2up_retire(struct proxy_h2up *up)
+{
+    if (!up->streams && !up->pending_head)
+        up_close(up, "endpoint removed");
+    /* Otherwise proxy_h2up_send ends the session after its last stream. */
 }

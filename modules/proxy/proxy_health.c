@@ -161,7 +161,7 @@ static void endpoint_verdict(struct proxy_endpoint *ep, bool ok, const char *why
 {
     struct proxy_wcluster *wc = ep->wc;
     const struct proxy_health_conf *hc = &wc->c->conf->health_check;
-    const char *name = wc->c->conf->name, *addr = wc->c->addr_text[ep->index];
+    const char *name = wc->c->conf->name, *addr = ep->addr.text;
     bool first = !ep->hc_checked;
     ep->hc_checked = true;
     if (ok) {
@@ -558,7 +558,7 @@ static void check_start(struct proxy_endpoint *ep)
     k->tcp.data = k->timer.data = k->connect_req.data = k;
     pw->n_health_handles += 2;
     uv_timer_start(&k->timer, check_on_timeout, hc->timeout, 0);
-    int rc = uv_tcp_connect(&k->connect_req, &k->tcp, (const struct sockaddr *)&wc->c->addrs[ep->index],
+    int rc = uv_tcp_connect(&k->connect_req, &k->tcp, (const struct sockaddr *)&ep->addr.sa,
                             check_on_connect);
     if (rc)
         check_finish(k, false, uv_strerror(rc));
@@ -569,9 +569,9 @@ static void round_on_timer(uv_timer_t *t)
     struct proxy_wcluster *wc = t->data;
     if (wc->pw->draining)
         return;
-    for (size_t i = 0; i < wc->c->n_endpoints; i++)
-        if (!wc->eps[i].hc)
-            check_start(&wc->eps[i]);
+    for (size_t i = 0; i < wc->n_eps; i++)
+        if (!wc->eps[i]->hc)
+            check_start(wc->eps[i]);
 }
 
 static void round_timer_on_close(uv_handle_t *h)
@@ -591,8 +591,8 @@ void proxy_health_start(struct proxy_worker *pw)
             continue;
         /* Unhealthy until a first check passes; until then no endpoint is
          * usable, so all are used (panic), as before checks existed. */
-        for (size_t e = 0; e < wc->c->n_endpoints; e++)
-            wc->eps[e].unhealthy = true;
+        for (size_t e = 0; e < wc->n_eps; e++)
+            wc->eps[e]->unhealthy = true;
         uv_timer_init(pw->loop, &wc->hc_timer);
         wc->hc_timer.data = wc;
         wc->hc_timer_open = true;
@@ -602,14 +602,34 @@ void proxy_health_start(struct proxy_worker *pw)
     }
 }
 
+void proxy_health_endpoint_added(struct proxy_endpoint *ep)
+{
+    struct proxy_wcluster *wc = ep->wc;
+    if (!wc->hc_timer_open || wc->pw->draining)
+        return;
+    /* As the endpoints at start: unhealthy until a first check passes,
+     * which starts now rather than at the next round. */
+    ep->unhealthy = true;
+    check_start(ep);
+}
+
+void proxy_health_endpoint_removed(struct proxy_endpoint *ep)
+{
+    /* Its check in flight ends without a verdict: nobody reads it. */
+    if (ep->hc) {
+        ep->hc->ep = NULL;
+        ep->hc = NULL;
+    }
+}
+
 void proxy_health_stop(struct proxy_worker *pw)
 {
     for (size_t i = 0; i < pw->st->n_clusters; i++) {
         struct proxy_wcluster *wc = &pw->clusters[i];
         if (wc->hc_timer_open && !uv_is_closing((uv_handle_t *)&wc->hc_timer))
             uv_close((uv_handle_t *)&wc->hc_timer, round_timer_on_close);
-        for (size_t e = 0; e < wc->c->n_endpoints; e++)
-            wc->eps[e].hc = NULL;
+        for (size_t e = 0; e < wc->n_eps; e++)
+            wc->eps[e]->hc = NULL;
     }
     /* Checks still open (in flight, or reading the rest of a response)
      * close without a verdict: nobody needs it any more. */

@@ -621,7 +621,7 @@ static void conn_start_request(struct proxy_conn *c)
      * after a 100 it saw. */
     c->req_held = h->framing != PROXY_H1_BODY_NONE && !(h->flags & PROXY_H1_EXPECT_CONTINUE);
     c->retries = 0;
-    c->avoid_ep = -1;
+    c->avoid_ep = 0;
     c->route = NULL;
     c->wc = NULL;
     c->body_pos = h->head_len;
@@ -833,7 +833,7 @@ static void conn_on_retry_delay(void *arg)
  * when there is one, after the backoff delay. */
 static void conn_retry(struct proxy_conn *c)
 {
-    c->avoid_ep = c->ep ? (int)c->ep->index : -1;
+    c->avoid_ep = c->ep ? c->ep->id : 0;
     if (c->ep) {
         c->ep->active--;
         c->ep = NULL;
@@ -1003,7 +1003,7 @@ static int response_head(struct proxy_conn *c, struct proxy_upconn *u, struct pu
         }
         if (conn_may_retry(c, PROXY_RETRY_CAUSE_STATUS, h->status)) {
             c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "retrying after status %u from %s", h->status,
-                                 c->wc->c->addr_text[c->ep ? c->ep->index : 0]);
+                                 c->ep ? c->ep->addr.text : "");
             conn_discard_response(c, u, (size_t)r);
             conn_retry(c);
             return -1;
@@ -1054,7 +1054,7 @@ void proxy_conn_on_response_data(struct proxy_conn *c)
         int r = pump_body(&pm, &b, u->buf, &u->pos, u->len, &c->resp_done);
         if (r < 0) {
             c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_WARN, "upstream %s: response body: %s",
-                                 c->wc->c->addr_text[c->ep ? c->ep->index : 0], proxy_h1_error_str(r));
+                                 c->ep ? c->ep->addr.text : "", proxy_h1_error_str(r));
             conn_respond_error(c, 502, "invalid upstream response body");
             return;
         }
@@ -1159,7 +1159,7 @@ static void conn_publish(struct proxy_conn *c)
         return;
     const struct proxy_h1_head *h = &c->parser.head;
     const char *b = c->buf;
-    const char *upstream = c->ep ? c->wc->c->addr_text[c->ep->index] : "";
+    const char *upstream = c->ep ? c->ep->addr.text : "";
     const char *cluster = c->wc ? c->wc->c->conf->name : "";
     const char *reason = c->reason ? c->reason : "";
     c->reason = NULL;

@@ -82,8 +82,8 @@ void proxy_outlier_gauge(struct proxy_wcluster *wc)
         return;
     uint64_t now = uv_now(wc->pw->loop);
     size_t usable = 0;
-    for (size_t i = 0; i < wc->c->n_endpoints; i++)
-        usable += proxy_endpoint_usable(&wc->eps[i], now);
+    for (size_t i = 0; i < wc->n_eps; i++)
+        usable += proxy_endpoint_usable(wc->eps[i], now);
     /* Each worker's shard holds its share, so the sum over workers (what
      * the registry shows) is the mean count of usable endpoints. */
     wc->pw->st->host->gauge_set(wc->s_healthy, (double)usable / wc->pw->st->n_workers);
@@ -96,12 +96,12 @@ static void outlier_on_timer(uv_timer_t *t)
 {
     struct proxy_wcluster *wc = t->data;
     uint64_t now = uv_now(wc->pw->loop);
-    for (size_t i = 0; i < wc->c->n_endpoints; i++) {
-        struct proxy_endpoint *ep = &wc->eps[i];
+    for (size_t i = 0; i < wc->n_eps; i++) {
+        struct proxy_endpoint *ep = wc->eps[i];
         if (ep->ejected_until && ep->ejected_until <= now) {
             ep->ejected_until = 0;
             proxy_outlier_log(wc->pw, OTR_LOG_INFO, "cluster %s: endpoint %s back from ejection", wc->c->conf->name,
-                              wc->c->addr_text[ep->index]);
+                              ep->addr.text);
         }
     }
     proxy_outlier_gauge(wc);
@@ -111,8 +111,8 @@ static void outlier_on_timer(uv_timer_t *t)
 static void outlier_timer_arm(struct proxy_wcluster *wc, uint64_t now)
 {
     uint64_t next = 0;
-    for (size_t i = 0; i < wc->c->n_endpoints; i++) {
-        uint64_t u = wc->eps[i].ejected_until;
+    for (size_t i = 0; i < wc->n_eps; i++) {
+        uint64_t u = wc->eps[i]->ejected_until;
         if (u && (!next || u < next))
             next = u;
     }
@@ -134,7 +134,7 @@ static void eject(struct proxy_endpoint *ep, uint64_t now)
     if (wc->s_ejections)
         wc->pw->st->host->counter_add(wc->s_ejections, 1);
     proxy_outlier_log(wc->pw, OTR_LOG_WARN, "cluster %s: endpoint %s ejected for %llu ms (%u failures in a row, "
-                      "ejection %u)", wc->c->conf->name, wc->c->addr_text[ep->index], (unsigned long long)ms,
+                      "ejection %u)", wc->c->conf->name, ep->addr.text, (unsigned long long)ms,
                       (unsigned)oc->consecutive_failures, ep->times_ejected);
     proxy_outlier_gauge(wc);
     outlier_timer_arm(wc, now);
@@ -144,8 +144,8 @@ void proxy_outlier_report(struct proxy_endpoint *ep, bool failed)
 {
     struct proxy_wcluster *wc = ep->wc;
     const struct proxy_outlier_conf *oc = &wc->c->conf->outlier;
-    if (oc->consecutive_failures <= 0)
-        return;
+    if (oc->consecutive_failures <= 0 || ep->removed)
+        return; /* off, or a request finishing on an endpoint discovery removed */
     uint64_t now = uv_now(wc->pw->loop);
     if (now < ep->ejected_until)
         return; /* requests sent before the ejection finishing: already judged */
@@ -156,9 +156,9 @@ void proxy_outlier_report(struct proxy_endpoint *ep, bool failed)
     if (++ep->consecutive_failures < (uint64_t)oc->consecutive_failures)
         return;
     size_t n_ejected = 0;
-    for (size_t i = 0; i < wc->c->n_endpoints; i++)
-        n_ejected += now < wc->eps[i].ejected_until;
-    if (!proxy_outlier_may_eject(wc->c->n_endpoints, n_ejected, oc->max_ejection_percent)) {
+    for (size_t i = 0; i < wc->n_eps; i++)
+        n_ejected += now < wc->eps[i]->ejected_until;
+    if (!proxy_outlier_may_eject(wc->n_eps, n_ejected, oc->max_ejection_percent)) {
         /* Held back by max_ejection_percent: the next failure asks again. */
         ep->consecutive_failures = (uint32_t)oc->consecutive_failures - 1;
         return;

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "proxy.h"
+#include "proxy_discovery.h"
 
 #define PROXY_FD_RESERVE 16       /* descriptors kept free for a connection, its upstream, probes */
 #define PROXY_ACCEPT_ERROR_MS 5000 /* an accept error this recent, with no success since: not ready */
@@ -176,13 +177,21 @@ static bool listeners_ok(struct proxy_state *st, char *why, size_t len)
     return true;
 }
 
+static bool discovery_ok(struct proxy_state *st, char *why, size_t len)
+{
+    if (proxy_discovery_ready(st))
+        return true;
+    snprintf(why, len, "endpoint discovery has not finished its first round");
+    return false;
+}
+
 bool proxy_ready(otr_ctx *ctx)
 {
     struct proxy_state *st = ctx->host->data(ctx);
     if (!st || !st->ready)
         return true; /* nothing of ours runs yet */
     char why[160] = "";
-    bool ok = listeners_ok(st, why, sizeof why) && fds_ok(st, why, sizeof why);
+    bool ok = discovery_ok(st, why, sizeof why) && listeners_ok(st, why, sizeof why) && fds_ok(st, why, sizeof why);
     bool was = atomic_exchange(&st->ready->was_ready, ok);
     if (was && !ok)
         st->host->log(ctx, OTR_LOG_WARN, "not ready: %s", why);

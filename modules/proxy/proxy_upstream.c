@@ -4,10 +4,12 @@
  * done with the bytes is proxy_http1.c's business.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy.h"
+#include "proxy_discovery.h"
 #include "proxy_h2.h"
 
 /* Latency memory of the EWMA: samples older than this weigh 1/e. */
@@ -29,10 +31,10 @@ static struct proxy_endpoint *p2c_better(struct proxy_endpoint *a, struct proxy_
  * tried rather than refused). Linear, but only while endpoints are out. */
 static struct proxy_endpoint *pick_usable(struct proxy_wcluster *wc, uint64_t now)
 {
-    size_t n = wc->c->n_endpoints, n_usable = 0;
-    struct proxy_endpoint *eps = wc->eps;
+    size_t n = wc->n_eps, n_usable = 0;
+    struct proxy_endpoint **eps = wc->eps;
     for (size_t i = 0; i < n; i++)
-        n_usable += proxy_endpoint_usable(&eps[i], now);
+        n_usable += proxy_endpoint_usable(eps[i], now);
     if (n_usable == 0)
         return NULL;
     /* Round robin and least request continue from the cursor; p2c draws
@@ -48,47 +50,49 @@ static struct proxy_endpoint *pick_usable(struct proxy_wcluster *wc, uint64_t no
     struct proxy_endpoint *ea = NULL, *eb = NULL;
     for (size_t k = 0, u = 0; k < n; k++) {
         size_t i = (start + k) % n;
-        if (!proxy_endpoint_usable(&eps[i], now))
+        if (!proxy_endpoint_usable(eps[i], now))
             continue;
         if (wc->c->conf->lb == PROXY_LB_ROUND_ROBIN) {
             wc->rr = (unsigned)(i + 1);
-            return &eps[i];
+            return eps[i];
         }
         if (wc->c->conf->lb == PROXY_LB_LEAST_REQUEST) {
-            if (best == SIZE_MAX || eps[i].active < eps[best].active)
+            if (best == SIZE_MAX || eps[i]->active < eps[best]->active)
                 best = i;
             continue;
         }
         if (u == a)
-            ea = &eps[i];
+            ea = eps[i];
         if (u == b)
-            eb = &eps[i];
+            eb = eps[i];
         u++;
     }
     if (wc->c->conf->lb == PROXY_LB_LEAST_REQUEST)
-        return &eps[best];
+        return eps[best];
     return p2c_better(ea, eb);
 }
 
 struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
 {
-    size_t n = wc->c->n_endpoints;
-    struct proxy_endpoint *eps = wc->eps, *ep;
+    size_t n = wc->n_eps;
+    struct proxy_endpoint **eps = wc->eps, *ep;
+    if (n == 0)
+        return NULL;
     if (n == 1)
-        return &eps[0];
+        return eps[0];
     switch (wc->c->conf->lb) {
     case PROXY_LB_ROUND_ROBIN:
-        ep = &eps[wc->rr++ % n];
+        ep = eps[wc->rr++ % n];
         break;
     case PROXY_LB_LEAST_REQUEST: {
         /* The full scan starts at a rotating offset so ties spread. */
         size_t start = wc->rr++ % n, best = start;
         for (size_t k = 1; k < n; k++) {
             size_t i = (start + k) % n;
-            if (eps[i].active < eps[best].active)
+            if (eps[i]->active < eps[best]->active)
                 best = i;
         }
-        ep = &eps[best];
+        ep = eps[best];
         break;
     }
     default: {
@@ -97,7 +101,7 @@ struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
         size_t b = (size_t)(proxy_rand(&wc->pw->rng) % (n - 1));
         if (b >= a)
             b++;
-        ep = p2c_better(&eps[a], &eps[b]);
+        ep = p2c_better(eps[a], eps[b]);
         break;
     }
     }
@@ -112,21 +116,22 @@ struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
  * failed: a usable one if any. */
 static struct proxy_endpoint *endpoint_other(struct proxy_wcluster *wc, struct proxy_endpoint *ep)
 {
-    size_t n = wc->c->n_endpoints;
+    size_t n = wc->n_eps;
     uint64_t now = uv_now(wc->pw->loop);
     for (size_t k = 1; k < n; k++) {
-        struct proxy_endpoint *o = &wc->eps[(ep->index + k) % n];
+        struct proxy_endpoint *o = wc->eps[(ep->index + k) % n];
         if (proxy_endpoint_usable(o, now))
             return o;
     }
-    return &wc->eps[(ep->index + 1) % n];
+    return wc->eps[(ep->index + 1) % n];
 }
 
-struct proxy_endpoint *proxy_lb_pick_other(struct proxy_wcluster *wc, int avoid)
+struct proxy_endpoint *proxy_lb_pick_other(struct proxy_wcluster *wc, uint64_t avoid)
 {
     struct proxy_endpoint *ep = proxy_lb_pick(wc);
-    /* A retry goes to another endpoint when there is one. */
-    if (avoid >= 0 && ep->index == (size_t)avoid && wc->c->n_endpoints > 1)
+    /* A retry goes to another endpoint when there is one. ep is in the
+     * current set, so its index is its place in wc->eps. */
+    if (ep && avoid && ep->id == avoid && wc->n_eps > 1)
         ep = endpoint_other(wc, ep);
     return ep;
 }
@@ -145,6 +150,11 @@ void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_
     ep->ewma_stamp = now_ms ? now_ms : 1;
 }
 
+void proxy_upstream_no_endpoint_why(const struct proxy_wcluster *wc, char *out, size_t cap)
+{
+    snprintf(out, cap, "no endpoints in cluster %s (%s)", wc->c->conf->name, wc->empty_why);
+}
+
 /* --- connection lifetime ---------------------------------------------------- */
 
 static void wcluster_pump_pending(struct proxy_wcluster *wc);
@@ -160,6 +170,7 @@ static void upconn_on_handle_closed(uv_handle_t *h)
     pw->n_upconns--;
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, -1);
+    proxy_endpoint_unref(u->ep);
     free(u->buf);
     free(u);
     if (!pw->draining)
@@ -330,6 +341,7 @@ static struct proxy_upconn *upconn_open(struct proxy_endpoint *ep, struct proxy_
         return NULL;
     }
     u->ep = ep;
+    proxy_endpoint_ref(ep);
     u->down = c;
     uv_tcp_init(pw->loop, &u->tcp);
     uv_timer_init(pw->loop, &u->timer);
@@ -338,7 +350,7 @@ static struct proxy_upconn *upconn_open(struct proxy_endpoint *ep, struct proxy_
     pw->n_upconns++;
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, 1);
-    const struct sockaddr *sa = (const struct sockaddr *)&wc->c->addrs[ep->index];
+    const struct sockaddr *sa = (const struct sockaddr *)&ep->addr.sa;
     int rc = uv_tcp_connect(&u->connect_req, &u->tcp, sa, upconn_on_connect);
     if (rc) {
         proxy_upconn_close(u);
@@ -374,8 +386,10 @@ bool proxy_upstream_admit(struct proxy_wcluster *wc, const char **why)
     /* Counted when asked rather than kept: requests end in many places,
      * and the endpoints' own counts are already kept right there. */
     uint64_t n = wc->n_pending;
-    for (size_t i = 0; i < wc->c->n_endpoints; i++)
-        n += wc->eps[i].active;
+    for (size_t i = 0; i < wc->n_eps; i++)
+        n += wc->eps[i]->active;
+    for (const struct proxy_endpoint *ep = wc->retired; ep; ep = ep->next_retired)
+        n += ep->active; /* removed from the set, still answering */
     if (n < (uint64_t)max)
         return true;
     if (wc->s_cb_requests)
@@ -386,8 +400,8 @@ bool proxy_upstream_admit(struct proxy_wcluster *wc, const char **why)
 
 static bool any_usable(const struct proxy_wcluster *wc, uint64_t now)
 {
-    for (size_t i = 0; i < wc->c->n_endpoints; i++)
-        if (proxy_endpoint_usable(&wc->eps[i], now))
+    for (size_t i = 0; i < wc->n_eps; i++)
+        if (proxy_endpoint_usable(wc->eps[i], now))
             return true;
     return false;
 }
@@ -401,12 +415,18 @@ void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
         return;
     }
     struct proxy_endpoint *ep = proxy_lb_pick_other(wc, c->avoid_ep);
+    if (!ep) {
+        char empty[160];
+        proxy_upstream_no_endpoint_why(wc, empty, sizeof empty);
+        proxy_conn_respond_error(c, 503, empty);
+        return;
+    }
     if (!ep->idle && wc->n_conns >= (unsigned)wc->c->conf->max_connections) {
         /* Any endpoint with an idle connection will do before queueing. */
         uint64_t now = uv_now(wc->pw->loop);
-        for (size_t i = 0; i < wc->c->n_endpoints; i++)
-            if (wc->eps[i].idle && proxy_endpoint_usable(&wc->eps[i], now)) {
-                dispatch_to(c, &wc->eps[i]);
+        for (size_t i = 0; i < wc->n_eps; i++)
+            if (wc->eps[i]->idle && proxy_endpoint_usable(wc->eps[i], now)) {
+                dispatch_to(c, wc->eps[i]);
                 return;
             }
         if (wc->n_pending >= (unsigned)wc->c->conf->max_pending) {
@@ -429,17 +449,28 @@ void proxy_upstream_dispatch(struct proxy_conn *c, struct proxy_wcluster *wc)
 
 void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster *wc)
 {
+    /* A full or empty cluster is answered at once, not retried as a
+     * connect failure: another attempt would only meet it again. */
     const char *why;
     if (!proxy_upstream_admit(wc, &why)) {
-        proxy_h2h1_failed(st, 503, why);
+        proxy_h2stream_on_upstream_failed(st, 503, 14, why);
         return;
     }
     struct proxy_endpoint *ep = proxy_lb_pick_other(wc, st->avoid_ep);
+    if (!ep) {
+        char empty[160];
+        proxy_upstream_no_endpoint_why(wc, empty, sizeof empty);
+        proxy_h2stream_on_upstream_failed(st, 503, 14, empty);
+        return;
+    }
     uint64_t now = uv_now(wc->pw->loop);
     if (!ep->idle)
-        for (size_t i = 0; i < wc->c->n_endpoints && wc->n_conns >= (unsigned)wc->c->conf->max_connections; i++)
-            if (wc->eps[i].idle && proxy_endpoint_usable(&wc->eps[i], now))
-                ep = &wc->eps[i];
+        for (size_t i = 0; i < wc->n_eps && wc->n_conns >= (unsigned)wc->c->conf->max_connections; i++)
+            if (wc->eps[i]->idle && proxy_endpoint_usable(wc->eps[i], now))
+                ep = wc->eps[i];
+    if (st->ep)
+        proxy_endpoint_unref(st->ep);
+    proxy_endpoint_ref(ep);
     st->ep = ep;
     st->ep_active = true;
     ep->active++;
@@ -483,8 +514,16 @@ void proxy_upstream_unqueue(struct proxy_conn *c)
 
 static void wcluster_pump_pending(struct proxy_wcluster *wc)
 {
-    while (wc->pending_head && wc->n_conns < (unsigned)wc->c->conf->max_connections)
-        dispatch_to(pending_pop(wc), proxy_lb_pick(wc));
+    while (wc->pending_head && wc->n_conns < (unsigned)wc->c->conf->max_connections) {
+        struct proxy_endpoint *ep = proxy_lb_pick(wc);
+        if (!ep) {
+            char why[160];
+            proxy_upstream_no_endpoint_why(wc, why, sizeof why);
+            proxy_conn_respond_error(pending_pop(wc), 503, why);
+            continue;
+        }
+        dispatch_to(pending_pop(wc), ep);
+    }
 }
 
 void proxy_upconn_release(struct proxy_upconn *u)
@@ -493,7 +532,7 @@ void proxy_upconn_release(struct proxy_upconn *u)
     struct proxy_wcluster *wc = ep->wc;
     u->down = NULL;
     u->h2st = NULL;
-    if (!u->reusable || wc->pw->draining || u->state != UP_ACTIVE) {
+    if (!u->reusable || wc->pw->draining || u->state != UP_ACTIVE || ep->removed) {
         proxy_upconn_close(u);
         return;
     }
@@ -534,8 +573,8 @@ void proxy_upstream_close_idle(struct proxy_worker *pw)
 {
     for (size_t i = 0; i < pw->st->n_clusters; i++) {
         struct proxy_wcluster *wc = &pw->clusters[i];
-        for (size_t e = 0; e < wc->c->n_endpoints; e++)
-            while (wc->eps[e].idle)
-                proxy_upconn_close(wc->eps[e].idle);
+        for (size_t e = 0; e < wc->n_eps; e++)
+            while (wc->eps[e]->idle)
+                proxy_upconn_close(wc->eps[e]->idle);
     }
 }

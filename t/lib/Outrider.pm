@@ -62,6 +62,7 @@ sub start {
     push @cmd, '--role', $o{role} if $o{role};
     push @cmd, @{ $o{args} || [] };
     unshift @cmd, 'ip', 'netns', 'exec', $o{netns} if $o{netns};
+    unshift @cmd, @{ $o{wrap} } if $o{wrap}; # e.g. a mount namespace: the command execs its arguments
     my $pid = fork // die "fork: $!";
     if (!$pid) {
         $ENV{$_} = $o{env}{$_} for keys %{ $o{env} || {} };

@@ -11,9 +11,11 @@ our @EXPORT_OK = qw(backend_start backend_stop raw_http curl wait_metric);
 
 my $ROOT = Outrider::root();
 
-# Starts t/proxy/backend.py; returns { pid, port }.
+# Starts t/proxy/backend.py (on 127.0.0.1:0, or $bind "host:port");
+# returns { pid, port }.
 sub backend_start {
-    my ($name, $delay_ms) = @_;
+    my ($name, $delay_ms, $bind) = @_;
+    local $ENV{BACKEND_BIND} = $bind if $bind;
     my $pid = open(my $fh, '-|', '/usr/bin/python3', "$ROOT/t/proxy/backend.py", $name // 'b', $delay_ms // 0)
         or die "backend: $!";
     my $port = <$fh>;

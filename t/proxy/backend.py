@@ -11,7 +11,8 @@ balancing tests.
   /close?n=B     B bytes, delimited by closing the connection (no length)
   /big?n=B       B bytes with Content-Length
   /status?code=C empty response with status C
-  /sleep?ms=M    answers its name after M milliseconds
+  /sleep?ms=M    answers its name after M milliseconds (&mark=PATH: creates
+                 PATH when the request arrives)
   /id            the backend's name (after argv[2] milliseconds, if given)
   /flaky?key=K&fail=N&code=C&only=NAME
                  counts the requests for key K; the first N are answered C
@@ -20,8 +21,13 @@ balancing tests.
   /hits?key=K    how many requests /flaky and /cut saw for key K
   /cut?key=K     counts, then starts a 200 response of 100 bytes and closes
                  after 10 of them
+  /peer          the backend's name and the proxy's source port, "name port"
 The /echo JSON has the chunked request's trailers in "trailers".
+
+BACKEND_BIND="host:port" in the environment picks the address ("::1:0" or
+"127.0.0.2:8080"; the last colon separates the port).
 """
+import os
 import hashlib
 import json
 import socket
@@ -146,8 +152,12 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/status":
             self.send_body(int(q.get("code", "200")), b"")
         elif url.path == "/sleep":
+            if "mark" in q:  # tells the test the request arrived
+                open(q["mark"], "w").close()
             time.sleep(int(q.get("ms", "100")) / 1000.0)
             self.send_body(200, NAME.encode())
+        elif url.path == "/peer":
+            self.send_body(200, ("%s %d" % (NAME, self.client_address[1])).encode())
         elif url.path == "/id":
             if DELAY:
                 time.sleep(DELAY)
@@ -164,6 +174,9 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 256  # bursts of new connections from the proxy
 
 
-srv = Server(("127.0.0.1", 0), Handler)
+BIND_HOST, _, BIND_PORT = os.environ.get("BACKEND_BIND", "127.0.0.1:0").rpartition(":")
+if ":" in BIND_HOST:
+    Server.address_family = socket.AF_INET6
+srv = Server((BIND_HOST, int(BIND_PORT)), Handler)
 print(srv.server_address[1], flush=True)
 srv.serve_forever()

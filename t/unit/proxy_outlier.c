@@ -87,7 +87,7 @@ struct fixture {
     struct proxy_worker pw;
     struct proxy_wcluster wc;
     struct proxy_endpoint eps[4];
-    char addr_text[4][64];
+    struct proxy_endpoint *ep_ptrs[4]; /* wc->eps: the current set */
 };
 
 static void fixture_init(struct fixture *f, int64_t consecutive, int64_t max_percent)
@@ -106,19 +106,19 @@ static void fixture_init(struct fixture *f, int64_t consecutive, int64_t max_per
     f->cc.outlier.interval = 10000;
     f->cc.outlier.max_ejection_percent = max_percent;
     f->c.conf = &f->cc;
-    f->c.n_endpoints = 4;
-    f->c.addr_text = f->addr_text;
     f->pw.st = &f->st;
     f->pw.loop = &f->loop;
     f->wc.pw = &f->pw;
     f->wc.c = &f->c;
-    f->wc.eps = f->eps;
+    f->wc.eps = f->ep_ptrs;
+    f->wc.n_eps = 4;
     f->wc.s_ejections = (otr_series *)&f->wc; /* any non-NULL series */
     f->wc.s_healthy = (otr_series *)&f->wc;
     for (size_t i = 0; i < 4; i++) {
         f->eps[i].wc = &f->wc;
         f->eps[i].index = i;
-        snprintf(f->addr_text[i], 64, "10.0.0.%zu:80", i);
+        f->ep_ptrs[i] = &f->eps[i];
+        snprintf(f->eps[i].addr.text, sizeof f->eps[i].addr.text, "10.0.0.%zu:80", i);
     }
 }
 
