@@ -67,6 +67,7 @@ static void state_free(struct proxy_state *st)
     }
     free(st->clusters);
     proxy_routes_free(st);
+    proxy_mesh_free(st);
     if (st->workers) {
         for (unsigned w = 0; w < st->n_workers; w++) {
             struct proxy_worker *pw = &st->workers[w];
@@ -93,6 +94,8 @@ static int state_build(struct proxy_state *st)
         return rr;
     if (rc || rr)
         return OTR_ECONFIG;
+    if ((rc = proxy_mesh_build(st)))
+        return rc;
     st->limits = proxy_h1_limits_default;
     st->limits.max_start_line = (uint32_t)conf->max_request_line;
     st->limits.max_head = (uint32_t)conf->max_header_size;
@@ -170,7 +173,7 @@ static int proxy_init(otr_ctx *ctx, const void *conf_)
     st->workers = calloc(st->n_workers, sizeof *st->workers);
     if (!st->workers)
         return UV_ENOMEM;
-    if ((rc = metrics_register(st)))
+    if ((rc = metrics_register(st)) || (rc = proxy_mesh_metrics(st)))
         return rc;
     if (conf->script[0] && (rc = host->hook_declare(ctx, "script", conf->script, "route", &st->hook)))
         return rc;
@@ -236,7 +239,7 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     if (!pw->rng)
         pw->rng = 1;
     int rc = worker_clusters_init(pw);
-    if (rc)
+    if (rc || (rc = proxy_mesh_worker_start(pw)))
         return rc;
     char idx[16];
     snprintf(idx, sizeof idx, "%u", host->worker_index(w));

@@ -67,6 +67,7 @@ struct proxy_state {
     struct proxy_worker *workers;
     otr_metric *m_requests, *m_duration, *m_upstream_conns, *m_client_conns, *m_errors, *m_retries;
     otr_hook *hook; /* route(req), or NULL */
+    struct proxy_mesh *mesh; /* agent-to-agent topology (proxy_mesh.c), NULL when off */
 };
 
 struct proxy_upconn;
@@ -124,6 +125,7 @@ struct proxy_worker {
     bool h2_idle_open;
     struct proxy_h2conn *h2_dirty;
     struct proxy_h2up *h2up_dirty;
+    struct proxy_mesh_worker *mesh; /* local destinations of the incoming side (proxy_mesh.c) */
 };
 
 /* --- proxy_upstream.c ----------------------------------------------------- */
@@ -301,6 +303,38 @@ struct proxy_route *proxy_route_match(struct proxy_state *st, enum proxy_listene
 /* The cluster a route sends this request to (weighted split drawn with the
  * worker's generator). */
 int proxy_route_cluster(const struct proxy_route *r, uint64_t *rng);
+
+/* --- proxy_mesh.c --------------------------------------------------------- */
+
+/* The request header carrying the destination endpoint from the outgoing
+ * agent to the incoming one. Never forwarded as it came. */
+#define PROXY_MESH_DST "x-outrider-dst"
+#define PROXY_MESH_DST_LEN 14
+
+/* Builds the mesh state (main thread, check and init, after routes): agent
+ * hops of the configured endpoints, local slot clusters appended to
+ * st->clusters. Reports errors with conf_error; returns 0 or OTR_ECONFIG. */
+int proxy_mesh_build(struct proxy_state *st);
+void proxy_mesh_free(struct proxy_state *st);
+int proxy_mesh_metrics(struct proxy_state *st);
+int proxy_mesh_worker_start(struct proxy_worker *pw);
+/* The address to connect to for ep: its agent's incoming listener when the
+ * endpoint is reached through one, else the endpoint itself. */
+const struct sockaddr *proxy_endpoint_connect_addr(const struct proxy_endpoint *ep);
+/* The endpoint as "ip:port", for logs and access records. */
+const char *proxy_endpoint_text(const struct proxy_endpoint *ep);
+/* When ep is reached through an agent: the x-outrider-dst value (*len set)
+ * for a request about to be sent there, counted as one outgoing hop.
+ * NULL when ep is called directly. */
+const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len);
+/* The same as a header line "x-outrider-dst: ip:port\r\n" (HTTP/1.1). */
+const char *proxy_mesh_hop_line(const struct proxy_endpoint *ep, size_t *len);
+/* The incoming side: a request on listener l carrying x-outrider-dst
+ * (value, len; NULL: absent) from peer. Returns the local slot cluster to
+ * deliver it to, -1 when the mesh does not apply (route as usual), or -2
+ * when it is refused: *status and why (a buffer of whylen) say why. */
+int proxy_mesh_incoming(struct proxy_worker *pw, enum proxy_listener_id l, bool h2, const char *value,
+                        size_t len, const char *peer, int *status, char *why, size_t whylen);
 
 /* xorshift64*: cheap, per worker, good enough for load balancing. */
 static inline uint64_t proxy_rand(uint64_t *s)

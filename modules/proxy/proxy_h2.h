@@ -147,6 +147,8 @@ void proxy_h2up_resume(struct proxy_h2stream *st);
 /* The downstream leg took response bytes: acknowledge them upstream. */
 void proxy_h2up_consumed(struct proxy_h2stream *st, size_t n);
 void proxy_h2up_close_all(struct proxy_worker *pw);
+/* Closes ep's session if no stream uses it (proxy_mesh.c reuses ep). */
+void proxy_h2up_retire(struct proxy_endpoint *ep);
 
 /* HTTP/2 stream to HTTP/1.1 upstream (proxy_h2h1.c). */
 void proxy_h2h1_ready(struct proxy_h2stream *st, struct proxy_upconn *u);
