@@ -28,6 +28,31 @@ plan skip_all => 'needs root for ip netns' unless $> == 0;
 plan skip_all => 'ip netns unavailable' unless system('ip netns list >/dev/null 2>&1') == 0;
 
 my $root = Outrider::root();
+
+# Configuration errors name their place.
+sub conf_check {
+    my ($conf) = @_;
+    my (undef, $path) = Outrider::write_conf({ modules => ['proxy'], proxy => $conf });
+    return Outrider::run_cmd(Outrider::bin(), '-t', '-c', $path, '--modules-dir', Outrider::modules_dir(),
+                             '--role', 'node');
+}
+my ($ccode, $cout) = conf_check({ mesh => { enabled => JSON::PP::true, agents => [
+    { node => 'n1', address => '10.0.0.1:4141', pods => ['10.1.0.0/24', '10.1.0.5/24', 'pods'] },
+    { address => 'agent-b:4141', pods => ['10.2.0.0/33'] } ] } });
+is($ccode, 1, 'bad mesh config is refused');
+like($cout, qr/proxy\.mesh\.agents\[0\]\.pods\[1\]: expected a CIDR like "10\.1\.0\.0\/24" \(no host bits\) or an address, got "10\.1\.0\.5\/24"/,
+     'host bits in a CIDR: named with its path');
+like($cout, qr/proxy\.mesh\.agents\[0\]\.pods\[2\]: expected a CIDR/, 'not a CIDR');
+like($cout, qr/proxy\.mesh\.agents\[1\]\.address: expected an IP address with a port, got "agent-b:4141"/,
+     'an agent address must be an IP');
+like($cout, qr/proxy\.mesh\.agents\[1\]\.pods\[0\]: expected a CIDR/, 'prefix longer than 32');
+(undef, $cout) = conf_check({ mesh => { enabled => JSON::PP::true, agents => [ { address => '10.0.0.3:4141', pods => [] } ] } });
+like($cout, qr/proxy\.mesh\.agents\[0\]\.pods: expected an array of 1\.\.64 items/, 'an agent without pods');
+($ccode, $cout) = conf_check({ mesh => { agents => [ { address => '10.0.0.1:4141', pods => ['10.1.0.0/24'] } ] } });
+like($cout, qr/proxy\.mesh\.agents: agents are given but mesh\.enabled is false/, 'agents without enabled are an error');
+($ccode, $cout) = conf_check({ mesh => { enabled => JSON::PP::true, agents => [
+    { node => 'n1', address => '10.0.0.1:4141', pods => ['10.1.0.0/24', 'fd00:1::/64', '10.1.9.9'] } ] } });
+is($ccode, 0, 'a good mesh config passes -t') or diag($cout);
 my $dir = tempdir('outrider-pmesh-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my %ns = (sw => "pmesh-sw-$$", a => "pmesh-a-$$", b => "pmesh-b-$$", bp => "pmesh-bp-$$", c => "pmesh-c-$$");
 my @pids; # backends we started
@@ -73,8 +98,8 @@ sub backend {
     if (!$pid) {
         close $r;
         open STDOUT, '>&', $w or die;
-        exec 'ip', 'netns', 'exec', $ns{$n}, '/usr/bin/python3', "$root/t/proxy/mesh_backend.py", $ip, $port, $name;
-        POSIX::_exit(127);
+        exec 'ip', 'netns', 'exec', $ns{$n}, '/usr/bin/python3', "$root/t/proxy/mesh_backend.py", $ip, $port, $name
+            or POSIX::_exit(127);
     }
     close $w;
     push @pids, $pid;
@@ -89,8 +114,8 @@ open my $doc, '>', "$dir/docroot/id" or die; print $doc "pod-b-h2\n"; close $doc
 my $h2pid = fork // die;
 if (!$h2pid) {
     open STDOUT, '>', '/dev/null'; open STDERR, '>', '/dev/null';
-    exec 'ip', 'netns', 'exec', $ns{bp}, 'nghttpd', '--no-tls', '-a', '10.77.2.10', '-d', "$dir/docroot", '8081';
-    POSIX::_exit(127);
+    exec 'ip', 'netns', 'exec', $ns{bp}, 'nghttpd', '--no-tls', '-a', '10.77.2.10', '-d', "$dir/docroot", '8081'
+        or POSIX::_exit(127);
 }
 push @pids, $h2pid;
 
@@ -100,8 +125,8 @@ sub ns_curl {
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if (!$pid) {
         open STDERR, '>', '/dev/null';
-        exec 'ip', 'netns', 'exec', $ns{$n}, 'curl', '-s', '-m', '5', '-o', '-', '-w', '\n%{http_code}', @args;
-        POSIX::_exit(127);
+        exec 'ip', 'netns', 'exec', $ns{$n}, 'curl', '-s', '-m', '5', '-o', '-', '-w', '\n%{http_code}', @args
+            or POSIX::_exit(127);
     }
     local $/;
     my $out = <$fh> // '';
@@ -247,6 +272,9 @@ is($code, 403, 'B refuses a pod the inventory places on another node');
 is($code, 403, 'B refuses its own listener as a destination (no loop)');
 ($code) = ns_curl('a', '-H', 'x-outrider-dst: pod-b', 'http://10.77.0.2:4141/bad');
 is($code, 400, 'B answers 400 to a malformed x-outrider-dst');
+($code, $body) = ns_curl('a', '-H', 'x-outrider-dst: 10.77.2.10:8080', '-H', 'x-outrider-dst: 10.77.0.254:8080',
+                         'http://10.77.0.2:4141/dup');
+is($code, 400, 'B answers 400 to x-outrider-dst given twice');
 ($code) = ns_curl('a', '--http2-prior-knowledge', '-H', 'x-outrider-dst: 10.77.0.254:8080', 'http://10.77.0.2:4141/relay');
 is($code, 403, '... also over HTTP/2');
 ok($b->wait_log(qr/mesh: refused a request from 10\.77\.0\.1: mesh: x-outrider-dst 10\.77\.0\.254:8080 is not a pod of this node/),
@@ -267,7 +295,7 @@ cmp_ok($out_a, '>=', 11, "A counted its outgoing hops ($out_a)");
 is(counter($ma, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 0, 'A delivered nothing as incoming');
 my $in_b = counter($mb, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}');
 cmp_ok($in_b, '>=', 12, "B counted its incoming deliveries ($in_b)");
-is(counter($mb, 'outrider_proxy_mesh_requests_total\{direction="refused"\}'), 5, 'B counted its 5 refusals');
+is(counter($mb, 'outrider_proxy_mesh_requests_total\{direction="refused"\}'), 6, 'B counted its 6 refusals');
 cmp_ok(counter($mb, 'outrider_proxy_requests_total\{cluster="mesh-local",code_class="2xx"\}'), '>=', 12,
        'B: requests to local pods under cluster mesh-local');
 is(counter($mc, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 1, 'C delivered the one call for its pod');

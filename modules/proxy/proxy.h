@@ -330,11 +330,12 @@ const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len);
 /* The same as a header line "x-outrider-dst: ip:port\r\n" (HTTP/1.1). */
 const char *proxy_mesh_hop_line(const struct proxy_endpoint *ep, size_t *len);
 /* The incoming side: a request on listener l carrying x-outrider-dst
- * (value, len; NULL: absent) from peer. Returns the local slot cluster to
- * deliver it to, -1 when the mesh does not apply (route as usual), or -2
- * when it is refused: *status and why (a buffer of whylen) say why. */
+ * count times (value, len: the first; NULL: absent) from peer. Returns the
+ * local slot cluster to deliver it to, -1 when the mesh does not apply
+ * (route as usual), or -2 when it is refused: *status and why (a buffer of
+ * whylen) say why. */
 int proxy_mesh_incoming(struct proxy_worker *pw, enum proxy_listener_id l, bool h2, const char *value,
-                        size_t len, const char *peer, int *status, char *why, size_t whylen);
+                        size_t len, unsigned count, const char *peer, int *status, char *why, size_t whylen);
 
 /* xorshift64*: cheap, per worker, good enough for load balancing. */
 static inline uint64_t proxy_rand(uint64_t *s)

@@ -386,10 +386,14 @@ static int stream_mesh_incoming(struct proxy_h2stream *st)
     if (!c->pw->mesh)
         return -1;
     const nghttp2_nv *d = proxy_hdrs_find(&st->req, PROXY_MESH_DST);
+    unsigned count = 0;
+    for (size_t i = 0; d && i < st->req.n; i++)
+        count += st->req.nv[i].namelen == PROXY_MESH_DST_LEN &&
+                 memcmp(st->req.nv[i].name, PROXY_MESH_DST, PROXY_MESH_DST_LEN) == 0;
     int status;
     char why[160];
     int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, true, d ? (const char *)d->value : NULL,
-                                 d ? d->valuelen : 0, c->peer, &status, why, sizeof why);
+                                 d ? d->valuelen : 0, count, c->peer, &status, why, sizeof why);
     if (ci == -2)
         proxy_h2stream_on_upstream_failed(st, status, grpc_for_http(status), why);
     return ci;

@@ -598,19 +598,21 @@ static int conn_mesh_incoming(struct proxy_conn *c)
     const struct proxy_h1_head *h = &c->parser.head;
     const char *value = NULL;
     size_t len = 0;
+    unsigned count = 0;
     if (!c->pw->mesh)
         return -1;
-    for (uint32_t i = 0; i < h->n_fields && !value; i++) {
+    for (uint32_t i = 0; i < h->n_fields; i++) {
         const struct proxy_h1_field *f = &h->fields[i];
-        if (f->name_len == PROXY_MESH_DST_LEN && strncasecmp(c->buf + f->name_off, PROXY_MESH_DST, f->name_len) == 0) {
+        if (f->name_len == PROXY_MESH_DST_LEN && strncasecmp(c->buf + f->name_off, PROXY_MESH_DST, f->name_len) == 0 &&
+            !count++) {
             value = c->buf + f->value_off;
             len = f->value_len;
         }
     }
     int status;
     char why[160];
-    int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, false, value, len, c->peer, &status, why,
-                                 sizeof why);
+    int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, false, value, len, count, c->peer,
+                                 &status, why, sizeof why);
     if (ci == -2)
         conn_respond_error(c, status, why);
     return ci;

@@ -631,13 +631,17 @@ static void refusal_log(struct proxy_worker *pw, const char *peer, const char *w
 }
 
 int proxy_mesh_incoming(struct proxy_worker *pw, enum proxy_listener_id l, bool h2, const char *value,
-                        size_t len, const char *peer, int *status, char *why, size_t whylen)
+                        size_t len, unsigned count, const char *peer, int *status, char *why, size_t whylen)
 {
     struct proxy_mesh_worker *mw = pw->mesh;
-    if (!mw || l != PROXY_INBOUND || !value)
+    if (!mw || l != PROXY_INBOUND || !value || !count)
         return -1;
     struct sockaddr_storage dst;
-    if (!hostport_parse(value, len, &dst)) {
+    if (count > 1) {
+        /* Which one would the next hop believe? Neither. */
+        *status = 400;
+        snprintf(why, whylen, "mesh: " PROXY_MESH_DST " given %u times", count);
+    } else if (!hostport_parse(value, len, &dst)) {
         *status = 400;
         snprintf(why, whylen, "mesh: malformed " PROXY_MESH_DST " \"%.*s\" (expected ip:port)",
                  (int)(len > 64 ? 64 : len), value);
