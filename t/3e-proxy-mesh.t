@@ -3,7 +3,10 @@
 # and pods, each agent in its own namespace:
 #
 #   switch netns: bridge 10.77.0.254/24, an app without agent (ext :8080)
-#   node A  10.77.0.1   node agent; the caller (curl) runs here
+#   node A  10.77.0.1   node agent; the caller (curl) runs here, and in
+#                       pods web-a 10.77.1.10 (namespace shop) and x-a
+#                       10.77.1.11 (namespace untrusted), nested netns that
+#                       A knows by source address from its inventory
 #   node B  10.77.0.2   node agent; pod B 10.77.2.10 behind it (a nested
 #                       netns, routed by B, which does not forward: pod B
 #                       is reachable from A only through B's agent)
@@ -54,7 +57,8 @@ like($cout, qr/proxy\.mesh\.agents: agents are given but mesh\.enabled is false/
     { node => 'n1', address => '10.0.0.1:4141', pods => ['10.1.0.0/24', 'fd00:1::/64', '10.1.9.9'] } ] } });
 is($ccode, 0, 'a good mesh config passes -t') or diag($cout);
 my $dir = tempdir('outrider-pmesh-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my %ns = (sw => "pmesh-sw-$$", a => "pmesh-a-$$", b => "pmesh-b-$$", bp => "pmesh-bp-$$", c => "pmesh-c-$$");
+my %ns = (sw => "pmesh-sw-$$", a => "pmesh-a-$$", b => "pmesh-b-$$", bp => "pmesh-bp-$$", c => "pmesh-c-$$",
+          ap => "pmesh-ap-$$", aq => "pmesh-aq-$$");
 my @pids; # backends we started
 END {
     local $?; # keep the test's exit status
@@ -87,6 +91,17 @@ nsx('bp', 'ip addr add 10.77.2.10/24 dev eth0');
 nsx('bp', 'ip link set eth0 up');
 nsx('bp', 'ip route add default via 10.77.2.1');
 nsx($_, 'ip route add 10.77.2.0/24 via 10.77.0.2') for qw(a c sw);
+# Two pods behind node A (routed /32s, as CNIs do), in different namespaces.
+for my $p (['ap', 'ap0', '10.77.1.10'], ['aq', 'aq0', '10.77.1.11']) {
+    my ($n, $if, $ip) = @$p;
+    nsx('a', "ip link add $if type veth peer name eth0 netns $ns{$n}");
+    nsx('a', "ip link set $if up");
+    nsx('a', "ip route add $ip/32 dev $if");
+    nsx($n, "ip addr add $ip/32 dev eth0");
+    nsx($n, 'ip link set eth0 up');
+    nsx($n, 'ip route add 10.77.0.1/32 dev eth0');
+    nsx($n, 'ip route add default via 10.77.0.1');
+}
 
 # Backends: pod B (HTTP/1.1 and HTTP/2), pod C's app, ext (no agent).
 sub backend {
@@ -208,14 +223,24 @@ my $c = Outrider->start(
         },
     });
 is($c->addr('proxy.inbound'), '10.77.0.30:4143', 'the sidecar\'s inbound listens on POD_IP:4143');
-# A: the calling node's agent.
+# A: the calling node's agent; its pods' identity (by source address) denies
+# namespace "untrusted".
+my $inv_a = "$dir/pods-a.json";
+open $ifh, '>', $inv_a or die;
+print $ifh encode_json({ pods => [
+    { namespace => 'shop', name => 'web-a', uid => 'u3', node => 'node-a', ip => '10.77.1.10' },
+    { namespace => 'untrusted', name => 'x-a', uid => 'u4', node => 'node-a', ip => '10.77.1.11' },
+] });
+close $ifh;
 my $a = Outrider->start(
     role => 'node', netns => $ns{a}, env => { NODE_NAME => 'node-a' },
     conf => {
         modules => ['proxy'],
         workers => 2,
         drain => { delay => '0s' },
+        inventory => { file => $inv_a },
         proxy => {
+            script => 'proxy_deny_namespace.lua',
             outbound => { address => '10.77.0.1:4140' },
             inbound => { address => '10.77.0.1:4141' },
             mesh => { enabled => JSON::PP::true, agents => \@all_agents },
@@ -286,17 +311,26 @@ is($code, 403, 'sidecar C refuses a destination other than its pod');
 ($code, $body) = ns_curl('a', '-H', 'x-outrider-dst: 10.77.2.10:8080', 'http://10.77.0.2:4141/hop');
 like("$code $body", qr/^200 .*"name": "pod-b".*"dst": null/, 'B delivers x-outrider-dst for its own pod');
 
+# Node role identity by source address, with pods as network namespaces.
+($code, $body) = ns_curl('ap', '-H', 'Host: podb.test', 'http://10.77.0.1:4140/from-pod-a');
+like("$code $body", qr/^200 .*"name": "pod-b"/, 'pod web-a (namespace shop) behind node A reaches pod B through the mesh');
+($code, $body) = ns_curl('aq', '-H', 'Host: podb.test', 'http://10.77.0.1:4140/from-pod-x');
+is("$code $body", "403 namespace untrusted may not call podb.test\n",
+   'pod x-a (namespace untrusted), known by its source address, is denied by the route script');
+($code) = ns_curl('aq', '--http2-prior-knowledge', '-H', 'Host: podb.test', 'http://10.77.0.1:4140/from-pod-x');
+is($code, 403, '... also over HTTP/2');
+
 # Metrics: hops counted on both sides.
 my $ma = metrics('a', $a);
 my $mb = metrics('b', $b);
 my $mc = metrics('c', $c);
 my $out_a = counter($ma, 'outrider_proxy_mesh_requests_total\{direction="outgoing"\}');
-cmp_ok($out_a, '>=', 11, "A counted its outgoing hops ($out_a)");
+cmp_ok($out_a, '>=', 12, "A counted its outgoing hops ($out_a)");
 is(counter($ma, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 0, 'A delivered nothing as incoming');
 my $in_b = counter($mb, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}');
-cmp_ok($in_b, '>=', 12, "B counted its incoming deliveries ($in_b)");
+cmp_ok($in_b, '>=', 13, "B counted its incoming deliveries ($in_b)");
 is(counter($mb, 'outrider_proxy_mesh_requests_total\{direction="refused"\}'), 6, 'B counted its 6 refusals');
-cmp_ok(counter($mb, 'outrider_proxy_requests_total\{cluster="mesh-local",code_class="2xx"\}'), '>=', 12,
+cmp_ok(counter($mb, 'outrider_proxy_requests_total\{cluster="mesh-local",code_class="2xx"\}'), '>=', 13,
        'B: requests to local pods under cluster mesh-local');
 is(counter($mc, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 1, 'C delivered the one call for its pod');
 is(counter($mc, 'outrider_proxy_mesh_requests_total\{direction="outgoing"\}'), 1, 'C sent its one call for pod B through B');
