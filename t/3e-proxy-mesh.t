@@ -122,7 +122,7 @@ sub backend {
     die "backend $name did not start" unless defined $line && $line =~ /^ready/;
     return $r;
 }
-my @fhs = (backend('bp', '10.77.2.10', 8080, 'pod-b'), backend('c', '10.77.0.30', 8080, 'pod-c'),
+my @fhs = (backend('bp', '10.77.2.10', 8080, 'pod-b'), backend('bp', '10.77.2.10', 8082, 'pod-b2'), backend('c', '10.77.0.30', 8080, 'pod-c'),
            backend('sw', '10.77.0.254', 8080, 'ext'));
 mkdir "$dir/docroot" or die;
 open my $doc, '>', "$dir/docroot/id" or die; print $doc "pod-b-h2\n"; close $doc;
@@ -205,7 +205,8 @@ my $b = Outrider->start(
         proxy => {
             outbound => { address => '10.77.0.2:4140' },
             inbound => { address => '10.77.0.2:4141' },
-            mesh => { enabled => JSON::PP::true },
+            # One slot per protocol: every other destination reuses it.
+            mesh => { enabled => JSON::PP::true, local_slots => 1 },
         },
         logs => { files => { paths => [] }, bus_streams => ['access'], buffer => { flush_interval => '20ms' },
                   outputs => [{ type => 'file', path => $access }] },
@@ -319,6 +320,15 @@ is("$code $body", "403 namespace untrusted may not call podb.test\n",
    'pod x-a (namespace untrusted), known by its source address, is denied by the route script');
 ($code) = ns_curl('aq', '--http2-prior-knowledge', '-H', 'Host: podb.test', 'http://10.77.0.1:4140/from-pod-x');
 is($code, 403, '... also over HTTP/2');
+
+# B's single HTTP/1.1 slot serves pod B's two ports in turn: its pooled
+# connection to the previous one must not carry a request for the next.
+my @seen;
+for my $port (8082, 8080, 8082, 8080) {
+    ($code, $body) = ns_curl('a', '-H', "x-outrider-dst: 10.77.2.10:$port", 'http://10.77.0.2:4141/slot');
+    push @seen, $code == 200 && $body =~ /"name": "([\w-]+)"/ ? $1 : $code;
+}
+is("@seen", 'pod-b2 pod-b pod-b2 pod-b', 'a reused slot delivers each request to its own destination');
 
 # Metrics: hops counted on both sides.
 my $ma = metrics('a', $a);

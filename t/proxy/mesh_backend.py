@@ -9,6 +9,7 @@ delivered the request), the x-outrider-dst header if one reached it (it
 never should) and the Host.
 """
 import json
+import socketserver
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,7 +36,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-ThreadingHTTPServer.allow_reuse_address = True
-server = ThreadingHTTPServer((IP, PORT), Handler)
+class Server(ThreadingHTTPServer):
+    allow_reuse_address = True
+
+    def server_bind(self):
+        # HTTPServer's own looks up the host name (getfqdn), which waits
+        # for DNS timeouts in a namespace without a resolver.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = IP, PORT
+
+
+server = Server((IP, PORT), Handler)
 print("ready", flush=True)
 server.serve_forever()
