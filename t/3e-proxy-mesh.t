@@ -105,7 +105,7 @@ for my $p (['ap', 'ap0', '10.77.1.10'], ['aq', 'aq0', '10.77.1.11']) {
 
 # Backends: pod B (HTTP/1.1 and HTTP/2), pod C's app, ext (no agent).
 sub backend {
-    my ($n, $ip, $port, $name) = @_;
+    my ($n, @cmd) = @_;
     # A plain pipe, not a piped open: closing that one would wait for the
     # backend, which only END stops.
     pipe(my $r, my $w) or die "pipe: $!";
@@ -113,17 +113,18 @@ sub backend {
     if (!$pid) {
         close $r;
         open STDOUT, '>&', $w or die;
-        exec 'ip', 'netns', 'exec', $ns{$n}, '/usr/bin/python3', "$root/t/proxy/mesh_backend.py", $ip, $port, $name
-            or POSIX::_exit(127);
+        exec 'ip', 'netns', 'exec', $ns{$n}, '/usr/bin/python3', @cmd or POSIX::_exit(127);
     }
     close $w;
     push @pids, $pid;
     my $line = <$r>;
-    die "backend $name did not start" unless defined $line && $line =~ /^ready/;
+    die "backend @cmd did not start" unless defined $line && $line =~ /^(ready|\d+)/;
     return $r;
 }
-my @fhs = (backend('bp', '10.77.2.10', 8080, 'pod-b'), backend('bp', '10.77.2.10', 8082, 'pod-b2'), backend('c', '10.77.0.30', 8080, 'pod-c'),
-           backend('sw', '10.77.0.254', 8080, 'ext'));
+my $mb = "$root/t/proxy/mesh_backend.py";
+my @fhs = (backend('bp', $mb, '10.77.2.10', 8080, 'pod-b'), backend('bp', $mb, '10.77.2.10', 8082, 'pod-b2'),
+           backend('c', $mb, '10.77.0.30', 8080, 'pod-c'), backend('sw', $mb, '10.77.0.254', 8080, 'ext'),
+           backend('bp', "$root/t/proxy/grpc_server.py", '10.77.2.10:50051'));
 mkdir "$dir/docroot" or die;
 open my $doc, '>', "$dir/docroot/id" or die; print $doc "pod-b-h2\n"; close $doc;
 my $h2pid = fork // die;
@@ -188,10 +189,11 @@ my @all_agents = (
 my @clusters = (
     { name => 'podb', endpoints => ['10.77.2.10:8080'] },
     { name => 'podb-h2', protocol => 'h2', endpoints => ['10.77.2.10:8081'] },
+    { name => 'podb-grpc', protocol => 'h2', endpoints => ['10.77.2.10:50051'] },
     { name => 'podc', endpoints => ['10.77.0.30:8080'] },
     { name => 'ext', endpoints => ['10.77.0.254:8080'] },
 );
-my @routes = map { { authority => "$_.test", cluster => $_ } } qw(podb podb-h2 podc ext);
+my @routes = map { { authority => "$_.test", cluster => $_ } } qw(podb podb-h2 podb-grpc podc ext);
 my $access = "$dir/access-b.json";
 
 # B: the node agent of pod B; its local pods come from the inventory.
@@ -275,6 +277,28 @@ like("$code $body", qr/^200 .*"name": "pod-b", "peer": "10\.77\.2\.1"/, 'HTTP/2 
 is("$code $body", "200 pod-b-h2\n", 'HTTP/1.1 client -> h2 cluster: A -> B (HTTP/2 hop) -> pod B (HTTP/2)');
 ($code, $body) = ns_curl('a', '--http2-prior-knowledge', '-H', 'Host: podb-h2.test', 'http://10.77.0.1:4140/id');
 is("$code $body", "200 pod-b-h2\n", 'HTTP/2 client -> h2 cluster through B');
+
+# gRPC through the mesh: messages, trailers and a failure status end to end.
+sub grpc_call {
+    my (@args) = @_;
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if (!$pid) {
+        open STDERR, '>', '/dev/null';
+        exec 'ip', 'netns', 'exec', $ns{a}, '/usr/bin/python3', "$root/t/proxy/grpc_client.py", '10.77.0.1:4140',
+             'podb-grpc.test', @args or POSIX::_exit(127);
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return eval { decode_json($out) } || { raw => $out };
+}
+my $g = grpc_call('unary', 'through-b');
+is(($g->{code} // '') . ' ' . ($g->{resp} // '') . ' ' . ($g->{trailers}{'x-trailer'} // ''), '0 through-b t1',
+   'gRPC unary A -> B -> pod B, with its trailers');
+$g = grpc_call('bidi');
+is(join(',', @{ $g->{msgs} || [] }), 'echo:1,echo:2,echo:3', 'gRPC bidirectional stream through B');
+$g = grpc_call('fail', '5:not here');
+is(($g->{code} // '') . ' ' . ($g->{details} // ''), '5 not here', 'a gRPC status from pod B reaches the caller');
 
 # No agent for ext: called directly, its peer is node A.
 ($code, $body) = ns_curl('a', '-H', 'Host: ext.test', 'http://10.77.0.1:4140/x');

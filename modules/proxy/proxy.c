@@ -355,7 +355,7 @@ static void proxy_status(otr_ctx *ctx, void (*emit)(void *, const char *, size_t
 {
     struct proxy_state *st = ctx->host->data(ctx);
     char buf[512];
-    int n = snprintf(buf, sizeof buf, "{\"clusters\":%zu,\"routes\":%zu}", st ? st->n_clusters : 0,
+    int n = snprintf(buf, sizeof buf, "{\"clusters\":%zu,\"routes\":%zu}", st ? st->conf->clusters.n : 0,
                      st ? st->n_routes : 0);
     emit(arg, buf, (size_t)n);
 }

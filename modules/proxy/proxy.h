@@ -327,8 +327,6 @@ const char *proxy_endpoint_text(const struct proxy_endpoint *ep);
  * for a request about to be sent there, counted as one outgoing hop.
  * NULL when ep is called directly. */
 const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len);
-/* The same as a header line "x-outrider-dst: ip:port\r\n" (HTTP/1.1). */
-const char *proxy_mesh_hop_line(const struct proxy_endpoint *ep, size_t *len);
 /* The incoming side: a request on listener l carrying x-outrider-dst
  * count times (value, len: the first; NULL: absent) from peer. Returns the
  * local slot cluster to deliver it to, -1 when the mesh does not apply
