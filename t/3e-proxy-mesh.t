@@ -235,9 +235,9 @@ print $ifh encode_json({ pods => [
     { namespace => 'untrusted', name => 'x-a', uid => 'u4', node => 'node-a', ip => '10.77.1.11' },
 ] });
 close $ifh;
-my $a = Outrider->start(
-    role => 'node', netns => $ns{a}, env => { NODE_NAME => 'node-a' },
-    conf => {
+sub conf_a {
+    my (@agents) = @_;
+    return {
         modules => ['proxy'],
         workers => 2,
         drain => { delay => '0s' },
@@ -246,10 +246,12 @@ my $a = Outrider->start(
             script => 'proxy_deny_namespace.lua',
             outbound => { address => '10.77.0.1:4140' },
             inbound => { address => '10.77.0.1:4141' },
-            mesh => { enabled => JSON::PP::true, agents => \@all_agents },
+            mesh => { enabled => JSON::PP::true, agents => \@agents },
             clusters => \@clusters, routes => \@routes,
         },
-    });
+    };
+}
+my $a = Outrider->start(role => 'node', netns => $ns{a}, env => { NODE_NAME => 'node-a' }, conf => conf_a(@all_agents));
 
 my ($code, $body) = ns_curl('a', '-m', '1', 'http://10.77.2.10:8080/direct');
 isnt($code, 200, 'control: pod B is not reachable from node A directly (B does not forward)');
@@ -383,6 +385,17 @@ is(join(' ', map { $r6->{$_} // '' } qw(cluster upstream status authority)), 'me
    '... cluster mesh-local, upstream pod B, status 200, authority kept');
 my @refused = grep { ($_->{path} // '') eq '/relay' } @r;
 is(join(',', map { $_->{status} } @refused), '403,403,403', 'the refusals are in the access records as 403');
+
+# A reload that drops node B from the agents: pod B is then called directly,
+# which B's node does not forward, so the call fails; pod C still goes
+# through its sidecar.
+$a->rewrite_conf(conf_a(grep { ($_->{node} // '') ne 'node-b' } @all_agents));
+$a->signal('HUP');
+ok($a->wait_ready(10, 2), 'A reloaded without node B in its agents');
+($code) = ns_curl('a', '-H', 'Host: podb.test', 'http://10.77.0.1:4140/after-reload');
+is($code, 503, '... pod B is now called directly and is unreachable (503)');
+($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/after-reload');
+like("$code $body", qr/^200 .*"peer": "10\.77\.0\.30"/, '... pod C still goes through its sidecar');
 
 # Callers first: B would otherwise keep their idle hop connections open for
 # half its drain timeout, as it does for any keep-alive client.
