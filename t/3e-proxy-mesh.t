@@ -178,6 +178,8 @@ print $ifh encode_json({ pods => [
     { namespace => 'shop', name => 'cart-1', uid => 'u1', node => 'node-b', ip => '10.77.2.10' },
     # Listed, but on another node: B must not deliver to it.
     { namespace => 'shop', name => 'web-1', uid => 'u2', node => 'node-c', ip => '10.77.0.30' },
+    # A hostNetwork pod: its IP is node B's own.
+    { namespace => 'kube-system', name => 'proxy-b', uid => 'u5', node => 'node-b', ip => '10.77.0.2' },
 ] });
 close $ifh;
 
@@ -322,6 +324,9 @@ like($body, qr/not a pod of this node/, '... and says why');
 is($code, 403, 'B refuses a pod the inventory places on another node');
 ($code) = ns_curl('a', '-H', 'x-outrider-dst: 10.77.0.2:4141', 'http://10.77.0.2:4141/loop');
 is($code, 403, 'B refuses its own listener as a destination (no loop)');
+($code, $body) = ns_curl('a', '-H', 'x-outrider-dst: 10.77.0.2:22', 'http://10.77.0.2:4141/hostnet');
+is("$code $body", "403 mesh: x-outrider-dst 10.77.0.2:22 is an address of this node, not a pod\n",
+   'B refuses its own address, though a hostNetwork pod in the inventory has it (no relay into node services)');
 ($code) = ns_curl('a', '-H', 'x-outrider-dst: pod-b', 'http://10.77.0.2:4141/bad');
 is($code, 400, 'B answers 400 to a malformed x-outrider-dst');
 ($code, $body) = ns_curl('a', '-H', 'x-outrider-dst: 10.77.2.10:8080', '-H', 'x-outrider-dst: 10.77.0.254:8080',
@@ -334,6 +339,8 @@ ok($b->wait_log(qr/mesh: refused a request from 10\.77\.0\.1: mesh: x-outrider-d
 # A sidecar delivers only to its own pod.
 ($code, $body) = ns_curl('a', '-H', 'x-outrider-dst: 10.77.2.10:8080', 'http://10.77.0.30:4143/relay');
 is($code, 403, 'sidecar C refuses a destination other than its pod');
+($code) = ns_curl('a', '-H', 'x-outrider-dst: 127.0.0.1:8080', 'http://10.77.0.30:4143/loopback');
+is($code, 403, 'sidecar C refuses loopback (where its admin endpoint listens)');
 # B also delivers a direct mesh request for its pod (what A sends), header stripped.
 ($code, $body) = ns_curl('a', '-H', 'x-outrider-dst: 10.77.2.10:8080', 'http://10.77.0.2:4141/hop');
 like("$code $body", qr/^200 .*"name": "pod-b".*"dst": null/, 'B delivers x-outrider-dst for its own pod');
@@ -365,7 +372,7 @@ cmp_ok($out_a, '>=', 12, "A counted its outgoing hops ($out_a)");
 is(counter($ma, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 0, 'A delivered nothing as incoming');
 my $in_b = counter($mb, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}');
 cmp_ok($in_b, '>=', 13, "B counted its incoming deliveries ($in_b)");
-is(counter($mb, 'outrider_proxy_mesh_requests_total\{direction="refused"\}'), 6, 'B counted its 6 refusals');
+is(counter($mb, 'outrider_proxy_mesh_requests_total\{direction="refused"\}'), 7, 'B counted its 7 refusals');
 cmp_ok(counter($mb, 'outrider_proxy_requests_total\{cluster="mesh-local",code_class="2xx"\}'), '>=', 13,
        'B: requests to local pods under cluster mesh-local');
 is(counter($mc, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 1, 'C delivered the one call for its pod');

@@ -22,9 +22,11 @@
  * destination, its pooled connections closed first.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proxy.h"
 #include "proxy_h2.h"
@@ -514,7 +516,7 @@ static bool is_own_listener(const struct proxy_mesh_worker *mw, const struct soc
     return false;
 }
 
-/* Whether dst is a pod this agent delivers to: its own pod (sidecar), or
+/* Whether dst is a pod this agent delivers to: its own pod IP (sidecar), or
  * a pod of its node (node: the inventory places the pod on this node, or
  * the address is in this node's pod CIDRs). */
 static bool is_local(struct proxy_worker *pw, const struct sockaddr *dst)
@@ -531,7 +533,9 @@ static bool is_local(struct proxy_worker *pw, const struct sockaddr *dst)
             uv_ip4_name((const struct sockaddr_in *)dst, ip, sizeof ip);
         else
             uv_ip6_name((const struct sockaddr_in6 *)dst, ip, sizeof ip);
-        return key_is_loopback(k) || (self && self->ip[0] && strcmp(self->ip, ip) == 0);
+        /* Only the pod IP: other agents address pods by it, and loopback
+         * would reach the sidecar's own admin endpoint too. */
+        return self && self->ip[0] && strcmp(self->ip, ip) == 0;
     }
     const struct proxy_mesh *m = st->mesh;
     for (size_t i = 0; i < m->n_agents; i++)
@@ -571,19 +575,28 @@ static void slot_retire(struct proxy_worker *pw, size_t ci)
     ep->ewma_stamp = 0;
 }
 
-/* A slot cluster serving dst for protocol h2 (taken or reused), or -1. */
-static int slot_take(struct proxy_worker *pw, bool h2, const struct sockaddr *dst)
+/* The slot cluster already serving dst for protocol h2, or -1. */
+static int slot_find(struct proxy_worker *pw, bool h2, const struct sockaddr *dst)
+{
+    const struct proxy_mesh *m = pw->st->mesh;
+    struct mesh_slot *slots = pw->mesh->slots + (h2 ? m->n_slots : 0);
+    for (size_t i = 0; i < m->n_slots; i++)
+        if (slots[i].used && sockaddr_same((const struct sockaddr *)&slots[i].addr, dst)) {
+            slots[i].last_ms = uv_now(pw->loop);
+            return (int)(m->first_slot + (h2 ? m->n_slots : 0) + i);
+        }
+    return -1;
+}
+
+/* A slot cluster made to serve dst for protocol h2 (a free one, or the
+ * least recently used with nothing in flight), or -1 when all are busy. */
+static int slot_assign(struct proxy_worker *pw, bool h2, const struct sockaddr *dst)
 {
     const struct proxy_mesh *m = pw->st->mesh;
     struct mesh_slot *slots = pw->mesh->slots + (h2 ? m->n_slots : 0);
     size_t base = m->first_slot + (h2 ? m->n_slots : 0);
     uint64_t now = uv_now(pw->loop);
     int best = -1;
-    for (size_t i = 0; i < m->n_slots; i++)
-        if (slots[i].used && sockaddr_same((const struct sockaddr *)&slots[i].addr, dst)) {
-            slots[i].last_ms = now;
-            return (int)(base + i);
-        }
     for (size_t i = 0; i < m->n_slots; i++) {
         if (!slots[i].used) {
             best = (int)i;
@@ -612,6 +625,28 @@ static int slot_take(struct proxy_worker *pw, bool h2, const struct sockaddr *ds
     return (int)(base + (size_t)best);
 }
 
+/* Whether dst is an address of this host (node role): the node's own IP
+ * is no pod, even if a hostNetwork pod in the inventory carries it, and
+ * delivering there would open the node's own services to other agents.
+ * Binding a socket to it succeeds exactly when the host has it. Returns 1,
+ * 0, or a negative error (then the caller refuses: fail closed). */
+static int is_host_address(const struct sockaddr *dst)
+{
+    int fd = socket(dst->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_storage a;
+    socklen_t len = dst->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    memcpy(&a, dst, len);
+    if (a.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&a)->sin6_port = 0;
+    else
+        ((struct sockaddr_in *)&a)->sin_port = 0;
+    int rc = bind(fd, (struct sockaddr *)&a, len) == 0 ? 1 : errno == EADDRNOTAVAIL ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
 /* Logs a refusal, at most once a second per worker (a caller retrying in
  * a loop must not flood the log), with the count of those not logged. */
 static void refusal_log(struct proxy_worker *pw, const char *peer, const char *why)
@@ -624,8 +659,11 @@ static void refusal_log(struct proxy_worker *pw, const char *peer, const char *w
         mw->log_quiet++;
         return;
     }
-    pw->st->host->log(pw->st->ctx, OTR_LOG_WARN, "mesh: refused a request from %s: %s (%u more not logged)",
-                      peer[0] ? peer : "?", why, mw->log_quiet);
+    if (mw->log_quiet)
+        pw->st->host->log(pw->st->ctx, OTR_LOG_WARN, "mesh: refused a request from %s: %s (and %u more since)",
+                          peer[0] ? peer : "?", why, mw->log_quiet);
+    else
+        pw->st->host->log(pw->st->ctx, OTR_LOG_WARN, "mesh: refused a request from %s: %s", peer[0] ? peer : "?", why);
     mw->log_ms = now ? now : 1;
     mw->log_quiet = 0;
 }
@@ -653,14 +691,28 @@ int proxy_mesh_incoming(struct proxy_worker *pw, enum proxy_listener_id l, bool 
         snprintf(why, whylen, "mesh: " PROXY_MESH_DST " %.*s is not %s", (int)len, value,
                  pw->st->host->role(pw->st->ctx) == OTR_ROLE_SIDECAR ? "this pod" : "a pod of this node");
     } else {
-        int ci = slot_take(pw, h2, (const struct sockaddr *)&dst);
-        if (ci >= 0) {
+        /* A destination gets a slot once; the host-address check (a
+         * syscall) is made then. Locality above is checked every time: the
+         * inventory changes. */
+        const struct sockaddr *d = (const struct sockaddr *)&dst;
+        int ci = slot_find(pw, h2, d);
+        int host = ci < 0 && pw->st->host->role(pw->st->ctx) == OTR_ROLE_NODE ? is_host_address(d) : 0;
+        if (host > 0) {
+            *status = 403;
+            snprintf(why, whylen, "mesh: " PROXY_MESH_DST " %.*s is an address of this node, not a pod", (int)len,
+                     value);
+        } else if (host < 0) {
+            *status = 503;
+            snprintf(why, whylen, "mesh: cannot tell whether " PROXY_MESH_DST " %.*s is this node's: %s", (int)len,
+                     value, uv_strerror(host));
+        } else if (ci >= 0 || (ci = slot_assign(pw, h2, d)) >= 0) {
             if (mw->s_in)
                 pw->st->host->counter_add(mw->s_in, 1);
             return ci;
+        } else {
+            *status = 503;
+            snprintf(why, whylen, "mesh: all %zu local slots are busy", pw->st->mesh->n_slots);
         }
-        *status = 503;
-        snprintf(why, whylen, "mesh: all %zu local slots are busy", pw->st->mesh->n_slots);
     }
     refusal_log(pw, peer, why);
     return -2;
