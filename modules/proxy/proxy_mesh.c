@@ -351,7 +351,8 @@ static int slots_build(struct proxy_state *st, struct proxy_mesh *m)
     for (size_t i = st->n_clusters; i < n; i++) {
         struct proxy_cluster *c = &cs[i];
         memset(c, 0, sizeof *c);
-        c->conf = &m->slot_conf[i - m->first_slot >= m->n_slots];
+        bool h2 = i - m->first_slot >= m->n_slots;
+        c->conf = &m->slot_conf[h2 ? 1 : 0];
         c->n_endpoints = 1;
         c->addrs = calloc(1, sizeof *c->addrs);
         c->addr_text = calloc(1, sizeof *c->addr_text);
@@ -550,8 +551,8 @@ static bool is_local(struct proxy_worker *pw, const struct sockaddr *dst)
     return local;
 }
 
-/* Whether slot i (of the protocol's range starting at cluster base) has
- * nothing in flight, so it may serve another destination. */
+/* Whether slot cluster ci has nothing in flight (nor a connection that is
+ * not pooled), so it may serve another destination. */
 static bool slot_idle(struct proxy_worker *pw, size_t ci)
 {
     const struct proxy_wcluster *wc = &pw->clusters[ci];
