@@ -65,7 +65,11 @@ static int clusters_build(struct proxy_state *st)
     int errors = 0;
     char path[96];
     st->n_clusters = conf->clusters.n;
-    st->clusters = calloc(st->n_clusters ? st->n_clusters : 1, sizeof *st->clusters);
+    /* Room for the mesh's slot clusters too, appended later by
+     * proxy_mesh_build: the array never moves, as discovery keeps pointers
+     * into it and each cluster's mutex must stay where it was made. */
+    size_t slots = conf->mesh.enabled ? 2 * (size_t)conf->mesh.local_slots : 0;
+    st->clusters = calloc(st->n_clusters + slots ? st->n_clusters + slots : 1, sizeof *st->clusters);
     if (!st->clusters)
         return UV_ENOMEM;
     for (size_t i = 0; i < st->n_clusters; i++) {
@@ -97,6 +101,7 @@ static void state_free(struct proxy_state *st)
     if (st->wake_lock_init)
         uv_mutex_destroy(&st->wake_lock);
     proxy_routes_free(st);
+    proxy_mesh_free(st);
     if (st->workers) {
         for (unsigned w = 0; w < st->n_workers; w++) {
             struct proxy_worker *pw = &st->workers[w];
@@ -125,6 +130,8 @@ static int state_build(struct proxy_state *st)
         rr = OTR_ECONFIG;
     if (rc || rr)
         return OTR_ECONFIG;
+    if ((rc = proxy_mesh_build(st)))
+        return rc;
     st->limits = proxy_h1_limits_default;
     st->limits.max_start_line = (uint32_t)conf->max_request_line;
     st->limits.max_head = (uint32_t)conf->max_header_size;
@@ -232,7 +239,7 @@ static int proxy_init(otr_ctx *ctx, const void *conf_)
     st->workers = calloc(st->n_workers, sizeof *st->workers);
     if (!st->workers || proxy_ready_new(st))
         return UV_ENOMEM;
-    if ((rc = metrics_register(st)))
+    if ((rc = metrics_register(st)) || (rc = proxy_mesh_metrics(st)))
         return rc;
     if (conf->script[0] && (rc = host->hook_declare(ctx, "script", conf->script, "route", &st->hook)))
         return rc;
@@ -305,7 +312,7 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     if (!pw->rng)
         pw->rng = 1;
     int rc = worker_clusters_init(pw);
-    if (rc || (rc = proxy_discovery_worker_start(pw)))
+    if (rc || (rc = proxy_discovery_worker_start(pw)) || (rc = proxy_mesh_worker_start(pw)))
         return rc;
     char idx[16];
     snprintf(idx, sizeof idx, "%u", host->worker_index(w));
@@ -431,7 +438,7 @@ static void proxy_status(otr_ctx *ctx, void (*emit)(void *, const char *, size_t
 {
     struct proxy_state *st = ctx->host->data(ctx);
     char buf[512];
-    int n = snprintf(buf, sizeof buf, "{\"clusters\":%zu,\"routes\":%zu}", st ? st->n_clusters : 0,
+    int n = snprintf(buf, sizeof buf, "{\"clusters\":%zu,\"routes\":%zu}", st ? st->conf->clusters.n : 0,
                      st ? st->n_routes : 0);
     emit(arg, buf, (size_t)n);
 }

@@ -85,6 +85,7 @@ struct proxy_state {
     otr_hook *hook; /* route(req), or NULL */
     otr_metric *m_healthy, *m_ejections, *m_hc_failures, *m_cb_rejections;
     struct proxy_ready *ready; /* what /ready sees (proxy_ready.c) */
+    struct proxy_mesh *mesh; /* agent-to-agent topology (proxy_mesh.c), NULL when off */
 };
 
 struct proxy_upconn;
@@ -103,6 +104,7 @@ struct proxy_endpoint {
     struct proxy_wcluster *wc;
     size_t index;        /* position in wc->eps (meaningless once removed) */
     uint64_t id;         /* unique in its wcluster, never reused: what a retry avoids */
+    int mesh_agent;      /* the agent it is reached through (proxy_mesh.c), -1: directly */
     struct proxy_epaddr addr;
     bool removed;
     unsigned refs;       /* upstream connections, HTTP/2 sessions and streams holding it */
@@ -186,6 +188,7 @@ struct proxy_worker {
     uv_async_t wake;
     bool wake_open; /* under st->wake_lock */
     bool wake_handle_open;
+    struct proxy_mesh_worker *mesh; /* local destinations of the incoming side (proxy_mesh.c) */
 };
 
 /* --- proxy_ready.c -------------------------------------------------------- */
@@ -466,6 +469,39 @@ struct proxy_route *proxy_route_match(struct proxy_state *st, enum proxy_listene
 /* The cluster a route sends this request to (weighted split drawn with the
  * worker's generator). */
 int proxy_route_cluster(const struct proxy_route *r, uint64_t *rng);
+
+/* --- proxy_mesh.c --------------------------------------------------------- */
+
+/* The request header carrying the destination endpoint from the outgoing
+ * agent to the incoming one. Never forwarded as it came. */
+#define PROXY_MESH_DST "x-outrider-dst"
+#define PROXY_MESH_DST_LEN 14
+
+/* Builds the mesh state (main thread, check and init, after routes): agent
+ * hops of the configured endpoints, local slot clusters appended to
+ * st->clusters. Reports errors with conf_error; returns 0 or OTR_ECONFIG. */
+int proxy_mesh_build(struct proxy_state *st);
+void proxy_mesh_free(struct proxy_state *st);
+int proxy_mesh_metrics(struct proxy_state *st);
+int proxy_mesh_worker_start(struct proxy_worker *pw);
+/* The address to connect to for ep: its agent's incoming listener when the
+ * endpoint is reached through one, else the endpoint itself. */
+const struct sockaddr *proxy_endpoint_connect_addr(const struct proxy_endpoint *ep);
+/* The endpoint as "ip:port", for logs and access records. */
+const char *proxy_endpoint_text(const struct proxy_endpoint *ep);
+/* Sets ep->mesh_agent for a new endpoint (worker thread). */
+void proxy_mesh_endpoint_init(struct proxy_endpoint *ep);
+/* When ep is reached through an agent: the x-outrider-dst value (*len set)
+ * for a request about to be sent there, counted as one outgoing hop.
+ * NULL when ep is called directly. */
+const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len);
+/* The incoming side: a request on listener l carrying x-outrider-dst
+ * count times (value, len: the first; NULL: absent) from peer. Returns the
+ * local slot cluster to deliver it to, -1 when the mesh does not apply
+ * (route as usual), or -2 when it is refused: *status and why (a buffer of
+ * whylen) say why. */
+int proxy_mesh_incoming(struct proxy_worker *pw, enum proxy_listener_id l, bool h2, const char *value,
+                        size_t len, unsigned count, const char *peer, int *status, char *why, size_t whylen);
 
 /* xorshift64*: cheap, per worker, good enough for load balancing. */
 static inline uint64_t proxy_rand(uint64_t *s)

@@ -221,5 +221,8 @@ const struct otr_conf_field proxy_conf_fields[] = {
     P("script_failure", OTR_CONF_ENUM, script_failure, .choices = "allow|deny", .def = "\"allow\"",
       .help = "When route() fails (error, budget, memory, bad result): route as configured, or answer 503."),
     P("via_name", OTR_CONF_STRING, via_name, .def = "\"outrider\"", .max = 64, .help = "Pseudonym used in Via."),
+    P("mesh", OTR_CONF_OBJECT, mesh, .fields = proxy_mesh_conf_fields,
+      .help = "Agent-to-agent topology: outgoing calls to pods that have an agent go through that agent's "
+              "incoming (inbound) listener, which delivers only to its own pods."),
     OTR_CONF_TABLE_END,
 };

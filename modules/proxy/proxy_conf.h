@@ -104,6 +104,21 @@ struct proxy_cluster_conf {
     uint64_t retry_backoff;  /* base delay before a retry, 0: none */
 };
 
+/* One agent of the mesh (proxy_mesh.c): its incoming listener delivers to
+ * the pods whose addresses are in its CIDRs. */
+struct proxy_mesh_agent_conf {
+    char *node;                      /* "" for a sidecar (one pod) */
+    struct otr_conf_address address; /* its incoming listener */
+    struct otr_conf_array pods;      /* char *: "10.1.0.0/24", "fd00::/64", "10.1.2.3" */
+};
+
+struct proxy_mesh_conf {
+    bool enabled;
+    struct otr_conf_array agents; /* struct proxy_mesh_agent_conf */
+    int64_t local_slots;          /* per worker and protocol: local destinations with open connections */
+    uint64_t connect_timeout, request_timeout; /* delivering to a local pod */
+};
+
 struct proxy_conf {
     struct proxy_listener_conf outbound, inbound;
     struct otr_conf_array routes;   /* struct proxy_route_conf */
@@ -119,9 +134,12 @@ enum proxy_xff_mode */
     char *via_name; /* pseudonym in Via ("outrider") */
     char *script;        /* Lua script defining route(req), "" none */
     int script_failure;  /* enum proxy_script_failure */
+    struct proxy_mesh_conf mesh; /* agent-to-agent topology (proxy_mesh.c) */
 };
 
 /* The table core parses the section with. */
 extern const struct otr_conf_field proxy_conf_fields[];
+/* The mesh section's table (proxy_mesh.c). */
+extern const struct otr_conf_field proxy_mesh_conf_fields[];
 
 #endif

@@ -248,6 +248,7 @@ static void wcluster_apply(struct proxy_wcluster *wc)
             eps[j]->wc = wc;
             eps[j]->addr = set[j];
             eps[j]->id = ++wc->last_ep_id;
+            proxy_mesh_endpoint_init(eps[j]);
             added[j] = true;
         }
         eps[j]->index = j;
@@ -713,7 +714,8 @@ int proxy_discovery_worker_start(struct proxy_worker *pw)
     uv_mutex_unlock(&st->wake_lock);
     if (is_discovery_worker(pw))
         for (size_t i = 0; i < st->n_clusters; i++)
-            disc_start(st->clusters[i].disc, pw);
+            if (st->clusters[i].disc) /* mesh slot clusters have none */
+                disc_start(st->clusters[i].disc, pw);
     for (size_t i = 0; i < st->n_clusters; i++)
         wcluster_apply(&pw->clusters[i]);
     return 0;
@@ -729,7 +731,8 @@ void proxy_discovery_worker_stop(struct proxy_worker *pw)
         uv_close((uv_handle_t *)&pw->wake, wake_on_close);
     if (is_discovery_worker(pw))
         for (size_t i = 0; i < st->n_clusters; i++)
-            disc_stop(st->clusters[i].disc);
+            if (st->clusters[i].disc)
+                disc_stop(st->clusters[i].disc);
 }
 
 bool proxy_discovery_worker_closed(const struct proxy_worker *pw)
@@ -739,7 +742,7 @@ bool proxy_discovery_worker_closed(const struct proxy_worker *pw)
     if (is_discovery_worker(pw))
         for (size_t i = 0; i < pw->st->n_clusters; i++) {
             const struct proxy_discovery *d = pw->st->clusters[i].disc;
-            if (d->closes_pending || d->busy)
+            if (d && (d->closes_pending || d->busy))
                 return false;
         }
     return true;

@@ -388,6 +388,27 @@ static int stream_run_script(struct proxy_h2stream *st)
     return out.cluster;
 }
 
+/* The mesh's verdict on the stream (proxy_mesh_incoming): a cluster, -1
+ * (route as usual) or -2 (answered). */
+static int stream_mesh_incoming(struct proxy_h2stream *st)
+{
+    struct proxy_conn *c = st->dc->c;
+    if (!c->pw->mesh)
+        return -1;
+    const nghttp2_nv *d = proxy_hdrs_find(&st->req, PROXY_MESH_DST);
+    unsigned count = 0;
+    for (size_t i = 0; d && i < st->req.n; i++)
+        count += st->req.nv[i].namelen == PROXY_MESH_DST_LEN &&
+                 memcmp(st->req.nv[i].name, PROXY_MESH_DST, PROXY_MESH_DST_LEN) == 0;
+    int status;
+    char why[160];
+    int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, true, d ? (const char *)d->value : NULL,
+                                 d ? d->valuelen : 0, count, c->peer, &status, why, sizeof why);
+    if (ci == -2)
+        proxy_h2stream_on_upstream_failed(st, status, grpc_for_http(status), why);
+    return ci;
+}
+
 /* The request's headers are complete: route it and start the upstream leg. */
 static void stream_begin(struct proxy_h2stream *st)
 {
@@ -416,12 +437,17 @@ static void stream_begin(struct proxy_h2stream *st)
     st->authority = a ? (const char *)a->value : "";
     st->authority_len = a ? a->valuelen : 0;
     int script_cluster = -1;
-    if (st_->hook && (script_cluster = stream_run_script(st)) == -2)
+    /* A request from another agent for a local pod goes there directly. */
+    int mesh_cluster = stream_mesh_incoming(st);
+    if (mesh_cluster == -2)
+        return;
+    if (mesh_cluster < 0 && st_->hook && (script_cluster = stream_run_script(st)) == -2)
         return;
     struct proxy_req_view v = { st->method, st->authority, st->path, st->method_len, st->authority_len,
                                 st->path_len, h2_header_eq, st };
-    st->route = proxy_route_match(st_, (enum proxy_listener_id)c->listener, &v);
-    int ci = script_cluster >= 0 ? script_cluster
+    st->route = mesh_cluster < 0 ? proxy_route_match(st_, (enum proxy_listener_id)c->listener, &v) : NULL;
+    int ci = mesh_cluster >= 0   ? mesh_cluster
+             : script_cluster >= 0 ? script_cluster
              : st->route         ? proxy_route_cluster(st->route, &pw->rng)
                                  : st_->default_cluster[c->listener];
     if (ci < 0) {
@@ -469,7 +495,7 @@ static void stream_publish(struct proxy_h2stream *st)
     }
     if (!host->bus_has_subscribers(ps->ctx, "access"))
         return;
-    const char *upstream = st->ep ? st->ep->addr.text : "";
+    const char *upstream = st->ep ? proxy_endpoint_text(st->ep) : "";
     const char *cluster = st->wc ? st->wc->c->conf->name : "";
     const struct otr_pod *pod = NULL;
     struct sockaddr_storage ss;

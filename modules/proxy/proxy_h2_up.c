@@ -214,7 +214,7 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
     const struct proxy_conf *conf = up->ep->wc->pw->st->conf;
     const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
     const char *peer = st->h1c ? st->h1c->peer : st->dc->c->peer;
-    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 4;
+    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 5;
     nghttp2_nv *nv = malloc(cap * sizeof *nv);
     if (!nv) {
         stream_detach(st, false);
@@ -255,6 +255,10 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
     for (unsigned i = 0; st->lua && i < st->lua->n_set && n < cap; i++)
         nv[n++] = NV(st->lua->store + st->lua->set[i].name_off, st->lua->store + st->lua->set[i].value_off,
                      st->lua->set[i].name_len, st->lua->set[i].value_len);
+    size_t hop_len;
+    const char *hop = proxy_mesh_hop(up->ep, &hop_len);
+    if (hop)
+        nv[n++] = NV(PROXY_MESH_DST, hop, PROXY_MESH_DST_LEN, hop_len);
     nghttp2_nv *nv2 = nv;
     if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0]) {
         nv2 = realloc(nv, (n + 2) * sizeof *nv);
@@ -544,7 +548,7 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, 1);
     ep->h2 = up;
-    const struct sockaddr *sa = (const struct sockaddr *)&ep->addr.sa;
+    const struct sockaddr *sa = proxy_endpoint_connect_addr(ep);
     if (uv_tcp_connect(&up->connect_req, &up->tcp, sa, up_on_connect) != 0) {
         up_close(up, "cannot connect");
         return NULL;

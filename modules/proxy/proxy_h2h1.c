@@ -114,6 +114,10 @@ static int build_head(struct proxy_h2stream *st)
                   st->lua->store + st->lua->set[i].value_off, st->lua->set[i].value_len);
     if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0])
         proxy_head_field(&o, "x-forwarded-for", 15, peer, strlen(peer));
+    size_t hop_len;
+    const char *hop = proxy_mesh_hop(st->h1up->ep, &hop_len);
+    if (hop)
+        proxy_head_field(&o, PROXY_MESH_DST, PROXY_MESH_DST_LEN, hop, hop_len);
     if (conf->via) {
         proxy_head_put(&o, "via: 2 ", 7);
         proxy_head_put(&o, conf->via_name, strlen(conf->via_name));

@@ -606,6 +606,33 @@ static int conn_run_script(struct proxy_conn *c)
     return c->lua->cluster;
 }
 
+/* The mesh's verdict on the request (proxy_mesh_incoming): a cluster, -1
+ * (route as usual) or -2 (answered). */
+static int conn_mesh_incoming(struct proxy_conn *c)
+{
+    const struct proxy_h1_head *h = &c->parser.head;
+    const char *value = NULL;
+    size_t len = 0;
+    unsigned count = 0;
+    if (!c->pw->mesh)
+        return -1;
+    for (uint32_t i = 0; i < h->n_fields; i++) {
+        const struct proxy_h1_field *f = &h->fields[i];
+        if (f->name_len == PROXY_MESH_DST_LEN && strncasecmp(c->buf + f->name_off, PROXY_MESH_DST, f->name_len) == 0 &&
+            !count++) {
+            value = c->buf + f->value_off;
+            len = f->value_len;
+        }
+    }
+    int status;
+    char why[160];
+    int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, false, value, len, count, c->peer,
+                                 &status, why, sizeof why);
+    if (ci == -2)
+        conn_respond_error(c, status, why);
+    return ci;
+}
+
 static void conn_start_request(struct proxy_conn *c)
 {
     struct proxy_worker *pw = c->pw;
@@ -643,12 +670,17 @@ static void conn_start_request(struct proxy_conn *c)
     int script_cluster = -1;
     if (c->lua)
         c->lua->n_set = 0;
-    if (st->hook && (script_cluster = conn_run_script(c)) == -2)
+    /* A request from another agent for a local pod goes there directly. */
+    int mesh_cluster = conn_mesh_incoming(c);
+    if (mesh_cluster == -2)
+        return;
+    if (mesh_cluster < 0 && st->hook && (script_cluster = conn_run_script(c)) == -2)
         return;
     struct proxy_req_view v = { c->buf + h->method.off, c->buf + h->authority.off, c->buf + h->path.off,
                                 h->method.len, h->authority.len, h->path.len, h1_header_eq, c };
-    c->route = proxy_route_match(st, (enum proxy_listener_id)c->listener, &v);
-    int ci = script_cluster >= 0 ? script_cluster
+    c->route = mesh_cluster < 0 ? proxy_route_match(st, (enum proxy_listener_id)c->listener, &v) : NULL;
+    int ci = mesh_cluster >= 0   ? mesh_cluster
+             : script_cluster >= 0 ? script_cluster
              : c->route         ? proxy_route_cluster(c->route, &pw->rng)
                                 : st->default_cluster[c->listener];
     if (ci < 0) {
@@ -758,7 +790,18 @@ static void conn_pump_request(struct proxy_conn *c)
     if (!u || u->writing || c->state != CONN_FORWARDING)
         return;
     struct pump pm = { .n = 0, .lines = c->req_lines };
-    if (!c->req_head_sent) {
+    size_t hop_len;
+    const char *hop = !c->req_head_sent && c->ep ? proxy_mesh_hop(c->ep, &hop_len) : NULL;
+    if (hop) {
+        /* The destination travels to the agent as the head's last field. */
+        pump_add(&pm, c->req_head, c->req_head_len - 2);
+        pump_add(&pm, PROXY_MESH_DST ": ", PROXY_MESH_DST_LEN + 2);
+        pump_add(&pm, hop, hop_len);
+        pump_add(&pm, crlf, 2);
+        pump_add(&pm, crlf, 2);
+        c->req_head_sent = true;
+        c->t_sent_ms = uv_now(c->pw->loop);
+    } else if (!c->req_head_sent) {
         pump_add(&pm, c->req_head, c->req_head_len);
         c->req_head_sent = true;
         c->t_sent_ms = uv_now(c->pw->loop);
@@ -1054,7 +1097,7 @@ void proxy_conn_on_response_data(struct proxy_conn *c)
         int r = pump_body(&pm, &b, u->buf, &u->pos, u->len, &c->resp_done);
         if (r < 0) {
             c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_WARN, "upstream %s: response body: %s",
-                                 c->ep ? c->ep->addr.text : "", proxy_h1_error_str(r));
+                                 c->ep ? proxy_endpoint_text(c->ep) : "?", proxy_h1_error_str(r));
             conn_respond_error(c, 502, "invalid upstream response body");
             return;
         }
@@ -1159,7 +1202,7 @@ static void conn_publish(struct proxy_conn *c)
         return;
     const struct proxy_h1_head *h = &c->parser.head;
     const char *b = c->buf;
-    const char *upstream = c->ep ? c->ep->addr.text : "";
+    const char *upstream = c->ep ? proxy_endpoint_text(c->ep) : "";
     const char *cluster = c->wc ? c->wc->c->conf->name : "";
     const char *reason = c->reason ? c->reason : "";
     c->reason = NULL;

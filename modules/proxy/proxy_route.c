@@ -198,6 +198,10 @@ int proxy_route_cluster(const struct proxy_route *r, uint64_t *rng)
 
 bool proxy_route_drops_header(const struct proxy_route_conf *rc, const char *name, size_t nl)
 {
+    /* The mesh's own header: set by the outgoing agent, consumed by the
+     * incoming one; what a client sent is never passed on. */
+    if (nl == PROXY_MESH_DST_LEN && strncasecmp(name, PROXY_MESH_DST, nl) == 0)
+        return true;
     if (!rc)
         return false;
     for (size_t i = 0; i < rc->remove_headers.n; i++) {

@@ -350,7 +350,7 @@ static struct proxy_upconn *upconn_open(struct proxy_endpoint *ep, struct proxy_
     pw->n_upconns++;
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, 1);
-    const struct sockaddr *sa = (const struct sockaddr *)&ep->addr.sa;
+    const struct sockaddr *sa = proxy_endpoint_connect_addr(ep);
     int rc = uv_tcp_connect(&u->connect_req, &u->tcp, sa, upconn_on_connect);
     if (rc) {
         proxy_upconn_close(u);

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """gRPC test server with generic handlers on raw bytes (no codegen).
 
+  grpc_server.py [ADDRESS]   (default 127.0.0.1:0)
+
 Prints its port, serves until killed. Service test.Echo:
   Unary(b)          -> b, with trailing metadata x-trailer: t1
   ServerStream(b"N")-> N messages b"msg-i"
@@ -97,7 +99,7 @@ handlers = {
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
                      options=[("grpc.max_receive_message_length", 16 << 20)])
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
-port = server.add_insecure_port("127.0.0.1:0")
+port = server.add_insecure_port(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:0")
 server.start()
 print(port, flush=True)
 server.wait_for_termination()
