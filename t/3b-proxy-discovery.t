@@ -13,6 +13,7 @@ use warnings;
 use lib 't/lib', 't/proxy';
 use Test::More;
 use JSON::PP;
+use IO::Socket::INET;
 use File::Temp qw(tempdir);
 use Time::HiRes qw(time sleep);
 use Outrider;
@@ -298,6 +299,51 @@ SKIP: {
     is_deeply(ids('dns.test', 4), { d2 => 4 }, '... to its current address only (the old one stopped cleanly: see the exit checks)');
     $agent->finish_ok;
     backend_stop($_) for $a1, $a2, $v4, $v6;
+}
+
+# --- health checks follow the endpoint set -----------------------------------------
+# An endpoint the file adds to a cluster with health checks is checked at
+# once and unhealthy until a check passes: one nothing listens on never
+# counts as usable nor takes traffic; one that answers joins.
+{
+    my @hb = map { backend_start("h$_") } 1 .. 2;
+    my $closed = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die;
+    my $dead = '127.0.0.1:' . $closed->sockport;
+    close $closed;
+    my $hfile = "$dir/hc.json";
+    write_atomic($hfile, eps_json("127.0.0.1:$hb[0]{port}"));
+    $agent = Outrider->start(
+        role => 'sidecar',
+        conf => {
+            workers => 1,
+            modules => ['proxy'],
+            proxy => {
+                outbound => { address => '127.0.0.1:0' },
+                inbound => { enabled => JSON::PP::false },
+                clusters => [
+                    { name => 'hc', endpoints_file => $hfile, lb => 'round_robin', retries => 0,
+                      health_check => { path => '/id', interval => '30s', timeout => '1s',
+                                        unhealthy_threshold => 1, healthy_threshold => 1 } },
+                ],
+                routes => [ { authority => 'hc.test', cluster => 'hc' } ],
+            },
+        });
+    $addr = $agent->addr('proxy.outbound');
+    ok(wait_metric($agent, qr/^outrider_proxy_upstream_healthy\{cluster="hc"\} 1$/m), 'hc: the first endpoint passed its check');
+    write_atomic($hfile, eps_json("127.0.0.1:$hb[0]{port}", $dead));
+    ok(wait_metric($agent, qr/^outrider_proxy_health_check_failures_total\{cluster="hc"\} [1-9]/m),
+       'hc: the added endpoint is checked at once (not after the 30 s interval), and fails');
+    ok(wait_metric($agent, qr/^outrider_proxy_cluster_endpoints\{cluster="hc"\} 2$/m), 'hc: two endpoints');
+    ok(wait_metric($agent, qr/^outrider_proxy_upstream_healthy\{cluster="hc"\} 1$/m), 'hc: still one usable');
+    is_deeply(ids('hc.test', 6), { h1 => 6 }, 'hc: the failing new endpoint takes no traffic');
+    write_atomic($hfile, eps_json("127.0.0.1:$hb[0]{port}", $dead, "127.0.0.1:$hb[1]{port}"));
+    ok(wait_metric($agent, qr/^outrider_proxy_upstream_healthy\{cluster="hc"\} 2$/m), 'hc: a passing new endpoint joins');
+    is_deeply(ids('hc.test', 6), { h1 => 3, h2 => 3 }, 'hc: and shares the traffic');
+    write_atomic($hfile, eps_json("127.0.0.1:$hb[1]{port}"));
+    ok(wait_metric($agent, qr/^outrider_proxy_upstream_healthy\{cluster="hc"\} 1$/m), 'hc: removed endpoints leave the gauge');
+    is_deeply(ids('hc.test', 4), { h2 => 4 }, 'hc: the kept endpoint stays healthy');
+    $agent->finish_ok;
+    backend_stop($_) for @hb;
 }
 
 done_testing;

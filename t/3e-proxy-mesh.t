@@ -365,15 +365,15 @@ is("@seen", 'pod-b2 pod-b pod-b2 pod-b', 'a reused slot delivers each request to
 
 # Metrics: hops counted on both sides.
 my $ma = metrics('a', $a);
-my $mb = metrics('b', $b);
+my $metrics_b = metrics('b', $b);
 my $mc = metrics('c', $c);
 my $out_a = counter($ma, 'outrider_proxy_mesh_requests_total\{direction="outgoing"\}');
 cmp_ok($out_a, '>=', 12, "A counted its outgoing hops ($out_a)");
 is(counter($ma, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 0, 'A delivered nothing as incoming');
-my $in_b = counter($mb, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}');
+my $in_b = counter($metrics_b, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}');
 cmp_ok($in_b, '>=', 13, "B counted its incoming deliveries ($in_b)");
-is(counter($mb, 'outrider_proxy_mesh_requests_total\{direction="refused"\}'), 7, 'B counted its 7 refusals');
-cmp_ok(counter($mb, 'outrider_proxy_requests_total\{cluster="mesh-local",code_class="2xx"\}'), '>=', 13,
+is(counter($metrics_b, 'outrider_proxy_mesh_requests_total\{direction="refused"\}'), 7, 'B counted its 7 refusals');
+cmp_ok(counter($metrics_b, 'outrider_proxy_requests_total\{cluster="mesh-local",code_class="2xx"\}'), '>=', 13,
        'B: requests to local pods under cluster mesh-local');
 is(counter($mc, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 1, 'C delivered the one call for its pod');
 is(counter($mc, 'outrider_proxy_mesh_requests_total\{direction="outgoing"\}'), 1, 'C sent its one call for pod B through B');
