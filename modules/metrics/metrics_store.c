@@ -306,7 +306,8 @@ static int64_t store_render_labels(const struct statsd_line *line, const struct 
         kused += kn;
         ls[n++] = (struct label_ref){k, kn, t->value.p, t->value.n};
     }
-    qsort(ls, n, sizeof ls[0], label_cmp);
+    if (n > 1)
+        qsort(ls, n, sizeof ls[0], label_cmp);
     struct mbuf b = {.p = out, .len = 0, .cap = MSTORE_MAX_LABELS_TEXT};
     for (size_t i = 0; i < n; i++) {
         /* Worst case: the value doubles when escaped. */
@@ -356,7 +357,7 @@ static struct mseries *series_get(struct mstore *st, uint32_t fam, const char *l
     uint32_t h = (uint32_t)metrics_hash(labels, len, fam + 1);
     size_t j = h & st->mask;
     for (struct mseries *s; (s = st->slots[j]); j = (j + 1) & st->mask)
-        if (s->hash == h && s->fam == fam && s->labels_len == len && memcmp(s->labels, labels, len) == 0)
+        if (s->hash == h && s->fam == fam && s->labels_len == len && (len == 0 || memcmp(s->labels, labels, len) == 0))
             return s;
     if (check_limit && st->limit && st->limit->max) {
         if (atomic_fetch_add(&st->limit->used, 1) >= st->limit->max) {
