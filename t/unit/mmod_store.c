@@ -143,10 +143,13 @@ static void test_refusals(void)
     feed(&fa, "x:5|g\n");
     is_int(fa.refused[MSTORE_OK], 3, "existing series still update at the cap");
     is_int(a.refused[MSTORE_LIMIT] + b.refused[MSTORE_LIMIT], 2, "counted in the store");
-    uint32_t fams = a.n_fams;
+    uint32_t fams = a.fams.n;
     feed(&fa, "brand.new:1|g\nanother.new:1|c\n");
-    is_int(a.n_fams, fams, "at the cap, new names create no family (a flood cannot grow the store)");
+    is_int(a.fams.n, fams, "at the cap, new names create no family (a flood cannot grow the store)");
     is_int(fa.refused[MSTORE_LIMIT], 2, "and are refused as over the limit");
+    uint32_t sets = a.labelsets.n;
+    feed(&fa, "x:1|g|#new:tag\nx:1|g|#other:tag\n");
+    is_int(a.labelsets.n, sets, "at the cap, new tag sets intern no label text either");
     feed(&fa, "x:1|ms\n...:1|c\nx:1|g|#k:\xff\n");
     is_int(fa.refused[MSTORE_TYPE_CONFLICT], 1, "gauge x then timer x: conflict");
     is_int(fa.refused[MSTORE_BAD_NAME], 1, "name with nothing valid refused");
@@ -170,6 +173,28 @@ static void test_refusals(void)
     ok(strstr(text, "\nu 3\n") != NULL, "set capped at 3");
     free(text);
     mstore_fini(&s);
+}
+
+/* Label texts are interned: series of many names with the same tags
+ * share one copy, and each keeps its own value. */
+static void test_interned_labels(void)
+{
+    struct mstore st;
+    mstore_init(&st, &conf, NULL);
+    struct feed f = {.st = &st};
+    feed(&f, "a:1|c|#env:prod,zone:z1\nb:2|g|#zone:z1,env:prod\nc:3|c|#env:prod,zone:z1\nc:4|c|#env:dev\nd:5|g\n");
+    is_int(st.series.n, 5, "five series");
+    is_int(st.labelsets.n, 3, "three distinct label texts stored once each (tag order does not matter)");
+    char *text = expose((struct mstore *[]){&st}, 1, MEXPO_PROMETHEUS);
+    ok(strstr(text, "a_total{env=\"prod\",zone=\"z1\"} 1\n") && strstr(text, "b{env=\"prod\",zone=\"z1\"} 2\n") &&
+           strstr(text, "c_total{env=\"prod\",zone=\"z1\"} 3\n") && strstr(text, "c_total{env=\"dev\"} 4\n") &&
+           strstr(text, "d 5\n"),
+       "each series keeps its own value with the shared labels");
+    free(text);
+    size_t before = mstore_memory(&st);
+    feed(&f, "a:1|c|#env:prod,zone:z1\n");
+    is_int(mstore_memory(&st), before, "an update allocates nothing");
+    mstore_fini(&st);
 }
 
 static void test_merge(void)
@@ -255,6 +280,7 @@ int main(void)
     test_types();
     test_labels();
     test_refusals();
+    test_interned_labels();
     test_merge();
     test_reconfigure();
     return done_testing();
