@@ -56,7 +56,7 @@ struct metrics_conf {
     struct metrics_push_conf push;
 };
 
-/* A parsed http://host:port/path URL (IP literals or localhost). */
+/* A parsed http://host:port/path URL (an IP literal or a DNS name). */
 struct metrics_url {
     char host[64];
     uint16_t port;
