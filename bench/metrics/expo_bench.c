@@ -140,7 +140,7 @@ enum { N_SERIES = 100000 };
 static void statsd_store(int family_size, int routes)
 {
     static const double tb[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-    struct mstore_conf conf = {tb, 11, tb, 11, 1000};
+    struct mstore_conf conf = {tb, 11, tb, 11, 1000, 0};
     struct mstore st;
     mstore_init(&st, &conf, NULL);
     struct prom_label pod[] = {{{"namespace", 9}, {"shop", 4}}, {{"pod", 3}, {"cart-7d9f8b6c5-x2k4p", 20}}};
@@ -168,7 +168,7 @@ static void statsd_store(int family_size, int routes)
         /* As the module does: the last snapshot's and output's buffers are
          * reused. */
         msnap_builder_init_recycled(&b, spare);
-        mstore_snapshot(&sp, 1, &b);
+        mstore_snapshot(&sp, 1, 1, &b);
         struct msnap *s = msnap_builder_finish(&b);
         out.len = 0;
         struct mexpo_stats es = {0};

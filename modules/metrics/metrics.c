@@ -37,6 +37,9 @@ static const struct otr_conf_field statsd_fields[] = {
       .help = "Cap on statsd series across workers: new series beyond it are refused and counted."),
     F("set_max_members", OTR_CONF_INT, struct metrics_statsd_conf, set_max_members, .def = "10000", .min = 1,
       .max = 1e7, .help = "Distinct members counted per set series; more are counted as overflow."),
+    F("set_window", OTR_CONF_DURATION, struct metrics_statsd_conf, set_window, .def = "\"60s\"", .max = 86400000,
+      .help = "A set's gauge counts the distinct members of the last complete window of this length (as statsd "
+              "counts per flush); 0: all members since start."),
     F("batch", OTR_CONF_INT, struct metrics_statsd_conf, batch, .def = "64", .min = 1, .max = 1024,
       .help = "Datagrams read per recvmmsg call."),
     F("max_datagram", OTR_CONF_INT, struct metrics_statsd_conf, max_datagram, .def = "8192", .min = 512,
@@ -131,6 +134,12 @@ static int metrics_check(otr_ctx *ctx, const void *confp)
     }
     bad |= check_buckets(ctx, "statsd.timer_buckets", &conf->statsd.timer_buckets) != 0;
     bad |= check_buckets(ctx, "statsd.histogram_buckets", &conf->statsd.histogram_buckets) != 0;
+    if (conf->statsd.set_window && conf->statsd.set_window < 100) {
+        /* Windows are counted in tenths of a second. */
+        h->conf_error(ctx, "statsd.set_window", "must be 0 (off) or at least 100ms, got %llums",
+                      (unsigned long long)conf->statsd.set_window);
+        bad = 1;
+    }
     for (size_t i = 0; i < conf->scrape.targets.n; i++) {
         if (metrics_url_parse(OTR_CONF_AT(conf->scrape.targets, char *, i), &u, err, sizeof err) != 0) {
             char at[48];
@@ -196,6 +205,7 @@ static int metrics_init(otr_ctx *ctx, const void *confp)
         .hist_buckets = conf->statsd.histogram_buckets.items,
         .n_hist_buckets = conf->statsd.histogram_buckets.n,
         .set_max_members = (uint32_t)conf->statsd.set_max_members,
+        .set_window_ds = (uint32_t)(conf->statsd.set_window / 100),
     };
     st->n_workers = h->n_workers(ctx);
     st->workers = xcalloc(st->n_workers, sizeof *st->workers);

@@ -27,7 +27,7 @@ struct metrics_statsd_conf {
     char *unix_path;
     struct otr_conf_array timer_buckets, histogram_buckets; /* of double */
     int64_t max_series, set_max_members, batch, max_datagram;
-    uint64_t rcvbuf, coalesce;
+    uint64_t rcvbuf, coalesce, set_window;
     bool pod_labels;
 };
 

@@ -20,6 +20,18 @@ struct mset {
     uint64_t *slots; /* member hashes, 0 = empty */
 };
 
+#define WINDOW_UNSET UINT32_MAX
+
+/* A statsd set counts distinct members per window of statsd.set_window,
+ * windows aligned on the clock (window k covers [k, k+1) * set_window),
+ * so all workers' stores agree on them. Exposed: the members of the last
+ * complete window; during the series' first window, those so far. */
+struct mset_windows {
+    struct mset cur, prev;
+    uint32_t window; /* index of cur's window; WINDOW_UNSET after a change of set_window */
+    bool has_prev;   /* a window of this series has completed */
+};
+
 /* An interned label text, rendered and sorted ("a=\"1\",b=\"2\""). */
 struct mlabelset {
     uint32_t hash;
@@ -35,7 +47,7 @@ struct mseries {
     union {
         double value;
         struct mhist *hist;
-        struct mset *set;
+        struct mset_windows *set;
     } u;
 };
 
@@ -144,8 +156,10 @@ static void store_data_free(struct mstore *st)
 {
     for (uint32_t i = 0; i < st->series.n; i++) {
         struct mseries *s = series_at(st, i);
-        if (family_at(st, s->fam)->kind == STATSD_SET)
-            free(s->u.set->slots);
+        if (family_at(st, s->fam)->kind == STATSD_SET) {
+            free(s->u.set->cur.slots);
+            free(s->u.set->prev.slots);
+        }
     }
     if (st->limit)
         atomic_fetch_sub(&st->limit->used, st->series.n);
@@ -446,7 +460,7 @@ static void series_value_init(struct mstore *st, struct mseries *s)
         memset(s->u.hist, 0, bytes);
     } else if (f->kind == STATSD_SET) {
         s->u.set = arena_alloc(st, sizeof *s->u.set, 8);
-        *s->u.set = (struct mset){0, 0, NULL};
+        *s->u.set = (struct mset_windows){.window = WINDOW_UNSET};
     } else {
         s->u.value = 0;
     }
@@ -541,6 +555,56 @@ static bool set_add(struct mset *s, uint64_t h, uint32_t max)
     return true;
 }
 
+static void set_clear(struct mset *s)
+{
+    if (s->n)
+        memset(s->slots, 0, s->cap * sizeof *s->slots);
+    s->n = 0;
+}
+
+static uint32_t window_of(const struct mstore_conf *c, uint32_t now_ds)
+{
+    return c->set_window_ds ? now_ds / c->set_window_ds : 0;
+}
+
+/* Moves the set to window w before a member is added: the current window
+ * becomes the previous one if w follows it; after a gap both are empty.
+ * The slot arrays are kept (their size is bounded by set_max_members). */
+static void set_roll(struct mset_windows *s, uint32_t w)
+{
+    if (s->window == WINDOW_UNSET)
+        s->window = w;
+    if (w <= s->window)
+        return; /* another loop's clock may lag by a millisecond */
+    if (w == s->window + 1) {
+        struct mset t = s->prev;
+        s->prev = s->cur;
+        s->cur = t;
+    } else {
+        set_clear(&s->prev);
+    }
+    set_clear(&s->cur);
+    s->window = w;
+    s->has_prev = true;
+}
+
+static const struct mset no_members = {0, 0, NULL};
+
+/* The members exposed at window w: the last complete window's. */
+static const struct mset *set_exposed(const struct mset_windows *s, uint32_t w)
+{
+    if (s->window == WINDOW_UNSET || w <= s->window)
+        return s->has_prev ? &s->prev : &s->cur;
+    return w == s->window + 1 ? &s->cur : &no_members;
+}
+
+static void set_unite(struct mset *d, const struct mset *s)
+{
+    for (uint32_t i = 0; i < s->cap; i++)
+        if (s->slots[i])
+            set_add(d, s->slots[i], UINT32_MAX);
+}
+
 enum mstore_result mstore_apply(struct mstore *st, const struct statsd_line *line, const struct prom_label *extra,
                                 size_t n_extra, uint32_t now_ds)
 {
@@ -596,15 +660,20 @@ enum mstore_result mstore_apply(struct mstore *st, const struct statsd_line *lin
             hist_observe(st, f, s->u.hist, line->values[i], w);
         break;
     case STATSD_SET:
-        if (!set_add(s->u.set, metrics_hash(line->member.p, line->member.n, 7), st->conf->set_max_members))
+        set_roll(s->u.set, window_of(st->conf, now_ds));
+        if (!set_add(&s->u.set->cur, metrics_hash(line->member.p, line->member.n, 7), st->conf->set_max_members))
             st->set_overflow++;
         break;
     }
     return MSTORE_OK;
 }
 
-/* Folds series s of store src into dst (the merge of workers' stores). */
-static void merge_series(struct mstore *dst, const struct mstore *src, const struct mseries *s)
+/* Folds series s of store src into dst: with expose_ds, the merge of
+ * workers' stores for an exposition at that time (a set contributes the
+ * members it exposes); without (NULL), a copy keeping sets' windows (a
+ * rebuild on reconfiguration, where every series is new to dst). */
+static void merge_series(struct mstore *dst, const struct mstore *src, const struct mseries *s,
+                         const uint32_t *expose_ds)
 {
     const struct mstore_family *sf = family_at(src, s->fam);
     int64_t fam = store_family_get(dst, sf->name, sf->name_len, (enum statsd_type)sf->kind);
@@ -619,10 +688,13 @@ static void merge_series(struct mstore *dst, const struct mstore *src, const str
             d->u.hist->counts[i] += s->u.hist->counts[i];
         d->u.hist->count += s->u.hist->count;
         d->u.hist->sum += s->u.hist->sum;
+    } else if (sf->kind == STATSD_SET && expose_ds) {
+        set_unite(&d->u.set->cur, set_exposed(s->u.set, window_of(src->conf, *expose_ds)));
     } else if (sf->kind == STATSD_SET) {
-        for (uint32_t i = 0; i < s->u.set->cap; i++)
-            if (s->u.set->slots[i])
-                set_add(d->u.set, s->u.set->slots[i], UINT32_MAX);
+        set_unite(&d->u.set->cur, &s->u.set->cur);
+        set_unite(&d->u.set->prev, &s->u.set->prev);
+        d->u.set->window = s->u.set->window;
+        d->u.set->has_prev = s->u.set->has_prev;
     } else if (sf->type == PROM_COUNTER) {
         d->u.value += s->u.value;
     } else if (newer) {
@@ -644,10 +716,27 @@ static bool family_fits(const struct mstore *st, const struct mstore_family *f, 
     return same_buckets(st->conf->hist_buckets, st->conf->n_hist_buckets, c->hist_buckets, c->n_hist_buckets);
 }
 
+/* A new set_window length: window indexes of the old length mean nothing
+ * under the new one. Each set keeps its current members and starts a
+ * first window again at its next member. */
+static void sets_restart_windows(struct mstore *st)
+{
+    for (uint32_t i = 0; i < st->series.n; i++) {
+        struct mseries *s = series_at(st, i);
+        if (family_at(st, s->fam)->kind != STATSD_SET)
+            continue;
+        set_clear(&s->u.set->prev);
+        s->u.set->has_prev = false;
+        s->u.set->window = WINDOW_UNSET;
+    }
+}
+
 void mstore_reconfigure(struct mstore *st, const struct mstore_conf *conf)
 {
     struct mstore_conf *next = conf_copy(conf);
     pthread_mutex_lock(&st->lock);
+    if (st->conf->set_window_ds != conf->set_window_ds)
+        sets_restart_windows(st);
     bool timer_same = same_buckets(st->conf->timer_buckets, st->conf->n_timer_buckets, conf->timer_buckets,
                                    conf->n_timer_buckets);
     bool hist_same =
@@ -671,7 +760,7 @@ void mstore_reconfigure(struct mstore *st, const struct mstore_conf *conf)
     for (uint32_t i = 0; i < old.series.n; i++) {
         const struct mseries *s = series_at(&old, i);
         if (family_fits(&old, family_at(&old, s->fam), next))
-            merge_series(st, &old, s);
+            merge_series(st, &old, s, NULL);
     }
     if (limit) {
         atomic_fetch_sub(&limit->used, old.series.n);
@@ -689,7 +778,7 @@ static const char *help_of(const struct mstore_family *f)
     case STATSD_COUNTER: return "statsd counter";
     case STATSD_GAUGE: return "statsd gauge";
     case STATSD_TIMER: return "statsd timer, in seconds";
-    case STATSD_SET: return "statsd set: distinct members seen";
+    case STATSD_SET: return "statsd set: distinct members per statsd.set_window";
     default: return "statsd histogram";
     }
 }
@@ -707,13 +796,15 @@ static uint32_t snap_family(const struct mstore *st, uint32_t fi, uint32_t *map,
     return map[fi];
 }
 
-static void emit_series(const struct mstore *st, const struct mseries *s, uint32_t *map, struct msnap_builder *b)
+static void emit_series(const struct mstore *st, const struct mseries *s, uint32_t now_ds, uint32_t *map,
+                        struct msnap_builder *b)
 {
     const struct mstore_family *f = family_at(st, s->fam);
     const struct mlabelset *ls = labelset_at(st, s->labels);
     uint32_t fam = snap_family(st, s->fam, map, b);
     if (f->kind == STATSD_SET) {
-        msnap_builder_new_series(b, fam, MSFX_NONE, ls->text, ls->len, s->u.set->n);
+        const struct mset *m = set_exposed(s->u.set, window_of(st->conf, now_ds));
+        msnap_builder_new_series(b, fam, MSFX_NONE, ls->text, ls->len, m->n);
         return;
     }
     if (f->type != PROM_HISTOGRAM) {
@@ -750,12 +841,12 @@ static void emit_series(const struct mstore *st, const struct mseries *s, uint32
 
 /* Adds every series of st to the builder, families in order of creation
  * of their first series. */
-static void emit_store(const struct mstore *st, struct msnap_builder *b)
+static void emit_store(const struct mstore *st, uint32_t now_ds, struct msnap_builder *b)
 {
     uint32_t *map = xmalloc((st->fams.n ? st->fams.n : 1) * sizeof *map);
     memset(map, 0xff, st->fams.n * sizeof *map);
     for (uint32_t i = 0; i < st->series.n; i++)
-        emit_series(st, series_at(st, i), map, b);
+        emit_series(st, series_at(st, i), now_ds, map, b);
     free(map);
 }
 
@@ -777,12 +868,12 @@ static void reserve_for(const struct mstore *st, struct msnap_builder *b)
     msnap_builder_reserve(b, n, text);
 }
 
-void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builder *b)
+void mstore_snapshot(struct mstore *const *stores, size_t n, uint32_t now_ds, struct msnap_builder *b)
 {
     if (n == 1) {
         pthread_mutex_lock(&stores[0]->lock);
         reserve_for(stores[0], b);
-        emit_store(stores[0], b);
+        emit_store(stores[0], now_ds, b);
         pthread_mutex_unlock(&stores[0]->lock);
         return;
     }
@@ -797,12 +888,12 @@ void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builde
             /* During a reload's start a store may still have the previous
              * buckets: its histograms join once it is reconfigured. */
             if (family_fits(stores[k], family_at(stores[k], s->fam), merged.conf))
-                merge_series(&merged, stores[k], s);
+                merge_series(&merged, stores[k], s, &now_ds);
         }
         pthread_mutex_unlock(&stores[k]->lock);
     }
     reserve_for(&merged, b);
-    emit_store(&merged, b);
+    emit_store(&merged, now_ds, b);
     mstore_fini(&merged);
 }
 
@@ -813,7 +904,7 @@ size_t mstore_memory(const struct mstore *st)
     for (uint32_t i = 0; i < st->series.n; i++) {
         const struct mseries *s = series_at(st, i);
         if (family_at(st, s->fam)->kind == STATSD_SET)
-            n += s->u.set->cap * sizeof(uint64_t);
+            n += (s->u.set->cur.cap + s->u.set->prev.cap) * sizeof(uint64_t);
     }
     return n;
 }

@@ -6,7 +6,7 @@
  *   gauge    g   -> gauge <name>: set, or add for "+n"/"-n"
  *   timer    ms  -> histogram <name> in seconds (value / 1000), timer buckets
  *   h, d         -> histogram <name>, histogram buckets; weight 1 / rate
- *   set      s   -> gauge <name>: distinct members seen, exact up to a cap
+ *   set      s   -> gauge <name>: distinct members per window, exact up to a cap
  *
  * Names are made valid ("api.req-time" -> "api_req_time"); tags become
  * labels, sorted, so tag order does not split a series. Labels the agent
@@ -48,6 +48,7 @@ struct mstore_conf {
     const double *hist_buckets;
     size_t n_hist_buckets;
     uint32_t set_max_members; /* distinct members kept per set series */
+    uint32_t set_window_ds;   /* sets count per window of this many tenths of a second; 0: since start */
 };
 
 /* The cap on series, shared by the stores of all workers. */
@@ -113,8 +114,10 @@ enum mstore_result mstore_apply(struct mstore *st, const struct statsd_line *lin
 
 /* Adds the series of n stores to a snapshot builder, merging series that
  * several stores hold (counters and histograms add, the latest gauge
- * wins, sets unite). Takes each store's lock in turn. */
-void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builder *b);
+ * wins, sets unite the members they expose). now_ds: the clock of
+ * mstore_apply, which places sets in their windows. Takes each store's
+ * lock in turn. */
+void mstore_snapshot(struct mstore *const *stores, size_t n, uint32_t now_ds, struct msnap_builder *b);
 
 /* Heap bytes held by the store. */
 size_t mstore_memory(const struct mstore *st);
