@@ -5,7 +5,8 @@
 # the next address; an unknown name is a failed scrape (up 0), logged.
 # The agent and the targets run in a network namespace of their own,
 # whose /etc/hosts (ip netns exec mounts /etc/netns/<ns>/hosts) holds
-# the names.
+# the names. Two targets on one host:port collide: their identical
+# series appear once, and the collisions are counted.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -78,7 +79,8 @@ my $a = Outrider->start(
             listen => '127.0.0.1:0',
             statsd => { enabled => JSON::PP::false },
             scrape => { interval => '1s', timeout => '1s',
-                        targets => ["http://localhost:$port{v4}/metrics", "http://dual.test:$port{v4}/metrics",
+                        targets => ["http://localhost:$port{v4}/metrics", "http://localhost:$port{v4}/again",
+                                    "http://dual.test:$port{v4}/metrics",
                                     "http://dual.test:$port{v6}/metrics", "http://no-such-name.invalid:$port{v4}/metrics"] },
         },
     });
@@ -97,6 +99,16 @@ like($body, qr/^where\{family="v4",\Q${t}"localhost:$port{v4}"\E\} 1$/m, 'localh
 like($body, qr/^where\{family="v4",\Q${t}"dual.test:$port{v4}"\E\} 1$/m, 'a two-address name reaches the IPv4-only target');
 like($body, qr/^where\{family="v6",\Q${t}"dual.test:$port{v6}"\E\} 1$/m, 'and the IPv6-only one: the next address is tried');
 like($body, qr/^up\{\Q${t}"no-such-name.invalid:$port{v4}"\E\} 0$/m, 'an unknown name: up 0') or diag($body);
+# Two targets on one host:port have the same target labels: their series
+# collide; the first target's are kept, the others counted.
+my @same = $body =~ /^where\{family="v4",\Q${t}"localhost:$port{v4}"\E\} 1$/mg;
+is(scalar(@same), 1, 'two targets on one host:port: an identical series appears once');
+# Counted while an exposition is written, so seen in the next one.
+my $dups = 0;
+for (my $until = time + 10; time < $until && !$dups; sleep 0.2) {
+    ($dups) = scrape_body() =~ /^outrider_metrics_exposition_duplicates_total (\d+)$/m;
+}
+ok($dups, 'the collisions are counted');
 ok($a->wait_log(qr/scrape http:\/\/no-such-name\.invalid:\d+\/metrics failed: /, 10), 'the failure is logged')
     or diag($a->log);
 $a->finish_ok;

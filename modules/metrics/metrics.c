@@ -188,6 +188,9 @@ static void declare_metrics(struct metrics_state *st)
     st->m_samples_dropped = counter(ctx, "outrider_metrics_scrape_samples_dropped_total",
                                     "Scraped samples dropped: duplicates, type conflicts, invalid, relabel.", NULL);
     st->m_pushes = counter(ctx, "outrider_metrics_pushes_total", "Pushes to the Pushgateway, by result.", result);
+    st->m_expo_duplicates =
+        counter(ctx, "outrider_metrics_exposition_duplicates_total",
+                "Series left out of expositions: identical (name and labels) to one an earlier source exposed.", NULL);
 }
 
 static int metrics_init(otr_ctx *ctx, const void *confp)
@@ -266,6 +269,7 @@ static int metrics_start(otr_ctx *ctx, otr_worker *w)
     c->samples_dropped = series_of(st, st->m_samples_dropped, w, NULL);
     c->pushes_ok = series_of(st, st->m_pushes, w, "ok");
     c->pushes_failed = series_of(st, st->m_pushes, w, "failed");
+    c->expo_duplicates = series_of(st, st->m_expo_duplicates, w, NULL);
     int rc = metrics_endpoint_start(mw);
     if (rc == 0)
         rc = metrics_statsd_start(mw);

@@ -66,6 +66,7 @@ void metrics_expose(struct metrics_worker *mw, enum mexpo_format fmt, unsigned f
     snaps[1] = statsd_snapshot(st, (uint32_t)(uv_now(mw->loop) / 100));
     struct mexpo_stats stats = {0};
     mexpo_render_scratch(snaps, k, fmt, flags, out, &stats, &mw->expo_scratch);
+    metrics_count(st->host, mw->c.expo_duplicates, (double)stats.duplicates);
     /* The statsd snapshot's buffers serve the next exposition, unless
      * another one is already kept. */
     pthread_mutex_lock(&st->lock);

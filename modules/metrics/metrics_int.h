@@ -95,6 +95,7 @@ struct metrics_counters {
     otr_series *scrapes_ok, *scrapes_failed, *samples_dropped;
     otr_series *pushes_ok, *pushes_failed;
     otr_series *relabel_dropped;
+    otr_series *expo_duplicates;
 };
 
 struct metrics_state {
@@ -107,7 +108,7 @@ struct metrics_state {
     otr_listener *http, *udp, *unixl;
     otr_hook *relabel;
     otr_metric *m_packets, *m_lines, *m_malformed, *m_truncated, *m_refused, *m_set_overflow, *m_scrapes,
-        *m_samples_dropped, *m_pushes, *m_relabel_dropped;
+        *m_samples_dropped, *m_pushes, *m_relabel_dropped, *m_expo_duplicates;
     unsigned n_workers;
     struct metrics_worker *workers;
 
