@@ -47,7 +47,8 @@ static const struct otr_conf_field statsd_fields[] = {
     F("rcvbuf", OTR_CONF_SIZE, struct metrics_statsd_conf, rcvbuf, .def = "\"4MiB\"", .min = 65536, .max = 1 << 30,
       .help = "Socket receive buffer asked for (the kernel caps it at net.core.rmem_max)."),
     F("coalesce", OTR_CONF_DURATION, struct metrics_statsd_conf, coalesce, .def = "\"1ms\"", .max = 100,
-      .help = "After a wakeup, wait this long and read all that arrived in one go (fewer syscalls); 0: off."),
+      .help = "While datagrams keep coming, read the socket every this long instead of waking per datagram "
+              "(fewer syscalls, at most this much latency); 0: off."),
     F("pod_labels", OTR_CONF_BOOL, struct metrics_statsd_conf, pod_labels, .def = "true",
       .help = "Node role: label each sample with the sending pod's namespace and pod."),
     OTR_CONF_TABLE_END,
