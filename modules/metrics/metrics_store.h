@@ -71,7 +71,7 @@ struct mstore_arena_chunk;
 
 struct mstore_family {
     const char *name;   /* in the store's arena, not NUL-terminated */
-    uint32_t expo_hash; /* msnap_name_hash of the exposed name (see mstore_family_expo_len) */
+    uint32_t expo_hash; /* msnap_name_hash of the exposed name (a counter's without "_total") */
     uint16_t name_len;
     uint8_t type; /* enum prom_type */
     uint8_t kind; /* enum statsd_type of the first line (TIMER vs HISTOGRAM buckets) */
