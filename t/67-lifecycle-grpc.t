@@ -6,7 +6,7 @@
 #   - the stream opened on generation "one" stays there (first process)
 #     and ends with status OK, every message echoed;
 #   - no unary call fails; they move, as the drains send their graceful
-#     GOAWAY (halfway to the 6 s deadline), to "two" (the reload) and then
+#     GOAWAY (halfway to the 10 s deadline), to "two" (the reload) and then
 #     "three" (the new process);
 #   - a new connection after the upgrade is served by "three";
 #   - the first process exits 0 once its stream ended.
@@ -34,7 +34,7 @@ $sport = $1;
 sub conf {
     my ($tag, $outbound) = @_;
     return { modules => ['proxy'], control_socket => "$dir/control.sock",
-             drain => { delay => '0s', timeout => '6s' },
+             drain => { delay => '0s', timeout => '10s' },
              proxy => { outbound => { address => $outbound // '127.0.0.1:0' },
                         inbound => { enabled => JSON::PP::false },
                         clusters => [ { name => 'grpc', protocol => 'h2', endpoints => ["127.0.0.1:$sport"] } ],
@@ -51,13 +51,13 @@ is($open, "open\n", 'the bidirectional stream is open and answering');
 
 $a->rewrite_conf(conf('two', $addr));
 $a->signal('HUP');
-sleep 4.0;  # gen "one" sends its GOAWAY 3 s into its drain
+sleep 6.0;  # gen "one" sends its GOAWAY 5 s into its drain
 $a->rewrite_conf(conf('three', $addr));
 my ($rc, $out) = Outrider::run_cmd($bin, 'upgrade', '--control', "$dir/control.sock");
 is($rc, 0, 'upgrade with the stream open') or diag($out);
 sleep 1.0;
-print $cin "\n";  # end the stream (on the first process, gen "one")
-sleep 3.5;        # the first process's gen "two" sends its GOAWAY 3 s into its drain
+print $cin "\n";  # end the stream (on the first process, gen "one"), well before its 10 s deadline
+sleep 5.5;        # the first process's gen "two" sends its GOAWAY 5 s into its drain
 print $cin "\n";
 my $line = <$cout> // '{}';
 waitpid($cpid, 0);

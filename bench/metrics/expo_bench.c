@@ -131,24 +131,29 @@ static void scrape_merge(void)
 }
 
 /* family_size: series per metric name (100: few families; 1: every
- * series its own family, the worst case for the exposition's grouping). */
-static void statsd_store(int family_size)
+ * series its own family, the worst case for the exposition's grouping).
+ * routes: distinct values of the route tag (100: label sets repeat across
+ * names, as the same tags on many metrics do; N: every series has its own
+ * label set, the worst case for memory). */
+enum { N_SERIES = 100000 };
+
+static void statsd_store(int family_size, int routes)
 {
     static const double tb[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-    struct mstore_conf conf = {tb, 11, tb, 11, 1000};
+    struct mstore_conf conf = {tb, 11, tb, 11, 1000, 0};
     struct mstore st;
     mstore_init(&st, &conf, NULL);
     struct prom_label pod[] = {{{"namespace", 9}, {"shop", 4}}, {{"pod", 3}, {"cart-7d9f8b6c5-x2k4p", 20}}};
     struct statsd_line line;
     char text[128];
-    enum { N = 100000 };
-    for (int i = 0; i < N; i++) {
-        int n = snprintf(text, sizeof text, "app.requests.%d:1|c|#route:/r%d,code:200", i / family_size, i % 100);
+    for (int i = 0; i < N_SERIES; i++) {
+        int n = snprintf(text, sizeof text, "app.requests.%d:1|c|#route:/r%d,code:200", i / family_size, i % routes);
         statsd_parse_line(text, (size_t)n, &line);
         mstore_apply(&st, &line, pod, 2, 1);
     }
-    printf("statsd_store: series=%u families=%u bytes_per_series=%.1f\n", st.n_series, st.n_fams,
-           (double)mstore_memory(&st) / st.n_series);
+    printf("statsd_store: series=%u families=%u label_sets=%u bytes_per_series=%.1f\n", st.series.n, st.fams.n,
+           st.labelsets.n,
+           (double)mstore_memory(&st) / st.series.n);
     struct mstore *sp = &st;
     /* The whole /metrics path: statsd store -> snapshot -> text. The
      * first run pays for first-touch page faults; later runs reuse the
@@ -163,7 +168,7 @@ static void statsd_store(int family_size)
         /* As the module does: the last snapshot's and output's buffers are
          * reused. */
         msnap_builder_init_recycled(&b, spare);
-        mstore_snapshot(&sp, 1, &b);
+        mstore_snapshot(&sp, 1, 1, &b);
         struct msnap *s = msnap_builder_finish(&b);
         out.len = 0;
         struct mexpo_stats es = {0};
@@ -185,7 +190,8 @@ static void statsd_store(int family_size)
 int main(void)
 {
     scrape_merge();
-    statsd_store(100);
-    statsd_store(1);
+    statsd_store(100, 100);
+    statsd_store(1, 100);
+    statsd_store(1, N_SERIES);
     return 0;
 }

@@ -91,6 +91,7 @@ printf "%-9s %5s %9s %9s %11s %11s %7s %8s %14s\n", 'peer', 'lines', 'pps_asked'
 my %best;
 for my $lines (1, 10) {
     for my $pps ($lines == 1 ? (50000, 100000, 200000, 400000) : (20000, 50000, 100000, 200000)) {
+        my %row;
         for my $peer (['outrider', $opid, $o_port, \&outrider_lines], ['collectd', $cpid, $c_port, \&collectd_lines]) {
             my ($name, $pid, $port, $count) = @$peer;
             my $before = $count->();
@@ -106,15 +107,20 @@ for my $lines (1, 10) {
             my $achieved = $sent / $lines / $secs;
             printf "%-9s %5d %9d %9.0f %11d %11d %7.2f %8.2f %14.0f\n", $name, $lines, $pps, $achieved, $sent, $recv, $loss,
                 $cpu, $per_cpu;
+            $row{$name} = $per_cpu;
             $best{"$name/$lines"}{lossless} = $achieved
                 if $loss <= 0.0 && $achieved > ($best{"$name/$lines"}{lossless} || 0);
             $best{"$name/$lines"}{per_cpu} = $per_cpu if $per_cpu > ($best{"$name/$lines"}{per_cpu} || 0) && $loss < 1;
         }
+        # Same packets, same rate: the ratio that the target is about.
+        printf "ratio     %5d %9d lines per CPU-second outrider/collectd: %.2f\n", $lines, $pps,
+            $row{collectd} ? $row{outrider} / $row{collectd} : 0;
     }
 }
 for my $k (sort keys %best) {
     printf "%-12s highest lossless rate sent: %s pps; best lines per CPU-second (loss < 1%%): %.0f\n", $k,
         $best{$k}{lossless} ? sprintf('%.0f', $best{$k}{lossless}) : 'none', $best{$k}{per_cpu} || 0;
 }
+if (open my $la, "<", "/proc/loadavg") { printf "load average at the end: %s", scalar <$la> }
 kill 'TERM', $opid, $cpid;
 waitpid($_, 0) for $opid, $cpid;

@@ -37,6 +37,9 @@ static const struct otr_conf_field statsd_fields[] = {
       .help = "Cap on statsd series across workers: new series beyond it are refused and counted."),
     F("set_max_members", OTR_CONF_INT, struct metrics_statsd_conf, set_max_members, .def = "10000", .min = 1,
       .max = 1e7, .help = "Distinct members counted per set series; more are counted as overflow."),
+    F("set_window", OTR_CONF_DURATION, struct metrics_statsd_conf, set_window, .def = "\"60s\"", .max = 86400000,
+      .help = "A set's gauge counts the distinct members of the last complete window of this length (as statsd "
+              "counts per flush); 0: all members since start."),
     F("batch", OTR_CONF_INT, struct metrics_statsd_conf, batch, .def = "64", .min = 1, .max = 1024,
       .help = "Datagrams read per recvmmsg call."),
     F("max_datagram", OTR_CONF_INT, struct metrics_statsd_conf, max_datagram, .def = "8192", .min = 512,
@@ -44,7 +47,8 @@ static const struct otr_conf_field statsd_fields[] = {
     F("rcvbuf", OTR_CONF_SIZE, struct metrics_statsd_conf, rcvbuf, .def = "\"4MiB\"", .min = 65536, .max = 1 << 30,
       .help = "Socket receive buffer asked for (the kernel caps it at net.core.rmem_max)."),
     F("coalesce", OTR_CONF_DURATION, struct metrics_statsd_conf, coalesce, .def = "\"1ms\"", .max = 100,
-      .help = "After a wakeup, wait this long and read all that arrived in one go (fewer syscalls); 0: off."),
+      .help = "While datagrams keep coming, read the socket every this long instead of waking per datagram "
+              "(fewer syscalls, at most this much latency); 0: off."),
     F("pod_labels", OTR_CONF_BOOL, struct metrics_statsd_conf, pod_labels, .def = "true",
       .help = "Node role: label each sample with the sending pod's namespace and pod."),
     OTR_CONF_TABLE_END,
@@ -131,6 +135,12 @@ static int metrics_check(otr_ctx *ctx, const void *confp)
     }
     bad |= check_buckets(ctx, "statsd.timer_buckets", &conf->statsd.timer_buckets) != 0;
     bad |= check_buckets(ctx, "statsd.histogram_buckets", &conf->statsd.histogram_buckets) != 0;
+    if (conf->statsd.set_window && conf->statsd.set_window < 100) {
+        /* Windows are counted in tenths of a second. */
+        h->conf_error(ctx, "statsd.set_window", "must be 0 (off) or at least 100ms, got %llums",
+                      (unsigned long long)conf->statsd.set_window);
+        bad = 1;
+    }
     for (size_t i = 0; i < conf->scrape.targets.n; i++) {
         if (metrics_url_parse(OTR_CONF_AT(conf->scrape.targets, char *, i), &u, err, sizeof err) != 0) {
             char at[48];
@@ -179,6 +189,9 @@ static void declare_metrics(struct metrics_state *st)
     st->m_samples_dropped = counter(ctx, "outrider_metrics_scrape_samples_dropped_total",
                                     "Scraped samples dropped: duplicates, type conflicts, invalid, relabel.", NULL);
     st->m_pushes = counter(ctx, "outrider_metrics_pushes_total", "Pushes to the Pushgateway, by result.", result);
+    st->m_expo_duplicates =
+        counter(ctx, "outrider_metrics_exposition_duplicates_total",
+                "Series left out of expositions: identical (name and labels) to one an earlier source exposed.", NULL);
 }
 
 static int metrics_init(otr_ctx *ctx, const void *confp)
@@ -196,6 +209,7 @@ static int metrics_init(otr_ctx *ctx, const void *confp)
         .hist_buckets = conf->statsd.histogram_buckets.items,
         .n_hist_buckets = conf->statsd.histogram_buckets.n,
         .set_max_members = (uint32_t)conf->statsd.set_max_members,
+        .set_window_ds = (uint32_t)(conf->statsd.set_window / 100),
     };
     st->n_workers = h->n_workers(ctx);
     st->workers = xcalloc(st->n_workers, sizeof *st->workers);
@@ -256,6 +270,7 @@ static int metrics_start(otr_ctx *ctx, otr_worker *w)
     c->samples_dropped = series_of(st, st->m_samples_dropped, w, NULL);
     c->pushes_ok = series_of(st, st->m_pushes, w, "ok");
     c->pushes_failed = series_of(st, st->m_pushes, w, "failed");
+    c->expo_duplicates = series_of(st, st->m_expo_duplicates, w, NULL);
     int rc = metrics_endpoint_start(mw);
     if (rc == 0)
         rc = metrics_statsd_start(mw);

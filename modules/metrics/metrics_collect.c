@@ -34,7 +34,9 @@ static struct msnap *registry_snapshot(struct metrics_state *st)
     return msnap_builder_finish(&b);
 }
 
-static struct msnap *statsd_snapshot(struct metrics_state *st)
+/* now_ds: the clock of the statsd receivers (loop time in tenths of a
+ * second), which sets' windows are counted on. */
+static struct msnap *statsd_snapshot(struct metrics_state *st, uint32_t now_ds)
 {
     struct mstore **stores = xmalloc(st->n_workers * sizeof *stores);
     for (unsigned i = 0; i < st->n_workers; i++)
@@ -45,7 +47,7 @@ static struct msnap *statsd_snapshot(struct metrics_state *st)
     pthread_mutex_unlock(&st->lock);
     struct msnap_builder b;
     msnap_builder_init_recycled(&b, spare);
-    mstore_snapshot(stores, st->n_workers, &b);
+    mstore_snapshot(stores, st->n_workers, now_ds, &b);
     free(stores);
     return msnap_builder_finish(&b);
 }
@@ -61,9 +63,10 @@ void metrics_expose(struct metrics_worker *mw, enum mexpo_format fmt, unsigned f
             snaps[k++] = msnap_ref(st->targets[i]->snap);
     pthread_mutex_unlock(&st->lock);
     snaps[0] = registry_snapshot(st);
-    snaps[1] = statsd_snapshot(st);
+    snaps[1] = statsd_snapshot(st, (uint32_t)(uv_now(mw->loop) / 100));
     struct mexpo_stats stats = {0};
     mexpo_render_scratch(snaps, k, fmt, flags, out, &stats, &mw->expo_scratch);
+    metrics_count(st->host, mw->c.expo_duplicates, (double)stats.duplicates);
     /* The statsd snapshot's buffers serve the next exposition, unless
      * another one is already kept. */
     pthread_mutex_lock(&st->lock);

@@ -23,6 +23,9 @@ struct mexpo_stats {
     /* Families dropped because an earlier source has the same name with
      * another type (the earlier source wins). */
     uint64_t conflicts;
+    /* Series left out because an earlier source wrote the identical
+     * series (same name, same labels in any order): the first is kept. */
+    uint64_t duplicates;
 };
 
 /* Appends the exposition of n snapshots to out. Sources earlier in the
@@ -43,12 +46,16 @@ void mexpo_render_flags(struct msnap *const *snaps, size_t n, enum mexpo_format 
  * caller that exposes repeatedly so that large expositions reuse warm
  * pages instead of faulting fresh ones in every time. Zero-initialise;
  * one exposition at a time. */
+struct mexpo_seen;
+
 struct mexpo_scratch {
     void *entries;
     uint32_t *heads, *tails;
     size_t cap; /* of entries, heads and tails */
     uint64_t *slots;
     size_t n_slots;
+    struct mexpo_seen *seen; /* series of a family several sources have */
+    size_t n_seen;
 };
 void mexpo_scratch_fini(struct mexpo_scratch *s);
 /* mexpo_render_flags with caller-kept working memory. */

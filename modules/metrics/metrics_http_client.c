@@ -16,9 +16,15 @@
 #define HEAD_MAX 16384
 
 struct mhttp_client {
+    uv_loop_t *loop;
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_connect_t connect;
+    uv_getaddrinfo_t resolve;
+    struct addrinfo *addrs; /* a resolved name's addresses */
+    struct addrinfo *next_addr;
+    bool resolving;    /* the handles wait for the resolver's callback */
+    bool reconnecting; /* tcp is closing, to be opened for the next address */
     uv_write_t wr;
     struct mbuf req, resp;
     size_t max_body;
@@ -41,12 +47,28 @@ static void client_on_close(uv_handle_t *h)
     void (*closed)(void *) = c->handle_closed;
     void *owner = c->owner;
     if (--c->open == 0) {
+        if (c->addrs)
+            uv_freeaddrinfo(c->addrs);
         mbuf_fini(&c->req);
         mbuf_fini(&c->resp);
         free(c);
     }
     if (closed)
         closed(owner);
+}
+
+/* Closes both handles, but not under a pending name resolution (its
+ * callback closes them) nor a tcp handle already closing to try the next
+ * address (its close callback counts it). */
+static void client_close_handles(struct mhttp_client *c)
+{
+    if (c->resolving) {
+        uv_cancel((uv_req_t *)&c->resolve);
+        return;
+    }
+    if (!c->reconnecting)
+        uv_close((uv_handle_t *)&c->tcp, client_on_close);
+    uv_close((uv_handle_t *)&c->timer, client_on_close);
 }
 
 /* Reports the outcome once and closes the handles. */
@@ -70,8 +92,7 @@ static void client_finish(struct mhttp_client *c, int err)
     }
     if (err)
         c->cb(c->arg, err, 0, NULL, 0, NULL);
-    uv_close((uv_handle_t *)&c->tcp, client_on_close);
-    uv_close((uv_handle_t *)&c->timer, client_on_close);
+    client_close_handles(c);
 }
 
 long mhttp_parse_head(const char *buf, size_t len, int *status, long long *content_length, int *chunked,
@@ -216,11 +237,51 @@ static void client_on_written(uv_write_t *wr, int status)
         client_finish(c, status);
 }
 
+static void client_on_connect(uv_connect_t *req, int status);
+
+/* Connects to the next resolved address; false when none is left (err
+ * is then the last error). */
+static bool client_connect_next(struct mhttp_client *c, int *err)
+{
+    for (; c->next_addr; c->next_addr = c->next_addr->ai_next) {
+        const struct addrinfo *a = c->next_addr;
+        if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
+            continue;
+        c->next_addr = a->ai_next;
+        if ((*err = uv_tcp_connect(&c->connect, &c->tcp, a->ai_addr, client_on_connect)) == 0)
+            return true;
+        return client_connect_next(c, err);
+    }
+    return false;
+}
+
+/* The tcp handle of a failed connect is closed; a new one tries the next
+ * address (a name may resolve to several, e.g. ::1 and 127.0.0.1). */
+static void client_on_tcp_reset(uv_handle_t *h)
+{
+    struct mhttp_client *c = h->data;
+    c->reconnecting = false;
+    if (c->done) {
+        client_on_close(h); /* client_finish left this handle to us */
+        return;
+    }
+    uv_tcp_init(c->loop, &c->tcp);
+    c->tcp.data = c;
+    int err = UV_ECONNREFUSED;
+    if (!client_connect_next(c, &err))
+        client_finish(c, err);
+}
+
 static void client_on_connect(uv_connect_t *req, int status)
 {
     struct mhttp_client *c = req->data;
     if (c->done)
         return;
+    if (status < 0 && c->next_addr) {
+        c->reconnecting = true;
+        uv_close((uv_handle_t *)&c->tcp, client_on_tcp_reset);
+        return;
+    }
     if (status < 0) {
         client_finish(c, status);
         return;
@@ -239,10 +300,27 @@ static void client_on_timeout(uv_timer_t *t)
     client_finish(t->data, UV_ETIMEDOUT);
 }
 
+static void client_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct mhttp_client *c = req->data;
+    c->resolving = false;
+    c->addrs = c->next_addr = res;
+    if (c->done) {
+        client_close_handles(c);
+        return;
+    }
+    int err = status;
+    if (status == 0 && !client_connect_next(c, &err))
+        err = err ? err : UV_EAI_NONAME;
+    if (err)
+        client_finish(c, err);
+}
+
 struct mhttp_client *mhttp_start(uv_loop_t *loop, const struct mhttp_request *r, mhttp_done_cb cb, void *arg,
                                  void (*handle_closed)(void *owner), void *owner)
 {
     struct mhttp_client *c = xcalloc(1, sizeof *c);
+    c->loop = loop;
     c->cb = cb;
     c->arg = arg;
     c->max_body = r->max_body;
@@ -275,12 +353,24 @@ struct mhttp_client *mhttp_start(uv_loop_t *loop, const struct mhttp_request *r,
     uv_timer_start(&c->timer, client_on_timeout, r->timeout_ms, 0);
 
     struct sockaddr_storage addr;
-    const char *host = strcmp(r->url->host, "localhost") == 0 ? "127.0.0.1" : r->url->host;
+    const char *host = r->url->host;
     int rc = uv_ip4_addr(host, r->url->port, (struct sockaddr_in *)&addr);
     if (rc)
         rc = uv_ip6_addr(host, r->url->port, (struct sockaddr_in6 *)&addr);
-    if (rc == 0)
+    if (rc == 0) {
         rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&addr, client_on_connect);
+    } else {
+        /* A name: resolved for every request, so a changed record (a
+         * Service's endpoints, a DNS failover) is followed at the next
+         * scrape. */
+        char port[8];
+        snprintf(port, sizeof port, "%u", r->url->port);
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        c->resolving = true;
+        c->resolve.data = c;
+        if ((rc = uv_getaddrinfo(loop, &c->resolve, client_on_resolved, host, port, &hints)) != 0)
+            c->resolving = false;
+    }
     if (rc < 0) {
         client_finish(c, rc);
         return NULL;
@@ -291,6 +381,23 @@ struct mhttp_client *mhttp_start(uv_loop_t *loop, const struct mhttp_request *r,
 void mhttp_abort(struct mhttp_client *c)
 {
     client_finish(c, UV_ECANCELED);
+}
+
+/* Letters, digits, '-', '_' and dots between non-empty labels. */
+static bool is_dns_name(const char *h)
+{
+    size_t label = 0;
+    for (const char *p = h; *p; p++) {
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+                  *p == '_';
+        if (*p == '.' && label > 0)
+            label = 0;
+        else if (ok && ++label <= 63)
+            continue;
+        else
+            return false;
+    }
+    return *h != '\0';
 }
 
 int metrics_url_parse(const char *s, struct metrics_url *u, char *err, size_t errlen)
@@ -336,8 +443,8 @@ int metrics_url_parse(const char *s, struct metrics_url *u, char *err, size_t er
     snprintf(u->path, sizeof u->path, "%s", *p ? p : "/");
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
-    if (strcmp(u->host, "localhost") != 0 && uv_ip4_addr(u->host, 0, &a4) != 0 && uv_ip6_addr(u->host, 0, &a6) != 0) {
-        snprintf(err, errlen, "host \"%s\" is not an IP address (names are not resolved)", u->host);
+    if (uv_ip4_addr(u->host, 0, &a4) != 0 && uv_ip6_addr(u->host, 0, &a6) != 0 && !is_dns_name(u->host)) {
+        snprintf(err, errlen, "host \"%s\" is neither an IP address nor a DNS name", u->host);
         return -1;
     }
     if (strchr(u->host, ':'))

@@ -2,8 +2,9 @@
  * metrics_http_client: a small HTTP/1.1 client on libuv for scrapes and
  * Pushgateway pushes. One request per connection ("Connection: close"),
  * a deadline for the whole exchange, a bound on the body size, fixed
- * length, chunked and read-to-close bodies. Hosts are IP literals or
- * "localhost": targets come from the pod inventory, which has IPs.
+ * length, chunked and read-to-close bodies. Hosts are IP literals or DNS
+ * names, resolved (uv_getaddrinfo) for every request; the addresses of
+ * a name are tried in order until one accepts the connection.
  */
 #ifndef OTR_METRICS_HTTP_CLIENT_H
 #define OTR_METRICS_HTTP_CLIENT_H

@@ -27,7 +27,7 @@ struct metrics_statsd_conf {
     char *unix_path;
     struct otr_conf_array timer_buckets, histogram_buckets; /* of double */
     int64_t max_series, set_max_members, batch, max_datagram;
-    uint64_t rcvbuf, coalesce;
+    uint64_t rcvbuf, coalesce, set_window;
     bool pod_labels;
 };
 
@@ -56,7 +56,7 @@ struct metrics_conf {
     struct metrics_push_conf push;
 };
 
-/* A parsed http://host:port/path URL (IP literals or localhost). */
+/* A parsed http://host:port/path URL (an IP literal or a DNS name). */
 struct metrics_url {
     char host[64];
     uint16_t port;
@@ -95,6 +95,7 @@ struct metrics_counters {
     otr_series *scrapes_ok, *scrapes_failed, *samples_dropped;
     otr_series *pushes_ok, *pushes_failed;
     otr_series *relabel_dropped;
+    otr_series *expo_duplicates;
 };
 
 struct metrics_state {
@@ -107,7 +108,7 @@ struct metrics_state {
     otr_listener *http, *udp, *unixl;
     otr_hook *relabel;
     otr_metric *m_packets, *m_lines, *m_malformed, *m_truncated, *m_refused, *m_set_overflow, *m_scrapes,
-        *m_samples_dropped, *m_pushes, *m_relabel_dropped;
+        *m_samples_dropped, *m_pushes, *m_relabel_dropped, *m_expo_duplicates;
     unsigned n_workers;
     struct metrics_worker *workers;
 

@@ -164,11 +164,20 @@ static uint64_t rx_drain(struct metrics_statsd_rx *rx)
 
 static void rx_on_readable(uv_poll_t *poll, int status, int events);
 
+/* Timer mode: while datagrams keep coming, read them every
+ * statsd.coalesce without going back to the poll (each round trip through
+ * it costs two epoll_ctl and a wakeup that finds one datagram). An empty
+ * read means the traffic paused: back to waiting for readability. A read
+ * that hit the per-wakeup bound left datagrams behind: poll, which fires
+ * at once. */
 static void rx_on_coalesced(uv_timer_t *t)
 {
     struct metrics_statsd_rx *rx = t->data;
-    rx_drain(rx);
-    uv_poll_start(&rx->poll, UV_READABLE, rx_on_readable);
+    uint64_t n = rx_drain(rx);
+    if (n > 0 && n < (uint64_t)rx->batch * ROUNDS_PER_WAKEUP)
+        uv_timer_start(&rx->coalesce, rx_on_coalesced, rx->mw->st->conf->statsd.coalesce, 0);
+    else
+        uv_poll_start(&rx->poll, UV_READABLE, rx_on_readable);
 }
 
 /* Interrupt coalescing: after a wakeup, stop polling for statsd.coalesce

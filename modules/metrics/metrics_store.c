@@ -20,18 +20,43 @@ struct mset {
     uint64_t *slots; /* member hashes, 0 = empty */
 };
 
-struct mseries {
+#define WINDOW_UNSET UINT32_MAX
+
+/* A statsd set counts distinct members per window of statsd.set_window,
+ * windows aligned on the clock (window k covers [k, k+1) * set_window),
+ * so all workers' stores agree on them. Exposed: the members of the last
+ * complete window; during the series' first window, those so far. */
+struct mset_windows {
+    struct mset cur, prev;
+    uint32_t window; /* index of cur's window; WINDOW_UNSET after a change of set_window */
+    bool has_prev;   /* a window of this series has completed */
+};
+
+/* An interned label text, rendered and sorted ("a=\"1\",b=\"2\""). */
+struct mlabelset {
     uint32_t hash;
+    uint32_t len;
+    char text[];
+};
+
+struct mseries {
     uint32_t fam;
+    uint32_t labels; /* index of its label set */
+    uint32_t hash;   /* of (fam, labels) */
     uint32_t stamp;
-    uint16_t labels_len;
     union {
         double value;
         struct mhist *hist;
-        struct mset *set;
+        struct mset_windows *set;
     } u;
-    char labels[];
 };
+
+/* Tables grow past 80% full: few probes with 4-byte slots, and 100,000
+ * entries still fit 131,072 slots. */
+static bool table_full(uint32_t n, size_t mask)
+{
+    return (uint64_t)n * 5 > (uint64_t)(mask + 1) * 4;
+}
 
 #define ARENA_CHUNK 65536
 
@@ -41,10 +66,12 @@ struct mstore_arena_chunk {
     char data[];
 };
 
-static void *arena_alloc(struct mstore *st, size_t n)
+/* align: a power of two up to 8 (names need none, doubles 8). */
+static void *arena_alloc(struct mstore *st, size_t n, size_t align)
 {
-    n = (n + 7) & ~(size_t)7;
     struct mstore_arena_chunk *c = st->arena;
+    if (c)
+        c->used = (c->used + align - 1) & ~(align - 1);
     if (!c || c->cap - c->used < n) {
         size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
         c = xmalloc(sizeof *c + cap);
@@ -84,15 +111,31 @@ static bool same_buckets(const double *a, size_t na, const double *b, size_t nb)
     return na == nb && memcmp(a, b, na * sizeof *a) == 0;
 }
 
+static struct mstore_family *family_at(const struct mstore *st, uint32_t i)
+{
+    return mvec_at(&st->fams, i);
+}
+
+static struct mseries *series_at(const struct mstore *st, uint32_t i)
+{
+    return mvec_at(&st->series, i);
+}
+
+static const struct mlabelset *labelset_at(const struct mstore *st, uint32_t i)
+{
+    return *(struct mlabelset **)mvec_at(&st->labelsets, i);
+}
+
 /* Empty tables and arena; conf, limit and lock are the caller's. */
 static void store_data_init(struct mstore *st)
 {
-    st->fams = NULL;
-    st->n_fams = st->fam_cap = 0;
+    mvec_init(&st->fams, sizeof(struct mstore_family));
     st->fam_mask = 15;
     st->fam_slots = xcalloc(st->fam_mask + 1, sizeof *st->fam_slots);
-    st->list = NULL;
-    st->n_series = st->list_cap = 0;
+    mvec_init(&st->labelsets, sizeof(struct mlabelset *));
+    st->ls_mask = 15;
+    st->ls_slots = xcalloc(st->ls_mask + 1, sizeof *st->ls_slots);
+    mvec_init(&st->series, sizeof(struct mseries));
     st->mask = 255;
     st->slots = xcalloc(st->mask + 1, sizeof *st->slots);
     st->arena = NULL;
@@ -111,23 +154,25 @@ void mstore_init(struct mstore *st, const struct mstore_conf *conf, struct mstor
 /* Frees series, families and tables, releasing the series from the limit. */
 static void store_data_free(struct mstore *st)
 {
-    for (uint32_t i = 0; i < st->n_series; i++) {
-        struct mseries *s = st->list[i];
-        if (st->fams[s->fam].kind == STATSD_SET)
-            free(s->u.set->slots);
+    for (uint32_t i = 0; i < st->series.n; i++) {
+        struct mseries *s = series_at(st, i);
+        if (family_at(st, s->fam)->kind == STATSD_SET) {
+            free(s->u.set->cur.slots);
+            free(s->u.set->prev.slots);
+        }
     }
     if (st->limit)
-        atomic_fetch_sub(&st->limit->used, st->n_series);
+        atomic_fetch_sub(&st->limit->used, st->series.n);
     for (struct mstore_arena_chunk *c = st->arena, *next; c; c = next) {
         next = c->next;
         free(c);
     }
-    for (uint32_t i = 0; i < st->n_fams; i++)
-        free(st->fams[i].name);
-    free(st->fams);
+    mvec_fini(&st->fams);
+    mvec_fini(&st->labelsets);
+    mvec_fini(&st->series);
     free(st->fam_slots);
+    free(st->ls_slots);
     free(st->slots);
-    free(st->list);
 }
 
 void mstore_fini(struct mstore *st)
@@ -183,18 +228,20 @@ static size_t sanitize_label(const char *p, size_t n, char *out, size_t cap)
     return len;
 }
 
-static void fam_rehash(struct mstore *st)
+static void table_grow(struct mstore *st, uint32_t **slots, size_t *mask, uint32_t n,
+                       uint32_t (*hash_of)(const struct mstore *, uint32_t));
+
+static uint32_t family_hash_of(const struct mstore *st, uint32_t i)
 {
-    size_t nslots = (st->fam_mask + 1) * 2;
-    free(st->fam_slots);
-    st->fam_slots = xcalloc(nslots, sizeof *st->fam_slots);
-    st->fam_mask = nslots - 1;
-    for (uint32_t i = 0; i < st->n_fams; i++) {
-        size_t j = metrics_hash(st->fams[i].name, st->fams[i].name_len, 0) & st->fam_mask;
-        while (st->fam_slots[j])
-            j = (j + 1) & st->fam_mask;
-        st->fam_slots[j] = i + 1;
-    }
+    const struct mstore_family *f = family_at(st, i);
+    return (uint32_t)metrics_hash(f->name, f->name_len, 0);
+}
+
+/* Counters are exposed in the OpenMetrics model: family x, sample
+ * x_total (mstore_apply gave every counter name the suffix). */
+static size_t family_expo_len(const struct mstore_family *f)
+{
+    return f->type == PROM_COUNTER && f->name_len > 6 ? f->name_len - 6u : f->name_len;
 }
 
 static enum prom_type type_of(enum statsd_type k)
@@ -216,7 +263,7 @@ static int64_t store_family_get(struct mstore *st, const char *name, size_t n, e
         kind = STATSD_HISTOGRAM;
     size_t j = metrics_hash(name, n, 0) & st->fam_mask;
     for (; st->fam_slots[j]; j = (j + 1) & st->fam_mask) {
-        struct mstore_family *f = &st->fams[st->fam_slots[j] - 1];
+        struct mstore_family *f = family_at(st, st->fam_slots[j] - 1);
         if (f->name_len == n && memcmp(f->name, name, n) == 0)
             return f->kind == kind ? (int64_t)st->fam_slots[j] - 1 : -1;
     }
@@ -225,27 +272,20 @@ static int64_t store_family_get(struct mstore *st, const char *name, size_t n, e
      * grow the store. The race with other workers is bounded by the
      * per-store cap. */
     if (st->limit && st->limit->max &&
-        (atomic_load(&st->limit->used) >= st->limit->max || st->n_fams >= st->limit->max))
+        (atomic_load(&st->limit->used) >= st->limit->max || st->fams.n >= st->limit->max))
         return -2;
-    if (st->n_fams == st->fam_cap) {
-        st->fam_cap = st->fam_cap ? st->fam_cap * 2 : 16;
-        st->fams = xrealloc(st->fams, st->fam_cap * sizeof *st->fams);
-    }
-    uint32_t i = st->n_fams++;
-    struct mstore_family *f = &st->fams[i];
-    f->name = xmalloc(n + 1);
-    memcpy(f->name, name, n);
-    f->name[n] = '\0';
-    f->name_len = (uint32_t)n;
+    uint32_t i = st->fams.n;
+    struct mstore_family *f = mvec_push(&st->fams);
+    char *copy = arena_alloc(st, n, 1);
+    memcpy(copy, name, n);
+    f->name = copy;
+    f->name_len = (uint16_t)n;
     f->kind = (uint8_t)kind;
     f->type = (uint8_t)type_of(kind);
-    /* Counters are exposed in the OpenMetrics model: family x, sample
-     * x_total (mstore_apply gave every counter name the suffix). */
-    f->expo_len = f->type == PROM_COUNTER && n > 6 ? (uint32_t)n - 6 : (uint32_t)n;
-    f->expo_hash = msnap_name_hash(name, f->expo_len);
+    f->expo_hash = msnap_name_hash(name, family_expo_len(f));
     st->fam_slots[j] = i + 1;
-    if (st->n_fams * 2 > st->fam_mask + 1)
-        fam_rehash(st);
+    if (table_full(st->fams.n, st->fam_mask))
+        table_grow(st, &st->fam_slots, &st->fam_mask, st->fams.n, family_hash_of);
     return i;
 }
 
@@ -306,7 +346,8 @@ static int64_t store_render_labels(const struct statsd_line *line, const struct 
         kused += kn;
         ls[n++] = (struct label_ref){k, kn, t->value.p, t->value.n};
     }
-    qsort(ls, n, sizeof ls[0], label_cmp);
+    if (n > 1)
+        qsort(ls, n, sizeof ls[0], label_cmp);
     struct mbuf b = {.p = out, .len = 0, .cap = MSTORE_MAX_LABELS_TEXT};
     for (size_t i = 0; i < n; i++) {
         /* Worst case: the value doubles when escaped. */
@@ -324,18 +365,31 @@ static int64_t store_render_labels(const struct statsd_line *line, const struct 
     return (int64_t)b.len;
 }
 
-static void series_rehash(struct mstore *st)
+/* Rebuilds a table of index+1 slots at twice the size; hash_of(st, i) is
+ * entry i's hash. */
+static void table_grow(struct mstore *st, uint32_t **slots, size_t *mask, uint32_t n,
+                       uint32_t (*hash_of)(const struct mstore *, uint32_t))
 {
-    size_t nslots = (st->mask + 1) * 2;
-    free(st->slots);
-    st->slots = xcalloc(nslots, sizeof *st->slots);
-    st->mask = nslots - 1;
-    for (uint32_t i = 0; i < st->n_series; i++) {
-        size_t j = st->list[i]->hash & st->mask;
-        while (st->slots[j])
-            j = (j + 1) & st->mask;
-        st->slots[j] = st->list[i];
+    size_t nslots = (*mask + 1) * 2;
+    free(*slots);
+    *slots = xcalloc(nslots, sizeof **slots);
+    *mask = nslots - 1;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t j = hash_of(st, i) & *mask;
+        while ((*slots)[j])
+            j = (j + 1) & *mask;
+        (*slots)[j] = i + 1;
     }
+}
+
+static uint32_t series_hash_of(const struct mstore *st, uint32_t i)
+{
+    return series_at(st, i)->hash;
+}
+
+static uint32_t labelset_hash_of(const struct mstore *st, uint32_t i)
+{
+    return labelset_at(st, i)->hash;
 }
 
 static size_t n_buckets(const struct mstore *st, const struct mstore_family *f)
@@ -348,50 +402,103 @@ static const double *buckets(const struct mstore *st, const struct mstore_family
     return f->kind == STATSD_TIMER ? st->conf->timer_buckets : st->conf->hist_buckets;
 }
 
-/* Finds the series, or creates it when create is set (and the limit, if
- * checked, allows). Returns NULL when refused. */
-static struct mseries *series_get(struct mstore *st, uint32_t fam, const char *labels, size_t len, bool check_limit,
-                                  bool *refused)
+/* The label set's index, or UINT32_MAX when the text is not interned yet;
+ * *slot is where it would go. */
+static uint32_t labelset_find(const struct mstore *st, const char *text, size_t len, uint32_t h, size_t *slot)
 {
-    uint32_t h = (uint32_t)metrics_hash(labels, len, fam + 1);
-    size_t j = h & st->mask;
-    for (struct mseries *s; (s = st->slots[j]); j = (j + 1) & st->mask)
-        if (s->hash == h && s->fam == fam && s->labels_len == len && memcmp(s->labels, labels, len) == 0)
-            return s;
-    if (check_limit && st->limit && st->limit->max) {
+    size_t j = h & st->ls_mask;
+    for (; st->ls_slots[j]; j = (j + 1) & st->ls_mask) {
+        const struct mlabelset *ls = labelset_at(st, st->ls_slots[j] - 1);
+        if (ls->hash == h && ls->len == len && (len == 0 || memcmp(ls->text, text, len) == 0))
+            return st->ls_slots[j] - 1;
+    }
+    *slot = j;
+    return UINT32_MAX;
+}
+
+static uint32_t labelset_add(struct mstore *st, const char *text, size_t len, uint32_t h, size_t slot)
+{
+    struct mlabelset *ls = arena_alloc(st, sizeof *ls + len, 4);
+    ls->hash = h;
+    ls->len = (uint32_t)len;
+    memcpy(ls->text, text, len);
+    uint32_t i = st->labelsets.n;
+    *(struct mlabelset **)mvec_push(&st->labelsets) = ls;
+    st->ls_slots[slot] = i + 1;
+    if (table_full(st->labelsets.n, st->ls_mask))
+        table_grow(st, &st->ls_slots, &st->ls_mask, st->labelsets.n, labelset_hash_of);
+    return i;
+}
+
+static uint32_t series_hash(uint32_t fam, uint32_t labels)
+{
+    return (uint32_t)metrics_hash_mix(((uint64_t)fam << 32 | labels) + 0x9e3779b97f4a7c15ull);
+}
+
+/* Takes one series from the limit; false when it is reached. */
+static bool limit_take(struct mstore *st, bool check_limit)
+{
+    if (!st->limit)
+        return true;
+    if (check_limit && st->limit->max) {
         if (atomic_fetch_add(&st->limit->used, 1) >= st->limit->max) {
             atomic_fetch_sub(&st->limit->used, 1);
-            *refused = true;
-            return NULL;
+            return false;
         }
-    } else if (st->limit) {
-        atomic_fetch_add(&st->limit->used, 1);
+        return true;
     }
-    struct mseries *s = arena_alloc(st, sizeof *s + len);
-    s->hash = h;
-    s->fam = fam;
-    s->stamp = 0;
-    s->labels_len = (uint16_t)len;
-    memcpy(s->labels, labels, len);
-    const struct mstore_family *f = &st->fams[fam];
+    atomic_fetch_add(&st->limit->used, 1);
+    return true;
+}
+
+static void series_value_init(struct mstore *st, struct mseries *s)
+{
+    const struct mstore_family *f = family_at(st, s->fam);
     if (f->type == PROM_HISTOGRAM) {
-        size_t nb = n_buckets(st, f);
-        s->u.hist = arena_alloc(st, sizeof *s->u.hist + nb * sizeof(double));
-        memset(s->u.hist, 0, sizeof *s->u.hist + nb * sizeof(double));
+        size_t bytes = sizeof *s->u.hist + n_buckets(st, f) * sizeof(double);
+        s->u.hist = arena_alloc(st, bytes, 8);
+        memset(s->u.hist, 0, bytes);
     } else if (f->kind == STATSD_SET) {
-        s->u.set = arena_alloc(st, sizeof *s->u.set);
-        *s->u.set = (struct mset){0, 0, NULL};
+        s->u.set = arena_alloc(st, sizeof *s->u.set, 8);
+        *s->u.set = (struct mset_windows){.window = WINDOW_UNSET};
     } else {
         s->u.value = 0;
     }
-    if (st->n_series == st->list_cap) {
-        st->list_cap = st->list_cap ? st->list_cap * 2 : 256;
-        st->list = xrealloc(st->list, st->list_cap * sizeof *st->list);
+}
+
+/* Finds the series, or creates it (when the limit, if checked, allows).
+ * Returns NULL when refused. A new label text is interned only for a
+ * series that is created, so refused lines leave nothing behind. */
+static struct mseries *series_get(struct mstore *st, uint32_t fam, const char *labels, size_t len, bool check_limit)
+{
+    uint32_t lh = (uint32_t)metrics_hash(labels, len, 1);
+    size_t ls_slot = 0;
+    uint32_t lid = labelset_find(st, labels, len, lh, &ls_slot);
+    uint32_t h = 0;
+    size_t j = 0;
+    if (lid != UINT32_MAX) {
+        h = series_hash(fam, lid);
+        for (j = h & st->mask; st->slots[j]; j = (j + 1) & st->mask) {
+            struct mseries *s = series_at(st, st->slots[j] - 1);
+            if (s->hash == h && s->fam == fam && s->labels == lid)
+                return s;
+        }
     }
-    st->list[st->n_series++] = s;
-    st->slots[j] = s;
-    if (st->n_series * 4 > (st->mask + 1) * 3)
-        series_rehash(st);
+    if (!limit_take(st, check_limit))
+        return NULL;
+    if (lid == UINT32_MAX) {
+        lid = labelset_add(st, labels, len, lh, ls_slot);
+        h = series_hash(fam, lid);
+        for (j = h & st->mask; st->slots[j]; j = (j + 1) & st->mask)
+            ;
+    }
+    uint32_t i = st->series.n;
+    struct mseries *s = mvec_push(&st->series);
+    *s = (struct mseries){.fam = fam, .labels = lid, .hash = h, .stamp = 0};
+    series_value_init(st, s);
+    st->slots[j] = i + 1;
+    if (table_full(st->series.n, st->mask))
+        table_grow(st, &st->slots, &st->mask, st->series.n, series_hash_of);
     return s;
 }
 
@@ -448,6 +555,56 @@ static bool set_add(struct mset *s, uint64_t h, uint32_t max)
     return true;
 }
 
+static void set_clear(struct mset *s)
+{
+    if (s->n)
+        memset(s->slots, 0, s->cap * sizeof *s->slots);
+    s->n = 0;
+}
+
+static uint32_t window_of(const struct mstore_conf *c, uint32_t now_ds)
+{
+    return c->set_window_ds ? now_ds / c->set_window_ds : 0;
+}
+
+/* Moves the set to window w before a member is added: the current window
+ * becomes the previous one if w follows it; after a gap both are empty.
+ * The slot arrays are kept (their size is bounded by set_max_members). */
+static void set_roll(struct mset_windows *s, uint32_t w)
+{
+    if (s->window == WINDOW_UNSET)
+        s->window = w;
+    if (w <= s->window)
+        return; /* another loop's clock may lag by a millisecond */
+    if (w == s->window + 1) {
+        struct mset t = s->prev;
+        s->prev = s->cur;
+        s->cur = t;
+    } else {
+        set_clear(&s->prev);
+    }
+    set_clear(&s->cur);
+    s->window = w;
+    s->has_prev = true;
+}
+
+static const struct mset no_members = {0, 0, NULL};
+
+/* The members exposed at window w: the last complete window's. */
+static const struct mset *set_exposed(const struct mset_windows *s, uint32_t w)
+{
+    if (s->window == WINDOW_UNSET || w <= s->window)
+        return s->has_prev ? &s->prev : &s->cur;
+    return w == s->window + 1 ? &s->cur : &no_members;
+}
+
+static void set_unite(struct mset *d, const struct mset *s)
+{
+    for (uint32_t i = 0; i < s->cap; i++)
+        if (s->slots[i])
+            set_add(d, s->slots[i], UINT32_MAX);
+}
+
 enum mstore_result mstore_apply(struct mstore *st, const struct statsd_line *line, const struct prom_label *extra,
                                 size_t n_extra, uint32_t now_ds)
 {
@@ -470,15 +627,14 @@ enum mstore_result mstore_apply(struct mstore *st, const struct statsd_line *lin
         st->refused[MSTORE_TYPE_CONFLICT]++;
         return MSTORE_TYPE_CONFLICT;
     }
-    const struct mstore_family *f = &st->fams[fam];
+    const struct mstore_family *f = family_at(st, (uint32_t)fam);
     char labels[MSTORE_MAX_LABELS_TEXT];
     int64_t len = store_render_labels(line, extra, n_extra, f->type == PROM_HISTOGRAM, labels);
     if (len < 0) {
         st->refused[MSTORE_BAD_LABEL]++;
         return MSTORE_BAD_LABEL;
     }
-    bool refused = false;
-    struct mseries *s = series_get(st, (uint32_t)fam, labels, (size_t)len, true, &refused);
+    struct mseries *s = series_get(st, (uint32_t)fam, labels, (size_t)len, true);
     if (!s) {
         st->refused[MSTORE_LIMIT]++;
         return MSTORE_LIMIT;
@@ -504,22 +660,27 @@ enum mstore_result mstore_apply(struct mstore *st, const struct statsd_line *lin
             hist_observe(st, f, s->u.hist, line->values[i], w);
         break;
     case STATSD_SET:
-        if (!set_add(s->u.set, metrics_hash(line->member.p, line->member.n, 7), st->conf->set_max_members))
+        set_roll(s->u.set, window_of(st->conf, now_ds));
+        if (!set_add(&s->u.set->cur, metrics_hash(line->member.p, line->member.n, 7), st->conf->set_max_members))
             st->set_overflow++;
         break;
     }
     return MSTORE_OK;
 }
 
-/* Folds series s of store src into dst (the merge of workers' stores). */
-static void merge_series(struct mstore *dst, const struct mstore *src, const struct mseries *s)
+/* Folds series s of store src into dst: with expose_ds, the merge of
+ * workers' stores for an exposition at that time (a set contributes the
+ * members it exposes); without (NULL), a copy keeping sets' windows (a
+ * rebuild on reconfiguration, where every series is new to dst). */
+static void merge_series(struct mstore *dst, const struct mstore *src, const struct mseries *s,
+                         const uint32_t *expose_ds)
 {
-    const struct mstore_family *sf = &src->fams[s->fam];
+    const struct mstore_family *sf = family_at(src, s->fam);
     int64_t fam = store_family_get(dst, sf->name, sf->name_len, (enum statsd_type)sf->kind);
     if (fam < 0)
         return; /* impossible: the same name has one kind in every store of one config */
-    bool refused;
-    struct mseries *d = series_get(dst, (uint32_t)fam, s->labels, s->labels_len, false, &refused);
+    const struct mlabelset *ls = labelset_at(src, s->labels);
+    struct mseries *d = series_get(dst, (uint32_t)fam, ls->text, ls->len, false);
     bool newer = s->stamp >= d->stamp;
     if (sf->type == PROM_HISTOGRAM) {
         size_t nb = n_buckets(src, sf);
@@ -527,10 +688,13 @@ static void merge_series(struct mstore *dst, const struct mstore *src, const str
             d->u.hist->counts[i] += s->u.hist->counts[i];
         d->u.hist->count += s->u.hist->count;
         d->u.hist->sum += s->u.hist->sum;
+    } else if (sf->kind == STATSD_SET && expose_ds) {
+        set_unite(&d->u.set->cur, set_exposed(s->u.set, window_of(src->conf, *expose_ds)));
     } else if (sf->kind == STATSD_SET) {
-        for (uint32_t i = 0; i < s->u.set->cap; i++)
-            if (s->u.set->slots[i])
-                set_add(d->u.set, s->u.set->slots[i], UINT32_MAX);
+        set_unite(&d->u.set->cur, &s->u.set->cur);
+        set_unite(&d->u.set->prev, &s->u.set->prev);
+        d->u.set->window = s->u.set->window;
+        d->u.set->has_prev = s->u.set->has_prev;
     } else if (sf->type == PROM_COUNTER) {
         d->u.value += s->u.value;
     } else if (newer) {
@@ -552,10 +716,27 @@ static bool family_fits(const struct mstore *st, const struct mstore_family *f, 
     return same_buckets(st->conf->hist_buckets, st->conf->n_hist_buckets, c->hist_buckets, c->n_hist_buckets);
 }
 
+/* A new set_window length: window indexes of the old length mean nothing
+ * under the new one. Each set keeps its current members and starts a
+ * first window again at its next member. */
+static void sets_restart_windows(struct mstore *st)
+{
+    for (uint32_t i = 0; i < st->series.n; i++) {
+        struct mseries *s = series_at(st, i);
+        if (family_at(st, s->fam)->kind != STATSD_SET)
+            continue;
+        set_clear(&s->u.set->prev);
+        s->u.set->has_prev = false;
+        s->u.set->window = WINDOW_UNSET;
+    }
+}
+
 void mstore_reconfigure(struct mstore *st, const struct mstore_conf *conf)
 {
     struct mstore_conf *next = conf_copy(conf);
     pthread_mutex_lock(&st->lock);
+    if (st->conf->set_window_ds != conf->set_window_ds)
+        sets_restart_windows(st);
     bool timer_same = same_buckets(st->conf->timer_buckets, st->conf->n_timer_buckets, conf->timer_buckets,
                                    conf->n_timer_buckets);
     bool hist_same =
@@ -576,14 +757,14 @@ void mstore_reconfigure(struct mstore *st, const struct mstore_conf *conf)
     st->limit = NULL;
     st->conf = next;
     store_data_init(st);
-    for (uint32_t i = 0; i < old.n_series; i++) {
-        const struct mseries *s = old.list[i];
-        if (family_fits(&old, &old.fams[s->fam], next))
-            merge_series(st, &old, s);
+    for (uint32_t i = 0; i < old.series.n; i++) {
+        const struct mseries *s = series_at(&old, i);
+        if (family_fits(&old, family_at(&old, s->fam), next))
+            merge_series(st, &old, s, NULL);
     }
     if (limit) {
-        atomic_fetch_sub(&limit->used, old.n_series);
-        atomic_fetch_add(&limit->used, st->n_series);
+        atomic_fetch_sub(&limit->used, old.series.n);
+        atomic_fetch_add(&limit->used, st->series.n);
     }
     st->limit = limit;
     pthread_mutex_unlock(&st->lock);
@@ -597,7 +778,7 @@ static const char *help_of(const struct mstore_family *f)
     case STATSD_COUNTER: return "statsd counter";
     case STATSD_GAUGE: return "statsd gauge";
     case STATSD_TIMER: return "statsd timer, in seconds";
-    case STATSD_SET: return "statsd set: distinct members seen";
+    case STATSD_SET: return "statsd set: distinct members per statsd.set_window";
     default: return "statsd histogram";
     }
 }
@@ -607,32 +788,35 @@ static const char *help_of(const struct mstore_family *f)
 static uint32_t snap_family(const struct mstore *st, uint32_t fi, uint32_t *map, struct msnap_builder *b)
 {
     if (map[fi] == UINT32_MAX) {
-        const struct mstore_family *f = &st->fams[fi];
+        const struct mstore_family *f = family_at(st, fi);
         const char *help = help_of(f);
-        map[fi] = msnap_builder_new_family(b, (struct prom_str){f->name, f->expo_len}, f->expo_hash,
+        map[fi] = msnap_builder_new_family(b, (struct prom_str){f->name, family_expo_len(f)}, f->expo_hash,
                                            (struct prom_str){help, strlen(help)}, (enum prom_type)f->type);
     }
     return map[fi];
 }
 
-static void emit_series(const struct mstore *st, const struct mseries *s, uint32_t *map, struct msnap_builder *b)
+static void emit_series(const struct mstore *st, const struct mseries *s, uint32_t now_ds, uint32_t *map,
+                        struct msnap_builder *b)
 {
-    const struct mstore_family *f = &st->fams[s->fam];
+    const struct mstore_family *f = family_at(st, s->fam);
+    const struct mlabelset *ls = labelset_at(st, s->labels);
     uint32_t fam = snap_family(st, s->fam, map, b);
     if (f->kind == STATSD_SET) {
-        msnap_builder_new_series(b, fam, MSFX_NONE, s->labels, s->labels_len, s->u.set->n);
+        const struct mset *m = set_exposed(s->u.set, window_of(st->conf, now_ds));
+        msnap_builder_new_series(b, fam, MSFX_NONE, ls->text, ls->len, m->n);
         return;
     }
     if (f->type != PROM_HISTOGRAM) {
-        enum msnap_suffix sfx = f->type == PROM_COUNTER && f->expo_len < f->name_len ? MSFX_TOTAL : MSFX_NONE;
-        msnap_builder_new_series(b, fam, sfx, s->labels, s->labels_len, s->u.value);
+        enum msnap_suffix sfx = f->type == PROM_COUNTER && family_expo_len(f) < f->name_len ? MSFX_TOTAL : MSFX_NONE;
+        msnap_builder_new_series(b, fam, sfx, ls->text, ls->len, s->u.value);
         return;
     }
     const double *bounds = buckets(st, f);
     size_t nb = n_buckets(st, f);
     char text[MSTORE_MAX_LABELS_TEXT + 64];
-    memcpy(text, s->labels, s->labels_len);
-    size_t base = s->labels_len;
+    memcpy(text, ls->text, ls->len);
+    size_t base = ls->len;
     if (base)
         text[base++] = ',';
     memcpy(text + base, "le=\"", 4);
@@ -651,18 +835,18 @@ static void emit_series(const struct mstore *st, const struct mseries *s, uint32
         text[len++] = '"';
         msnap_builder_new_series(b, fam, MSFX_BUCKET, text, len, cum);
     }
-    msnap_builder_new_series(b, fam, MSFX_SUM, s->labels, s->labels_len, s->u.hist->sum);
-    msnap_builder_new_series(b, fam, MSFX_COUNT, s->labels, s->labels_len, s->u.hist->count);
+    msnap_builder_new_series(b, fam, MSFX_SUM, ls->text, ls->len, s->u.hist->sum);
+    msnap_builder_new_series(b, fam, MSFX_COUNT, ls->text, ls->len, s->u.hist->count);
 }
 
 /* Adds every series of st to the builder, families in order of creation
  * of their first series. */
-static void emit_store(const struct mstore *st, struct msnap_builder *b)
+static void emit_store(const struct mstore *st, uint32_t now_ds, struct msnap_builder *b)
 {
-    uint32_t *map = xmalloc((st->n_fams ? st->n_fams : 1) * sizeof *map);
-    memset(map, 0xff, st->n_fams * sizeof *map);
-    for (uint32_t i = 0; i < st->n_series; i++)
-        emit_series(st, st->list[i], map, b);
+    uint32_t *map = xmalloc((st->fams.n ? st->fams.n : 1) * sizeof *map);
+    memset(map, 0xff, st->fams.n * sizeof *map);
+    for (uint32_t i = 0; i < st->series.n; i++)
+        emit_series(st, series_at(st, i), now_ds, map, b);
     free(map);
 }
 
@@ -670,26 +854,26 @@ static void emit_store(const struct mstore *st, struct msnap_builder *b)
 static void reserve_for(const struct mstore *st, struct msnap_builder *b)
 {
     size_t n = 0, text = 0;
-    for (uint32_t i = 0; i < st->n_series; i++) {
-        const struct mseries *s = st->list[i];
-        const struct mstore_family *f = &st->fams[s->fam];
+    for (uint32_t i = 0; i < st->series.n; i++) {
+        const struct mseries *s = series_at(st, i);
+        const struct mstore_family *f = family_at(st, s->fam);
         size_t k = f->type == PROM_HISTOGRAM ? n_buckets(st, f) + 3 : 1;
         n += k;
-        text += k * (s->labels_len + (k > 1 ? 40 : 0));
+        text += k * (labelset_at(st, s->labels)->len + (k > 1 ? 40 : 0));
     }
     /* Each family's name goes to the text too (helps are shared). */
-    for (uint32_t f = 0; f < st->n_fams; f++)
-        text += st->fams[f].name_len;
+    for (uint32_t f = 0; f < st->fams.n; f++)
+        text += family_at(st, f)->name_len;
     text += 200;
     msnap_builder_reserve(b, n, text);
 }
 
-void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builder *b)
+void mstore_snapshot(struct mstore *const *stores, size_t n, uint32_t now_ds, struct msnap_builder *b)
 {
     if (n == 1) {
         pthread_mutex_lock(&stores[0]->lock);
         reserve_for(stores[0], b);
-        emit_store(stores[0], b);
+        emit_store(stores[0], now_ds, b);
         pthread_mutex_unlock(&stores[0]->lock);
         return;
     }
@@ -699,28 +883,28 @@ void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builde
     pthread_mutex_unlock(&stores[0]->lock);
     for (size_t k = 0; k < n; k++) {
         pthread_mutex_lock(&stores[k]->lock);
-        for (uint32_t i = 0; i < stores[k]->n_series; i++) {
-            const struct mseries *s = stores[k]->list[i];
+        for (uint32_t i = 0; i < stores[k]->series.n; i++) {
+            const struct mseries *s = series_at(stores[k], i);
             /* During a reload's start a store may still have the previous
              * buckets: its histograms join once it is reconfigured. */
-            if (family_fits(stores[k], &stores[k]->fams[s->fam], merged.conf))
-                merge_series(&merged, stores[k], s);
+            if (family_fits(stores[k], family_at(stores[k], s->fam), merged.conf))
+                merge_series(&merged, stores[k], s, &now_ds);
         }
         pthread_mutex_unlock(&stores[k]->lock);
     }
     reserve_for(&merged, b);
-    emit_store(&merged, b);
+    emit_store(&merged, now_ds, b);
     mstore_fini(&merged);
 }
 
 size_t mstore_memory(const struct mstore *st)
 {
-    size_t n = st->arena_bytes + (st->mask + 1) * sizeof *st->slots + st->list_cap * sizeof *st->list +
-               (st->fam_mask + 1) * sizeof *st->fam_slots + st->fam_cap * sizeof *st->fams;
-    for (uint32_t i = 0; i < st->n_fams; i++)
-        n += st->fams[i].name_len + 1;
-    for (uint32_t i = 0; i < st->n_series; i++)
-        if (st->fams[st->list[i]->fam].kind == STATSD_SET)
-            n += st->list[i]->u.set->cap * sizeof(uint64_t);
+    size_t n = st->arena_bytes + mvec_memory(&st->fams) + mvec_memory(&st->labelsets) + mvec_memory(&st->series) +
+               (st->fam_mask + 1 + st->ls_mask + 1 + st->mask + 1) * sizeof(uint32_t);
+    for (uint32_t i = 0; i < st->series.n; i++) {
+        const struct mseries *s = series_at(st, i);
+        if (family_at(st, s->fam)->kind == STATSD_SET)
+            n += (s->u.set->cur.cap + s->u.set->prev.cap) * sizeof(uint64_t);
+    }
     return n;
 }

@@ -6,15 +6,18 @@
  *   gauge    g   -> gauge <name>: set, or add for "+n"/"-n"
  *   timer    ms  -> histogram <name> in seconds (value / 1000), timer buckets
  *   h, d         -> histogram <name>, histogram buckets; weight 1 / rate
- *   set      s   -> gauge <name>: distinct members seen, exact up to a cap
+ *   set      s   -> gauge <name>: distinct members per window, exact up to a cap
  *
  * Names are made valid ("api.req-time" -> "api_req_time"); tags become
  * labels, sorted, so tag order does not split a series. Labels the agent
  * adds (the sending pod) are authoritative: a client tag of the same name
  * is kept as exported_<name>.
  *
- * Series are allocated from an arena: about 40 bytes plus the label text,
- * an 8-byte table slot and an 8-byte list entry. A shared limit caps the
+ * Memory per series: a 24-byte record (family, label set, value) in a
+ * chunked array and a 4-byte table slot. Label texts are interned: the
+ * series that share their tags (the same tags on many names, the usual
+ * case) share one copy. Family names live in an arena, families are
+ * 16-byte records with a 4-byte slot. A shared limit caps the
  * number of series across all workers' stores; beyond it new series are
  * refused and counted, existing ones keep updating.
  *
@@ -33,6 +36,7 @@
 #include "metrics_promtext.h"
 #include "metrics_snapshot.h"
 #include "metrics_statsd.h"
+#include "metrics_vec.h"
 
 #define MSTORE_MAX_BUCKETS 64
 #define MSTORE_MAX_NAME 200
@@ -44,6 +48,7 @@ struct mstore_conf {
     const double *hist_buckets;
     size_t n_hist_buckets;
     uint32_t set_max_members; /* distinct members kept per set series */
+    uint32_t set_window_ds;   /* sets count per window of this many tenths of a second; 0: since start */
 };
 
 /* The cap on series, shared by the stores of all workers. */
@@ -65,28 +70,26 @@ enum mstore_result {
 struct mstore_arena_chunk;
 
 struct mstore_family {
-    char *name;
-    uint32_t name_len;
-    uint32_t expo_len;  /* of the exposed family name: a counter's without "_total" */
-    uint32_t expo_hash; /* msnap_name_hash of that name */
-    uint8_t type;  /* enum prom_type */
-    uint8_t kind;  /* enum statsd_type of the first line (TIMER vs HISTOGRAM buckets) */
+    const char *name;   /* in the store's arena, not NUL-terminated */
+    uint32_t expo_hash; /* msnap_name_hash of the exposed name (a counter's without "_total") */
+    uint16_t name_len;
+    uint8_t type; /* enum prom_type */
+    uint8_t kind; /* enum statsd_type of the first line (TIMER vs HISTOGRAM buckets) */
 };
-
-struct mseries;
 
 struct mstore {
     const struct mstore_conf *conf;
     struct mstore_limit *limit;
     pthread_mutex_t lock;
-    struct mstore_family *fams;
-    uint32_t n_fams, fam_cap;
-    uint32_t *fam_slots; /* index+1 */
+    struct mvec fams;      /* struct mstore_family */
+    uint32_t *fam_slots;   /* open addressing by name: index+1 */
     size_t fam_mask;
-    struct mseries **slots; /* open addressing */
+    struct mvec labelsets; /* struct mlabelset *, interned label texts */
+    uint32_t *ls_slots;    /* open addressing by text: index+1 */
+    size_t ls_mask;
+    struct mvec series;    /* struct mseries, in creation order (stable expositions) */
+    uint32_t *slots;       /* open addressing by (family, label set): index+1 */
     size_t mask;
-    struct mseries **list; /* creation order, for stable expositions */
-    uint32_t n_series, list_cap;
     struct mstore_arena_chunk *arena;
     size_t arena_bytes;
     /* Refusals by cause, and set members beyond the cap. */
@@ -111,8 +114,10 @@ enum mstore_result mstore_apply(struct mstore *st, const struct statsd_line *lin
 
 /* Adds the series of n stores to a snapshot builder, merging series that
  * several stores hold (counters and histograms add, the latest gauge
- * wins, sets unite). Takes each store's lock in turn. */
-void mstore_snapshot(struct mstore *const *stores, size_t n, struct msnap_builder *b);
+ * wins, sets unite the members they expose). now_ds: the clock of
+ * mstore_apply, which places sets in their windows. Takes each store's
+ * lock in turn. */
+void mstore_snapshot(struct mstore *const *stores, size_t n, uint32_t now_ds, struct msnap_builder *b);
 
 /* Heap bytes held by the store. */
 size_t mstore_memory(const struct mstore *st);

@@ -175,6 +175,38 @@ static void test_merge(void)
     msnap_unref(snaps[1]);
 }
 
+/* Identical series from two sources (same name, same labels after target
+ * labelling, in any order): the earlier source's is kept, the other is
+ * left out and counted. Series that differ in a label are kept apart. */
+static void test_duplicates(void)
+{
+    struct prom_label ta[] = {L("instance", "h:1"), L("job", "x")}, tb[] = {L("job", "x"), L("instance", "h:1")};
+    struct msnap *snaps[3];
+    snaps[0] = snap_from_text("# TYPE req counter\nreq_total{code=\"200\",path=\"/a,\\\"b\"} 1\n"
+                              "req_total{code=\"500\"} 2\n# TYPE only_a gauge\nonly_a 1\n",
+                              ta, 2, false, 0, NULL);
+    snaps[1] = snap_from_text("# TYPE req counter\nreq_total{path=\"/a,\\\"b\",code=\"200\"} 10\n"
+                              "req_total{code=\"404\"} 20\nreq_total{code=\"500\"} 30\n",
+                              tb, 2, false, 0, NULL);
+    snaps[2] = snap_from_text("# TYPE req counter\nreq_total{code=\"200\",path=\"/a,\\\"b\",job=\"y\"} 5\n", NULL, 0,
+                              false, 0, NULL);
+    struct mexpo_stats st = {0};
+    char *text = render(snaps, 3, MEXPO_PROMETHEUS, &st);
+    is_str(text,
+           "# TYPE req_total counter\n"
+           "req_total{code=\"200\",path=\"/a,\\\"b\",instance=\"h:1\",job=\"x\"} 1\n"
+           "req_total{code=\"500\",instance=\"h:1\",job=\"x\"} 2\n"
+           "req_total{code=\"404\",job=\"x\",instance=\"h:1\"} 20\n"
+           "req_total{code=\"200\",path=\"/a,\\\"b\",job=\"y\"} 5\n"
+           "# TYPE only_a gauge\nonly_a{instance=\"h:1\",job=\"x\"} 1\n",
+           "the first source's series kept, identical ones of the second left out (labels in any order)");
+    is_int(st.duplicates, 2, "two duplicates counted");
+    is_int(st.series, 5, "five series written");
+    free(text);
+    for (int i = 0; i < 3; i++)
+        msnap_unref(snaps[i]);
+}
+
 /* The real promtool must accept our output without a lint problem. */
 static int promtool_check(const char *text)
 {
@@ -236,6 +268,7 @@ int main(void)
     test_target_labels();
     test_rejects();
     test_merge();
+    test_duplicates();
     test_promtool();
     test_negotiate();
     return done_testing();

@@ -86,8 +86,11 @@ static void test_url(void)
     is_int(u.port, 80, "port 80");
     is_int(metrics_url_parse("https://1.2.3.4/", &u, err, sizeof err), -1, "https refused");
     is_str(err, "expected an http:// URL, got \"https://1.2.3.4/\"", "says why");
-    is_int(metrics_url_parse("http://example.com/", &u, err, sizeof err), -1, "names are not resolved");
-    is_str(err, "host \"example.com\" is not an IP address (names are not resolved)", "says so");
+    is_int(metrics_url_parse("http://example.com:9100/m", &u, err, sizeof err), 0, "a DNS name");
+    is_str(u.hostport, "example.com:9100", "name:port");
+    is_int(metrics_url_parse("http://bad..name/", &u, err, sizeof err), -1, "an empty label is no name");
+    is_str(err, "host \"bad..name\" is neither an IP address nor a DNS name", "says so");
+    is_int(metrics_url_parse("http://sp ace/", &u, err, sizeof err), -1, "a space is no name");
     is_int(metrics_url_parse("http://1.2.3.4:99999/", &u, err, sizeof err), -1, "bad port");
     is_int(metrics_url_parse("http://1.2.3.4:80x", &u, err, sizeof err), -1, "garbage after the port");
 }

@@ -15,7 +15,7 @@
 
 static const double timer_b[] = {0.1, 0.5, 1};
 static const double hist_b[] = {10, 100};
-static struct mstore_conf conf = {timer_b, 3, hist_b, 2, 3};
+static struct mstore_conf conf = {timer_b, 3, hist_b, 2, 3, 0};
 
 static struct statsd_line L;
 
@@ -39,11 +39,11 @@ static void feed(struct feed *f, const char *dgram)
     statsd_parse_datagram(dgram, strlen(dgram), &L, feed_on_line, f, &c);
 }
 
-static char *expose(struct mstore **stores, size_t n, enum mexpo_format fmt)
+static char *expose_at(struct mstore **stores, size_t n, enum mexpo_format fmt, uint32_t now_ds)
 {
     struct msnap_builder b;
     msnap_builder_init(&b, NULL, 0, false, 0);
-    mstore_snapshot(stores, n, &b);
+    mstore_snapshot(stores, n, now_ds, &b);
     struct msnap *s = msnap_builder_finish(&b);
     struct mbuf out;
     mbuf_init(&out);
@@ -52,6 +52,23 @@ static char *expose(struct mstore **stores, size_t n, enum mexpo_format fmt)
     mbuf_addc(&out, '\0');
     msnap_unref(s);
     return out.p;
+}
+
+static char *expose(struct mstore **stores, size_t n, enum mexpo_format fmt)
+{
+    return expose_at(stores, n, fmt, 0);
+}
+
+/* The value of the exposed series "line" (e.g. "u") at now_ds, -1 if absent. */
+static long value_at(struct mstore **stores, size_t n, const char *series, uint32_t now_ds)
+{
+    char *text = expose_at(stores, n, MEXPO_PROMETHEUS, now_ds);
+    char want[64];
+    snprintf(want, sizeof want, "\n%s ", series);
+    const char *p = strstr(text, want);
+    long v = p ? strtol(p + strlen(want), NULL, 10) : -1;
+    free(text);
+    return v;
 }
 
 static int promtool_ok(const char *text)
@@ -85,7 +102,7 @@ static void test_types(void)
            "req_time_bucket{le=\"+Inf\"} 1\nreq_time_sum 0.32\nreq_time_count 1\n"
            "# HELP size statsd histogram\n# TYPE size histogram\n"
            "size_bucket{le=\"10\"} 1\nsize_bucket{le=\"100\"} 3\nsize_bucket{le=\"+Inf\"} 4\nsize_sum 605\nsize_count 4\n"
-           "# HELP users statsd set: distinct members seen\n# TYPE users gauge\nusers 2\n"
+           "# HELP users statsd set: distinct members per statsd.set_window\n# TYPE users gauge\nusers 2\n"
            "# HELP _9lives statsd gauge\n# TYPE _9lives gauge\n_9lives 1\n",
            "every type aggregated (families in order of arrival): rates weight counters and histograms, gauge deltas, "
            "timer in seconds");
@@ -143,10 +160,13 @@ static void test_refusals(void)
     feed(&fa, "x:5|g\n");
     is_int(fa.refused[MSTORE_OK], 3, "existing series still update at the cap");
     is_int(a.refused[MSTORE_LIMIT] + b.refused[MSTORE_LIMIT], 2, "counted in the store");
-    uint32_t fams = a.n_fams;
+    uint32_t fams = a.fams.n;
     feed(&fa, "brand.new:1|g\nanother.new:1|c\n");
-    is_int(a.n_fams, fams, "at the cap, new names create no family (a flood cannot grow the store)");
+    is_int(a.fams.n, fams, "at the cap, new names create no family (a flood cannot grow the store)");
     is_int(fa.refused[MSTORE_LIMIT], 2, "and are refused as over the limit");
+    uint32_t sets = a.labelsets.n;
+    feed(&fa, "x:1|g|#new:tag\nx:1|g|#other:tag\n");
+    is_int(a.labelsets.n, sets, "at the cap, new tag sets intern no label text either");
     feed(&fa, "x:1|ms\n...:1|c\nx:1|g|#k:\xff\n");
     is_int(fa.refused[MSTORE_TYPE_CONFLICT], 1, "gauge x then timer x: conflict");
     is_int(fa.refused[MSTORE_BAD_NAME], 1, "name with nothing valid refused");
@@ -170,6 +190,66 @@ static void test_refusals(void)
     ok(strstr(text, "\nu 3\n") != NULL, "set capped at 3");
     free(text);
     mstore_fini(&s);
+}
+
+/* Label texts are interned: series of many names with the same tags
+ * share one copy, and each keeps its own value. */
+static void test_interned_labels(void)
+{
+    struct mstore st;
+    mstore_init(&st, &conf, NULL);
+    struct feed f = {.st = &st};
+    feed(&f, "a:1|c|#env:prod,zone:z1\nb:2|g|#zone:z1,env:prod\nc:3|c|#env:prod,zone:z1\nc:4|c|#env:dev\nd:5|g\n");
+    is_int(st.series.n, 5, "five series");
+    is_int(st.labelsets.n, 3, "three distinct label texts stored once each (tag order does not matter)");
+    char *text = expose((struct mstore *[]){&st}, 1, MEXPO_PROMETHEUS);
+    ok(strstr(text, "a_total{env=\"prod\",zone=\"z1\"} 1\n") && strstr(text, "b{env=\"prod\",zone=\"z1\"} 2\n") &&
+           strstr(text, "c_total{env=\"prod\",zone=\"z1\"} 3\n") && strstr(text, "c_total{env=\"dev\"} 4\n") &&
+           strstr(text, "d 5\n"),
+       "each series keeps its own value with the shared labels");
+    free(text);
+    size_t before = mstore_memory(&st);
+    feed(&f, "a:1|c|#env:prod,zone:z1\n");
+    is_int(mstore_memory(&st), before, "an update allocates nothing");
+    mstore_fini(&st);
+}
+
+/* Sets count distinct members per window (here 1 s = 10 ds), as statsd
+ * counts per flush: the last complete window's members are exposed. */
+static void test_set_windows(void)
+{
+    struct mstore_conf wc = conf;
+    wc.set_max_members = 100;
+    wc.set_window_ds = 10;
+    struct mstore a, b;
+    mstore_init(&a, &wc, NULL);
+    mstore_init(&b, &wc, NULL);
+    struct mstore *ap = &a, *both[] = {&a, &b};
+    struct feed fa = {.st = &a, .now = 5}, fb = {.st = &b, .now = 7};
+    feed(&fa, "u:x|s\nu:y|s\nu:x|s\n");
+    is_int(value_at(&ap, 1, "u", 8), 2, "first window: the members so far");
+    fa.now = 12;
+    feed(&fa, "u:z|s\n");
+    is_int(value_at(&ap, 1, "u", 15), 2, "next window: the complete window before it (x, y), not z");
+    is_int(value_at(&ap, 1, "u", 25), 1, "once that one completes: z alone");
+    is_int(value_at(&ap, 1, "u", 35), 0, "a window without members: 0");
+    fa.now = 41;
+    feed(&fa, "u:x|s\n");
+    is_int(value_at(&ap, 1, "u", 45), 0, "after a gap the previous window is empty, x waits for its window's end");
+    is_int(value_at(&ap, 1, "u", 51), 1, "then counts");
+    fb.now = 43;
+    feed(&fb, "u:x|s\nu:w|s\n");
+    is_int(value_at(both, 2, "u", 52), 2, "two workers' windows unite their members (x, w)");
+    struct mstore_conf longer = wc;
+    longer.set_window_ds = 600;
+    mstore_reconfigure(&a, &longer);
+    is_int(value_at(&ap, 1, "u", 52), 1, "a new set_window keeps the current members");
+    fa.now = 60;
+    feed(&fa, "u:v|s\n");
+    is_int(value_at(&ap, 1, "u", 61), 2, "and starts a first window again (x, v)");
+    is_int(value_at(&ap, 1, "u", 700), 2, "which completes on the new length (60 s)");
+    mstore_fini(&a);
+    mstore_fini(&b);
 }
 
 static void test_merge(void)
@@ -255,6 +335,8 @@ int main(void)
     test_types();
     test_labels();
     test_refusals();
+    test_interned_labels();
+    test_set_windows();
     test_merge();
     test_reconfigure();
     return done_testing();
