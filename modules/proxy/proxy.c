@@ -74,6 +74,7 @@ static void state_free(struct proxy_state *st)
                 for (size_t i = 0; i < st->n_clusters; i++)
                     free(pw->clusters[i].eps);
             free(pw->clusters);
+            proxy_mem_fini(&pw->mem);
         }
         free(st->workers);
     }
@@ -232,6 +233,7 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     pw->st = st;
     pw->w = w;
     pw->loop = host->loop(w);
+    proxy_mem_init(&pw->mem);
     pw->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)(uintptr_t)pw << 1) ^ uv_hrtime();
     if (!pw->rng)
         pw->rng = 1;
@@ -290,7 +292,7 @@ static void drain_timer_on_close(uv_handle_t *h)
 
 void proxy_worker_maybe_drained(struct proxy_worker *pw)
 {
-    if (!pw->draining || pw->n_conns || pw->n_upconns)
+    if (!pw->draining || pw->n_conns || pw->n_upconns || pw->n_stream_timers)
         return;
     for (int l = 0; l < PROXY_LISTENERS; l++)
         if (pw->serving[l])

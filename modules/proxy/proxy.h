@@ -24,6 +24,7 @@
 #include "outrider/module.h"
 #include "proxy_conf.h"
 #include "proxy_h1_parse.h"
+#include "proxy_mem.h"
 
 #define PROXY_PUMP_LINES 16 /* chunks re-framed per write */
 #define PROXY_IOV_MAX 52    /* buffers per write: 3 per chunk, plus head and ends */
@@ -124,6 +125,8 @@ struct proxy_worker {
     bool h2_idle_open;
     struct proxy_h2conn *h2_dirty;
     struct proxy_h2up *h2up_dirty;
+    struct proxy_mem mem; /* the HTTP/2 path's allocations (proxy_mem.h) */
+    unsigned n_stream_timers; /* HTTP/2 stream deadline timers still closing */
 };
 
 /* --- proxy_upstream.c ----------------------------------------------------- */

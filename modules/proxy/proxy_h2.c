@@ -133,9 +133,24 @@ void proxy_h2_flush_dirty(struct proxy_worker *pw)
 
 /* --- streams -------------------------------------------------------------------- */
 
+/* The timer outlives its stream until here: the worker counts it, so it
+ * is not reported drained (and its pool freed) before. */
 static void stream_timer_on_close(uv_handle_t *h)
 {
-    free(h);
+    struct proxy_worker *pw = h->data;
+    pw->n_stream_timers--;
+    proxy_mem_free(&pw->mem, h);
+    proxy_worker_maybe_drained(pw);
+}
+
+struct proxy_h2stream *proxy_h2stream_new(struct proxy_worker *pw)
+{
+    struct proxy_h2stream *st = proxy_mem_calloc(&pw->mem, sizeof *st);
+    if (!st)
+        return NULL;
+    st->pw = pw;
+    st->req.mem = st->resp.mem = st->trailers.mem = st->req_body.mem = st->resp_body.mem = &pw->mem;
+    return st;
 }
 
 void proxy_h2stream_free(struct proxy_h2stream *st)
@@ -148,9 +163,12 @@ void proxy_h2stream_free(struct proxy_h2stream *st)
     free(st->lua);
     free(st->h1_head);
     free(st->h1_out);
-    if (st->timer)
+    if (st->timer) {
+        st->timer->data = st->pw;
+        st->pw->n_stream_timers++;
         uv_close((uv_handle_t *)st->timer, stream_timer_on_close);
-    free(st);
+    }
+    proxy_mem_free(&st->pw->mem, st);
 }
 
 static void stream_unlink(struct proxy_h2stream *st)
@@ -432,7 +450,7 @@ static void stream_begin(struct proxy_h2stream *st)
             timeout = (uint64_t)ms;
     }
     if (timeout) {
-        st->timer = malloc(sizeof *st->timer);
+        st->timer = proxy_mem_alloc(&pw->mem, sizeof *st->timer);
         if (st->timer) {
             uv_timer_init(pw->loop, st->timer);
             st->timer->data = st;
@@ -502,7 +520,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     struct proxy_h2conn *dc = user;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    struct proxy_h2stream *st = calloc(1, sizeof *st);
+    struct proxy_h2stream *st = proxy_h2stream_new(dc->c->pw);
     if (!st)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     st->dc = dc;
@@ -627,7 +645,7 @@ int proxy_h2_conn_start(struct proxy_conn *c)
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    int rc = nghttp2_session_server_new2(&dc->s, cb, dc, opt);
+    int rc = nghttp2_session_server_new3(&dc->s, cb, dc, opt, &c->pw->mem.nghttp2);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rc) {
@@ -635,11 +653,15 @@ int proxy_h2_conn_start(struct proxy_conn *c)
         return UV_ENOMEM;
     }
     c->h2 = dc;
+    /* A proxy has no use for RFC 7540 priorities (it forwards none):
+     * saying so spares nghttp2 its dependency tree and the closed streams
+     * it keeps for it (RFC 9218 2.1). */
     nghttp2_settings_entry iv[] = {
         { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 256 },
         { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->pw->st->limits.max_head },
+        { NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1 },
     };
-    nghttp2_submit_settings(dc->s, NGHTTP2_FLAG_NONE, iv, 2);
+    nghttp2_submit_settings(dc->s, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     ssize_t n = nghttp2_session_mem_recv(dc->s, (const uint8_t *)c->buf, c->len);
     c->len = 0;
     if (n < 0)

@@ -28,6 +28,7 @@
 struct proxy_bytes {
     uint8_t *p;
     size_t off, len, cap; /* data is p[off..len) */
+    struct proxy_mem *mem; /* allocates p (NULL: no pool); kept by free */
 };
 
 /* Header fields with their bytes in blocks that never move. */
@@ -37,6 +38,7 @@ struct proxy_hdrs {
     size_t n, cap;
     size_t bytes; /* name + value bytes, for the size limit */
     struct proxy_hdr_block *blocks;
+    struct proxy_mem *mem; /* allocates nv and blocks (NULL: no pool); kept by clear */
 };
 
 struct proxy_h2up;
@@ -77,6 +79,7 @@ struct proxy_h2stream {
     uint64_t deadline_ms;
     uv_timer_t *timer; /* allocated when a deadline applies */
     struct proxy_lua_out *lua; /* headers the route script sets, if any */
+    struct proxy_worker *pw; /* its pool allocated st */
     /* translated to an HTTP/1.1 upstream (proxy_h2h1.c) */
     struct proxy_upconn *h1up;
     char *h1_head;
@@ -165,6 +168,9 @@ void proxy_h1h2_failed(struct proxy_h2stream *st, int status, const char *why);
 void proxy_h1h2_req_consumed(struct proxy_h2stream *st);
 /* Ends the exchange's stream (connection closing or exchange over). */
 void proxy_h1h2_end(struct proxy_conn *c);
+/* A zeroed stream of worker pw whose buffers allocate from pw's pool;
+ * NULL without memory. Freed by proxy_h2stream_free. */
+struct proxy_h2stream *proxy_h2stream_new(struct proxy_worker *pw);
 void proxy_h2stream_free(struct proxy_h2stream *st);
 
 /* Called by the upstream leg (proxy_h2.c). */

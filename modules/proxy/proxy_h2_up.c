@@ -443,13 +443,14 @@ static int session_new(struct proxy_h2up *up)
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    int rc = nghttp2_session_client_new2(&up->s, cb, up, opt);
+    int rc = nghttp2_session_client_new3(&up->s, cb, up, opt, &up->ep->wc->pw->mem.nghttp2);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rc)
         return UV_ENOMEM;
-    nghttp2_settings_entry iv[] = { { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 } };
-    nghttp2_submit_settings(up->s, NGHTTP2_FLAG_NONE, iv, 1);
+    /* No RFC 7540 priorities: see proxy_h2_conn_start. */
+    nghttp2_settings_entry iv[] = { { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 }, { NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1 } };
+    nghttp2_submit_settings(up->s, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     return 0;
 }
 

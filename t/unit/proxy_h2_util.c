@@ -7,6 +7,7 @@
 #include "tap.h"
 
 #include "../../modules/proxy/proxy_h2_util.c"
+#include "../../modules/proxy/proxy_mem.c"
 
 static void test_grpc_timeout(void)
 {
