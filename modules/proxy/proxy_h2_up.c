@@ -121,6 +121,7 @@ void proxy_h2up_send(struct proxy_h2up *up)
 {
     if (up->writing || up->closing || !up->connected)
         return;
+again:
     up->out_len = 0;
     /* Draining: a session whose last stream ended says GOAWAY and closes
      * once that is written (nghttp2 then wants neither to read nor to
@@ -155,6 +156,17 @@ void proxy_h2up_send(struct proxy_h2up *up)
     }
     if (up->out_len) {
         uv_buf_t b = uv_buf_init((char *)up->out, (unsigned)up->out_len);
+        /* As on the client side (h2conn_send): the rest only waits. */
+        int sent = uv_try_write((uv_stream_t *)&up->tcp, &b, 1);
+        if (sent == (int)b.len)
+            goto again;
+        if (sent > 0) {
+            b.base += sent;
+            b.len -= (size_t)sent;
+        } else if (sent != UV_EAGAIN) {
+            up_close(up, "upstream write failed");
+            return;
+        }
         up->wreq.data = up;
         up->writing = true;
         if (uv_write(&up->wreq, (uv_stream_t *)&up->tcp, &b, 1, up_on_written) != 0) {
