@@ -250,6 +250,9 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     uv_idle_init(pw->loop, &pw->h2_idle);
     pw->h2_idle.data = pw;
     pw->h2_idle_open = true;
+    uv_timer_init(pw->loop, &pw->h2_deadline_timer);
+    pw->h2_deadline_timer.data = pw;
+    pw->h2_deadline_open = true;
     for (int l = 0; l < PROXY_LISTENERS; l++) {
         if (!st->listeners[l])
             continue;
@@ -283,6 +286,13 @@ static void h2_idle_on_close(uv_handle_t *h)
     proxy_worker_maybe_drained(pw);
 }
 
+static void h2_deadline_on_close(uv_handle_t *h)
+{
+    struct proxy_worker *pw = h->data;
+    pw->h2_deadline_open = false;
+    proxy_worker_maybe_drained(pw);
+}
+
 static void drain_timer_on_close(uv_handle_t *h)
 {
     struct proxy_worker *pw = h->data;
@@ -292,18 +302,20 @@ static void drain_timer_on_close(uv_handle_t *h)
 
 void proxy_worker_maybe_drained(struct proxy_worker *pw)
 {
-    if (!pw->draining || pw->n_conns || pw->n_upconns || pw->n_stream_timers)
+    if (!pw->draining || pw->n_conns || pw->n_upconns)
         return;
     for (int l = 0; l < PROXY_LISTENERS; l++)
         if (pw->serving[l])
             return;
     if (pw->h2_dirty || pw->h2up_dirty)
         return; /* frames still to send; the idle callback comes back here */
-    if (pw->drain_timer_open || pw->h2_idle_open) {
+    if (pw->drain_timer_open || pw->h2_idle_open || pw->h2_deadline_open) {
         if (pw->drain_timer_open && !uv_is_closing((uv_handle_t *)&pw->drain_timer))
             uv_close((uv_handle_t *)&pw->drain_timer, drain_timer_on_close);
         if (pw->h2_idle_open && !uv_is_closing((uv_handle_t *)&pw->h2_idle))
             uv_close((uv_handle_t *)&pw->h2_idle, h2_idle_on_close);
+        if (pw->h2_deadline_open && !uv_is_closing((uv_handle_t *)&pw->h2_deadline_timer))
+            uv_close((uv_handle_t *)&pw->h2_deadline_timer, h2_deadline_on_close);
         return;
     }
     pw->draining = false; /* report once */

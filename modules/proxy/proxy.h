@@ -126,7 +126,10 @@ struct proxy_worker {
     struct proxy_h2conn *h2_dirty;
     struct proxy_h2up *h2up_dirty;
     struct proxy_mem mem; /* the HTTP/2 path's allocations (proxy_mem.h) */
-    unsigned n_stream_timers; /* HTTP/2 stream deadline timers still closing */
+    /* HTTP/2 streams with a deadline, soonest first (proxy_h2_deadline.c) */
+    uv_timer_t h2_deadline_timer;
+    bool h2_deadline_open;
+    struct proxy_h2stream *h2_deadline_head, *h2_deadline_tail;
 };
 
 /* --- proxy_upstream.c ----------------------------------------------------- */

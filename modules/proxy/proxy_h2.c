@@ -146,16 +146,6 @@ void proxy_h2_flush_dirty(struct proxy_worker *pw)
 
 /* --- streams -------------------------------------------------------------------- */
 
-/* The timer outlives its stream until here: the worker counts it, so it
- * is not reported drained (and its pool freed) before. */
-static void stream_timer_on_close(uv_handle_t *h)
-{
-    struct proxy_worker *pw = h->data;
-    pw->n_stream_timers--;
-    proxy_mem_free(&pw->mem, h);
-    proxy_worker_maybe_drained(pw);
-}
-
 struct proxy_h2stream *proxy_h2stream_new(struct proxy_worker *pw)
 {
     struct proxy_h2stream *st = proxy_mem_calloc(&pw->mem, sizeof *st);
@@ -176,11 +166,7 @@ void proxy_h2stream_free(struct proxy_h2stream *st)
     free(st->lua);
     free(st->h1_head);
     free(st->h1_out);
-    if (st->timer) {
-        st->timer->data = st->pw;
-        st->pw->n_stream_timers++;
-        uv_close((uv_handle_t *)st->timer, stream_timer_on_close);
-    }
+    proxy_h2_deadline_clear(st);
     proxy_mem_free(&st->pw->mem, st);
 }
 
@@ -325,9 +311,8 @@ void proxy_h2stream_on_upstream_failed(struct proxy_h2stream *st, int status, in
     proxy_h2stream_on_response(st);
 }
 
-static void stream_on_deadline(uv_timer_t *t)
+void proxy_h2stream_on_deadline(struct proxy_h2stream *st)
 {
-    struct proxy_h2stream *st = t->data;
     proxy_h2up_cancel(st);
     proxy_h2stream_on_upstream_failed(st, 504, 4, "deadline exceeded");
 }
@@ -462,14 +447,8 @@ static void stream_begin(struct proxy_h2stream *st)
         if (ms >= 0 && (!timeout || (uint64_t)ms < timeout))
             timeout = (uint64_t)ms;
     }
-    if (timeout) {
-        st->timer = proxy_mem_alloc(&pw->mem, sizeof *st->timer);
-        if (st->timer) {
-            uv_timer_init(pw->loop, st->timer);
-            st->timer->data = st;
-            uv_timer_start(st->timer, stream_on_deadline, timeout, 0);
-        }
-    }
+    if (timeout)
+        proxy_h2_deadline_set(st, timeout);
     if (st->wc->c->conf->protocol == PROXY_PROTO_H2)
         proxy_h2up_dispatch(st);
     else

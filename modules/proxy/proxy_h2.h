@@ -77,7 +77,8 @@ struct proxy_h2stream {
     int status, grpc_status;
     uint64_t t_start_ms, t_sent_ms, bytes_in, bytes_out;
     uint64_t deadline_ms;
-    uv_timer_t *timer; /* allocated when a deadline applies */
+    struct proxy_h2stream *dl_prev, *dl_next; /* pw's streams with a deadline */
+    bool dl_linked;
     struct proxy_lua_out *lua; /* headers the route script sets, if any */
     struct proxy_worker *pw; /* its pool allocated st */
     /* translated to an HTTP/1.1 upstream (proxy_h2h1.c) */
@@ -172,6 +173,14 @@ void proxy_h1h2_end(struct proxy_conn *c);
  * NULL without memory. Freed by proxy_h2stream_free. */
 struct proxy_h2stream *proxy_h2stream_new(struct proxy_worker *pw);
 void proxy_h2stream_free(struct proxy_h2stream *st);
+
+/* Request deadlines, one timer per worker (proxy_h2_deadline.c): st
+ * expires timeout_ms from now unless cleared (proxy_h2stream_free does). */
+void proxy_h2_deadline_set(struct proxy_h2stream *st, uint64_t timeout_ms);
+void proxy_h2_deadline_clear(struct proxy_h2stream *st);
+void proxy_h2_deadlines_on_timer(uv_timer_t *t);
+/* st's deadline passed: cancel its upstream leg, answer 504 / gRPC 4. */
+void proxy_h2stream_on_deadline(struct proxy_h2stream *st);
 
 /* Called by the upstream leg (proxy_h2.c). */
 void proxy_h2stream_on_response(struct proxy_h2stream *st);
