@@ -30,6 +30,7 @@
  * While cached, the data's first bytes link the free list. */
 struct proxy_mem_block {
     _Alignas(max_align_t) size_t cap;
+    uint32_t cls; /* its class, PROXY_MEM_CLASSES above the largest */
 };
 
 struct proxy_mem_link {
@@ -93,6 +94,7 @@ void *proxy_mem_alloc(struct proxy_mem *m, size_t n)
     if (!b)
         return NULL;
     b->cap = cap;
+    b->cls = n <= CLASS_MAX ? size_class(n) : PROXY_MEM_CLASSES;
     return block_data(b);
 }
 
@@ -109,16 +111,13 @@ void proxy_mem_free(struct proxy_mem *m, void *p)
     if (!p)
         return;
     struct proxy_mem_block *b = data_block(p);
-    size_t cap = b->cap;
-    if (m && cap <= CLASS_MAX) {
-        unsigned c = size_class(cap);
-        if ((m->n_free[c] + 1) * cap <= CLASS_CACHE_BYTES && m->cached + cap <= POOL_CACHE_BYTES) {
-            block_link(b)->next = m->free[c];
-            m->free[c] = b;
-            m->n_free[c]++;
-            m->cached += cap;
-            return;
-        }
+    unsigned c = b->cls;
+    if (m && c < PROXY_MEM_CLASSES && m->n_free[c] < m->max_free[c] && m->cached + b->cap <= POOL_CACHE_BYTES) {
+        block_link(b)->next = m->free[c];
+        m->free[c] = b;
+        m->n_free[c]++;
+        m->cached += b->cap;
+        return;
     }
     free(b);
 }
@@ -177,6 +176,8 @@ static void *nghttp2_on_realloc(void *p, size_t n, void *m)
 void proxy_mem_init(struct proxy_mem *m)
 {
     memset(m, 0, sizeof *m);
+    for (unsigned c = 0; c < PROXY_MEM_CLASSES; c++)
+        m->max_free[c] = (uint32_t)(CLASS_CACHE_BYTES / class_size(c));
     m->nghttp2 = (nghttp2_mem){ m, nghttp2_on_malloc, nghttp2_on_free, nghttp2_on_calloc, nghttp2_on_realloc };
 }
 

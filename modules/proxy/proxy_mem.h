@@ -31,6 +31,7 @@ struct proxy_mem_block;
 struct proxy_mem {
     struct proxy_mem_block *free[PROXY_MEM_CLASSES];
     uint32_t n_free[PROXY_MEM_CLASSES];
+    uint32_t max_free[PROXY_MEM_CLASSES]; /* the bound of each class */
     size_t cached; /* bytes held in the free lists */
     nghttp2_mem nghttp2; /* hands this pool to nghttp2_session_*_new3 */
 };
