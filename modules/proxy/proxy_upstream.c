@@ -431,7 +431,8 @@ void proxy_upstream_dispatch_h2(struct proxy_h2stream *st, struct proxy_wcluster
 {
     const char *why;
     if (!proxy_upstream_admit(wc, &why)) {
-        proxy_h2h1_failed(st, 503, why);
+        /* Answered at once, not retried: as for HTTP/1.1 clients and h2 clusters. */
+        proxy_h2stream_on_upstream_failed(st, 503, 14, why);
         return;
     }
     struct proxy_endpoint *ep = proxy_lb_pick_other(wc, st->avoid_ep);
