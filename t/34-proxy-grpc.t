@@ -2,8 +2,9 @@
 # gRPC end to end through the proxy (HTTP/2 both legs) with Python grpcio
 # as client and server: unary with trailers, the three streaming kinds,
 # error statuses passed through, a 4 MB message (flow control), 200
-# concurrent calls multiplexed, a route deadline answered as
-# DEADLINE_EXCEEDED and an unreachable upstream as UNAVAILABLE.
+# concurrent calls multiplexed, route deadlines (alone and two of different
+# lengths at once) answered as DEADLINE_EXCEEDED and an unreachable upstream
+# as UNAVAILABLE.
 use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
@@ -38,6 +39,7 @@ my $a = Outrider->start(
             ],
             routes => [
                 { authority => 'grpc.test', path_exact => '/test.Echo/Sleep', cluster => 'grpc', timeout => '300ms' },
+                { authority => 'slow.test', path_exact => '/test.Echo/Sleep', cluster => 'grpc', timeout => '20s' },
                 { authority => 'grpc.test', cluster => 'grpc' },
                 { authority => 'dead.test', cluster => 'dead' },
             ],
@@ -68,6 +70,16 @@ is(call('grpc.test', 'many', 200)->{ok}, 200, '200 concurrent calls multiplexed,
 $r = call('grpc.test', 'sleep', 3000);
 is($r->{code}, 4, 'route deadline: DEADLINE_EXCEEDED');
 is($r->{details}, 'deadline exceeded', '... answered by the proxy');
+# Deadlines of different lengths at once (one timer per worker keeps them
+# in order): a call due in 20 s is in flight when one due in 300 ms comes;
+# the later one must not hold up the sooner, nor expire with it.
+open(my $slow, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_client.py", $addr, 'slow.test', 'sleep', 3000) or die;
+select(undef, undef, undef, 1); # lets the slow call start first (if not, the test only weakens)
+$r = call('grpc.test', 'sleep', 3000);
+is($r->{code}, 4, 'a 300 ms deadline behind a 20 s one: DEADLINE_EXCEEDED');
+my $slow_out = do { local $/; <$slow> };
+close $slow;
+is((eval { decode_json($slow_out) } || {})->{code}, 0, '... and the 20 s call completes') or diag($slow_out);
 $r = call('dead.test', 'unary', 'x');
 is($r->{code}, 14, 'unreachable upstream: UNAVAILABLE, not an HTTP 502');
 like($r->{details} // '', qr/refused|connect/i, "... saying why: @{[ $r->{details} // '' ]}");

@@ -109,6 +109,7 @@ static void state_free(struct proxy_state *st)
                 for (size_t i = 0; i < st->n_clusters; i++)
                     proxy_wcluster_endpoints_free(&pw->clusters[i]);
             free(pw->clusters);
+            proxy_mem_fini(&pw->mem);
         }
         free(st->workers);
     }
@@ -308,6 +309,7 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     pw->st = st;
     pw->w = w;
     pw->loop = host->loop(w);
+    proxy_mem_init(&pw->mem);
     pw->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)(uintptr_t)pw << 1) ^ uv_hrtime();
     if (!pw->rng)
         pw->rng = 1;
@@ -326,6 +328,9 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     pw->h2_idle_open = true;
     proxy_outlier_start(pw);
     proxy_health_start(pw);
+    uv_timer_init(pw->loop, &pw->h2_deadline_timer);
+    pw->h2_deadline_timer.data = pw;
+    pw->h2_deadline_open = true;
     for (int l = 0; l < PROXY_LISTENERS; l++) {
         if (!st->listeners[l])
             continue;
@@ -361,6 +366,13 @@ static void h2_idle_on_close(uv_handle_t *h)
     proxy_worker_maybe_drained(pw);
 }
 
+static void h2_deadline_on_close(uv_handle_t *h)
+{
+    struct proxy_worker *pw = h->data;
+    pw->h2_deadline_open = false;
+    proxy_worker_maybe_drained(pw);
+}
+
 static void drain_timer_on_close(uv_handle_t *h)
 {
     struct proxy_worker *pw = h->data;
@@ -379,11 +391,13 @@ void proxy_worker_maybe_drained(struct proxy_worker *pw)
         return; /* frames still to send; the idle callback comes back here */
     if (!proxy_discovery_worker_closed(pw))
         return; /* its close callbacks come back here */
-    if (pw->drain_timer_open || pw->h2_idle_open) {
+    if (pw->drain_timer_open || pw->h2_idle_open || pw->h2_deadline_open) {
         if (pw->drain_timer_open && !uv_is_closing((uv_handle_t *)&pw->drain_timer))
             uv_close((uv_handle_t *)&pw->drain_timer, drain_timer_on_close);
         if (pw->h2_idle_open && !uv_is_closing((uv_handle_t *)&pw->h2_idle))
             uv_close((uv_handle_t *)&pw->h2_idle, h2_idle_on_close);
+        if (pw->h2_deadline_open && !uv_is_closing((uv_handle_t *)&pw->h2_deadline_timer))
+            uv_close((uv_handle_t *)&pw->h2_deadline_timer, h2_deadline_on_close);
         return;
     }
     pw->draining = false; /* report once */

@@ -25,6 +25,7 @@
 #include "proxy_conf.h"
 #include "proxy_endpoints.h"
 #include "proxy_h1_parse.h"
+#include "proxy_mem.h"
 
 #define PROXY_PUMP_LINES 16 /* chunks re-framed per write */
 #define PROXY_IOV_MAX 52    /* buffers per write: 3 per chunk, plus head and ends */
@@ -189,6 +190,11 @@ struct proxy_worker {
     bool wake_open; /* under st->wake_lock */
     bool wake_handle_open;
     struct proxy_mesh_worker *mesh; /* local destinations of the incoming side (proxy_mesh.c) */
+    struct proxy_mem mem; /* the HTTP/2 path's allocations (proxy_mem.h) */
+    /* HTTP/2 streams with a deadline, soonest first (proxy_h2_deadline.c) */
+    uv_timer_t h2_deadline_timer;
+    bool h2_deadline_open;
+    struct proxy_h2stream *h2_deadline_head, *h2_deadline_tail;
 };
 
 /* --- proxy_ready.c -------------------------------------------------------- */

@@ -132,7 +132,7 @@ void proxy_h1h2_start(struct proxy_conn *c, struct proxy_wcluster *wc)
 {
     const struct proxy_h1_head *h = &c->parser.head;
     const char *b = c->buf;
-    struct proxy_h2stream *st = calloc(1, sizeof *st);
+    struct proxy_h2stream *st = proxy_h2stream_new(c->pw);
     if (!st) {
         proxy_conn_respond_error(c, 503, "out of memory");
         return;
@@ -151,7 +151,7 @@ void proxy_h1h2_start(struct proxy_conn *c, struct proxy_wcluster *wc)
     proxy_hdrs_add(&st->req, (const uint8_t *)":authority", 10, (const uint8_t *)b + h->authority.off,
                    h->authority.len);
     if (st->req.n != 3) {
-        free(st);
+        proxy_h2stream_free(st);
         proxy_conn_respond_error(c, 503, "out of memory");
         return;
     }

@@ -53,6 +53,7 @@ static void h2conn_send(struct proxy_h2conn *dc)
 {
     if (dc->writing || dc->c->state == CONN_CLOSING)
         return;
+again:
     dc->out_len = 0;
     for (;;) {
         const uint8_t *d;
@@ -82,6 +83,18 @@ static void h2conn_send(struct proxy_h2conn *dc)
     }
     if (dc->out_len) {
         uv_buf_t b = uv_buf_init((char *)dc->out, (unsigned)dc->out_len);
+        /* Most writes complete at once; only the rest, if any, waits for
+         * the socket (uv_write alone costs an epoll_ctl per write). */
+        int sent = uv_try_write((uv_stream_t *)&dc->c->tcp, &b, 1);
+        if (sent == (int)b.len)
+            goto again;
+        if (sent > 0) {
+            b.base += sent;
+            b.len -= (size_t)sent;
+        } else if (sent != UV_EAGAIN) {
+            h2conn_close(dc);
+            return;
+        }
         dc->c->wreq.data = dc;
         dc->writing = true;
         if (uv_write(&dc->c->wreq, (uv_stream_t *)&dc->c->tcp, &b, 1, h2_on_written) != 0) {
@@ -134,9 +147,15 @@ void proxy_h2_flush_dirty(struct proxy_worker *pw)
 
 /* --- streams -------------------------------------------------------------------- */
 
-static void stream_timer_on_close(uv_handle_t *h)
+struct proxy_h2stream *proxy_h2stream_new(struct proxy_worker *pw)
 {
-    free(h);
+    struct proxy_h2stream *st = proxy_mem_calloc(&pw->mem, sizeof *st);
+    if (!st)
+        return NULL;
+    st->pw = pw;
+    st->req.mem = st->resp.mem = st->trailers.mem = st->req_trailers.mem = &pw->mem;
+    st->req_body.mem = st->resp_body.mem = &pw->mem;
+    return st;
 }
 
 void proxy_h2stream_free(struct proxy_h2stream *st)
@@ -153,9 +172,9 @@ void proxy_h2stream_free(struct proxy_h2stream *st)
     free(st->h1_out);
     if (st->ep)
         proxy_endpoint_unref(st->ep);
-    if (st->timer)
-        uv_close((uv_handle_t *)st->timer, stream_timer_on_close);
-    free(st);
+    proxy_delay_cancel(st->retry_delay); /* NULL after every proxy_h2up_cancel */
+    proxy_h2_deadline_clear(st);
+    proxy_mem_free(&st->pw->mem, st);
 }
 
 static void stream_unlink(struct proxy_h2stream *st)
@@ -302,9 +321,8 @@ void proxy_h2stream_on_upstream_failed(struct proxy_h2stream *st, int status, in
     proxy_h2stream_on_response(st);
 }
 
-static void stream_on_deadline(uv_timer_t *t)
+void proxy_h2stream_on_deadline(struct proxy_h2stream *st)
 {
-    struct proxy_h2stream *st = t->data;
     if (st->ep && !st->resp_headers_done)
         proxy_outlier_report(st->ep, true);
     proxy_h2up_cancel(st);
@@ -467,14 +485,8 @@ static void stream_begin(struct proxy_h2stream *st)
         if (ms >= 0 && (!timeout || (uint64_t)ms < timeout))
             timeout = (uint64_t)ms;
     }
-    if (timeout) {
-        st->timer = malloc(sizeof *st->timer);
-        if (st->timer) {
-            uv_timer_init(pw->loop, st->timer);
-            st->timer->data = st;
-            uv_timer_start(st->timer, stream_on_deadline, timeout, 0);
-        }
-    }
+    if (timeout)
+        proxy_h2_deadline_set(st, timeout);
     proxy_h2stream_retry_prepare(st);
     proxy_h2stream_dispatch(st);
 }
@@ -537,7 +549,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     struct proxy_h2conn *dc = user;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    struct proxy_h2stream *st = calloc(1, sizeof *st);
+    struct proxy_h2stream *st = proxy_h2stream_new(dc->c->pw);
     if (!st)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     st->dc = dc;
@@ -670,7 +682,7 @@ int proxy_h2_conn_start(struct proxy_conn *c)
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    int rc = nghttp2_session_server_new2(&dc->s, cb, dc, opt);
+    int rc = nghttp2_session_server_new3(&dc->s, cb, dc, opt, &c->pw->mem.nghttp2);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rc) {
@@ -678,11 +690,15 @@ int proxy_h2_conn_start(struct proxy_conn *c)
         return UV_ENOMEM;
     }
     c->h2 = dc;
+    /* A proxy has no use for RFC 7540 priorities (it forwards none):
+     * saying so spares nghttp2 its dependency tree and the closed streams
+     * it keeps for it (RFC 9218 2.1). */
     nghttp2_settings_entry iv[] = {
         { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 256 },
         { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->pw->st->limits.max_head },
+        { NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1 },
     };
-    nghttp2_submit_settings(dc->s, NGHTTP2_FLAG_NONE, iv, 2);
+    nghttp2_submit_settings(dc->s, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     ssize_t n = nghttp2_session_mem_recv(dc->s, (const uint8_t *)c->buf, c->len);
     c->len = 0;
     if (n < 0)

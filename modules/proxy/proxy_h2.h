@@ -32,6 +32,7 @@ struct proxy_bytes {
      * queue can be taken again (a retry's replay), as long as it holds at
      * most this many bytes; a longer one drops the hold for good. */
     size_t hold;
+    struct proxy_mem *mem; /* allocates p (NULL: no pool); kept by free */
 };
 
 /* Header fields with their bytes in blocks that never move. */
@@ -41,6 +42,7 @@ struct proxy_hdrs {
     size_t n, cap;
     size_t bytes; /* name + value bytes, for the size limit */
     struct proxy_hdr_block *blocks;
+    struct proxy_mem *mem; /* allocates nv and blocks (NULL: no pool); kept by clear */
 };
 
 struct proxy_h2up;
@@ -91,8 +93,10 @@ struct proxy_h2stream {
     size_t h1_trailers_len;
     uint64_t t_start_ms, t_sent_ms, bytes_in, bytes_out;
     uint64_t deadline_ms;
-    uv_timer_t *timer; /* allocated when a deadline applies */
+    struct proxy_h2stream *dl_prev, *dl_next; /* pw's streams with a deadline */
+    bool dl_linked;
     struct proxy_lua_out *lua; /* headers the route script sets, if any */
+    struct proxy_worker *pw; /* its pool allocated st */
     /* translated to an HTTP/1.1 upstream (proxy_h2h1.c) */
     struct proxy_upconn *h1up;
     struct proxy_upconn *h1connecting; /* opened for this stream, not connected yet */
@@ -185,7 +189,18 @@ void proxy_h1h2_failed(struct proxy_h2stream *st, int status, const char *why);
 void proxy_h1h2_req_consumed(struct proxy_h2stream *st);
 /* Ends the exchange's stream (connection closing or exchange over). */
 void proxy_h1h2_end(struct proxy_conn *c);
+/* A zeroed stream of worker pw whose buffers allocate from pw's pool;
+ * NULL without memory. Freed by proxy_h2stream_free. */
+struct proxy_h2stream *proxy_h2stream_new(struct proxy_worker *pw);
 void proxy_h2stream_free(struct proxy_h2stream *st);
+
+/* Request deadlines, one timer per worker (proxy_h2_deadline.c): st
+ * expires timeout_ms from now unless cleared (proxy_h2stream_free does). */
+void proxy_h2_deadline_set(struct proxy_h2stream *st, uint64_t timeout_ms);
+void proxy_h2_deadline_clear(struct proxy_h2stream *st);
+void proxy_h2_deadlines_on_timer(uv_timer_t *t);
+/* st's deadline passed: cancel its upstream leg, answer 504 / gRPC 4. */
+void proxy_h2stream_on_deadline(struct proxy_h2stream *st);
 
 /* Called by the upstream leg (proxy_h2.c). */
 void proxy_h2stream_on_response(struct proxy_h2stream *st);

@@ -126,6 +126,7 @@ void proxy_h2up_send(struct proxy_h2up *up)
 {
     if (up->writing || up->closing || !up->connected)
         return;
+again:
     up->out_len = 0;
     /* Draining: a session whose last stream ended says GOAWAY and closes
      * once that is written (nghttp2 then wants neither to read nor to
@@ -160,6 +161,17 @@ void proxy_h2up_send(struct proxy_h2up *up)
     }
     if (up->out_len) {
         uv_buf_t b = uv_buf_init((char *)up->out, (unsigned)up->out_len);
+        /* As on the client side (h2conn_send): the rest only waits. */
+        int sent = uv_try_write((uv_stream_t *)&up->tcp, &b, 1);
+        if (sent == (int)b.len)
+            goto again;
+        if (sent > 0) {
+            b.base += sent;
+            b.len -= (size_t)sent;
+        } else if (sent != UV_EAGAIN) {
+            up_close(up, "upstream write failed");
+            return;
+        }
         up->wreq.data = up;
         up->writing = true;
         if (uv_write(&up->wreq, (uv_stream_t *)&up->tcp, &b, 1, up_on_written) != 0) {
@@ -493,13 +505,14 @@ static int session_new(struct proxy_h2up *up)
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    int rc = nghttp2_session_client_new2(&up->s, cb, up, opt);
+    int rc = nghttp2_session_client_new3(&up->s, cb, up, opt, &up->ep->wc->pw->mem.nghttp2);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rc)
         return UV_ENOMEM;
-    nghttp2_settings_entry iv[] = { { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 } };
-    nghttp2_submit_settings(up->s, NGHTTP2_FLAG_NONE, iv, 1);
+    /* No RFC 7540 priorities: see proxy_h2_conn_start. */
+    nghttp2_settings_entry iv[] = { { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 }, { NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1 } };
+    nghttp2_submit_settings(up->s, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     return 0;
 }
 

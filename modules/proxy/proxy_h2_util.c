@@ -25,14 +25,14 @@ int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n)
         }
         if (b->len + n > b->cap) {
             /* Small first: most queues hold one small message. */
-            size_t cap = b->cap ? b->cap : (n > 4096 ? n : 4096);
+            size_t cap = b->cap ? b->cap : (n > 512 ? n : 512);
             while (cap < b->len + n)
                 cap *= 2;
-            uint8_t *np = realloc(b->p, cap);
+            uint8_t *np = proxy_mem_realloc(b->mem, b->p, cap);
             if (!np)
                 return UV_ENOMEM;
             b->p = np;
-            b->cap = cap;
+            b->cap = proxy_mem_cap(np);
         }
     }
     memcpy(b->p + b->len, d, n);
@@ -80,8 +80,10 @@ void proxy_hdrs_add_h1_fields(struct proxy_hdrs *h, const char *p, size_t n)
 
 void proxy_bytes_free(struct proxy_bytes *b)
 {
-    free(b->p);
+    struct proxy_mem *m = b->mem;
+    proxy_mem_free(m, b->p);
     memset(b, 0, sizeof *b);
+    b->mem = m;
 }
 
 struct proxy_hdr_block {
@@ -94,12 +96,13 @@ static uint8_t *hdrs_alloc(struct proxy_hdrs *h, size_t n)
 {
     struct proxy_hdr_block *b = h->blocks;
     if (!b || b->cap - b->used < n) {
-        size_t cap = n > 2048 ? n : 2048;
-        b = malloc(sizeof *b + cap);
+        /* One small block holds most requests' fields. */
+        size_t size = sizeof *b + n > 512 ? sizeof *b + n : 512;
+        b = proxy_mem_alloc(h->mem, size);
         if (!b)
             return NULL;
         b->used = 0;
-        b->cap = cap;
+        b->cap = proxy_mem_cap(b) - sizeof *b;
         b->next = h->blocks;
         h->blocks = b;
     }
@@ -111,12 +114,12 @@ static uint8_t *hdrs_alloc(struct proxy_hdrs *h, size_t n)
 int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
 {
     if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
-        nghttp2_nv *nv = realloc(h->nv, cap * sizeof *nv);
+        size_t cap = h->cap ? h->cap * 2 : 8;
+        nghttp2_nv *nv = proxy_mem_realloc(h->mem, h->nv, cap * sizeof *nv);
         if (!nv)
             return UV_ENOMEM;
         h->nv = nv;
-        h->cap = cap;
+        h->cap = proxy_mem_cap(nv) / sizeof *nv;
     }
     uint8_t *p = hdrs_alloc(h, nl + vl + 2);
     if (!p)
@@ -132,13 +135,15 @@ int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const u
 
 void proxy_hdrs_clear(struct proxy_hdrs *h)
 {
+    struct proxy_mem *m = h->mem;
     while (h->blocks) {
         struct proxy_hdr_block *b = h->blocks;
         h->blocks = b->next;
-        free(b);
+        proxy_mem_free(m, b);
     }
-    free(h->nv);
+    proxy_mem_free(m, h->nv);
     memset(h, 0, sizeof *h);
+    h->mem = m;
 }
 
 const nghttp2_nv *proxy_hdrs_find(const struct proxy_hdrs *h, const char *name)

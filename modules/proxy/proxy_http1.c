@@ -276,6 +276,8 @@ static void conn_on_handle_closed(uv_handle_t *h)
     if (pw->s_client_conns)
         pw->st->host->gauge_add(pw->s_client_conns, -1);
     proxy_h2_conn_free(c);
+    if (!pw->n_conns)
+        proxy_mem_trim(&pw->mem); /* idle: give the HTTP/2 path's cache back */
     free(c->buf);
     free(c->lua);
     free(c->req_head);

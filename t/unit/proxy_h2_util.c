@@ -7,6 +7,7 @@
 #include "tap.h"
 
 #include "../../modules/proxy/proxy_h2_util.c"
+#include "../../modules/proxy/proxy_mem.c"
 
 static void test_grpc_timeout(void)
 {
@@ -77,10 +78,11 @@ static void test_hdrs(void)
 }
 
 /* A held queue keeps what was taken, so a retry can take it all again,
- * until it outgrows its hold. */
-static void test_bytes_hold(void)
+ * until it outgrows its hold; the same with its buffer from a pool (a
+ * stream's queues), which grows by the pool's size classes. */
+static void test_bytes_hold(struct proxy_mem *m)
 {
-    struct proxy_bytes b = { .hold = 10000 };
+    struct proxy_bytes b = { .hold = 10000, .mem = m };
     uint8_t data[12000], out[12000];
     for (size_t i = 0; i < sizeof data; i++)
         data[i] = (uint8_t)(i * 13);
@@ -101,11 +103,16 @@ static void test_bytes_hold(void)
         got += n;
     ok(got == 4000 && memcmp(out, data + 8000, 4000) == 0, "the queue goes on as a plain queue");
     proxy_bytes_free(&b);
+    ok(b.mem == m && !b.p, "freed; the queue keeps its pool");
 }
 
 int main(void)
 {
-    test_bytes_hold();
+    test_bytes_hold(NULL);
+    struct proxy_mem pool;
+    proxy_mem_init(&pool);
+    test_bytes_hold(&pool);
+    proxy_mem_fini(&pool);
     test_grpc_timeout();
     test_hop();
     test_bytes();
