@@ -26,7 +26,7 @@ plan skip_all => "$build/outrider not built yet (run make): build-debs packages 
 # Packages are made from release builds; the sanitizer suite already ran this
 # test on build/, and an ASan agent installed system-wide helps no one.
 plan skip_all => "$build is a sanitizer build: packages are built from the release build (build/)"
-    if `objdump -p '$build/outrider'` =~ /NEEDED\s+lib(?:asan|ubsan)\./;
+    if Outrider::sanitizer_build();
 
 my $tmp = tempdir(CLEANUP => 1);
 sub slurp { open my $f, '<', $_[0] or die "$_[0]: $!"; local $/; <$f> }

@@ -19,6 +19,11 @@ use Test::More;
 our $ROOT = abs_path(dirname(__FILE__) . '/../..');
 
 sub build_dir { my $b = $ENV{OUTRIDER_BUILD} || 'build'; return $b =~ m{^/} ? $b : "$ROOT/$b" }
+# Whether the agent under test is built with AddressSanitizer/UBSan.
+sub sanitizer_build {
+    my $bin = bin();
+    return -x $bin && `objdump -p '$bin'` =~ /NEEDED\s+lib(?:asan|ubsan)\./;
+}
 sub bin { return build_dir() . '/outrider' }
 sub modules_dir { return build_dir() . '/modules' }
 sub test_modules_dir { return build_dir() . '/t/modules' }
