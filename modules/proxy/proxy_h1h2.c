@@ -218,14 +218,7 @@ void proxy_h1h2_on_response(struct proxy_h2stream *st)
         const nghttp2_nv *h = &st->resp.nv[i];
         if (h->namelen && h->name[0] == ':')
             continue;
-        memcpy(p, h->name, h->namelen);
-        p += h->namelen;
-        memcpy(p, ": ", 2);
-        p += 2;
-        memcpy(p, h->value, h->valuelen);
-        p += h->valuelen;
-        memcpy(p, "\r\n", 2);
-        p += 2;
+        p = proxy_nv_put_h1(p, h);
     }
     const char *framing = "";
     st->h1_resp_chunked = false;

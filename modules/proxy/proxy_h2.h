@@ -245,6 +245,9 @@ const nghttp2_nv *proxy_hdrs_find(const struct proxy_hdrs *h, const char *name);
  * parser validated them) to h with lower-case names, hop-by-hop fields
  * left out. Only whole lines: callers collect a split section first. */
 void proxy_hdrs_add_h1_fields(struct proxy_hdrs *h, const char *p, size_t n);
+/* Writes h as an HTTP/1.1 field line ("name: value\r\n", namelen +
+ * valuelen + 4 bytes) at p; returns the end. */
+char *proxy_nv_put_h1(char *p, const nghttp2_nv *h);
 /* Whether an HTTP/2 field must not be forwarded (RFC 9113 8.2.2). */
 bool proxy_h2_hop_field(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
 /* grpc-timeout ("100m", "5S", ...) in milliseconds, rounded up; -1 if

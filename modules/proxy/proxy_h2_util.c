@@ -155,6 +155,18 @@ const nghttp2_nv *proxy_hdrs_find(const struct proxy_hdrs *h, const char *name)
     return NULL;
 }
 
+char *proxy_nv_put_h1(char *p, const nghttp2_nv *h)
+{
+    memcpy(p, h->name, h->namelen);
+    p += h->namelen;
+    memcpy(p, ": ", 2);
+    p += 2;
+    memcpy(p, h->value, h->valuelen);
+    p += h->valuelen;
+    memcpy(p, "\r\n", 2);
+    return p + 2;
+}
+
 static bool name_is(const uint8_t *name, size_t nl, const char *lit)
 {
     return strlen(lit) == nl && memcmp(name, lit, nl) == 0;

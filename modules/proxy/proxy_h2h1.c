@@ -167,17 +167,8 @@ static int build_trailers(struct proxy_h2stream *st)
     if (!p)
         return UV_ENOMEM;
     st->h1_trailers = p;
-    for (size_t i = 0; i < st->req_trailers.n; i++) {
-        const nghttp2_nv *h = &st->req_trailers.nv[i];
-        memcpy(p, h->name, h->namelen);
-        p += h->namelen;
-        memcpy(p, ": ", 2);
-        p += 2;
-        memcpy(p, h->value, h->valuelen);
-        p += h->valuelen;
-        memcpy(p, "\r\n", 2);
-        p += 2;
-    }
+    for (size_t i = 0; i < st->req_trailers.n; i++)
+        p = proxy_nv_put_h1(p, &st->req_trailers.nv[i]);
     memcpy(p, "\r\n", 2);
     st->h1_trailers_len = need;
     return 0;
