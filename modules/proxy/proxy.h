@@ -387,6 +387,7 @@ struct proxy_conn {
     char peer[64];
     struct sockaddr_storage peer_sa;
     struct proxy_lua_out *lua; /* the script's decision for the current request */
+    struct proxy_caller_buf *caller; /* the mesh's word on the caller (proxy_caller.c), or NULL */
     uint32_t n_requests;
     struct proxy_h2conn *h2; /* set once the client spoke the HTTP/2 preface */
     struct proxy_h2stream *h2st; /* the current request, when its cluster speaks HTTP/2 */
@@ -508,6 +509,57 @@ const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len);
  * whylen) say why. */
 int proxy_mesh_incoming(struct proxy_worker *pw, enum proxy_listener_id l, bool h2, const char *value,
                         size_t len, unsigned count, const char *peer, int *status, char *why, size_t whylen);
+
+/* --- proxy_caller.c ------------------------------------------------------ */
+
+/* The request header carrying the calling pod, "namespace/name", from the
+ * outgoing agent to the incoming one. Believed only from a node agent of
+ * proxy.mesh.agents; never forwarded as it came. */
+#define PROXY_MESH_CALLER "x-outrider-caller"
+#define PROXY_MESH_CALLER_LEN 17
+/* "namespace/name": a DNS label (63), "/", a DNS subdomain (253), NUL. */
+#define PROXY_CALLER_MAX 318
+
+/* A request's caller as the mesh carries it: on the incoming side, what a
+ * trusted agent named (fwd, "" when it named none or a malformed one); on
+ * the outgoing side, the text of the header for the hop (hop, kept until
+ * the request head is written). Allocated on first use. */
+struct proxy_caller_buf {
+    bool has_fwd; /* the request came from a trusted agent: fwd, not the source address, says who calls */
+    char fwd[PROXY_CALLER_MAX];
+    char hop[PROXY_CALLER_MAX];
+};
+
+/* The caller as a pod: a reference from the host, or the namespace and
+ * name a trusted agent sent (no labels unless the inventory knows it). */
+struct proxy_caller {
+    const struct otr_pod *ref;
+    struct otr_pod own;
+    char ns[64], name[254];
+};
+
+/* Whether value (len bytes, not terminated) is one well-formed caller,
+ * "namespace/name"; then copies it, terminated, into out. */
+bool proxy_caller_parse(const char *value, size_t len, char out[PROXY_CALLER_MAX]);
+/* The incoming side: records in *cbp (allocated if needed) what listener
+ * l's request from peer says about its caller: x-outrider-caller given
+ * count times (value, len: the first). Only a node agent's word counts. */
+void proxy_caller_take(struct proxy_worker *pw, enum proxy_listener_id l, const struct sockaddr *peer,
+                       struct proxy_caller_buf **cbp, const char *value, size_t len, unsigned count);
+/* The request's caller: the pod a trusted agent named (cb), else the pod
+ * owning peer (may be NULL). With labels, a named pod is looked up in the
+ * inventory by namespace and name for its labels. NULL when unknown;
+ * release with proxy_caller_put. */
+const struct otr_pod *proxy_caller_get(struct proxy_state *st, const struct sockaddr *peer,
+                                       const struct proxy_caller_buf *cb, bool labels, struct proxy_caller *out);
+void proxy_caller_put(struct proxy_state *st, struct proxy_caller *c);
+/* "namespace/name" of the request's caller into buf (PROXY_CALLER_MAX),
+ * for the x-outrider-caller of a hop; returns its length, 0 when unknown. */
+size_t proxy_caller_text(struct proxy_state *st, const struct sockaddr *peer, const struct proxy_caller_buf *cb,
+                         char *buf);
+/* Whether peer is a node agent of proxy.mesh.agents (not this agent's own
+ * node, nor a sidecar, whose pod's apps share its address). */
+bool proxy_mesh_trusts_caller(const struct proxy_state *st, const struct sockaddr *peer);
 
 /* xorshift64*: cheap, per worker, good enough for load balancing. */
 static inline uint64_t proxy_rand(uint64_t *s)

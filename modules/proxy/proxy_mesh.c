@@ -75,6 +75,7 @@ struct mesh_cidr {
 struct mesh_agent {
     struct sockaddr_storage addr;
     bool own_node; /* names this agent's node: its pods are local here */
+    bool node_agent; /* serves a node (node given), not one pod */
     struct mesh_cidr *cidrs;
     size_t n_cidrs;
 };
@@ -270,6 +271,7 @@ static int agents_build(struct proxy_state *st, struct proxy_mesh *m)
         const struct proxy_mesh_agent_conf *ac = &OTR_CONF_AT(mc->agents, struct proxy_mesh_agent_conf, i);
         struct mesh_agent *a = &m->agents[i];
         a->own_node = ac->node[0] && node && node[0] && strcmp(ac->node, node) == 0;
+        a->node_agent = ac->node[0] != 0;
         const struct otr_conf_address *ad = &ac->address;
         if (ad->is_unix || ad->port == 0 ||
             (uv_ip4_addr(ad->host, ad->port, (struct sockaddr_in *)&a->addr) != 0 &&
@@ -477,6 +479,25 @@ const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len)
 }
 
 /* --- the incoming side ------------------------------------------------------ */
+
+bool proxy_mesh_trusts_caller(const struct proxy_state *st, const struct sockaddr *peer)
+{
+    const struct proxy_mesh *m = st->mesh;
+    unsigned char kp[16], ka[16];
+    if (!m || !key_from_sockaddr(peer, kp))
+        return false;
+    /* By address only: the agent calls from an ephemeral port. A sidecar's
+     * address is its pod's, shared with the apps in it, so its word is
+     * not taken (its caller is that pod, known by address anyway); nor is
+     * the own node's, which never hops to itself. */
+    for (size_t i = 0; i < m->n_agents; i++) {
+        const struct mesh_agent *a = &m->agents[i];
+        if (a->node_agent && !a->own_node && key_from_sockaddr((const struct sockaddr *)&a->addr, ka) &&
+            memcmp(ka, kp, 16) == 0)
+            return true;
+    }
+    return false;
+}
 
 /* Whether dst is one of this agent's own listeners (a loop). */
 static bool is_own_listener(const struct proxy_mesh_worker *mw, const struct sockaddr *dst)
