@@ -15,6 +15,8 @@
  * pod CIDRs of this node's entry in agents) or, for a sidecar, its own pod.
  * Anything else is refused with 403 and a log line: an incoming listener
  * is no open relay. The header is never forwarded (proxy_route.c drops it).
+ * The calling pod travels in x-outrider-caller (proxy_caller.c), believed
+ * only from node agents listed here (proxy_mesh_trusts_caller).
  *
  * Local destinations are delivered through slot clusters appended to the
  * configured ones: one endpoint each, whose address is set per worker when
@@ -52,10 +54,13 @@ static const struct otr_conf_field agent_elem = {
 
 const struct otr_conf_field proxy_mesh_conf_fields[] = {
     M("enabled", OTR_CONF_BOOL, enabled, .def = "false",
-      .help = "Send calls for endpoints in an agent's pods through that agent, and deliver x-outrider-dst "
-              "requests arriving on the inbound listener to this agent's own pods (others: 403)."),
+      .help = "Send calls for endpoints in an agent's pods through that agent (naming the calling pod in "
+              "x-outrider-caller), and deliver x-outrider-dst requests arriving on the inbound listener to this "
+              "agent's own pods (others: 403), running the route script on them as policy."),
     M("agents", OTR_CONF_ARRAY, agents, .elem = &agent_elem, .elem_size = sizeof(struct proxy_mesh_agent_conf),
-      .max = 4096, .help = "The agents of the mesh; the first whose pods hold an endpoint carries calls to it."),
+      .max = 4096, .help = "The agents of the mesh; the first whose pods hold an endpoint carries calls to it. Incoming side: "
+              "x-outrider-caller (the calling pod) is believed only from the address of a node agent listed "
+              "here (one with node, not this node)."),
     M("local_slots", OTR_CONF_INT, local_slots, .def = "64", .min = 1, .max = 4096,
       .help = "Incoming side: local destinations with open connections at a time, per worker and protocol; "
               "a slot without requests in flight is reused, beyond that 503."),
