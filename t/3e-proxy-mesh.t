@@ -258,7 +258,7 @@ sub conf_a {
         modules => ['proxy'],
         workers => 2,
         drain => { delay => '0s' },
-        inventory => { file => $inv_a },
+        inventory => { file => $inv_a, poll_interval => '200ms' },
         proxy => {
             script => 'proxy_deny_namespace.lua',
             outbound => { address => '10.77.0.1:4140' },
@@ -453,6 +453,52 @@ ok($a->wait_ready(10, 2), 'A reloaded without node B in its agents');
 is($code, 503, '... pod B is now called directly and is unreachable (503)');
 ($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/after-reload');
 like("$code $body", qr/^200 .*"peer": "10\.77\.0\.30"/, '... pod C still goes through its sidecar');
+
+# Sidecars announced by the inventory: without pod C's entry in A's agents,
+# pod C is called directly; once A's inventory lists pod C with the
+# annotation outrider.io/inbound-port, A goes through C's sidecar (no
+# reload: the inventory change is noticed, A's pooled direct connection
+# closed).
+$a->rewrite_conf(conf_a(grep { ($_->{node} // '') ne 'node-b' && $_->{address} ne '10.77.0.30:4143' } @all_agents));
+$a->signal('HUP');
+ok($a->wait_ready(10, 3), 'A reloaded without pod C\'s sidecar in its agents');
+($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/no-sidecar');
+like("$code $body", qr/^200 .*"name": "pod-c", "peer": "10\.77\.0\.1"/, '... pod C is called directly');
+sub write_inv_a {
+    my (@extra) = @_;
+    open my $fh, '>', "$inv_a.tmp" or die;
+    print $fh encode_json({ pods => [
+        { namespace => 'shop', name => 'web-a', uid => 'u3', node => 'node-a', ip => '10.77.1.10' },
+        { namespace => 'untrusted', name => 'x-a', uid => 'u4', node => 'node-a', ip => '10.77.1.11' }, @extra ] });
+    close $fh;
+    rename "$inv_a.tmp", $inv_a or die;
+}
+write_inv_a({ namespace => 'shop', name => 'web-1', uid => 'u6', node => 'node-c', ip => '10.77.0.30',
+              annotations => { 'outrider.io/inbound-port' => '4143' } });
+my $via = '';
+$until = time + 10;
+while (time < $until) {
+    ($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/annotated');
+    $via = $body =~ /"peer": "([\d.]+)"/ ? $1 : "$code $body";
+    last if $via eq '10.77.0.30';
+    sleep 0.1;
+}
+is($via, '10.77.0.30', 'a pod announcing its sidecar by annotation is reached through that sidecar');
+is(counter(metrics('c', $c), 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 3,
+   '... which delivered it (its third incoming request)');
+($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/annotated-again');
+like("$code $body", qr/^200 .*"peer": "10\.77\.0\.30", "dst": null/, '... and keeps doing so, without x-outrider-dst reaching the app');
+# The annotation gone, pod C is called directly again.
+write_inv_a();
+$via = '';
+$until = time + 10;
+while (time < $until) {
+    ($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/unannotated');
+    $via = $body =~ /"peer": "([\d.]+)"/ ? $1 : "$code $body";
+    last if $via eq '10.77.0.1';
+    sleep 0.1;
+}
+is($via, '10.77.0.1', 'the annotation removed from the inventory: pod C is called directly again');
 
 # Callers first: B would otherwise keep their idle hop connections open for
 # half its drain timeout, as it does for any keep-alive client.

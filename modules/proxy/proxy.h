@@ -106,6 +106,9 @@ struct proxy_endpoint {
     size_t index;        /* position in wc->eps (meaningless once removed) */
     uint64_t id;         /* unique in its wcluster, never reused: what a retry avoids */
     int mesh_agent;      /* the agent it is reached through (proxy_mesh.c), -1: directly */
+    bool mesh_config;    /* a configured agent's pods hold it: the inventory's sidecars do not apply */
+    uint64_t mesh_inv;   /* inventory version its sidecar was looked up at */
+    struct sockaddr_storage mesh_sidecar; /* its pod's sidecar listener (inventory); ss_family 0: none */
     struct proxy_epaddr addr;
     bool removed;
     unsigned refs;       /* upstream connections, HTTP/2 sessions and streams holding it */
@@ -221,6 +224,7 @@ struct proxy_upconn {
     uv_connect_t connect_req;
     uv_write_t wreq;
     struct proxy_endpoint *ep;
+    bool mesh_hop; /* connected to an agent for ep (proxy_endpoint_connect_addr) */
     struct proxy_conn *down; /* the client request it carries, if any */
     struct proxy_h2stream *h2st; /* or the HTTP/2 stream it carries (translated) */
     struct proxy_upconn *next_idle;
@@ -492,16 +496,22 @@ void proxy_mesh_free(struct proxy_state *st);
 int proxy_mesh_metrics(struct proxy_state *st);
 int proxy_mesh_worker_start(struct proxy_worker *pw);
 /* The address to connect to for ep: its agent's incoming listener when the
- * endpoint is reached through one, else the endpoint itself. */
-const struct sockaddr *proxy_endpoint_connect_addr(const struct proxy_endpoint *ep);
+ * endpoint is reached through one (*hop set), else the endpoint itself. A
+ * sidecar the inventory announces is looked up again when the inventory
+ * changed: the connection keeps the decision in *hop for its requests. */
+const struct sockaddr *proxy_endpoint_connect_addr(struct proxy_endpoint *ep, bool *hop);
 /* The endpoint as "ip:port", for logs and access records. */
 const char *proxy_endpoint_text(const struct proxy_endpoint *ep);
 /* Sets ep->mesh_agent for a new endpoint (worker thread). */
 void proxy_mesh_endpoint_init(struct proxy_endpoint *ep);
-/* When ep is reached through an agent: the x-outrider-dst value (*len set)
- * for a request about to be sent there, counted as one outgoing hop.
- * NULL when ep is called directly. */
-const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len);
+/* Before ep is given a request: when the inventory changed, looks its pod's
+ * sidecar up again; if that changes the way to ep, closes its pooled
+ * connections (worker thread). */
+void proxy_mesh_endpoint_check(struct proxy_endpoint *ep);
+/* On a connection to ep made with hop (proxy_endpoint_connect_addr): the
+ * x-outrider-dst value (*len set) for a request about to be sent there,
+ * counted as one outgoing hop. NULL when ep is called directly. */
+const char *proxy_mesh_hop(const struct proxy_endpoint *ep, bool hop, size_t *len);
 /* The incoming side: a request on listener l carrying x-outrider-dst
  * count times (value, len: the first; NULL: absent) from peer. Returns the
  * local slot cluster to deliver it to, -1 when the mesh does not apply

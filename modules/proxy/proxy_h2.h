@@ -136,6 +136,7 @@ struct proxy_h2conn {
 /* An upstream HTTP/2 session to one endpoint. */
 struct proxy_h2up {
     uv_tcp_t tcp;
+    bool mesh_hop; /* connected to an agent for ep (proxy_endpoint_connect_addr) */
     struct proxy_h2up *dirty_next;
     bool dirty;
     struct proxy_h2stream *streams; /* submitted, not closed */

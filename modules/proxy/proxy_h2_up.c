@@ -268,7 +268,7 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
         nv[n++] = NV(st->lua->store + st->lua->set[i].name_off, st->lua->store + st->lua->set[i].value_off,
                      st->lua->set[i].name_len, st->lua->set[i].value_len);
     size_t hop_len;
-    const char *hop = proxy_mesh_hop(up->ep, &hop_len);
+    const char *hop = proxy_mesh_hop(up->ep, up->mesh_hop, &hop_len);
     char caller[PROXY_CALLER_MAX];
     size_t caller_len = 0;
     if (hop) {
@@ -567,7 +567,7 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, 1);
     ep->h2 = up;
-    const struct sockaddr *sa = proxy_endpoint_connect_addr(ep);
+    const struct sockaddr *sa = proxy_endpoint_connect_addr(ep, &up->mesh_hop);
     if (uv_tcp_connect(&up->connect_req, &up->tcp, sa, up_on_connect) != 0) {
         up_close(up, "cannot connect");
         return NULL;
@@ -596,6 +596,7 @@ void proxy_h2up_dispatch(struct proxy_h2stream *st)
     st->ep = ep;
     st->ep_active = true;
     ep->active++;
+    proxy_mesh_endpoint_check(ep);
     struct proxy_h2up *up = ep->h2;
     if (!up && !(up = up_open(ep))) {
         stream_detach(st, false);

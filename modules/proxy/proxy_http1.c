@@ -814,7 +814,7 @@ static void conn_pump_request(struct proxy_conn *c)
         return;
     struct pump pm = { .n = 0, .lines = c->req_lines };
     size_t hop_len;
-    const char *hop = !c->req_head_sent && c->ep ? proxy_mesh_hop(c->ep, &hop_len) : NULL;
+    const char *hop = !c->req_head_sent && c->ep ? proxy_mesh_hop(c->ep, u->mesh_hop, &hop_len) : NULL;
     if (hop) {
         /* The destination travels to the agent as the head's last field. */
         pump_add(&pm, c->req_head, c->req_head_len - 2);

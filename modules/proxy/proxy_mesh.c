@@ -61,6 +61,10 @@ const struct otr_conf_field proxy_mesh_conf_fields[] = {
       .max = 4096, .help = "The agents of the mesh; the first whose pods hold an endpoint carries calls to it. Incoming side: "
               "x-outrider-caller (the calling pod) is believed only from the address of a node agent listed "
               "here (one with node, not this node)."),
+    M("sidecar_annotation", OTR_CONF_STRING, sidecar_annotation, .def = "\"outrider.io/inbound-port\"", .max = 253,
+      .help = "Outgoing side: a pod of the inventory whose annotation of this name holds a port (\"4143\") has a "
+              "sidecar listening there on the pod IP, used as the agent for that pod when no agents entry "
+              "holds its address. \"\": off."),
     M("local_slots", OTR_CONF_INT, local_slots, .def = "64", .min = 1, .max = 4096,
       .help = "Incoming side: local destinations with open connections at a time, per worker and protocol; "
               "a slot without requests in flight is reused, beyond that 503."),
@@ -229,6 +233,18 @@ static bool agent_holds(const struct mesh_agent *a, const unsigned char k[16])
 {
     for (size_t i = 0; i < a->n_cidrs; i++)
         if (cidr_contains(&a->cidrs[i], k))
+            return true;
+    return false;
+}
+
+/* Whether a configured agent's pods hold sa (then the list decides). */
+static bool agents_hold(const struct proxy_mesh *m, const struct sockaddr *sa)
+{
+    unsigned char k[16];
+    if (!key_from_sockaddr(sa, k))
+        return false;
+    for (size_t i = 0; i < m->n_agents; i++)
+        if (agent_holds(&m->agents[i], k))
             return true;
     return false;
 }
@@ -449,20 +465,97 @@ void proxy_mesh_endpoint_init(struct proxy_endpoint *ep)
      * endpoint is never a hop): endpoints discovery adds or reorders get
      * theirs when they are made. */
     const struct proxy_mesh *m = ep->wc->pw->st->mesh;
-    ep->mesh_agent = m && !is_slot(m, ep->wc) ? agent_for(m, (const struct sockaddr *)&ep->addr.sa) : -1;
+    bool hops = m && !is_slot(m, ep->wc);
+    const struct sockaddr *sa = (const struct sockaddr *)&ep->addr.sa;
+    ep->mesh_agent = hops ? agent_for(m, sa) : -1;
+    /* Slots and endpoints a configured agent holds never look for a
+     * sidecar in the inventory. */
+    ep->mesh_config = !hops || agents_hold(m, sa) || !m->conf->sidecar_annotation[0];
+    ep->mesh_sidecar.ss_family = 0;
+    ep->mesh_inv = UINT64_MAX; /* looked up at its first connection */
 }
 
-static int hop_agent(const struct proxy_mesh *m, const struct proxy_endpoint *ep)
+/* The port pod announces its sidecar's incoming listener on, or 0. */
+static uint16_t sidecar_port(const struct otr_pod *pod, const char *annotation)
 {
-    return m ? ep->mesh_agent : -1;
+    for (size_t i = 0; i < pod->n_annotations; i++) {
+        const char *v = pod->annotations[i].value;
+        if (strcmp(pod->annotations[i].key, annotation) != 0)
+            continue;
+        if (!v[0] || strlen(v) > 5 || strspn(v, "0123456789") != strlen(v))
+            return 0;
+        long port = strtol(v, NULL, 10);
+        return port >= 1 && port <= 65535 ? (uint16_t)port : 0;
+    }
+    return 0;
 }
 
-const struct sockaddr *proxy_endpoint_connect_addr(const struct proxy_endpoint *ep)
+/* Looks ep's pod up in the inventory again if it changed since: a pod
+ * announcing a sidecar is reached through it (not this agent's own pod,
+ * nor the sidecar's listener given as the endpoint). */
+static void sidecar_refresh(struct proxy_endpoint *ep)
+{
+    struct proxy_state *st = ep->wc->pw->st;
+    const struct otr_host *host = st->host;
+    if (ep->mesh_config)
+        return;
+    uint64_t v = host->inventory_version(st->ctx);
+    if (v == ep->mesh_inv)
+        return;
+    ep->mesh_inv = v;
+    ep->mesh_sidecar.ss_family = 0;
+    const struct sockaddr *sa = (const struct sockaddr *)&ep->addr.sa;
+    const struct otr_pod *pod = host->pod_by_addr(st->ctx, sa);
+    if (!pod)
+        return;
+    const struct otr_pod *self = host->role(st->ctx) == OTR_ROLE_SIDECAR ? host->self_pod(st->ctx) : NULL;
+    uint16_t port = sidecar_port(pod, st->mesh->conf->sidecar_annotation);
+    bool own = self && self->ip[0] && strcmp(self->ip, pod->ip) == 0;
+    if (port && port != sockaddr_port(sa) && !own) {
+        memcpy(&ep->mesh_sidecar, &ep->addr.sa, sizeof ep->mesh_sidecar);
+        if (sa->sa_family == AF_INET6)
+            ((struct sockaddr_in6 *)&ep->mesh_sidecar)->sin6_port = htons(port);
+        else
+            ((struct sockaddr_in *)&ep->mesh_sidecar)->sin_port = htons(port);
+    }
+    host->pod_unref(pod);
+}
+
+void proxy_mesh_endpoint_check(struct proxy_endpoint *ep)
 {
     const struct proxy_mesh *m = ep->wc->pw->st->mesh;
-    int a = hop_agent(m, ep);
-    if (a >= 0)
-        return (const struct sockaddr *)&m->agents[a].addr;
+    if (!m || ep->mesh_config)
+        return;
+    struct sockaddr_storage before = ep->mesh_sidecar;
+    sidecar_refresh(ep);
+    if (before.ss_family == ep->mesh_sidecar.ss_family &&
+        (!before.ss_family ||
+         sockaddr_same((const struct sockaddr *)&before, (const struct sockaddr *)&ep->mesh_sidecar)))
+        return;
+    /* Pooled connections go the old way: closed, so the next request
+     * connects the new one. Connections in use keep their own decision
+     * (mesh_hop) until done; an HTTP/2 session still carrying streams is
+     * left to end. */
+    while (ep->idle)
+        proxy_upconn_close(ep->idle);
+    if (ep->h2 && !ep->h2->streams && !ep->h2->pending_head)
+        proxy_h2up_retire(ep->h2);
+}
+
+const struct sockaddr *proxy_endpoint_connect_addr(struct proxy_endpoint *ep, bool *hop)
+{
+    const struct proxy_mesh *m = ep->wc->pw->st->mesh;
+    *hop = false;
+    if (!m)
+        return (const struct sockaddr *)&ep->addr.sa;
+    if (ep->mesh_agent >= 0) {
+        *hop = true;
+        return (const struct sockaddr *)&m->agents[ep->mesh_agent].addr;
+    }
+    if (ep->mesh_sidecar.ss_family) {
+        *hop = true;
+        return (const struct sockaddr *)&ep->mesh_sidecar;
+    }
     return (const struct sockaddr *)&ep->addr.sa;
 }
 
@@ -471,10 +564,10 @@ const char *proxy_endpoint_text(const struct proxy_endpoint *ep)
     return ep->addr.text;
 }
 
-const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len)
+const char *proxy_mesh_hop(const struct proxy_endpoint *ep, bool hop, size_t *len)
 {
     const struct proxy_worker *pw = ep->wc->pw;
-    if (hop_agent(pw->st->mesh, ep) < 0)
+    if (!hop)
         return NULL;
     if (pw->mesh->s_out)
         pw->st->host->counter_add(pw->mesh->s_out, 1);
