@@ -4,7 +4,7 @@
  * outside input), CIDR parsing and containment (IPv4 mapped, IPv6, prefix
  * lengths not on byte boundaries), loopback and wildcard keys, and the
  * choice of the agent that carries an endpoint (own node and an agent's own
- * listener are never hops).
+ * listener are never hops), and the sidecar port a pod's annotation gives.
  */
 #include "tap.h"
 
@@ -113,8 +113,27 @@ static void test_agent_for(void)
     is_int(agent_for(&m, (struct sockaddr *)&sa), -1, "an address of no agent is called directly");
 }
 
+static void test_sidecar_port(void)
+{
+    struct otr_conf_map_entry ann[2] = { { "other", "1" }, { "outrider.io/inbound-port", "" } };
+    struct otr_pod pod = { "shop", "web-1", "u", "n", "10.1.0.5", NULL, 0, ann, 2 };
+    static const char *bad[] = { "", "0", "65536", "123456", "41 43", "+4143", "-1", "4143x", "0x10" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ann[1].value = (char *)bad[i];
+        is_int(sidecar_port(&pod, "outrider.io/inbound-port"), 0, "annotation \"%s\": no sidecar", bad[i]);
+    }
+    ann[1].value = "4143";
+    is_int(sidecar_port(&pod, "outrider.io/inbound-port"), 4143, "annotation \"4143\": its port");
+    ann[1].value = "65535";
+    is_int(sidecar_port(&pod, "outrider.io/inbound-port"), 65535, "the highest port");
+    is_int(sidecar_port(&pod, "example.com/port"), 0, "another annotation name: none");
+    pod.n_annotations = 0;
+    is_int(sidecar_port(&pod, "outrider.io/inbound-port"), 0, "no annotations: none");
+}
+
 int main(void)
 {
+    test_sidecar_port();
     test_dst();
     test_cidr();
     test_keys();
