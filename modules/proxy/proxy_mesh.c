@@ -93,6 +93,8 @@ struct proxy_mesh {
     const struct proxy_mesh_conf *conf;
     struct mesh_agent *agents;
     size_t n_agents;
+    unsigned char (*trusted)[16]; /* node agents' addresses, sorted: whose x-outrider-caller is believed */
+    size_t n_trusted;
     size_t first_slot, n_slots; /* slot clusters: n_slots HTTP/1.1, then n_slots HTTP/2 */
     struct proxy_cluster_conf slot_conf[2];
     otr_metric *m_requests;
@@ -269,6 +271,31 @@ static int agent_for(const struct proxy_mesh *m, const struct sockaddr *sa)
 
 /* --- building ---------------------------------------------------------------- */
 
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* The addresses whose x-outrider-caller is believed, sorted for a binary
+ * search per request: node agents' (by IP: they call from ephemeral
+ * ports), not this node's own (never a hop to itself). A sidecar's is
+ * its pod's, shared with the apps in it: its word is not taken (that
+ * pod, known by address, is its caller anyway). */
+static int trusted_build(struct proxy_mesh *m)
+{
+    m->trusted = calloc(m->n_agents ? m->n_agents : 1, sizeof *m->trusted);
+    if (!m->trusted)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < m->n_agents; i++) {
+        const struct mesh_agent *a = &m->agents[i];
+        if (a->node_agent && !a->own_node &&
+            key_from_sockaddr((const struct sockaddr *)&a->addr, m->trusted[m->n_trusted]))
+            m->n_trusted++;
+    }
+    qsort(m->trusted, m->n_trusted, sizeof *m->trusted, key_cmp);
+    return 0;
+}
+
 static int agents_build(struct proxy_state *st, struct proxy_mesh *m)
 {
     const struct proxy_mesh_conf *mc = &st->conf->mesh;
@@ -319,7 +346,7 @@ static int agents_build(struct proxy_state *st, struct proxy_mesh *m)
         if (self_key && agent_holds(a, self_key))
             a->own_node = true;
     }
-    return errors ? OTR_ECONFIG : 0;
+    return errors ? OTR_ECONFIG : trusted_build(m);
 }
 
 /* Appends the slot clusters (HTTP/1.1 then HTTP/2) to st->clusters. */
@@ -402,6 +429,7 @@ void proxy_mesh_free(struct proxy_state *st)
     for (size_t i = 0; i < m->n_agents; i++)
         free(m->agents[i].cidrs);
     free(m->agents);
+    free(m->trusted);
     for (unsigned w = 0; st->workers && w < st->n_workers; w++) {
         struct proxy_mesh_worker *mw = st->workers[w].mesh;
         if (mw)
@@ -581,20 +609,9 @@ const char *proxy_mesh_hop(const struct proxy_endpoint *ep, bool hop, size_t *le
 bool proxy_mesh_trusts_caller(const struct proxy_state *st, const struct sockaddr *peer)
 {
     const struct proxy_mesh *m = st->mesh;
-    unsigned char kp[16], ka[16];
-    if (!m || !key_from_sockaddr(peer, kp))
-        return false;
-    /* By address only: the agent calls from an ephemeral port. A sidecar's
-     * address is its pod's, shared with the apps in it, so its word is
-     * not taken (its caller is that pod, known by address anyway); nor is
-     * the own node's, which never hops to itself. */
-    for (size_t i = 0; i < m->n_agents; i++) {
-        const struct mesh_agent *a = &m->agents[i];
-        if (a->node_agent && !a->own_node && key_from_sockaddr((const struct sockaddr *)&a->addr, ka) &&
-            memcmp(ka, kp, 16) == 0)
-            return true;
-    }
-    return false;
+    unsigned char kp[16];
+    return m && m->n_trusted && key_from_sockaddr(peer, kp) &&
+           bsearch(kp, m->trusted, m->n_trusted, sizeof *m->trusted, key_cmp);
 }
 
 /* Whether dst is one of this agent's own listeners (a loop). */

@@ -111,6 +111,23 @@ static void test_agent_for(void)
     is_int(agent_for(&m, (struct sockaddr *)&sa), -1, "the sidecar's own listener as an endpoint is called directly");
     hostport_parse("10.9.9.9:80", 11, &sa);
     is_int(agent_for(&m, (struct sockaddr *)&sa), -1, "an address of no agent is called directly");
+
+    /* Whose x-outrider-caller is believed: node agents other than this
+     * node's, by address whatever the port; never a sidecar's. */
+    agents[0].node_agent = agents[1].node_agent = true;
+    ok(trusted_build(&m) == 0 && m.n_trusted == 1, "one trusted agent: node B");
+    struct proxy_state st = { .mesh = &m };
+    hostport_parse("10.0.0.2:40000", 14, &sa);
+    ok(proxy_mesh_trusts_caller(&st, (struct sockaddr *)&sa), "node B's agent, from any port, is trusted");
+    hostport_parse("10.0.0.1:40000", 14, &sa);
+    ok(!proxy_mesh_trusts_caller(&st, (struct sockaddr *)&sa), "this node's own address is not");
+    hostport_parse("10.1.3.9:40000", 14, &sa);
+    ok(!proxy_mesh_trusts_caller(&st, (struct sockaddr *)&sa), "a sidecar's (its pod's) address is not");
+    hostport_parse("10.1.2.5:40000", 14, &sa);
+    ok(!proxy_mesh_trusts_caller(&st, (struct sockaddr *)&sa), "a pod behind node B is not");
+    hostport_parse("[::ffff:10.0.0.2]:1", 19, &sa);
+    ok(proxy_mesh_trusts_caller(&st, (struct sockaddr *)&sa), "node B as an IPv4-mapped IPv6 peer is");
+    free(m.trusted);
 }
 
 static void test_sidecar_port(void)
