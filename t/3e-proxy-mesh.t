@@ -475,30 +475,28 @@ sub write_inv_a {
 }
 write_inv_a({ namespace => 'shop', name => 'web-1', uid => 'u6', node => 'node-c', ip => '10.77.0.30',
               annotations => { 'outrider.io/inbound-port' => '4143' } });
-my $via = '';
-$until = time + 10;
-while (time < $until) {
-    ($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/annotated');
-    $via = $body =~ /"peer": "([\d.]+)"/ ? $1 : "$code $body";
-    last if $via eq '10.77.0.30';
-    sleep 0.1;
+# The peer pod C's app sees for calls from A on path, polled (up to 10 s)
+# until it is want: the inventory change takes a moment to be noticed.
+sub podc_peer {
+    my ($path, $want) = @_;
+    my $via = '';
+    my $end = time + 10;
+    while (time < $end) {
+        my ($c, $b) = ns_curl('a', '-H', 'Host: podc.test', "http://10.77.0.1:4140$path");
+        $via = $b =~ /"peer": "([\d.]+)"/ ? $1 : "$c $b";
+        last if $via eq $want;
+        sleep 0.1;
+    }
+    return $via;
 }
-is($via, '10.77.0.30', 'a pod announcing its sidecar by annotation is reached through that sidecar');
+is(podc_peer('/annotated', '10.77.0.30'), '10.77.0.30', 'a pod announcing its sidecar by annotation is reached through that sidecar');
 is(counter(metrics('c', $c), 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 3,
    '... which delivered it (its third incoming request)');
 ($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/annotated-again');
 like("$code $body", qr/^200 .*"peer": "10\.77\.0\.30", "dst": null/, '... and keeps doing so, without x-outrider-dst reaching the app');
 # The annotation gone, pod C is called directly again.
 write_inv_a();
-$via = '';
-$until = time + 10;
-while (time < $until) {
-    ($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/unannotated');
-    $via = $body =~ /"peer": "([\d.]+)"/ ? $1 : "$code $body";
-    last if $via eq '10.77.0.1';
-    sleep 0.1;
-}
-is($via, '10.77.0.1', 'the annotation removed from the inventory: pod C is called directly again');
+is(podc_peer('/unannotated', '10.77.0.1'), '10.77.0.1', 'the annotation removed from the inventory: pod C is called directly again');
 
 # Callers first: B would otherwise keep their idle hop connections open for
 # half its drain timeout, as it does for any keep-alive client.
