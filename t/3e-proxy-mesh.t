@@ -180,7 +180,20 @@ print $ifh encode_json({ pods => [
     { namespace => 'shop', name => 'web-1', uid => 'u2', node => 'node-c', ip => '10.77.0.30' },
     # A hostNetwork pod: its IP is node B's own.
     { namespace => 'kube-system', name => 'proxy-b', uid => 'u5', node => 'node-b', ip => '10.77.0.2' },
+    # A pod of node A: B finds its labels by the name A's agent sends.
+    { namespace => 'shop', name => 'web-a', uid => 'u3', node => 'node-a', ip => '10.77.1.10', labels => { app => 'web' } },
 ] });
+close $ifh;
+# B's route script runs on deliveries too: it tells pod B who called.
+open $ifh, '>', "$dir/mesh_caller.lua" or die;
+print $ifh <<'LUA';
+function route(req)
+  local c = req.caller
+  local who = c.name ~= "" and (c.namespace .. "/" .. c.name) or "none"
+  if c.labels.app then who = who .. " app=" .. c.labels.app end
+  return { set_headers = { ["x-seen-caller"] = who } }
+end
+LUA
 close $ifh;
 
 my @all_agents = (
@@ -205,12 +218,14 @@ my $b = Outrider->start(
         modules => ['proxy', 'logs'],
         workers => 1,
         inventory => { file => $inv },
+        scripts_dir => $dir,
         drain => { delay => '0s' },
         proxy => {
             outbound => { address => '10.77.0.2:4140' },
             inbound => { address => '10.77.0.2:4141' },
+            script => 'mesh_caller.lua',
             # One slot per protocol: every other destination reuses it.
-            mesh => { enabled => JSON::PP::true, local_slots => 1 },
+            mesh => { enabled => JSON::PP::true, local_slots => 1, agents => \@all_agents },
         },
         logs => { files => { paths => [] }, bus_streams => ['access'], buffer => { flush_interval => '20ms' },
                   outputs => [{ type => 'file', path => $access }] },
@@ -243,7 +258,7 @@ sub conf_a {
         modules => ['proxy'],
         workers => 2,
         drain => { delay => '0s' },
-        inventory => { file => $inv_a },
+        inventory => { file => $inv_a, poll_interval => '200ms' },
         proxy => {
             script => 'proxy_deny_namespace.lua',
             outbound => { address => '10.77.0.1:4140' },
@@ -314,7 +329,8 @@ like("$code $body", qr/^200 .*"name": "pod-c", "peer": "10\.77\.0\.30", "dst": n
 
 # Sidecar to node: pod C's app calls pod B through its sidecar, then B.
 ($code, $body) = ns_curl('c', '-H', 'Host: podb.test', 'http://127.0.0.1:4140/from-c');
-like("$code $body", qr/^200 .*"name": "pod-b", "peer": "10\.77\.2\.1"/, 'sidecar C -> B-incoming -> pod B');
+like("$code $body", qr/^200 .*"name": "pod-b", "peer": "10\.77\.2\.1".*"caller": "shop\/web-1", "fwd": null/,
+     'sidecar C -> B-incoming -> pod B; B knows the caller by its address (pod web-1)');
 
 # B's incoming refuses destinations that are not its node's pods.
 ($code, $body) = ns_curl('a', '-H', 'x-outrider-dst: 10.77.0.254:8080', 'http://10.77.0.2:4141/relay');
@@ -354,6 +370,35 @@ is("$code $body", "403 namespace untrusted may not call podb.test\n",
 ($code) = ns_curl('aq', '--http2-prior-knowledge', '-H', 'Host: podb.test', 'http://10.77.0.1:4140/from-pod-x');
 is($code, 403, '... also over HTTP/2');
 
+# Caller identity across the hop: A names the calling pod (x-outrider-caller),
+# B believes it because A is a node agent of its agents list; B's route
+# script sees pod web-a with its labels (from B's inventory, by name), and
+# the header never reaches pod B. What the app sent in it is replaced.
+my %seen;
+sub seen {
+    my ($n, @args) = @_;
+    my ($code, $body) = ns_curl($n, @args);
+    my $j = $code == 200 ? eval { decode_json($body) } : undef;
+    return $j ? join('|', $j->{name}, $j->{caller} // 'null', $j->{fwd} // 'null') : "$code $body";
+}
+is(seen('ap', '-H', 'Host: podb.test', '-H', 'x-outrider-caller: kube-system/admin', 'http://10.77.0.1:4140/caller-h1'),
+   'pod-b|shop/web-a app=web|null', 'pod web-a -> A -> B: B\'s script sees the calling pod (with labels); an app\'s forged header is replaced');
+is(seen('ap', '--http2-prior-knowledge', '-H', 'Host: podb.test', 'http://10.77.0.1:4140/caller-h2c'),
+   'pod-b|shop/web-a app=web|null', '... from an HTTP/2 client too');
+($code, $body) = ns_curl('ap', '-H', 'Host: podb-h2.test', 'http://10.77.0.1:4140/id?caller-h2hop');
+is("$code $body", "200 pod-b-h2\n", '... and over an HTTP/2 hop (access record checked below)');
+# Not from an agent: the header is ignored, and stripped before the app.
+is(seen('sw', '-H', 'x-outrider-dst: 10.77.2.10:8080', '-H', 'x-outrider-caller: shop/web-a', 'http://10.77.0.2:4141/forged-sw'),
+   'pod-b|none|null', 'a forged x-outrider-caller from a non-agent address is ignored and never reaches the app');
+# Pod C's app shares its sidecar's address (an agent of B's list), but a
+# sidecar's word is not taken: B knows pod C by its address.
+is(seen('c', '-H', 'x-outrider-dst: 10.77.2.10:8080', '-H', 'x-outrider-caller: shop/web-a', 'http://10.77.0.2:4141/forged-c'),
+   'pod-b|shop/web-1|null', 'an app beside a sidecar forging x-outrider-caller gets its own identity');
+# (HTTP/2 in, HTTP/2 delivered: pod B's nghttpd; the access record checks the caller.)
+($code, $body) = ns_curl('c', '--http2-prior-knowledge', '-H', 'x-outrider-dst: 10.77.2.10:8081', '-H',
+                         'x-outrider-caller: shop/web-a', 'http://10.77.0.2:4141/id?forged-c2');
+is("$code $body", "200 pod-b-h2\n", '... also over HTTP/2 (access record checked below)');
+
 # B's single HTTP/1.1 slot serves pod B's two ports in turn: its pooled
 # connection to the previous one must not carry a request for the next.
 my @seen;
@@ -383,13 +428,18 @@ my @r;
 my $until = time + 10;
 while (time < $until) {
     if (open my $fh, '<', $access) { @r = grep { $_ } map { eval { decode_json($_) } } <$fh> }
-    last if (grep { ($_->{path} // '') eq '/r6' } @r) && (grep { ($_->{path} // '') eq '/hop' } @r);
+    last if (grep { ($_->{path} // '') eq '/r6' } @r) && (grep { ($_->{path} // '') eq '/id?forged-c2' } @r);
     sleep 0.05;
 }
 my ($r6) = grep { ($_->{path} // '') eq '/r6' } @r;
 ok($r6, 'B wrote an access record for a delivered request');
 is(join(' ', map { $r6->{$_} // '' } qw(cluster upstream status authority)), 'mesh-local 10.77.2.10:8080 200 podb.test',
    '... cluster mesh-local, upstream pod B, status 200, authority kept');
+my %rec = map { (($_->{path} // ''), $_) } @r;
+is(join(' ', map { my $x = $rec{$_}; $x ? "$x->{caller_namespace}/$x->{caller_pod}" : 'missing' }
+                 qw(/caller-h1 /caller-h2c /id?caller-h2hop /forged-sw /forged-c /id?forged-c2 /from-c /r6)),
+   'shop/web-a shop/web-a shop/web-a / shop/web-1 shop/web-1 shop/web-1 /',
+   'B\'s access records name the calling pod across the hop (HTTP/1.1, HTTP/2 client, HTTP/2 hop), never a forged one');
 my @refused = grep { ($_->{path} // '') eq '/relay' } @r;
 is(join(',', map { $_->{status} } @refused), '403,403,403', 'the refusals are in the access records as 403');
 
@@ -403,6 +453,50 @@ ok($a->wait_ready(10, 2), 'A reloaded without node B in its agents');
 is($code, 503, '... pod B is now called directly and is unreachable (503)');
 ($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/after-reload');
 like("$code $body", qr/^200 .*"peer": "10\.77\.0\.30"/, '... pod C still goes through its sidecar');
+
+# Sidecars announced by the inventory: without pod C's entry in A's agents,
+# pod C is called directly; once A's inventory lists pod C with the
+# annotation outrider.io/inbound-port, A goes through C's sidecar (no
+# reload: the inventory change is noticed, A's pooled direct connection
+# closed).
+$a->rewrite_conf(conf_a(grep { ($_->{node} // '') ne 'node-b' && $_->{address} ne '10.77.0.30:4143' } @all_agents));
+$a->signal('HUP');
+ok($a->wait_ready(10, 3), 'A reloaded without pod C\'s sidecar in its agents');
+($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/no-sidecar');
+like("$code $body", qr/^200 .*"name": "pod-c", "peer": "10\.77\.0\.1"/, '... pod C is called directly');
+sub write_inv_a {
+    my (@extra) = @_;
+    open my $fh, '>', "$inv_a.tmp" or die;
+    print $fh encode_json({ pods => [
+        { namespace => 'shop', name => 'web-a', uid => 'u3', node => 'node-a', ip => '10.77.1.10' },
+        { namespace => 'untrusted', name => 'x-a', uid => 'u4', node => 'node-a', ip => '10.77.1.11' }, @extra ] });
+    close $fh;
+    rename "$inv_a.tmp", $inv_a or die;
+}
+write_inv_a({ namespace => 'shop', name => 'web-1', uid => 'u6', node => 'node-c', ip => '10.77.0.30',
+              annotations => { 'outrider.io/inbound-port' => '4143' } });
+# The peer pod C's app sees for calls from A on path, polled (up to 10 s)
+# until it is want: the inventory change takes a moment to be noticed.
+sub podc_peer {
+    my ($path, $want) = @_;
+    my $via = '';
+    my $end = time + 10;
+    while (time < $end) {
+        my ($c, $b) = ns_curl('a', '-H', 'Host: podc.test', "http://10.77.0.1:4140$path");
+        $via = $b =~ /"peer": "([\d.]+)"/ ? $1 : "$c $b";
+        last if $via eq $want;
+        sleep 0.1;
+    }
+    return $via;
+}
+is(podc_peer('/annotated', '10.77.0.30'), '10.77.0.30', 'a pod announcing its sidecar by annotation is reached through that sidecar');
+is(counter(metrics('c', $c), 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 3,
+   '... which delivered it (its third incoming request)');
+($code, $body) = ns_curl('a', '-H', 'Host: podc.test', 'http://10.77.0.1:4140/annotated-again');
+like("$code $body", qr/^200 .*"peer": "10\.77\.0\.30", "dst": null/, '... and keeps doing so, without x-outrider-dst reaching the app');
+# The annotation gone, pod C is called directly again.
+write_inv_a();
+is(podc_peer('/unannotated', '10.77.0.1'), '10.77.0.1', 'the annotation removed from the inventory: pod C is called directly again');
 
 # Callers first: B would otherwise keep their idle hop connections open for
 # half its drain timeout, as it does for any keep-alive client.

@@ -106,6 +106,9 @@ struct proxy_endpoint {
     size_t index;        /* position in wc->eps (meaningless once removed) */
     uint64_t id;         /* unique in its wcluster, never reused: what a retry avoids */
     int mesh_agent;      /* the agent it is reached through (proxy_mesh.c), -1: directly */
+    bool mesh_config;    /* a configured agent's pods hold it: the inventory's sidecars do not apply */
+    uint64_t mesh_inv;   /* inventory version its sidecar was looked up at */
+    struct sockaddr_storage mesh_sidecar; /* its pod's sidecar listener (inventory); ss_family 0: none */
     struct proxy_epaddr addr;
     bool removed;
     unsigned refs;       /* upstream connections, HTTP/2 sessions and streams holding it */
@@ -221,6 +224,7 @@ struct proxy_upconn {
     uv_connect_t connect_req;
     uv_write_t wreq;
     struct proxy_endpoint *ep;
+    bool mesh_hop; /* connected to an agent for ep (proxy_endpoint_connect_addr) */
     struct proxy_conn *down; /* the client request it carries, if any */
     struct proxy_h2stream *h2st; /* or the HTTP/2 stream it carries (translated) */
     struct proxy_upconn *next_idle;
@@ -387,6 +391,7 @@ struct proxy_conn {
     char peer[64];
     struct sockaddr_storage peer_sa;
     struct proxy_lua_out *lua; /* the script's decision for the current request */
+    struct proxy_caller_buf *caller; /* the mesh's word on the caller (proxy_caller.c), or NULL */
     uint32_t n_requests;
     struct proxy_h2conn *h2; /* set once the client spoke the HTTP/2 preface */
     struct proxy_h2stream *h2st; /* the current request, when its cluster speaks HTTP/2 */
@@ -491,16 +496,22 @@ void proxy_mesh_free(struct proxy_state *st);
 int proxy_mesh_metrics(struct proxy_state *st);
 int proxy_mesh_worker_start(struct proxy_worker *pw);
 /* The address to connect to for ep: its agent's incoming listener when the
- * endpoint is reached through one, else the endpoint itself. */
-const struct sockaddr *proxy_endpoint_connect_addr(const struct proxy_endpoint *ep);
+ * endpoint is reached through one (*hop set), else the endpoint itself. A
+ * sidecar the inventory announces is looked up again when the inventory
+ * changed: the connection keeps the decision in *hop for its requests. */
+const struct sockaddr *proxy_endpoint_connect_addr(struct proxy_endpoint *ep, bool *hop);
 /* The endpoint as "ip:port", for logs and access records. */
 const char *proxy_endpoint_text(const struct proxy_endpoint *ep);
 /* Sets ep->mesh_agent for a new endpoint (worker thread). */
 void proxy_mesh_endpoint_init(struct proxy_endpoint *ep);
-/* When ep is reached through an agent: the x-outrider-dst value (*len set)
- * for a request about to be sent there, counted as one outgoing hop.
- * NULL when ep is called directly. */
-const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len);
+/* Before ep is given a request: when the inventory changed, looks its pod's
+ * sidecar up again; if that changes the way to ep, closes its pooled
+ * connections (worker thread). */
+void proxy_mesh_endpoint_check(struct proxy_endpoint *ep);
+/* On a connection to ep made with hop (proxy_endpoint_connect_addr): the
+ * x-outrider-dst value (*len set) for a request about to be sent there,
+ * counted as one outgoing hop. NULL when ep is called directly. */
+const char *proxy_mesh_hop(const struct proxy_endpoint *ep, bool hop, size_t *len);
 /* The incoming side: a request on listener l carrying x-outrider-dst
  * count times (value, len: the first; NULL: absent) from peer. Returns the
  * local slot cluster to deliver it to, -1 when the mesh does not apply
@@ -508,6 +519,57 @@ const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len);
  * whylen) say why. */
 int proxy_mesh_incoming(struct proxy_worker *pw, enum proxy_listener_id l, bool h2, const char *value,
                         size_t len, unsigned count, const char *peer, int *status, char *why, size_t whylen);
+
+/* --- proxy_caller.c ------------------------------------------------------ */
+
+/* The request header carrying the calling pod, "namespace/name", from the
+ * outgoing agent to the incoming one. Believed only from a node agent of
+ * proxy.mesh.agents; never forwarded as it came. */
+#define PROXY_MESH_CALLER "x-outrider-caller"
+#define PROXY_MESH_CALLER_LEN 17
+/* "namespace/name": a DNS label (63), "/", a DNS subdomain (253), NUL. */
+#define PROXY_CALLER_MAX 318
+
+/* A request's caller as the mesh carries it: on the incoming side, what a
+ * trusted agent named (fwd, "" when it named none or a malformed one); on
+ * the outgoing side, the text of the header for the hop (hop, kept until
+ * the request head is written). Allocated on first use. */
+struct proxy_caller_buf {
+    bool has_fwd; /* the request came from a trusted agent: fwd, not the source address, says who calls */
+    char fwd[PROXY_CALLER_MAX];
+    char hop[PROXY_CALLER_MAX];
+};
+
+/* The caller as a pod: a reference from the host, or the namespace and
+ * name a trusted agent sent (no labels unless the inventory knows it). */
+struct proxy_caller {
+    const struct otr_pod *ref;
+    struct otr_pod own;
+    char ns[64], name[254];
+};
+
+/* Whether value (len bytes, not terminated) is one well-formed caller,
+ * "namespace/name"; then copies it, terminated, into out. */
+bool proxy_caller_parse(const char *value, size_t len, char out[PROXY_CALLER_MAX]);
+/* The incoming side: records in *cbp (allocated if needed) what listener
+ * l's request from peer says about its caller: x-outrider-caller given
+ * count times (value, len: the first). Only a node agent's word counts. */
+void proxy_caller_take(struct proxy_worker *pw, enum proxy_listener_id l, const struct sockaddr *peer,
+                       struct proxy_caller_buf **cbp, const char *value, size_t len, unsigned count);
+/* The request's caller: the pod a trusted agent named (cb), else the pod
+ * owning peer (may be NULL). With labels, a named pod is looked up in the
+ * inventory by namespace and name for its labels. NULL when unknown;
+ * release with proxy_caller_put. */
+const struct otr_pod *proxy_caller_get(struct proxy_state *st, const struct sockaddr *peer,
+                                       const struct proxy_caller_buf *cb, bool labels, struct proxy_caller *out);
+void proxy_caller_put(struct proxy_state *st, struct proxy_caller *c);
+/* "namespace/name" of the request's caller into buf (PROXY_CALLER_MAX),
+ * for the x-outrider-caller of a hop; returns its length, 0 when unknown. */
+size_t proxy_caller_text(struct proxy_state *st, const struct sockaddr *peer, const struct proxy_caller_buf *cb,
+                         char *buf);
+/* Whether peer is a node agent of proxy.mesh.agents (not this agent's own
+ * node, nor a sidecar, whose pod's apps share its address). */
+bool proxy_mesh_trusts_caller(const struct proxy_state *st, const struct sockaddr *peer);
 
 /* xorshift64*: cheap, per worker, good enough for load balancing. */
 static inline uint64_t proxy_rand(uint64_t *s)

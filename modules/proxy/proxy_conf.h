@@ -116,6 +116,7 @@ struct proxy_mesh_conf {
     bool enabled;
     struct otr_conf_array agents; /* struct proxy_mesh_agent_conf */
     int64_t local_slots;          /* per worker and protocol: local destinations with open connections */
+    char *sidecar_annotation;     /* pod annotation announcing a sidecar's inbound port; "": off */
     uint64_t connect_timeout, request_timeout; /* delivering to a local pod */
 };
 

@@ -168,6 +168,7 @@ void proxy_h2stream_free(struct proxy_h2stream *st)
     proxy_bytes_free(&st->req_body);
     proxy_bytes_free(&st->resp_body);
     free(st->lua);
+    free(st->caller);
     free(st->h1_head);
     free(st->h1_out);
     if (st->ep)
@@ -375,15 +376,15 @@ static int stream_run_script(struct proxy_h2stream *st)
     struct proxy_worker *pw = c->pw;
     struct proxy_state *ps = pw->st;
     struct proxy_lua_out out;
-    const struct otr_pod *pod = c->peer[0] ? ps->host->pod_by_addr(ps->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
+    struct proxy_caller caller;
+    const struct otr_pod *pod = proxy_caller_get(ps, PROXY_H2STREAM_PEER(st), st->caller, true, &caller);
     struct proxy_lua_call call = {
         st->method, st->path, st->authority, st->method_len, st->path_len, st->authority_len,
         c->listener == PROXY_OUTBOUND ? "outbound" : "inbound", st->grpc ? "gRPC" : "HTTP/2", h2_push_headers, st,
         pod, &out, ps,
     };
     int rc = proxy_lua_route(pw, &call);
-    if (pod)
-        ps->host->pod_unref(pod);
+    proxy_caller_put(ps, &caller);
     if (rc && ps->conf->script_failure == PROXY_SCRIPT_DENY) {
         proxy_h2stream_on_upstream_failed(st, 503, 14, "route script failed");
         return -2;
@@ -414,10 +415,16 @@ static int stream_mesh_incoming(struct proxy_h2stream *st)
     if (!c->pw->mesh)
         return -1;
     const nghttp2_nv *d = proxy_hdrs_find(&st->req, PROXY_MESH_DST);
-    unsigned count = 0;
-    for (size_t i = 0; d && i < st->req.n; i++)
+    const nghttp2_nv *cv = proxy_hdrs_find(&st->req, PROXY_MESH_CALLER);
+    unsigned count = 0, ccount = 0;
+    for (size_t i = 0; (d || cv) && i < st->req.n; i++) {
         count += st->req.nv[i].namelen == PROXY_MESH_DST_LEN &&
                  memcmp(st->req.nv[i].name, PROXY_MESH_DST, PROXY_MESH_DST_LEN) == 0;
+        ccount += st->req.nv[i].namelen == PROXY_MESH_CALLER_LEN &&
+                  memcmp(st->req.nv[i].name, PROXY_MESH_CALLER, PROXY_MESH_CALLER_LEN) == 0;
+    }
+    proxy_caller_take(c->pw, (enum proxy_listener_id)c->listener, PROXY_H2STREAM_PEER(st), &st->caller,
+                      cv ? (const char *)cv->value : NULL, cv ? cv->valuelen : 0, ccount);
     int status;
     char why[160];
     int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, true, d ? (const char *)d->value : NULL,
@@ -455,11 +462,12 @@ static void stream_begin(struct proxy_h2stream *st)
     st->authority = a ? (const char *)a->value : "";
     st->authority_len = a ? a->valuelen : 0;
     int script_cluster = -1;
-    /* A request from another agent for a local pod goes there directly. */
+    /* A request from another agent for a local pod goes there directly;
+     * the route script still runs on it (as on HTTP/1.1), its cluster unused. */
     int mesh_cluster = stream_mesh_incoming(st);
     if (mesh_cluster == -2)
         return;
-    if (mesh_cluster < 0 && st_->hook && (script_cluster = stream_run_script(st)) == -2)
+    if (st_->hook && (script_cluster = stream_run_script(st)) == -2)
         return;
     struct proxy_req_view v = { st->method, st->authority, st->path, st->method_len, st->authority_len,
                                 st->path_len, h2_header_eq, st };
@@ -509,11 +517,8 @@ static void stream_publish(struct proxy_h2stream *st)
         return;
     const char *upstream = st->ep ? proxy_endpoint_text(st->ep) : "";
     const char *cluster = st->wc ? st->wc->c->conf->name : "";
-    const struct otr_pod *pod = NULL;
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
-        pod = host->pod_by_addr(ps->ctx, (struct sockaddr *)&ss);
+    struct proxy_caller caller;
+    const struct otr_pod *pod = proxy_caller_get(ps, PROXY_H2STREAM_PEER(st), st->caller, false, &caller);
     const char *proto = st->grpc ? "gRPC" : "HTTP/2";
     struct otr_field f[] = {
         { .key = "protocol", .type = OTR_VAL_STR, .v.s = { proto, strlen(proto) } },
@@ -536,8 +541,7 @@ static void stream_publish(struct proxy_h2stream *st)
     clock_gettime(CLOCK_REALTIME, &ts);
     struct otr_record rec = { (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec, f, sizeof f / sizeof f[0] };
     host->bus_publish(ps->ctx, pw->w, "access", &rec);
-    if (pod)
-        host->pod_unref(pod);
+    proxy_caller_put(ps, &caller);
 }
 
 static void drain_check(struct proxy_h2conn *dc);

@@ -48,6 +48,14 @@ struct proxy_hdrs {
 struct proxy_h2up;
 
 /* One request/response exchange that arrived on an HTTP/2 client session. */
+/* The request's caller buffer: the HTTP/1.1 client connection's when it
+ * carries the request, else the stream's. */
+#define PROXY_H2STREAM_CALLER(st) ((st)->h1c ? (st)->h1c->caller : (st)->caller)
+/* The request's client address, or NULL. */
+#define PROXY_H2STREAM_PEER(st)                                                                             \
+    ((st)->h1c ? ((st)->h1c->peer[0] ? (const struct sockaddr *)&(st)->h1c->peer_sa : NULL)                \
+               : ((st)->dc->c->peer[0] ? (const struct sockaddr *)&(st)->dc->c->peer_sa : NULL))
+
 struct proxy_h2stream {
     struct proxy_h2conn *dc;  /* the HTTP/2 client session, or NULL when... */
     struct proxy_conn *h1c;   /* ...an HTTP/1.1 client's request is carried to an h2 cluster */
@@ -96,6 +104,7 @@ struct proxy_h2stream {
     struct proxy_h2stream *dl_prev, *dl_next; /* pw's streams with a deadline */
     bool dl_linked;
     struct proxy_lua_out *lua; /* headers the route script sets, if any */
+    struct proxy_caller_buf *caller; /* the mesh's word on the caller (proxy_caller.c), or NULL */
     struct proxy_worker *pw; /* its pool allocated st */
     /* translated to an HTTP/1.1 upstream (proxy_h2h1.c) */
     struct proxy_upconn *h1up;
@@ -127,6 +136,7 @@ struct proxy_h2conn {
 /* An upstream HTTP/2 session to one endpoint. */
 struct proxy_h2up {
     uv_tcp_t tcp;
+    bool mesh_hop; /* connected to an agent for ep (proxy_endpoint_connect_addr) */
     struct proxy_h2up *dirty_next;
     bool dirty;
     struct proxy_h2stream *streams; /* submitted, not closed */

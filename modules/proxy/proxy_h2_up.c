@@ -226,7 +226,7 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
     const struct proxy_conf *conf = up->ep->wc->pw->st->conf;
     const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
     const char *peer = st->h1c ? st->h1c->peer : st->dc->c->peer;
-    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 5;
+    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 6;
     nghttp2_nv *nv = malloc(cap * sizeof *nv);
     if (!nv) {
         stream_detach(st, false);
@@ -268,9 +268,15 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
         nv[n++] = NV(st->lua->store + st->lua->set[i].name_off, st->lua->store + st->lua->set[i].value_off,
                      st->lua->set[i].name_len, st->lua->set[i].value_len);
     size_t hop_len;
-    const char *hop = proxy_mesh_hop(up->ep, &hop_len);
-    if (hop)
+    const char *hop = proxy_mesh_hop(up->ep, up->mesh_hop, &hop_len);
+    char caller[PROXY_CALLER_MAX];
+    size_t caller_len = 0;
+    if (hop) {
         nv[n++] = NV(PROXY_MESH_DST, hop, PROXY_MESH_DST_LEN, hop_len);
+        caller_len = proxy_caller_text(up->ep->wc->pw->st, PROXY_H2STREAM_PEER(st), PROXY_H2STREAM_CALLER(st), caller);
+        if (caller_len)
+            nv[n++] = NV(PROXY_MESH_CALLER, caller, PROXY_MESH_CALLER_LEN, caller_len);
+    }
     nghttp2_nv *nv2 = nv;
     if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0]) {
         nv2 = realloc(nv, (n + 2) * sizeof *nv);
@@ -561,7 +567,7 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, 1);
     ep->h2 = up;
-    const struct sockaddr *sa = proxy_endpoint_connect_addr(ep);
+    const struct sockaddr *sa = proxy_endpoint_connect_addr(ep, &up->mesh_hop);
     if (uv_tcp_connect(&up->connect_req, &up->tcp, sa, up_on_connect) != 0) {
         up_close(up, "cannot connect");
         return NULL;
@@ -590,6 +596,7 @@ void proxy_h2up_dispatch(struct proxy_h2stream *st)
     st->ep = ep;
     st->ep_active = true;
     ep->active++;
+    proxy_mesh_endpoint_check(ep);
     struct proxy_h2up *up = ep->h2;
     if (!up && !(up = up_open(ep))) {
         stream_detach(st, false);

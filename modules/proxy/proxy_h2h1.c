@@ -115,9 +115,14 @@ static int build_head(struct proxy_h2stream *st)
     if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0])
         proxy_head_field(&o, "x-forwarded-for", 15, peer, strlen(peer));
     size_t hop_len;
-    const char *hop = proxy_mesh_hop(st->h1up->ep, &hop_len);
-    if (hop)
+    const char *hop = proxy_mesh_hop(st->h1up->ep, st->h1up->mesh_hop, &hop_len);
+    if (hop) {
         proxy_head_field(&o, PROXY_MESH_DST, PROXY_MESH_DST_LEN, hop, hop_len);
+        char caller[PROXY_CALLER_MAX];
+        size_t caller_len = proxy_caller_text(st->dc->c->pw->st, PROXY_H2STREAM_PEER(st), st->caller, caller);
+        if (caller_len)
+            proxy_head_field(&o, PROXY_MESH_CALLER, PROXY_MESH_CALLER_LEN, caller, caller_len);
+    }
     if (conf->via) {
         proxy_head_put(&o, "via: 2 ", 7);
         proxy_head_put(&o, conf->via_name, strlen(conf->via_name));

@@ -280,6 +280,7 @@ static void conn_on_handle_closed(uv_handle_t *h)
         proxy_mem_trim(&pw->mem); /* idle: give the HTTP/2 path's cache back */
     free(c->buf);
     free(c->lua);
+    free(c->caller);
     free(c->req_head);
     free(c->resp_head);
     free(c);
@@ -587,15 +588,16 @@ static int conn_run_script(struct proxy_conn *c)
         conn_respond_error(c, 503, "out of memory");
         return -2;
     }
-    const struct otr_pod *pod = c->peer[0] ? st->host->pod_by_addr(st->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
+    struct proxy_caller caller;
+    const struct otr_pod *pod =
+        proxy_caller_get(st, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL, c->caller, true, &caller);
     struct proxy_lua_call call = {
         c->buf + h->method.off, c->buf + h->path.off, c->buf + h->authority.off, h->method.len, h->path.len,
         h->authority.len, c->listener == PROXY_OUTBOUND ? "outbound" : "inbound", "HTTP/1.1", h1_push_headers, c,
         pod, c->lua, st,
     };
     int rc = proxy_lua_route(pw, &call);
-    if (pod)
-        st->host->pod_unref(pod);
+    proxy_caller_put(st, &caller);
     if (rc && st->conf->script_failure == PROXY_SCRIPT_DENY) {
         conn_respond_error(c, 503, "route script failed");
         return -2;
@@ -613,9 +615,9 @@ static int conn_run_script(struct proxy_conn *c)
 static int conn_mesh_incoming(struct proxy_conn *c)
 {
     const struct proxy_h1_head *h = &c->parser.head;
-    const char *value = NULL;
-    size_t len = 0;
-    unsigned count = 0;
+    const char *value = NULL, *cvalue = NULL;
+    size_t len = 0, clen = 0;
+    unsigned count = 0, ccount = 0;
     if (!c->pw->mesh)
         return -1;
     for (uint32_t i = 0; i < h->n_fields; i++) {
@@ -625,7 +627,14 @@ static int conn_mesh_incoming(struct proxy_conn *c)
             value = c->buf + f->value_off;
             len = f->value_len;
         }
+        if (f->name_len == PROXY_MESH_CALLER_LEN &&
+            strncasecmp(c->buf + f->name_off, PROXY_MESH_CALLER, f->name_len) == 0 && !ccount++) {
+            cvalue = c->buf + f->value_off;
+            clen = f->value_len;
+        }
     }
+    proxy_caller_take(c->pw, (enum proxy_listener_id)c->listener, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL,
+                      &c->caller, cvalue, clen, ccount);
     int status;
     char why[160];
     int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, false, value, len, count, c->peer,
@@ -672,11 +681,13 @@ static void conn_start_request(struct proxy_conn *c)
     int script_cluster = -1;
     if (c->lua)
         c->lua->n_set = 0;
-    /* A request from another agent for a local pod goes there directly. */
+    /* A request from another agent for a local pod goes there directly;
+     * the route script still runs on it (deny, set_headers: the
+     * destination's policy, with the real caller), its cluster unused. */
     int mesh_cluster = conn_mesh_incoming(c);
     if (mesh_cluster == -2)
         return;
-    if (mesh_cluster < 0 && st->hook && (script_cluster = conn_run_script(c)) == -2)
+    if (st->hook && (script_cluster = conn_run_script(c)) == -2)
         return;
     struct proxy_req_view v = { c->buf + h->method.off, c->buf + h->authority.off, c->buf + h->path.off,
                                 h->method.len, h->authority.len, h->path.len, h1_header_eq, c };
@@ -786,6 +797,16 @@ static void up_on_request_written(uv_write_t *req, int status)
     }
 }
 
+/* The caller's name for a hop's x-outrider-caller, kept in c->caller->hop
+ * until the head is written; 0 when unknown. */
+static size_t conn_hop_caller(struct proxy_conn *c)
+{
+    if (!c->caller && !(c->caller = calloc(1, sizeof *c->caller)))
+        return 0;
+    return proxy_caller_text(c->pw->st, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL, c->caller,
+                             c->caller->hop);
+}
+
 static void conn_pump_request(struct proxy_conn *c)
 {
     struct proxy_upconn *u = c->up;
@@ -793,13 +814,19 @@ static void conn_pump_request(struct proxy_conn *c)
         return;
     struct pump pm = { .n = 0, .lines = c->req_lines };
     size_t hop_len;
-    const char *hop = !c->req_head_sent && c->ep ? proxy_mesh_hop(c->ep, &hop_len) : NULL;
+    const char *hop = !c->req_head_sent && c->ep ? proxy_mesh_hop(c->ep, u->mesh_hop, &hop_len) : NULL;
     if (hop) {
         /* The destination travels to the agent as the head's last field. */
         pump_add(&pm, c->req_head, c->req_head_len - 2);
         pump_add(&pm, PROXY_MESH_DST ": ", PROXY_MESH_DST_LEN + 2);
         pump_add(&pm, hop, hop_len);
         pump_add(&pm, crlf, 2);
+        size_t cl = conn_hop_caller(c);
+        if (cl) {
+            pump_add(&pm, PROXY_MESH_CALLER ": ", PROXY_MESH_CALLER_LEN + 2);
+            pump_add(&pm, c->caller->hop, cl);
+            pump_add(&pm, crlf, 2);
+        }
         pump_add(&pm, crlf, 2);
         c->req_head_sent = true;
         c->t_sent_ms = uv_now(c->pw->loop);
@@ -1208,7 +1235,9 @@ static void conn_publish(struct proxy_conn *c)
     const char *cluster = c->wc ? c->wc->c->conf->name : "";
     const char *reason = c->reason ? c->reason : "";
     c->reason = NULL;
-    const struct otr_pod *pod = c->peer[0] ? host->pod_by_addr(st->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
+    struct proxy_caller caller;
+    const struct otr_pod *pod =
+        proxy_caller_get(st, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL, c->caller, false, &caller);
     /* The head's bytes may have been compacted away after an error; only
      * trust them while the parser says the head is complete. */
     bool have_head = c->parser.state == PROXY_H1_PS_DONE && c->parser.head.head_len <= c->len;
@@ -1234,8 +1263,7 @@ static void conn_publish(struct proxy_conn *c)
     struct otr_record rec = { .time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec, .fields = f,
                               .n_fields = sizeof f / sizeof f[0] };
     host->bus_publish(st->ctx, pw->w, "access", &rec);
-    if (pod)
-        host->pod_unref(pod);
+    proxy_caller_put(st, &caller);
 }
 
 static void conn_finish_exchange(struct proxy_conn *c)

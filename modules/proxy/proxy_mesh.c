@@ -15,6 +15,8 @@
  * pod CIDRs of this node's entry in agents) or, for a sidecar, its own pod.
  * Anything else is refused with 403 and a log line: an incoming listener
  * is no open relay. The header is never forwarded (proxy_route.c drops it).
+ * The calling pod travels in x-outrider-caller (proxy_caller.c), believed
+ * only from node agents listed here (proxy_mesh_trusts_caller).
  *
  * Local destinations are delivered through slot clusters appended to the
  * configured ones: one endpoint each, whose address is set per worker when
@@ -52,10 +54,17 @@ static const struct otr_conf_field agent_elem = {
 
 const struct otr_conf_field proxy_mesh_conf_fields[] = {
     M("enabled", OTR_CONF_BOOL, enabled, .def = "false",
-      .help = "Send calls for endpoints in an agent's pods through that agent, and deliver x-outrider-dst "
-              "requests arriving on the inbound listener to this agent's own pods (others: 403)."),
+      .help = "Send calls for endpoints in an agent's pods through that agent (naming the calling pod in "
+              "x-outrider-caller), and deliver x-outrider-dst requests arriving on the inbound listener to this "
+              "agent's own pods (others: 403), running the route script on them as policy."),
     M("agents", OTR_CONF_ARRAY, agents, .elem = &agent_elem, .elem_size = sizeof(struct proxy_mesh_agent_conf),
-      .max = 4096, .help = "The agents of the mesh; the first whose pods hold an endpoint carries calls to it."),
+      .max = 4096, .help = "The agents of the mesh; the first whose pods hold an endpoint carries calls to it. Incoming side: "
+              "x-outrider-caller (the calling pod) is believed only from the address of a node agent listed "
+              "here (one with node, not this node)."),
+    M("sidecar_annotation", OTR_CONF_STRING, sidecar_annotation, .def = "\"outrider.io/inbound-port\"", .max = 253,
+      .help = "Outgoing side: a pod of the inventory whose annotation of this name holds a port (\"4143\") has a "
+              "sidecar listening there on the pod IP, used as the agent for that pod when no agents entry "
+              "holds its address. \"\": off."),
     M("local_slots", OTR_CONF_INT, local_slots, .def = "64", .min = 1, .max = 4096,
       .help = "Incoming side: local destinations with open connections at a time, per worker and protocol; "
               "a slot without requests in flight is reused, beyond that 503."),
@@ -75,6 +84,7 @@ struct mesh_cidr {
 struct mesh_agent {
     struct sockaddr_storage addr;
     bool own_node; /* names this agent's node: its pods are local here */
+    bool node_agent; /* serves a node (node given), not one pod */
     struct mesh_cidr *cidrs;
     size_t n_cidrs;
 };
@@ -83,6 +93,8 @@ struct proxy_mesh {
     const struct proxy_mesh_conf *conf;
     struct mesh_agent *agents;
     size_t n_agents;
+    unsigned char (*trusted)[16]; /* node agents' addresses, sorted: whose x-outrider-caller is believed */
+    size_t n_trusted;
     size_t first_slot, n_slots; /* slot clusters: n_slots HTTP/1.1, then n_slots HTTP/2 */
     struct proxy_cluster_conf slot_conf[2];
     otr_metric *m_requests;
@@ -227,6 +239,18 @@ static bool agent_holds(const struct mesh_agent *a, const unsigned char k[16])
     return false;
 }
 
+/* Whether a configured agent's pods hold sa (then the list decides). */
+static bool agents_hold(const struct proxy_mesh *m, const struct sockaddr *sa)
+{
+    unsigned char k[16];
+    if (!key_from_sockaddr(sa, k))
+        return false;
+    for (size_t i = 0; i < m->n_agents; i++)
+        if (agent_holds(&m->agents[i], k))
+            return true;
+    return false;
+}
+
 /* The agent to reach endpoint sa through, or -1 to call it directly. */
 static int agent_for(const struct proxy_mesh *m, const struct sockaddr *sa)
 {
@@ -246,6 +270,31 @@ static int agent_for(const struct proxy_mesh *m, const struct sockaddr *sa)
 }
 
 /* --- building ---------------------------------------------------------------- */
+
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* The addresses whose x-outrider-caller is believed, sorted for a binary
+ * search per request: node agents' (by IP: they call from ephemeral
+ * ports), not this node's own (never a hop to itself). A sidecar's is
+ * its pod's, shared with the apps in it: its word is not taken (that
+ * pod, known by address, is its caller anyway). */
+static int trusted_build(struct proxy_mesh *m)
+{
+    m->trusted = calloc(m->n_agents ? m->n_agents : 1, sizeof *m->trusted);
+    if (!m->trusted)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < m->n_agents; i++) {
+        const struct mesh_agent *a = &m->agents[i];
+        if (a->node_agent && !a->own_node &&
+            key_from_sockaddr((const struct sockaddr *)&a->addr, m->trusted[m->n_trusted]))
+            m->n_trusted++;
+    }
+    qsort(m->trusted, m->n_trusted, sizeof *m->trusted, key_cmp);
+    return 0;
+}
 
 static int agents_build(struct proxy_state *st, struct proxy_mesh *m)
 {
@@ -270,6 +319,7 @@ static int agents_build(struct proxy_state *st, struct proxy_mesh *m)
         const struct proxy_mesh_agent_conf *ac = &OTR_CONF_AT(mc->agents, struct proxy_mesh_agent_conf, i);
         struct mesh_agent *a = &m->agents[i];
         a->own_node = ac->node[0] && node && node[0] && strcmp(ac->node, node) == 0;
+        a->node_agent = ac->node[0] != 0;
         const struct otr_conf_address *ad = &ac->address;
         if (ad->is_unix || ad->port == 0 ||
             (uv_ip4_addr(ad->host, ad->port, (struct sockaddr_in *)&a->addr) != 0 &&
@@ -296,7 +346,7 @@ static int agents_build(struct proxy_state *st, struct proxy_mesh *m)
         if (self_key && agent_holds(a, self_key))
             a->own_node = true;
     }
-    return errors ? OTR_ECONFIG : 0;
+    return errors ? OTR_ECONFIG : trusted_build(m);
 }
 
 /* Appends the slot clusters (HTTP/1.1 then HTTP/2) to st->clusters. */
@@ -379,6 +429,7 @@ void proxy_mesh_free(struct proxy_state *st)
     for (size_t i = 0; i < m->n_agents; i++)
         free(m->agents[i].cidrs);
     free(m->agents);
+    free(m->trusted);
     for (unsigned w = 0; st->workers && w < st->n_workers; w++) {
         struct proxy_mesh_worker *mw = st->workers[w].mesh;
         if (mw)
@@ -442,20 +493,97 @@ void proxy_mesh_endpoint_init(struct proxy_endpoint *ep)
      * endpoint is never a hop): endpoints discovery adds or reorders get
      * theirs when they are made. */
     const struct proxy_mesh *m = ep->wc->pw->st->mesh;
-    ep->mesh_agent = m && !is_slot(m, ep->wc) ? agent_for(m, (const struct sockaddr *)&ep->addr.sa) : -1;
+    bool hops = m && !is_slot(m, ep->wc);
+    const struct sockaddr *sa = (const struct sockaddr *)&ep->addr.sa;
+    ep->mesh_agent = hops ? agent_for(m, sa) : -1;
+    /* Slots and endpoints a configured agent holds never look for a
+     * sidecar in the inventory. */
+    ep->mesh_config = !hops || agents_hold(m, sa) || !m->conf->sidecar_annotation[0];
+    ep->mesh_sidecar.ss_family = 0;
+    ep->mesh_inv = UINT64_MAX; /* looked up at its first connection */
 }
 
-static int hop_agent(const struct proxy_mesh *m, const struct proxy_endpoint *ep)
+/* The port pod announces its sidecar's incoming listener on, or 0. */
+static uint16_t sidecar_port(const struct otr_pod *pod, const char *annotation)
 {
-    return m ? ep->mesh_agent : -1;
+    for (size_t i = 0; i < pod->n_annotations; i++) {
+        const char *v = pod->annotations[i].value;
+        if (strcmp(pod->annotations[i].key, annotation) != 0)
+            continue;
+        if (!v[0] || strlen(v) > 5 || strspn(v, "0123456789") != strlen(v))
+            return 0;
+        long port = strtol(v, NULL, 10);
+        return port >= 1 && port <= 65535 ? (uint16_t)port : 0;
+    }
+    return 0;
 }
 
-const struct sockaddr *proxy_endpoint_connect_addr(const struct proxy_endpoint *ep)
+/* Looks ep's pod up in the inventory again if it changed since: a pod
+ * announcing a sidecar is reached through it (not this agent's own pod,
+ * nor the sidecar's listener given as the endpoint). */
+static void sidecar_refresh(struct proxy_endpoint *ep)
+{
+    struct proxy_state *st = ep->wc->pw->st;
+    const struct otr_host *host = st->host;
+    if (ep->mesh_config)
+        return;
+    uint64_t v = host->inventory_version(st->ctx);
+    if (v == ep->mesh_inv)
+        return;
+    ep->mesh_inv = v;
+    ep->mesh_sidecar.ss_family = 0;
+    const struct sockaddr *sa = (const struct sockaddr *)&ep->addr.sa;
+    const struct otr_pod *pod = host->pod_by_addr(st->ctx, sa);
+    if (!pod)
+        return;
+    const struct otr_pod *self = host->role(st->ctx) == OTR_ROLE_SIDECAR ? host->self_pod(st->ctx) : NULL;
+    uint16_t port = sidecar_port(pod, st->mesh->conf->sidecar_annotation);
+    bool own = self && self->ip[0] && strcmp(self->ip, pod->ip) == 0;
+    if (port && port != sockaddr_port(sa) && !own) {
+        memcpy(&ep->mesh_sidecar, &ep->addr.sa, sizeof ep->mesh_sidecar);
+        if (sa->sa_family == AF_INET6)
+            ((struct sockaddr_in6 *)&ep->mesh_sidecar)->sin6_port = htons(port);
+        else
+            ((struct sockaddr_in *)&ep->mesh_sidecar)->sin_port = htons(port);
+    }
+    host->pod_unref(pod);
+}
+
+void proxy_mesh_endpoint_check(struct proxy_endpoint *ep)
 {
     const struct proxy_mesh *m = ep->wc->pw->st->mesh;
-    int a = hop_agent(m, ep);
-    if (a >= 0)
-        return (const struct sockaddr *)&m->agents[a].addr;
+    if (!m || ep->mesh_config)
+        return;
+    struct sockaddr_storage before = ep->mesh_sidecar;
+    sidecar_refresh(ep);
+    if (before.ss_family == ep->mesh_sidecar.ss_family &&
+        (!before.ss_family ||
+         sockaddr_same((const struct sockaddr *)&before, (const struct sockaddr *)&ep->mesh_sidecar)))
+        return;
+    /* Pooled connections go the old way: closed, so the next request
+     * connects the new one. Connections in use keep their own decision
+     * (mesh_hop) until done; an HTTP/2 session still carrying streams is
+     * left to end. */
+    while (ep->idle)
+        proxy_upconn_close(ep->idle);
+    if (ep->h2 && !ep->h2->streams && !ep->h2->pending_head)
+        proxy_h2up_retire(ep->h2);
+}
+
+const struct sockaddr *proxy_endpoint_connect_addr(struct proxy_endpoint *ep, bool *hop)
+{
+    const struct proxy_mesh *m = ep->wc->pw->st->mesh;
+    *hop = false;
+    if (!m)
+        return (const struct sockaddr *)&ep->addr.sa;
+    if (ep->mesh_agent >= 0) {
+        *hop = true;
+        return (const struct sockaddr *)&m->agents[ep->mesh_agent].addr;
+    }
+    if (ep->mesh_sidecar.ss_family) {
+        *hop = true;
+        return (const struct sockaddr *)&ep->mesh_sidecar;
+    }
     return (const struct sockaddr *)&ep->addr.sa;
 }
 
@@ -464,10 +592,10 @@ const char *proxy_endpoint_text(const struct proxy_endpoint *ep)
     return ep->addr.text;
 }
 
-const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len)
+const char *proxy_mesh_hop(const struct proxy_endpoint *ep, bool hop, size_t *len)
 {
     const struct proxy_worker *pw = ep->wc->pw;
-    if (hop_agent(pw->st->mesh, ep) < 0)
+    if (!hop)
         return NULL;
     if (pw->mesh->s_out)
         pw->st->host->counter_add(pw->mesh->s_out, 1);
@@ -477,6 +605,14 @@ const char *proxy_mesh_hop(const struct proxy_endpoint *ep, size_t *len)
 }
 
 /* --- the incoming side ------------------------------------------------------ */
+
+bool proxy_mesh_trusts_caller(const struct proxy_state *st, const struct sockaddr *peer)
+{
+    const struct proxy_mesh *m = st->mesh;
+    unsigned char kp[16];
+    return m && m->n_trusted && key_from_sockaddr(peer, kp) &&
+           bsearch(kp, m->trusted, m->n_trusted, sizeof *m->trusted, key_cmp);
+}
 
 /* Whether dst is one of this agent's own listeners (a loop). */
 static bool is_own_listener(const struct proxy_mesh_worker *mw, const struct sockaddr *dst)

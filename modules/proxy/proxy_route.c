@@ -198,9 +198,10 @@ int proxy_route_cluster(const struct proxy_route *r, uint64_t *rng)
 
 bool proxy_route_drops_header(const struct proxy_route_conf *rc, const char *name, size_t nl)
 {
-    /* The mesh's own header: set by the outgoing agent, consumed by the
+    /* The mesh's own headers: set by the outgoing agent, consumed by the
      * incoming one; what a client sent is never passed on. */
-    if (nl == PROXY_MESH_DST_LEN && strncasecmp(name, PROXY_MESH_DST, nl) == 0)
+    if ((nl == PROXY_MESH_DST_LEN && strncasecmp(name, PROXY_MESH_DST, nl) == 0) ||
+        (nl == PROXY_MESH_CALLER_LEN && strncasecmp(name, PROXY_MESH_CALLER, nl) == 0))
         return true;
     if (!rc)
         return false;

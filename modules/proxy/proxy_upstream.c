@@ -195,6 +195,7 @@ static void idle_unlink(struct proxy_upconn *u)
 /* An idle pooled connection to ep made active, or NULL if none. */
 static struct proxy_upconn *pool_take(struct proxy_endpoint *ep)
 {
+    proxy_mesh_endpoint_check(ep);
     struct proxy_upconn *u = ep->idle;
     if (!u)
         return NULL;
@@ -350,7 +351,7 @@ static struct proxy_upconn *upconn_open(struct proxy_endpoint *ep, struct proxy_
     pw->n_upconns++;
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, 1);
-    const struct sockaddr *sa = proxy_endpoint_connect_addr(ep);
+    const struct sockaddr *sa = proxy_endpoint_connect_addr(ep, &u->mesh_hop);
     int rc = uv_tcp_connect(&u->connect_req, &u->tcp, sa, upconn_on_connect);
     if (rc) {
         proxy_upconn_close(u);

@@ -6,7 +6,8 @@
 Listens on IP:PORT, prints "ready" once listening, and answers every GET
 with JSON: its name, the peer address that connected (which agent, if any,
 delivered the request), the x-outrider-dst header if one reached it (it
-never should) and the Host.
+never should) and the Host, the x-seen-caller a route script set and the
+x-outrider-caller header if one reached it (it never should).
 """
 import json
 import socketserver
@@ -28,6 +29,10 @@ class Handler(BaseHTTPRequestHandler):
             "peer": self.client_address[0],
             "dst": self.headers.get("x-outrider-dst"),
             "host": self.headers.get("Host"),
+            # the caller the delivering agent's route script saw, and the
+            # mesh's caller header (which never reaches an app)
+            "caller": self.headers.get("x-seen-caller"),
+            "fwd": self.headers.get("x-outrider-caller"),
         }).encode() + b"\n"
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -4,7 +4,7 @@
  * outside input), CIDR parsing and containment (IPv4 mapped, IPv6, prefix
  * lengths not on byte boundaries), loopback and wildcard keys, and the
  * choice of the agent that carries an endpoint (own node and an agent's own
- * listener are never hops).
+ * listener are never hops), and the sidecar port a pod's annotation gives.
  */
 #include "tap.h"
 
@@ -111,10 +111,46 @@ static void test_agent_for(void)
     is_int(agent_for(&m, (struct sockaddr *)&sa), -1, "the sidecar's own listener as an endpoint is called directly");
     hostport_parse("10.9.9.9:80", 11, &sa);
     is_int(agent_for(&m, (struct sockaddr *)&sa), -1, "an address of no agent is called directly");
+
+    /* Whose x-outrider-caller is believed: node agents other than this
+     * node's, by address whatever the port; never a sidecar's. */
+    agents[0].node_agent = agents[1].node_agent = true;
+    ok(trusted_build(&m) == 0 && m.n_trusted == 1, "one trusted agent: node B");
+    struct proxy_state st = { .mesh = &m };
+    hostport_parse("10.0.0.2:40000", 14, &sa);
+    ok(proxy_mesh_trusts_caller(&st, (struct sockaddr *)&sa), "node B's agent, from any port, is trusted");
+    hostport_parse("10.0.0.1:40000", 14, &sa);
+    ok(!proxy_mesh_trusts_caller(&st, (struct sockaddr *)&sa), "this node's own address is not");
+    hostport_parse("10.1.3.9:40000", 14, &sa);
+    ok(!proxy_mesh_trusts_caller(&st, (struct sockaddr *)&sa), "a sidecar's (its pod's) address is not");
+    hostport_parse("10.1.2.5:40000", 14, &sa);
+    ok(!proxy_mesh_trusts_caller(&st, (struct sockaddr *)&sa), "a pod behind node B is not");
+    hostport_parse("[::ffff:10.0.0.2]:1", 19, &sa);
+    ok(proxy_mesh_trusts_caller(&st, (struct sockaddr *)&sa), "node B as an IPv4-mapped IPv6 peer is");
+    free(m.trusted);
+}
+
+static void test_sidecar_port(void)
+{
+    struct otr_conf_map_entry ann[2] = { { "other", "1" }, { "outrider.io/inbound-port", "" } };
+    struct otr_pod pod = { "shop", "web-1", "u", "n", "10.1.0.5", NULL, 0, ann, 2 };
+    static const char *bad[] = { "", "0", "65536", "123456", "41 43", "+4143", "-1", "4143x", "0x10" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ann[1].value = (char *)bad[i];
+        is_int(sidecar_port(&pod, "outrider.io/inbound-port"), 0, "annotation \"%s\": no sidecar", bad[i]);
+    }
+    ann[1].value = "4143";
+    is_int(sidecar_port(&pod, "outrider.io/inbound-port"), 4143, "annotation \"4143\": its port");
+    ann[1].value = "65535";
+    is_int(sidecar_port(&pod, "outrider.io/inbound-port"), 65535, "the highest port");
+    is_int(sidecar_port(&pod, "example.com/port"), 0, "another annotation name: none");
+    pod.n_annotations = 0;
+    is_int(sidecar_port(&pod, "outrider.io/inbound-port"), 0, "no annotations: none");
 }
 
 int main(void)
 {
+    test_sidecar_port();
     test_dst();
     test_cidr();
     test_keys();
