@@ -218,6 +218,7 @@ enum proxy_upconn_state { UP_CONNECTING = 0, UP_IDLE, UP_ACTIVE, UP_CLOSING };
 struct proxy_upconn {
     uv_tcp_t tcp;
     uv_timer_t timer; /* connect timeout, then idle timeout */
+    uint64_t idle_until; /* loop time an idle connection closes (the timer may be due earlier) */
     uv_connect_t connect_req;
     uv_write_t wreq;
     struct proxy_endpoint *ep;
@@ -246,6 +247,12 @@ struct proxy_head_out {
     size_t *cap, *len;
     bool failed;
 };
+/* Writes bufs[0..n) to s: what the socket takes at once right away, the rest
+ * with uv_write(req, cb). Returns 1 when everything was written (cb is not
+ * called), 0 when the rest is pending (cb will be), or a negative libuv
+ * error. May adjust bufs. */
+int proxy_write(uv_stream_t *s, uv_write_t *req, uv_buf_t *bufs, unsigned n, uv_write_cb cb);
+
 void proxy_head_put(struct proxy_head_out *o, const void *p, size_t n);
 void proxy_head_str(struct proxy_head_out *o, const char *s);
 /* Writes "name: value\r\n". */
@@ -340,6 +347,7 @@ enum proxy_conn_state {
 struct proxy_conn {
     uv_tcp_t tcp;
     uv_timer_t timer; /* idle timeout between requests, request timeout during one */
+    uint64_t timer_at; /* loop time the timeout is due (the timer may be due earlier), UINT64_MAX: none */
     uv_write_t wreq;
     uv_shutdown_t shut;
     struct proxy_worker *pw;
