@@ -191,6 +191,8 @@ struct proxy_worker {
     bool wake_handle_open;
     struct proxy_mesh_worker *mesh; /* local destinations of the incoming side (proxy_mesh.c) */
     struct proxy_mem mem; /* the HTTP/2 path's allocations (proxy_mem.h) */
+    struct proxy_conn *conn_cache; /* closed client connections for reuse (proxy_http1.c) */
+    unsigned n_conn_cache;
     /* HTTP/2 streams with a deadline, soonest first (proxy_h2_deadline.c) */
     uv_timer_t h2_deadline_timer;
     bool h2_deadline_open;

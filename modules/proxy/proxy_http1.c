@@ -262,6 +262,82 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
 
 /* --- lifecycle --------------------------------------------------------------- */
 
+/* Closed client connections a worker keeps, with their buffers, for the
+ * next accepts: with a connection per request (Connection: close) each
+ * one otherwise mallocs and frees its ~40 KiB, and glibc trims and regrows
+ * its arena under that churn (madvise, mprotect). Emptied whenever the
+ * worker has no connection left; nothing is kept under ASan (a use after
+ * free must reach its quarantine). */
+#ifdef PROXY_MEM_ASAN
+#define CONN_CACHE_MAX 0
+#else
+#define CONN_CACHE_MAX 64
+#endif
+
+static void conn_free(struct proxy_conn *c)
+{
+    free(c->buf);
+    free(c->lua);
+    free(c->req_head);
+    free(c->resp_head);
+    free(c);
+}
+
+static void conn_release(struct proxy_worker *pw, struct proxy_conn *c)
+{
+    if (pw->n_conn_cache >= CONN_CACHE_MAX) {
+        conn_free(c);
+        return;
+    }
+    free(c->lua); /* scripts are rare: not worth keeping */
+    c->lua = NULL;
+    c->next = pw->conn_cache;
+    pw->conn_cache = c;
+    pw->n_conn_cache++;
+}
+
+static void conns_cache_free(struct proxy_worker *pw)
+{
+    while (pw->conn_cache) {
+        struct proxy_conn *c = pw->conn_cache;
+        pw->conn_cache = c->next;
+        conn_free(c);
+    }
+    pw->n_conn_cache = 0;
+}
+
+/* A zeroed connection with a read buffer of cap bytes, from the cache
+ * when it has one (its head buffers come along), or NULL. */
+static struct proxy_conn *conn_new(struct proxy_worker *pw, size_t cap)
+{
+    struct proxy_conn *c = pw->conn_cache;
+    if (c) {
+        pw->conn_cache = c->next;
+        pw->n_conn_cache--;
+        if (c->cap == cap) {
+            char *buf = c->buf, *req_head = c->req_head, *resp_head = c->resp_head;
+            size_t req_head_cap = c->req_head_cap, resp_head_cap = c->resp_head_cap;
+            memset(c, 0, sizeof *c);
+            c->buf = buf;
+            c->cap = cap;
+            c->req_head = req_head;
+            c->req_head_cap = req_head_cap;
+            c->resp_head = resp_head;
+            c->resp_head_cap = resp_head_cap;
+            return c;
+        }
+        conn_free(c); /* buffer_size changed (reload) */
+    }
+    if (!(c = calloc(1, sizeof *c)))
+        return NULL;
+    c->cap = cap;
+    if (!(c->buf = malloc(cap))) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static void conn_on_handle_closed(uv_handle_t *h)
 {
     struct proxy_conn *c = h->data;
@@ -278,13 +354,12 @@ static void conn_on_handle_closed(uv_handle_t *h)
     if (pw->s_client_conns)
         pw->st->host->gauge_add(pw->s_client_conns, -1);
     proxy_h2_conn_free(c);
-    if (!pw->n_conns)
-        proxy_mem_trim(&pw->mem); /* idle: give the HTTP/2 path's cache back */
-    free(c->buf);
-    free(c->lua);
-    free(c->req_head);
-    free(c->resp_head);
-    free(c);
+    conn_release(pw, c);
+    if (!pw->n_conns) {
+        /* idle: give the caches back */
+        proxy_mem_trim(&pw->mem);
+        conns_cache_free(pw);
+    }
     proxy_worker_maybe_drained(pw);
 }
 
@@ -464,17 +539,12 @@ static void conn_start_reading(struct proxy_conn *c)
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l)
 {
     struct proxy_state *st = pw->st;
-    struct proxy_conn *c = calloc(1, sizeof *c);
+    size_t cap = st->buffer_size;
+    if (cap < st->limits.max_head + 1)
+        cap = st->limits.max_head + 1;
+    struct proxy_conn *c = conn_new(pw, cap);
     if (!c)
         return;
-    c->cap = st->buffer_size;
-    if (c->cap < st->limits.max_head + 1)
-        c->cap = st->limits.max_head + 1;
-    c->buf = malloc(c->cap);
-    if (!c->buf) {
-        free(c);
-        return;
-    }
     c->pw = pw;
     c->listener = (uint8_t)l;
     uv_tcp_init(pw->loop, &c->tcp);
@@ -491,7 +561,7 @@ void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    /* TCP_NODELAY: inherited from the listener (proxy.c) */
     int sl = sizeof c->peer_sa;
     c->peer[0] = 0;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_sa, &sl) == 0) {
