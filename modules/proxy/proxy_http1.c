@@ -285,7 +285,7 @@ static void conn_free(struct proxy_conn *c)
 
 static void conn_release(struct proxy_worker *pw, struct proxy_conn *c)
 {
-    if (pw->n_conn_cache >= CONN_CACHE_MAX) {
+    if (pw->n_conn_cache + 1 > CONN_CACHE_MAX) { /* not ">=": CONN_CACHE_MAX may be 0 */
         conn_free(c);
         return;
     }
