@@ -340,8 +340,10 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
         uv_tcp_init(pw->loop, &pw->servers[l]);
         pw->servers[l].data = pw;
         pw->serving[l] = true;
-        if ((rc = uv_tcp_open(&pw->servers[l], fd)) || (rc = uv_listen((uv_stream_t *)&pw->servers[l], 511,
-                                                                      server_on_connection))) {
+        /* TCP_NODELAY here: Linux hands it down to every accepted socket,
+         * a setsockopt per connection saved. */
+        if ((rc = uv_tcp_open(&pw->servers[l], fd)) || (rc = uv_tcp_nodelay(&pw->servers[l], 1)) ||
+            (rc = uv_listen((uv_stream_t *)&pw->servers[l], 511, server_on_connection))) {
             host->log(ctx, OTR_LOG_ERROR, "listener %s: %s", host->listener_address(st->listeners[l]),
                       uv_strerror(rc));
             proxy_ready_listening(st, host->worker_index(w), l, false);

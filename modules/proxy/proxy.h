@@ -194,6 +194,8 @@ struct proxy_worker {
     bool wake_handle_open;
     struct proxy_mesh_worker *mesh; /* local destinations of the incoming side (proxy_mesh.c) */
     struct proxy_mem mem; /* the HTTP/2 path's allocations (proxy_mem.h) */
+    struct proxy_conn *conn_cache; /* closed client connections for reuse (proxy_http1.c) */
+    unsigned n_conn_cache;
     /* HTTP/2 streams with a deadline, soonest first (proxy_h2_deadline.c) */
     uv_timer_t h2_deadline_timer;
     bool h2_deadline_open;
@@ -221,6 +223,7 @@ enum proxy_upconn_state { UP_CONNECTING = 0, UP_IDLE, UP_ACTIVE, UP_CLOSING };
 struct proxy_upconn {
     uv_tcp_t tcp;
     uv_timer_t timer; /* connect timeout, then idle timeout */
+    uint64_t idle_until; /* loop time an idle connection closes (the timer may be due earlier) */
     uv_connect_t connect_req;
     uv_write_t wreq;
     struct proxy_endpoint *ep;
@@ -250,6 +253,12 @@ struct proxy_head_out {
     size_t *cap, *len;
     bool failed;
 };
+/* Writes bufs[0..n) to s: what the socket takes at once right away, the rest
+ * with uv_write(req, cb). Returns 1 when everything was written (cb is not
+ * called), 0 when the rest is pending (cb will be), or a negative libuv
+ * error. May adjust bufs. */
+int proxy_write(uv_stream_t *s, uv_write_t *req, uv_buf_t *bufs, unsigned n, uv_write_cb cb);
+
 void proxy_head_put(struct proxy_head_out *o, const void *p, size_t n);
 void proxy_head_str(struct proxy_head_out *o, const char *s);
 /* Writes "name: value\r\n". */
@@ -344,6 +353,7 @@ enum proxy_conn_state {
 struct proxy_conn {
     uv_tcp_t tcp;
     uv_timer_t timer; /* idle timeout between requests, request timeout during one */
+    uint64_t timer_at; /* loop time the timeout is due (the timer may be due earlier), UINT64_MAX: none */
     uv_write_t wreq;
     uv_shutdown_t shut;
     struct proxy_worker *pw;

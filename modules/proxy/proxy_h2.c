@@ -83,24 +83,14 @@ again:
     }
     if (dc->out_len) {
         uv_buf_t b = uv_buf_init((char *)dc->out, (unsigned)dc->out_len);
-        /* Most writes complete at once; only the rest, if any, waits for
-         * the socket (uv_write alone costs an epoll_ctl per write). */
-        int sent = uv_try_write((uv_stream_t *)&dc->c->tcp, &b, 1);
-        if (sent == (int)b.len)
-            goto again;
-        if (sent > 0) {
-            b.base += sent;
-            b.len -= (size_t)sent;
-        } else if (sent != UV_EAGAIN) {
-            h2conn_close(dc);
-            return;
-        }
         dc->c->wreq.data = dc;
-        dc->writing = true;
-        if (uv_write(&dc->c->wreq, (uv_stream_t *)&dc->c->tcp, &b, 1, h2_on_written) != 0) {
-            dc->writing = false;
+        int r = proxy_write((uv_stream_t *)&dc->c->tcp, &dc->c->wreq, &b, 1, h2_on_written);
+        if (r == 1)
+            goto again;
+        if (r < 0)
             h2conn_close(dc);
-        }
+        else
+            dc->writing = true;
         return;
     }
     if ((!nghttp2_session_want_read(dc->s) && !nghttp2_session_want_write(dc->s)) ||

@@ -161,23 +161,14 @@ again:
     }
     if (up->out_len) {
         uv_buf_t b = uv_buf_init((char *)up->out, (unsigned)up->out_len);
-        /* As on the client side (h2conn_send): the rest only waits. */
-        int sent = uv_try_write((uv_stream_t *)&up->tcp, &b, 1);
-        if (sent == (int)b.len)
-            goto again;
-        if (sent > 0) {
-            b.base += sent;
-            b.len -= (size_t)sent;
-        } else if (sent != UV_EAGAIN) {
-            up_close(up, "upstream write failed");
-            return;
-        }
         up->wreq.data = up;
-        up->writing = true;
-        if (uv_write(&up->wreq, (uv_stream_t *)&up->tcp, &b, 1, up_on_written) != 0) {
-            up->writing = false;
+        int r = proxy_write((uv_stream_t *)&up->tcp, &up->wreq, &b, 1, up_on_written);
+        if (r == 1)
+            goto again;
+        if (r < 0)
             up_close(up, "upstream write failed");
-        }
+        else
+            up->writing = true;
         return;
     }
     if (!nghttp2_session_want_read(up->s) && !nghttp2_session_want_write(up->s))

@@ -7,10 +7,11 @@
 
 #include "proxy.h"
 
-void proxy_head_put(struct proxy_head_out *o, const void *p, size_t n)
+/* Whether n more bytes fit, growing the buffer if needed. */
+static bool head_reserve(struct proxy_head_out *o, size_t n)
 {
     if (o->failed)
-        return;
+        return false;
     if (*o->len + n > *o->cap) {
         size_t cap = *o->cap ? *o->cap : 1024;
         while (cap < *o->len + n)
@@ -18,11 +19,18 @@ void proxy_head_put(struct proxy_head_out *o, const void *p, size_t n)
         char *nb = realloc(*o->buf, cap);
         if (!nb) {
             o->failed = true;
-            return;
+            return false;
         }
         *o->buf = nb;
         *o->cap = cap;
     }
+    return true;
+}
+
+void proxy_head_put(struct proxy_head_out *o, const void *p, size_t n)
+{
+    if (!head_reserve(o, n))
+        return;
     memcpy(*o->buf + *o->len, p, n);
     *o->len += n;
 }
@@ -32,10 +40,20 @@ void proxy_head_str(struct proxy_head_out *o, const char *s)
     proxy_head_put(o, s, strlen(s));
 }
 
+/* One reservation for the whole line: heads are built field by field on
+ * every request. */
 void proxy_head_field(struct proxy_head_out *o, const void *name, size_t nl, const void *value, size_t vl)
 {
-    proxy_head_put(o, name, nl);
-    proxy_head_put(o, ": ", 2);
-    proxy_head_put(o, value, vl);
-    proxy_head_put(o, "\r\n", 2);
+    if (!head_reserve(o, nl + vl + 4))
+        return;
+    char *d = *o->buf + *o->len;
+    memcpy(d, name, nl);
+    d += nl;
+    *d++ = ':';
+    *d++ = ' ';
+    memcpy(d, value, vl);
+    d += vl;
+    *d++ = '\r';
+    *d++ = '\n';
+    *o->len += nl + vl + 4;
 }

@@ -157,6 +157,8 @@ const char *proxy_status_reason(int status)
 
 static void conn_start_reading(struct proxy_conn *c);
 static void conn_on_timer(uv_timer_t *t);
+static void conn_timer_set(struct proxy_conn *c, uint64_t ms);
+static void conn_timer_stop(struct proxy_conn *c);
 
 /* How long a connection closed after an error keeps draining input. */
 #define LINGER_MS 2000
@@ -176,7 +178,7 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status)
     c->lingering = true;
     c->len = 0;
     conn_start_reading(c);
-    uv_timer_start(&c->timer, conn_on_timer, LINGER_MS, 0);
+    conn_timer_set(c, LINGER_MS);
 }
 
 static void conn_on_write_then_close(uv_write_t *req, int status)
@@ -228,7 +230,7 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
     c->status = status;
     c->reason = why;
     conn_publish(c);
-    uv_timer_stop(&c->timer);
+    conn_timer_stop(c);
     uv_read_stop((uv_stream_t *)&c->tcp);
     struct proxy_head_out o = { &c->resp_head, &c->resp_head_cap, &c->resp_head_len, false };
     char line[256];
@@ -260,6 +262,85 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
 
 /* --- lifecycle --------------------------------------------------------------- */
 
+/* Closed client connections a worker keeps, with their buffers, for the
+ * next accepts: with a connection per request (Connection: close) each
+ * one otherwise mallocs and frees its ~40 KiB, and glibc trims and regrows
+ * its arena under that churn (madvise, mprotect). Emptied whenever the
+ * worker has no connection left; nothing is kept under ASan (a use after
+ * free must reach its quarantine). */
+#ifdef PROXY_MEM_ASAN
+#define CONN_CACHE_MAX 0
+#else
+#define CONN_CACHE_MAX 64
+#endif
+
+static void conn_free(struct proxy_conn *c)
+{
+    free(c->buf);
+    free(c->lua);
+    free(c->caller);
+    free(c->req_head);
+    free(c->resp_head);
+    free(c);
+}
+
+static void conn_release(struct proxy_worker *pw, struct proxy_conn *c)
+{
+    if (pw->n_conn_cache + 1 > CONN_CACHE_MAX) { /* not ">=": CONN_CACHE_MAX may be 0 */
+        conn_free(c);
+        return;
+    }
+    free(c->lua); /* scripts and mesh hops are rare: not worth keeping */
+    c->lua = NULL;
+    free(c->caller);
+    c->caller = NULL;
+    c->next = pw->conn_cache;
+    pw->conn_cache = c;
+    pw->n_conn_cache++;
+}
+
+static void conns_cache_free(struct proxy_worker *pw)
+{
+    while (pw->conn_cache) {
+        struct proxy_conn *c = pw->conn_cache;
+        pw->conn_cache = c->next;
+        conn_free(c);
+    }
+    pw->n_conn_cache = 0;
+}
+
+/* A zeroed connection with a read buffer of cap bytes, from the cache
+ * when it has one (its head buffers come along), or NULL. */
+static struct proxy_conn *conn_new(struct proxy_worker *pw, size_t cap)
+{
+    struct proxy_conn *c = pw->conn_cache;
+    if (c) {
+        pw->conn_cache = c->next;
+        pw->n_conn_cache--;
+        if (c->cap == cap) {
+            char *buf = c->buf, *req_head = c->req_head, *resp_head = c->resp_head;
+            size_t req_head_cap = c->req_head_cap, resp_head_cap = c->resp_head_cap;
+            memset(c, 0, sizeof *c);
+            c->buf = buf;
+            c->cap = cap;
+            c->req_head = req_head;
+            c->req_head_cap = req_head_cap;
+            c->resp_head = resp_head;
+            c->resp_head_cap = resp_head_cap;
+            return c;
+        }
+        conn_free(c); /* buffer_size changed (reload) */
+    }
+    if (!(c = calloc(1, sizeof *c)))
+        return NULL;
+    c->cap = cap;
+    if (!(c->buf = malloc(cap))) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static void conn_on_handle_closed(uv_handle_t *h)
 {
     struct proxy_conn *c = h->data;
@@ -276,14 +357,12 @@ static void conn_on_handle_closed(uv_handle_t *h)
     if (pw->s_client_conns)
         pw->st->host->gauge_add(pw->s_client_conns, -1);
     proxy_h2_conn_free(c);
-    if (!pw->n_conns)
-        proxy_mem_trim(&pw->mem); /* idle: give the HTTP/2 path's cache back */
-    free(c->buf);
-    free(c->lua);
-    free(c->caller);
-    free(c->req_head);
-    free(c->resp_head);
-    free(c);
+    conn_release(pw, c);
+    if (!pw->n_conns) {
+        /* idle: give the caches back */
+        proxy_mem_trim(&pw->mem);
+        conns_cache_free(pw);
+    }
     proxy_worker_maybe_drained(pw);
 }
 
@@ -325,7 +404,7 @@ static uint64_t idle_timeout(struct proxy_worker *pw)
 
 void proxy_conn_idle_start(struct proxy_conn *c)
 {
-    uv_timer_start(&c->timer, conn_on_timer, idle_timeout(c->pw), 0);
+    conn_timer_set(c, idle_timeout(c->pw));
 }
 
 static void conn_close(struct proxy_conn *c)
@@ -357,9 +436,34 @@ static void conn_close(struct proxy_conn *c)
     uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
 }
 
+/* Sets c's timeout to ms from now. A request changes it twice (request
+ * timeout, then idle timeout), and restarting a libuv timer is two heap
+ * operations: a timer due no later than the new deadline keeps running and,
+ * when it fires early, waits for the rest (conn_on_timer). */
+static void conn_timer_set(struct proxy_conn *c, uint64_t ms)
+{
+    c->timer_at = uv_now(c->pw->loop) + ms;
+    if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= ms)
+        return;
+    uv_timer_start(&c->timer, conn_on_timer, ms, 0);
+}
+
+/* No timeout: a timer still running lapses when it fires. */
+static void conn_timer_stop(struct proxy_conn *c)
+{
+    c->timer_at = UINT64_MAX;
+}
+
 static void conn_on_timer(uv_timer_t *t)
 {
     struct proxy_conn *c = t->data;
+    uint64_t now = uv_now(t->loop);
+    if (now < c->timer_at) {
+        /* Due earlier than the timeout set since (or none is set). */
+        if (c->timer_at != UINT64_MAX)
+            uv_timer_start(&c->timer, conn_on_timer, c->timer_at - now, 0);
+        return;
+    }
     if (c->lingering || c->state == CONN_CLOSING) {
         conn_close(c);
         return;
@@ -438,17 +542,12 @@ static void conn_start_reading(struct proxy_conn *c)
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l)
 {
     struct proxy_state *st = pw->st;
-    struct proxy_conn *c = calloc(1, sizeof *c);
+    size_t cap = st->buffer_size;
+    if (cap < st->limits.max_head + 1)
+        cap = st->limits.max_head + 1;
+    struct proxy_conn *c = conn_new(pw, cap);
     if (!c)
         return;
-    c->cap = st->buffer_size;
-    if (c->cap < st->limits.max_head + 1)
-        c->cap = st->limits.max_head + 1;
-    c->buf = malloc(c->cap);
-    if (!c->buf) {
-        free(c);
-        return;
-    }
     c->pw = pw;
     c->listener = (uint8_t)l;
     uv_tcp_init(pw->loop, &c->tcp);
@@ -465,7 +564,7 @@ void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    /* TCP_NODELAY: inherited from the listener (proxy.c) */
     int sl = sizeof c->peer_sa;
     c->peer[0] = 0;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_sa, &sl) == 0) {
@@ -476,7 +575,7 @@ void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_
     }
     proxy_h1_parser_init(&c->parser, PROXY_H1_REQUEST, &st->limits, 0);
     c->state = CONN_READ_HEAD;
-    uv_timer_start(&c->timer, conn_on_timer, st->conf->client_idle_timeout, 0);
+    conn_timer_set(c, st->conf->client_idle_timeout);
     conn_start_reading(c);
 }
 
@@ -521,13 +620,15 @@ static int build_request_head(struct proxy_conn *c)
             host_sent = true;
             continue;
         }
+        if ((int)i != last_xff || !c->peer[0]) {
+            proxy_head_field(&o, name, f->name_len, b + f->value_off, f->value_len);
+            continue;
+        }
         proxy_head_put(&o, name, f->name_len);
         proxy_head_put(&o, ": ", 2);
         proxy_head_put(&o, b + f->value_off, f->value_len);
-        if ((int)i == last_xff && c->peer[0]) {
-            proxy_head_put(&o, ", ", 2);
-            proxy_head_str(&o, c->peer);
-        }
+        proxy_head_put(&o, ", ", 2);
+        proxy_head_str(&o, c->peer);
         proxy_head_put(&o, crlf, 2);
     }
     if (!host_sent)
@@ -703,9 +804,9 @@ static void conn_start_request(struct proxy_conn *c)
     uint64_t timeout = c->route && c->route->conf->timeout ? c->route->conf->timeout
                                                           : st->clusters[ci].conf->request_timeout;
     if (timeout)
-        uv_timer_start(&c->timer, conn_on_timer, timeout, 0);
+        conn_timer_set(c, timeout);
     else
-        uv_timer_stop(&c->timer);
+        conn_timer_stop(c);
     if (st->clusters[ci].conf->protocol == PROXY_PROTO_H2) {
         proxy_h1h2_start(c, &pw->clusters[ci]);
         return;
@@ -730,7 +831,7 @@ static void conn_process(struct proxy_conn *c)
                 conn_start_reading(c);
                 return;
             }
-            uv_timer_stop(&c->timer);
+            conn_timer_stop(c);
             if (proxy_h2_conn_start(c) != 0)
                 conn_close(c);
             return;
@@ -762,9 +863,11 @@ static void conn_process(struct proxy_conn *c)
         conn_pump_request(c);
 }
 
-static void up_on_request_written(uv_write_t *req, int status)
+/* What the request's bytes written to u (status: 0 or the write's error)
+ * lead to. Runs in the write callback, or right away when the socket took
+ * everything at once. */
+static void up_request_written(struct proxy_upconn *u, int status)
 {
-    struct proxy_upconn *u = req->data;
     u->writing = false;
     struct proxy_conn *c = u->down;
     if (!c || status == UV_ECANCELED)
@@ -805,6 +908,11 @@ static size_t conn_hop_caller(struct proxy_conn *c)
         return 0;
     return proxy_caller_text(c->pw->st, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL, c->caller,
                              c->caller->hop);
+}
+
+static void up_on_request_written(uv_write_t *req, int status)
+{
+    up_request_written(req->data, status);
 }
 
 static void conn_pump_request(struct proxy_conn *c)
@@ -850,11 +958,11 @@ static void conn_pump_request(struct proxy_conn *c)
     if (!pm.n)
         return;
     u->wreq.data = u;
-    u->writing = true;
-    if (uv_write(&u->wreq, (uv_stream_t *)&u->tcp, pm.iov, pm.n, up_on_request_written) != 0) {
-        u->writing = false;
-        conn_respond_error(c, 502, "upstream write failed");
-    }
+    int r = proxy_write((uv_stream_t *)&u->tcp, &u->wreq, pm.iov, pm.n, up_on_request_written);
+    if (r == 0)
+        u->writing = true;
+    else
+        up_request_written(u, r < 0 ? r : 0); /* an error as from the callback: reading tells the rest */
 }
 
 void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u)
@@ -969,10 +1077,13 @@ static int build_response_head(struct proxy_conn *c, const char *b, const struct
     const struct proxy_conf *conf = c->pw->st->conf;
     const struct proxy_h1_head *rq = &c->parser.head;
     struct proxy_head_out o = { &c->resp_head, &c->resp_head_cap, &c->resp_head_len, false };
-    char line[32];
+    /* The parser took exactly three digits: no printf needed. */
+    char line[] = "HTTP/1.1 000 ";
+    line[9] = (char)('0' + h->status / 100);
+    line[10] = (char)('0' + h->status / 10 % 10);
+    line[11] = (char)('0' + h->status % 10);
     c->resp_head_len = 0;
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %u ", h->status);
-    proxy_head_put(&o, line, (size_t)n);
+    proxy_head_put(&o, line, sizeof line - 1);
     proxy_head_put(&o, b + h->reason.off, h->reason.len);
     proxy_head_put(&o, crlf, 2);
     for (uint32_t i = 0; i < h->n_fields; i++) {
@@ -998,9 +1109,11 @@ static int build_response_head(struct proxy_conn *c, const char *b, const struct
     return o.failed ? UV_ENOMEM : 0;
 }
 
-static void conn_on_response_written(uv_write_t *req, int status)
+/* What the response bytes written to the client (status: 0 or the write's
+ * error) lead to: in the write callback, or right away when the socket took
+ * everything at once. */
+static void conn_response_written(struct proxy_conn *c, int status)
 {
-    struct proxy_conn *c = req->data;
     c->writing = false;
     if (c->state == CONN_CLOSING)
         return;
@@ -1019,9 +1132,16 @@ static void conn_on_response_written(uv_write_t *req, int status)
         return;
     }
     if (u) {
-        proxy_conn_on_response_data(c);
+        /* Reading first: forwarding more may finish the exchange and hand
+         * u back to the pool. */
         proxy_upconn_read_start(u);
+        proxy_conn_on_response_data(c);
     }
+}
+
+static void conn_on_response_written(uv_write_t *req, int status)
+{
+    conn_response_written(req->data, status);
 }
 
 /* Parses a response head at u->buf[u->pos..len). Returns 1 when a final
@@ -1146,11 +1266,11 @@ void proxy_conn_on_response_data(struct proxy_conn *c)
     for (unsigned i = 0; i < pm.n; i++)
         c->bytes_out += pm.iov[i].len;
     c->wreq.data = c;
-    c->writing = true;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, pm.iov, pm.n, conn_on_response_written) != 0) {
-        c->writing = false;
-        conn_close(c);
-    }
+    int r = proxy_write((uv_stream_t *)&c->tcp, &c->wreq, pm.iov, pm.n, conn_on_response_written);
+    if (r == 0)
+        c->writing = true;
+    else
+        conn_response_written(c, r < 0 ? r : 0);
 }
 
 void proxy_conn_on_upstream_eof(struct proxy_conn *c, int err)
@@ -1306,7 +1426,7 @@ static void conn_finish_exchange(struct proxy_conn *c)
     c->state = CONN_READ_HEAD;
     c->wc = NULL;
     proxy_h1_parser_init(&c->parser, PROXY_H1_REQUEST, &pw->st->limits, 0);
-    uv_timer_start(&c->timer, conn_on_timer, idle_timeout(pw), 0);
+    conn_timer_set(c, idle_timeout(pw));
     if (c->len)
         conn_process(c);
     else
@@ -1328,7 +1448,7 @@ void proxy_conns_drain(struct proxy_worker *pw)
         if (c->h2)
             proxy_h2_conn_drain(c);
         else if (c->state == CONN_READ_HEAD && c->len == 0)
-            uv_timer_start(&c->timer, conn_on_timer, idle_timeout(pw), 0);
+            conn_timer_set(c, idle_timeout(pw));
         else if (!c->resp_head_sent)
             c->keep_alive = false;
         /* A response already announced keep-alive: the connection waits for

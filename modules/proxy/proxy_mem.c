@@ -7,14 +7,6 @@
 
 #include "proxy_mem.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define PROXY_MEM_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PROXY_MEM_ASAN 1
-#endif
-#endif
-
 /* What one class may cache, and the whole pool: enough for the churn of a
  * few hundred concurrent streams, small next to their live memory. */
 #ifdef PROXY_MEM_ASAN

@@ -24,6 +24,15 @@
 
 #include <nghttp2/nghttp2.h>
 
+/* Under AddressSanitizer caches keep nothing (see above). */
+#if defined(__SANITIZE_ADDRESS__)
+#define PROXY_MEM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PROXY_MEM_ASAN 1
+#endif
+#endif
+
 #define PROXY_MEM_CLASSES 19 /* 32, 48, 64, 96, ... 12288, 16384 bytes */
 
 struct proxy_mem_block;

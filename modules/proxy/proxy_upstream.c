@@ -200,7 +200,8 @@ static struct proxy_upconn *pool_take(struct proxy_endpoint *ep)
     if (!u)
         return NULL;
     idle_unlink(u);
-    uv_timer_stop(&u->timer);
+    /* The idle timer keeps running: it finds u active and lapses
+     * (restarting timers on every request costs heap operations). */
     u->state = UP_ACTIVE;
     return u;
 }
@@ -246,7 +247,12 @@ static void upconn_on_timer(uv_timer_t *t)
             proxy_h2h1_failed(st, 503, "upstream connect timeout");
         return;
     }
-    if (u->state == UP_IDLE)
+    if (u->state != UP_IDLE)
+        return;
+    uint64_t now = uv_now(t->loop);
+    if (now < u->idle_until)
+        uv_timer_start(&u->timer, upconn_on_timer, u->idle_until - now, 0); /* idle again since */
+    else
         proxy_upconn_close(u);
 }
 
@@ -567,7 +573,10 @@ void proxy_upconn_release(struct proxy_upconn *u)
     /* Keep reading: a server closing an idle connection is noticed now,
      * not when the next request is written into it. */
     proxy_upconn_read_start(u);
-    uv_timer_start(&u->timer, upconn_on_timer, wc->c->conf->idle_timeout, 0);
+    uint64_t idle = wc->c->conf->idle_timeout;
+    u->idle_until = now + idle;
+    if (!uv_is_active((uv_handle_t *)&u->timer) || uv_timer_get_due_in(&u->timer) > idle)
+        uv_timer_start(&u->timer, upconn_on_timer, idle, 0);
 }
 
 void proxy_upstream_close_idle(struct proxy_worker *pw)
