@@ -70,6 +70,20 @@ $seen = ids('p2c.test', 40);
 cmp_ok($seen->{slow} // 0, '<=', 5, "p2c: slow endpoint got @{[ $seen->{slow} // 0 ]} of 40");
 is(($seen->{b1} // 0) + ($seen->{slow} // 0), 40, 'p2c: every request answered');
 
+# One slow answer makes the fast endpoint look slow; its estimate decays
+# while it gets no traffic, so it is tried again instead of avoided for good.
+my $stalled;
+for (1 .. 20) {
+    my ($rc, $out) = curl('-H', 'Host: p2c.test', "http://$addr/sleep?ms=400");
+    if ($out eq 'b1') { $stalled = 1; last }
+}
+ok($stalled, 'p2c: one 400 ms answer from the fast endpoint');
+my ($back, $until) = (0, time + 15);
+while (!$back && time < $until) {
+    $back = ids('p2c.test', 5)->{b1};
+}
+ok($back, 'p2c: the fast endpoint gets traffic again after its slow answer');
+
 # Weighted split and header match.
 $seen = ids('split.test', 40);
 ok($seen->{b1} && $seen->{b2} && $seen->{b1} + $seen->{b2} == 40, 'split 1:1 reaches both clusters')

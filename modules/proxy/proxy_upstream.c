@@ -15,12 +15,23 @@
 /* Latency memory of the EWMA: samples older than this weigh 1/e. */
 #define EWMA_DECAY_MS 2000.0
 
+/* The latency estimate as of now: it decays while no sample comes, so an
+ * endpoint left alone after one slow answer (a stall, a GC pause) is
+ * tried again instead of being avoided for as long as it gets no traffic,
+ * which would be forever. */
+static double ewma_now(const struct proxy_endpoint *ep, uint64_t now)
+{
+    if (!ep->ewma_stamp || now <= ep->ewma_stamp)
+        return ep->ewma_ms;
+    return ep->ewma_ms * exp(-(double)(now - ep->ewma_stamp) / EWMA_DECAY_MS);
+}
+
 /* Of two endpoints, the one whose expected wait (latency times load) is
  * lower. */
-static struct proxy_endpoint *p2c_better(struct proxy_endpoint *a, struct proxy_endpoint *b)
+static struct proxy_endpoint *p2c_better(struct proxy_endpoint *a, struct proxy_endpoint *b, uint64_t now)
 {
-    double ca = (a->ewma_ms + 1.0) * (a->active + 1);
-    double cb = (b->ewma_ms + 1.0) * (b->active + 1);
+    double ca = (ewma_now(a, now) + 1.0) * (a->active + 1);
+    double cb = (ewma_now(b, now) + 1.0) * (b->active + 1);
     return ca <= cb ? a : b;
 }
 
@@ -69,7 +80,7 @@ static struct proxy_endpoint *pick_usable(struct proxy_wcluster *wc, uint64_t no
     }
     if (wc->c->conf->lb == PROXY_LB_LEAST_REQUEST)
         return eps[best];
-    return p2c_better(ea, eb);
+    return p2c_better(ea, eb, now);
 }
 
 struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
@@ -80,6 +91,7 @@ struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
         return NULL;
     if (n == 1)
         return eps[0];
+    uint64_t now = uv_now(wc->pw->loop);
     switch (wc->c->conf->lb) {
     case PROXY_LB_ROUND_ROBIN:
         ep = eps[wc->rr++ % n];
@@ -101,11 +113,10 @@ struct proxy_endpoint *proxy_lb_pick(struct proxy_wcluster *wc)
         size_t b = (size_t)(proxy_rand(&wc->pw->rng) % (n - 1));
         if (b >= a)
             b++;
-        ep = p2c_better(eps[a], eps[b]);
+        ep = p2c_better(eps[a], eps[b], now);
         break;
     }
     }
-    uint64_t now = uv_now(wc->pw->loop);
     if (proxy_endpoint_usable(ep, now))
         return ep;
     struct proxy_endpoint *u = pick_usable(wc, now);
