@@ -8,6 +8,7 @@ use Test::More;
 use IO::Socket::INET;
 use IO::Select;
 use File::Temp ();
+use Time::HiRes qw(sleep);
 use Outrider;
 
 my $a = Outrider->start(conf => { modules => ['echo'], workers => 2 }, role => 'node',
@@ -50,7 +51,14 @@ is($answered, 64, 'every connection after the upgrade is answered');
 ($code, $body) = $a->http('GET', 'admin', '/status');
 is(scalar @{ JSON::PP::decode_json($body)->{workers} }, 2, 'the new process keeps a worker per handed-over socket');
 like($a->log, qr/workers: 1 configured, but 2 sockets per listener were handed over: running 2/, 'and says why');
-$a->finish_ok;
+# The process the upgrade started is not the one the harness started: stop
+# it here, or it outlives the test.
+my ($new_pid) = $uout =~ /new process (\d+)/;
+is($a->wait_exit(20), 0, 'the old process drained and exited 0');
+kill 'TERM', $new_pid if $new_pid;
+for (1 .. 200) { last unless $new_pid && kill(0, $new_pid); sleep 0.05 }
+ok($new_pid && !kill(0, $new_pid), 'the new process stops on SIGTERM');
+ok(!defined Outrider::sanitizer_report($a->log), 'no sanitizer report in either process');
 
 $a = Outrider->start(conf => { modules => ['echo'] }, role => 'sidecar', modules_dir => Outrider::test_modules_dir());
 ($code, $body) = $a->http('GET', 'admin', '/status');
