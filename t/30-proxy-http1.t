@@ -10,24 +10,17 @@ use Test::More;
 use JSON::PP;
 use Digest::SHA qw(sha256_hex);
 use Outrider;
-use ProxyTest qw(backend_start backend_stop raw_http curl);
+use ProxyTest qw(proxy_agent backend_start backend_stop raw_http curl);
 
 my $be = backend_start('b1');
-my $a = Outrider->start(
-    role => 'sidecar',
-    conf => {
-        modules => ['proxy'],
-        proxy => {
-            outbound => { address => '127.0.0.1:0' },
-            inbound => { enabled => JSON::PP::false },
-            via => JSON::PP::true,
-            clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"], lb => 'round_robin' } ],
-            routes => [
-                { authority => 'svc.test', path_prefix => '/', cluster => 'b',
-                  add_headers => { 'x-route' => 'r1' }, remove_headers => ['x-secret'] },
-            ],
-        },
-    });
+my $a = proxy_agent(proxy => {
+    via => JSON::PP::true,
+    clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"], lb => 'round_robin' } ],
+    routes => [
+        { authority => 'svc.test', path_prefix => '/', cluster => 'b',
+          add_headers => { 'x-route' => 'r1' }, remove_headers => ['x-secret'] },
+    ],
+});
 my $addr = $a->addr('proxy.outbound');
 like($addr, qr/^127\.0\.0\.1:\d+$/, "outbound listener bound: $addr");
 

@@ -6,22 +6,15 @@ use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
 use Test::More;
-use JSON::PP;
 use Outrider;
-use ProxyTest qw(backend_start backend_stop raw_http);
+use ProxyTest qw(proxy_agent backend_start backend_stop raw_http);
 
 my $be = backend_start('smuggled');
-my $a = Outrider->start(
-    role => 'sidecar',
-    conf => {
-        modules => ['proxy'],
-        proxy => {
-            outbound => { address => '127.0.0.1:0', default_cluster => 'b' },
-            inbound => { enabled => JSON::PP::false },
-            max_request_line => 1024, max_header_size => 4096, max_headers => 20,
-            clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"] } ],
-        },
-    });
+my $a = proxy_agent(proxy => {
+    outbound => { address => '127.0.0.1:0', default_cluster => 'b' },
+    max_request_line => 1024, max_header_size => 4096, max_headers => 20,
+    clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"] } ],
+});
 my $addr = $a->addr('proxy.outbound');
 my $smuggle = "GET /id HTTP/1.1\r\nHost: a\r\n\r\n";
 

@@ -6,41 +6,33 @@ use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
 use Test::More;
-use JSON::PP;
 use Time::HiRes qw(time sleep);
 use Outrider;
-use ProxyTest qw(backend_start backend_stop raw_http curl wait_metric);
+use ProxyTest qw(proxy_agent backend_start backend_stop raw_http curl wait_metric);
 
 my @be = map { backend_start("b$_") } 1 .. 3;
 my $slow = backend_start('slow', 60);
 my @eps = map { "127.0.0.1:$_->{port}" } @be;
-my $a = Outrider->start(
-    role => 'sidecar',
-    conf => {
-        modules => ['proxy'],
-        proxy => {
-            outbound => { address => '127.0.0.1:0' },
-            inbound => { enabled => JSON::PP::false },
-            clusters => [
-                { name => 'rr', endpoints => \@eps, lb => 'round_robin' },
-                { name => 'lr', endpoints => [ @eps[0, 1] ], lb => 'least_request' },
-                { name => 'p2c', endpoints => [ $eps[0], "127.0.0.1:$slow->{port}" ], lb => 'p2c' },
-                { name => 'one', endpoints => [ $eps[0] ] },
-                { name => 'two', endpoints => [ $eps[1] ] },
-                { name => 'limited', endpoints => [ $eps[2] ], max_connections => 1, max_pending => 0 },
-            ],
-            routes => [
-                { authority => 'rr.test', cluster => 'rr' },
-                { authority => 'lr.test', cluster => 'lr' },
-                { authority => 'p2c.test', cluster => 'p2c' },
-                { authority => 'split.test', headers => { 'x-canary' => '1' }, cluster => 'two' },
-                { authority => 'split.test', split => [ { cluster => 'one', weight => 1 }, { cluster => 'two', weight => 1 } ] },
-                { authority => 'zero.test', split => [ { cluster => 'one', weight => 0 }, { cluster => 'two', weight => 5 } ] },
-                { authority => 'timeout.test', cluster => 'one', timeout => '300ms' },
-                { authority => 'limited.test', cluster => 'limited' },
-            ],
-        },
-    });
+my $a = proxy_agent(proxy => {
+    clusters => [
+        { name => 'rr', endpoints => \@eps, lb => 'round_robin' },
+        { name => 'lr', endpoints => [ @eps[0, 1] ], lb => 'least_request' },
+        { name => 'p2c', endpoints => [ $eps[0], "127.0.0.1:$slow->{port}" ], lb => 'p2c' },
+        { name => 'one', endpoints => [ $eps[0] ] },
+        { name => 'two', endpoints => [ $eps[1] ] },
+        { name => 'limited', endpoints => [ $eps[2] ], max_connections => 1, max_pending => 0 },
+    ],
+    routes => [
+        { authority => 'rr.test', cluster => 'rr' },
+        { authority => 'lr.test', cluster => 'lr' },
+        { authority => 'p2c.test', cluster => 'p2c' },
+        { authority => 'split.test', headers => { 'x-canary' => '1' }, cluster => 'two' },
+        { authority => 'split.test', split => [ { cluster => 'one', weight => 1 }, { cluster => 'two', weight => 1 } ] },
+        { authority => 'zero.test', split => [ { cluster => 'one', weight => 0 }, { cluster => 'two', weight => 5 } ] },
+        { authority => 'timeout.test', cluster => 'one', timeout => '300ms' },
+        { authority => 'limited.test', cluster => 'limited' },
+    ],
+});
 my $addr = $a->addr('proxy.outbound');
 
 sub ids {

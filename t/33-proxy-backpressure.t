@@ -7,23 +7,16 @@ use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
 use Test::More;
-use JSON::PP;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 use Outrider;
-use ProxyTest qw(backend_start backend_stop raw_http curl wait_metric);
+use ProxyTest qw(proxy_agent backend_start backend_stop raw_http curl wait_metric);
 
 my $be = backend_start('b1');
-my $a = Outrider->start(
-    role => 'sidecar',
-    conf => {
-        modules => ['proxy'],
-        proxy => {
-            outbound => { address => '127.0.0.1:0', default_cluster => 'b' },
-            inbound => { enabled => JSON::PP::false },
-            clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"] } ],
-        },
-    });
+my $a = proxy_agent(proxy => {
+    outbound => { address => '127.0.0.1:0', default_cluster => 'b' },
+    clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"] } ],
+});
 my $addr = $a->addr('proxy.outbound');
 
 sub rss_kb {

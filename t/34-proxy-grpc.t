@@ -13,7 +13,7 @@ use JSON::PP;
 use Outrider;
 use IO::Socket::INET;
 use lib 't/proxy';
-use ProxyTest;
+use ProxyTest qw(proxy_agent);
 
 my $root = Outrider::root();
 my $spid = open(my $sfh, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_server.py") or die "grpc server: $!";
@@ -26,25 +26,18 @@ my $dead = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Liste
 my $dead_port = $dead->sockport;
 close $dead;
 
-my $a = Outrider->start(
-    role => 'sidecar',
-    conf => {
-        modules => ['proxy'],
-        proxy => {
-            outbound => { address => '127.0.0.1:0' },
-            inbound => { enabled => JSON::PP::false },
-            clusters => [
-                { name => 'grpc', protocol => 'h2', endpoints => ["127.0.0.1:$sport"] },
-                { name => 'dead', protocol => 'h2', endpoints => ["127.0.0.1:$dead_port"] },
-            ],
-            routes => [
-                { authority => 'grpc.test', path_exact => '/test.Echo/Sleep', cluster => 'grpc', timeout => '300ms' },
-                { authority => 'slow.test', path_exact => '/test.Echo/Sleep', cluster => 'grpc', timeout => '20s' },
-                { authority => 'grpc.test', cluster => 'grpc' },
-                { authority => 'dead.test', cluster => 'dead' },
-            ],
-        },
-    });
+my $a = proxy_agent(proxy => {
+    clusters => [
+        { name => 'grpc', protocol => 'h2', endpoints => ["127.0.0.1:$sport"] },
+        { name => 'dead', protocol => 'h2', endpoints => ["127.0.0.1:$dead_port"] },
+    ],
+    routes => [
+        { authority => 'grpc.test', path_exact => '/test.Echo/Sleep', cluster => 'grpc', timeout => '300ms' },
+        { authority => 'slow.test', path_exact => '/test.Echo/Sleep', cluster => 'grpc', timeout => '20s' },
+        { authority => 'grpc.test', cluster => 'grpc' },
+        { authority => 'dead.test', cluster => 'dead' },
+    ],
+});
 my $addr = $a->addr('proxy.outbound');
 
 sub call {

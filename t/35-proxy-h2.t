@@ -15,7 +15,7 @@ use Digest::SHA qw(sha256_hex);
 use File::Temp qw(tempdir);
 use Time::HiRes qw(sleep);
 use Outrider;
-use ProxyTest qw(curl backend_start backend_stop);
+use ProxyTest qw(proxy_agent curl backend_start backend_stop);
 
 my $docroot = tempdir('outrider-h2-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 sub put { my ($name, $data) = @_; open my $fh, '>', "$docroot/$name" or die; print $fh $data; close $fh }
@@ -37,19 +37,13 @@ if (!$npid) {
 for (1 .. 100) { last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$bport"); sleep 0.05 }
 
 my $h1 = backend_start('py1');
-my $a = Outrider->start(
-    role => 'sidecar',
-    conf => {
-        modules => ['proxy'],
-        proxy => {
-            outbound => { address => '127.0.0.1:0', default_cluster => 'h2' },
-            inbound => { enabled => JSON::PP::false },
-            via => JSON::PP::true,
-            clusters => [ { name => 'h2', protocol => 'h2', endpoints => ["127.0.0.1:$bport"] },
-                          { name => 'h1', endpoints => ["127.0.0.1:$h1->{port}"] } ],
-            routes => [ { authority => 'h1.test', cluster => 'h1', add_headers => { 'x-route' => 'h1' } } ],
-        },
-    });
+my $a = proxy_agent(proxy => {
+    outbound => { address => '127.0.0.1:0', default_cluster => 'h2' },
+    via => JSON::PP::true,
+    clusters => [ { name => 'h2', protocol => 'h2', endpoints => ["127.0.0.1:$bport"] },
+                  { name => 'h1', endpoints => ["127.0.0.1:$h1->{port}"] } ],
+    routes => [ { authority => 'h1.test', cluster => 'h1', add_headers => { 'x-route' => 'h1' } } ],
+});
 my $addr = $a->addr('proxy.outbound');
 
 my ($rc, $out) = curl('--http2-prior-knowledge', '-D', '-', "http://$addr/hello.txt");

@@ -9,30 +9,25 @@ use Test::More;
 use JSON::PP;
 use File::Temp qw(tempdir);
 use Outrider;
-use ProxyTest qw(backend_start backend_stop curl);
+use ProxyTest qw(proxy_conf backend_start backend_stop curl);
 
 my $root = Outrider::root();
 my $b1 = backend_start('b1');
 my $b2 = backend_start('b2');
 sub conf {
     my (%o) = @_;
-    return {
-        modules => ['proxy'],
-        ($o{scripts_dir} ? (scripts_dir => $o{scripts_dir}) : ()),
-        proxy => {
-            outbound => { address => '127.0.0.1:0', default_cluster => 'stable' },
-            inbound => { enabled => JSON::PP::false },
-            script => $o{script},
-            ($o{failure} ? (script_failure => $o{failure}) : ()),
-            clusters => [
-                { name => 'stable', endpoints => ["127.0.0.1:$b1->{port}"] },
-                { name => 'canary', endpoints => ["127.0.0.1:$b2->{port}"] },
-                { name => 'tenant-acme', endpoints => ["127.0.0.1:$b1->{port}"] },
-                { name => 'tenant-globex', endpoints => ["127.0.0.1:$b2->{port}"] },
-                @{ $o{clusters} || [] },
-            ],
-        },
-    };
+    return proxy_conf({
+        outbound => { address => '127.0.0.1:0', default_cluster => 'stable' },
+        script => $o{script},
+        ($o{failure} ? (script_failure => $o{failure}) : ()),
+        clusters => [
+            { name => 'stable', endpoints => ["127.0.0.1:$b1->{port}"] },
+            { name => 'canary', endpoints => ["127.0.0.1:$b2->{port}"] },
+            { name => 'tenant-acme', endpoints => ["127.0.0.1:$b1->{port}"] },
+            { name => 'tenant-globex', endpoints => ["127.0.0.1:$b2->{port}"] },
+            @{ $o{clusters} || [] },
+        ],
+    }, ($o{scripts_dir} ? (scripts_dir => $o{scripts_dir}) : ()));
 }
 sub get {
     my ($addr, $path, @h) = @_;

@@ -6,21 +6,14 @@ use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
 use Test::More;
-use JSON::PP;
 use Outrider;
-use ProxyTest qw(backend_start backend_stop raw_http curl);
+use ProxyTest qw(proxy_agent backend_start backend_stop raw_http curl);
 
 my $be = backend_start('b1');
-my $a = Outrider->start(
-    role => 'sidecar',
-    conf => {
-        modules => ['proxy'],
-        proxy => {
-            outbound => { address => '127.0.0.1:0', default_cluster => 'b' },
-            inbound => { enabled => JSON::PP::false },
-            clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"] } ],
-        },
-    });
+my $a = proxy_agent(proxy => {
+    outbound => { address => '127.0.0.1:0', default_cluster => 'b' },
+    clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"] } ],
+});
 my $addr = $a->addr('proxy.outbound');
 curl('-H', 'Host: x', "http://$addr/id") for 1 .. 7;
 curl('-H', 'Host: x', "http://$addr/status?code=503") for 1 .. 2;

@@ -11,7 +11,7 @@ use JSON::PP;
 use File::Temp qw(tempdir);
 use Time::HiRes qw(sleep);
 use Outrider;
-use ProxyTest qw(backend_start backend_stop curl);
+use ProxyTest qw(proxy_agent backend_start backend_stop curl);
 
 my $dir = tempdir('outrider-proxy-inv-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $inv = "$dir/pods.json";
@@ -26,18 +26,13 @@ write_inv([ { namespace => 'shop', name => 'cart-1', uid => 'u1', ip => '127.0.0
             { namespace => 'untrusted', name => 'x-1', uid => 'u2', ip => '127.0.0.3' } ]);
 
 my $be = backend_start('b1');
-my $a = Outrider->start(
+my $a = proxy_agent(
     role => 'node',
-    conf => {
-        modules => ['proxy'],
-        workers => 1,
-        inventory => { file => $inv, poll_interval => '200ms' },
-        proxy => {
-            outbound => { address => '127.0.0.1:0', default_cluster => 'b' },
-            inbound => { enabled => JSON::PP::false },
-            script => 'proxy_deny_namespace.lua',
-            clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"] } ],
-        },
+    conf => { workers => 1, inventory => { file => $inv, poll_interval => '200ms' } },
+    proxy => {
+        outbound => { address => '127.0.0.1:0', default_cluster => 'b' },
+        script => 'proxy_deny_namespace.lua',
+        clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"] } ],
     });
 my $addr = $a->addr('proxy.outbound');
 sub from {

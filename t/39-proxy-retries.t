@@ -8,10 +8,9 @@ use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
 use Test::More;
-use JSON::PP;
 use IO::Socket::INET;
 use Outrider;
-use ProxyTest qw(backend_start backend_stop curl);
+use ProxyTest qw(proxy_agent backend_start backend_stop curl);
 
 my $be = backend_start('live');
 my $dead = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
@@ -24,35 +23,28 @@ my $rpid = fork // die;
 if (!$rpid) { while (my $s = $rude->accept) { close $s } exit 0 }
 close $rude;
 
-my $a = Outrider->start(
-    role => 'sidecar',
-    conf => {
-        modules => ['proxy'],
-        proxy => {
-            outbound => { address => '127.0.0.1:0' },
-            inbound => { enabled => JSON::PP::false },
-            clusters => [
-                # Round robin over a dead and a live endpoint: every first
-                # attempt hits the dead one, so every request needs a retry.
-                { name => 'half', lb => 'round_robin', retry_budget => 1,
-                  endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$be->{port}"] },
-                { name => 'rude', lb => 'round_robin', retry_budget => 1,
-                  endpoints => ["127.0.0.1:$rude_port", "127.0.0.1:$be->{port}"] },
-                { name => 'budget', lb => 'round_robin', retry_budget => 0,
-                  endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$be->{port}"] },
-                { name => 'noretry', lb => 'round_robin', retries => 0,
-                  endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$be->{port}"] },
-                { name => 'allbad', retries => 2, endpoints => ["127.0.0.1:$dead_port"] },
-            ],
-            routes => [
-                { authority => 'half.test', cluster => 'half' },
-                { authority => 'rude.test', cluster => 'rude' },
-                { authority => 'noretry.test', cluster => 'noretry' },
-                { authority => 'allbad.test', cluster => 'allbad' },
-                { authority => 'budget.test', cluster => 'budget' },
-            ],
-        },
-    });
+my $a = proxy_agent(proxy => {
+    clusters => [
+        # Round robin over a dead and a live endpoint: every first
+        # attempt hits the dead one, so every request needs a retry.
+        { name => 'half', lb => 'round_robin', retry_budget => 1,
+          endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$be->{port}"] },
+        { name => 'rude', lb => 'round_robin', retry_budget => 1,
+          endpoints => ["127.0.0.1:$rude_port", "127.0.0.1:$be->{port}"] },
+        { name => 'budget', lb => 'round_robin', retry_budget => 0,
+          endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$be->{port}"] },
+        { name => 'noretry', lb => 'round_robin', retries => 0,
+          endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$be->{port}"] },
+        { name => 'allbad', retries => 2, endpoints => ["127.0.0.1:$dead_port"] },
+    ],
+    routes => [
+        { authority => 'half.test', cluster => 'half' },
+        { authority => 'rude.test', cluster => 'rude' },
+        { authority => 'noretry.test', cluster => 'noretry' },
+        { authority => 'allbad.test', cluster => 'allbad' },
+        { authority => 'budget.test', cluster => 'budget' },
+    ],
+});
 my $addr = $a->addr('proxy.outbound');
 sub codes {
     my ($host, $n, @extra) = @_;

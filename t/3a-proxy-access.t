@@ -12,7 +12,7 @@ use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use Outrider;
-use ProxyTest qw(backend_start backend_stop curl);
+use ProxyTest qw(proxy_agent backend_start backend_stop curl);
 
 my $root = Outrider::root();
 my $dir = tempdir('proxy-access-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -24,21 +24,20 @@ chomp $sport;
 my $dead = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
 my $dead_port = $dead->sockport;
 close $dead;
-my $a = Outrider->start(role => 'sidecar', env => { POD_NAMESPACE => 'shop', POD_NAME => 'web-1' }, conf => {
-    modules => ['proxy', 'logs'],
+my $a = proxy_agent(env => { POD_NAMESPACE => 'shop', POD_NAME => 'web-1' },
+    conf => {
+        modules => ['proxy', 'logs'],
+        logs => { bus_streams => ['access'], buffer => { flush_interval => '20ms' },
+                  outputs => [{ type => 'file', path => $out }] },
+    },
     proxy => {
-        outbound => { address => '127.0.0.1:0' },
-        inbound => { enabled => JSON::PP::false },
         clusters => [ { name => 'b', endpoints => ["127.0.0.1:$be->{port}"] },
                       { name => 'flaky', lb => 'round_robin', retry_budget => 1,
                         endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$be->{port}"] },
                       { name => 'grpc', protocol => 'h2', endpoints => ["127.0.0.1:$sport"] } ],
         routes => [ { authority => 'svc.test', cluster => 'b' }, { authority => 'flaky.test', cluster => 'flaky' },
                     { authority => 'grpc.test', cluster => 'grpc' } ],
-    },
-    logs => { bus_streams => ['access'], buffer => { flush_interval => '20ms' },
-              outputs => [{ type => 'file', path => $out }] },
-});
+    });
 my $addr = $a->addr('proxy.outbound');
 my $body = 'z' x 100_000;
 open my $bf, '>', "$dir/body" or die; print $bf $body; close $bf;

@@ -17,7 +17,7 @@ use IO::Socket::INET;
 use File::Temp qw(tempdir);
 use Time::HiRes qw(time sleep);
 use Outrider;
-use ProxyTest qw(backend_start backend_stop curl wait_metric);
+use ProxyTest qw(proxy_agent backend_start backend_stop curl wait_metric);
 
 my $dir = tempdir('outrider-disc-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
@@ -87,27 +87,21 @@ my $file = "$dir/eps.json";
 my $late = "$dir/late/eps.json";
 write_atomic($file, eps_json($ep[0]));
 write_atomic("$dir/none.json", eps_json());
-$agent = Outrider->start(
-    role => 'sidecar',
-    conf => {
-        workers => 1, # one pool, so that connection reuse is observable
-        modules => ['proxy'],
-        proxy => {
-            outbound => { address => '127.0.0.1:0' },
-            inbound => { enabled => JSON::PP::false },
-            clusters => [
-                { name => 'filec', endpoints_file => $file, lb => 'round_robin' },
-                { name => 'late', endpoints_file => $late },
-                { name => 'grpc', endpoints_file => "$dir/none.json", protocol => 'h2' },
-                { name => 'h2c', endpoints_file => "$dir/h2.json", protocol => 'h2' },
-            ],
-            routes => [
-                { authority => 'file.test', cluster => 'filec' },
-                { authority => 'late.test', cluster => 'late' },
-                { authority => 'grpc.test', cluster => 'grpc' },
-                { authority => 'h2c.test', cluster => 'h2c' },
-            ],
-        },
+$agent = proxy_agent(
+    conf => { workers => 1 }, # one pool, so that connection reuse is observable
+    proxy => {
+        clusters => [
+            { name => 'filec', endpoints_file => $file, lb => 'round_robin' },
+            { name => 'late', endpoints_file => $late },
+            { name => 'grpc', endpoints_file => "$dir/none.json", protocol => 'h2' },
+            { name => 'h2c', endpoints_file => "$dir/h2.json", protocol => 'h2' },
+        ],
+        routes => [
+            { authority => 'file.test', cluster => 'filec' },
+            { authority => 'late.test', cluster => 'late' },
+            { authority => 'grpc.test', cluster => 'grpc' },
+            { authority => 'h2c.test', cluster => 'h2c' },
+        ],
     });
 $addr = $agent->addr('proxy.outbound');
 
@@ -242,26 +236,20 @@ SKIP: {
     my $q = $v4->{port};
     my $v6 = backend_start('v6', 0, "::1:$q");
     write_file($hosts, "127.0.0.2 svc.test\n127.0.0.1 dual.test\n::1 dual.test\n");
-    $agent = Outrider->start(
-        role => 'sidecar',
+    $agent = proxy_agent(
         wrap => [ 'unshare', '-m', 'sh', '-c',
                   "mount --bind $hosts /etc/hosts && mount --bind $resolv /etc/resolv.conf && exec \"\$@\"", 'sh' ],
-        conf => {
-            modules => ['proxy'],
-            proxy => {
-                outbound => { address => '127.0.0.1:0' },
-                inbound => { enabled => JSON::PP::false },
-                clusters => [
-                    { name => 'dnsc', endpoints => ["svc.test:$p"], dns_refresh => '200ms', lb => 'round_robin' },
-                    { name => 'dual', endpoints => ["dual.test:$q"], lb => 'round_robin' },
-                    { name => 'v4only', endpoints => ["dual.test:$q"], dns_family => 'ipv4' },
-                ],
-                routes => [
-                    { authority => 'dns.test', cluster => 'dnsc' },
-                    { authority => 'dual.test', cluster => 'dual' },
-                    { authority => 'v4.test', cluster => 'v4only' },
-                ],
-            },
+        proxy => {
+            clusters => [
+                { name => 'dnsc', endpoints => ["svc.test:$p"], dns_refresh => '200ms', lb => 'round_robin' },
+                { name => 'dual', endpoints => ["dual.test:$q"], lb => 'round_robin' },
+                { name => 'v4only', endpoints => ["dual.test:$q"], dns_family => 'ipv4' },
+            ],
+            routes => [
+                { authority => 'dns.test', cluster => 'dnsc' },
+                { authority => 'dual.test', cluster => 'dual' },
+                { authority => 'v4.test', cluster => 'v4only' },
+            ],
         });
     $addr = $agent->addr('proxy.outbound');
     ok(wait_for('dns.test', 'd1'), 'a DNS name\'s address serves');
@@ -312,21 +300,15 @@ SKIP: {
     close $closed;
     my $hfile = "$dir/hc.json";
     write_atomic($hfile, eps_json("127.0.0.1:$hb[0]{port}"));
-    $agent = Outrider->start(
-        role => 'sidecar',
-        conf => {
-            workers => 1,
-            modules => ['proxy'],
-            proxy => {
-                outbound => { address => '127.0.0.1:0' },
-                inbound => { enabled => JSON::PP::false },
-                clusters => [
-                    { name => 'hc', endpoints_file => $hfile, lb => 'round_robin', retries => 0,
-                      health_check => { path => '/id', interval => '30s', timeout => '1s',
-                                        unhealthy_threshold => 1, healthy_threshold => 1 } },
-                ],
-                routes => [ { authority => 'hc.test', cluster => 'hc' } ],
-            },
+    $agent = proxy_agent(
+        conf => { workers => 1 },
+        proxy => {
+            clusters => [
+                { name => 'hc', endpoints_file => $hfile, lb => 'round_robin', retries => 0,
+                  health_check => { path => '/id', interval => '30s', timeout => '1s',
+                                    unhealthy_threshold => 1, healthy_threshold => 1 } },
+            ],
+            routes => [ { authority => 'hc.test', cluster => 'hc' } ],
         });
     $addr = $agent->addr('proxy.outbound');
     ok(wait_metric($agent, qr/^outrider_proxy_upstream_healthy\{cluster="hc"\} 1$/m), 'hc: the first endpoint passed its check');

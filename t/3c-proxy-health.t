@@ -17,7 +17,7 @@ use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use Outrider;
-use ProxyTest qw(curl wait_metric);
+use ProxyTest qw(proxy_agent curl wait_metric);
 
 my $root = Outrider::root();
 my $dir = tempdir('proxy-health-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -100,55 +100,49 @@ my $gs = grpc_start('gs', 'SERVING');
 my $gn = grpc_start('gn', 'NOT_SERVING');
 # An HTTP/2 front for the h2 cluster's endpoints: a second agent whose two
 # listeners lead to the good backend and to hb2.
-my $front = Outrider->start(
-    role => 'sidecar',
-    conf => { modules => ['proxy'],
-              proxy => { outbound => { address => '127.0.0.1:0', default_cluster => 'g' },
-                         inbound => { address => '127.0.0.1:0', default_cluster => 'h' },
-                         clusters => [ { name => 'g', endpoints => ["127.0.0.1:$good->{port}"] },
-                                       { name => 'h', endpoints => ["127.0.0.1:$hb2->{port}"] } ] } });
+my $front = proxy_agent(proxy => { outbound => { address => '127.0.0.1:0', default_cluster => 'g' },
+                                   inbound => { address => '127.0.0.1:0', default_cluster => 'h' },
+                                   clusters => [ { name => 'g', endpoints => ["127.0.0.1:$good->{port}"] },
+                                                 { name => 'h', endpoints => ["127.0.0.1:$hb2->{port}"] } ] });
 my @front = ($front->addr('proxy.outbound'), $front->addr('proxy.inbound'));
 
 my %outlier = (consecutive_failures => 3, base_ejection_time => '60s', max_ejection_percent => 50);
-my $a = Outrider->start(
-    role => 'sidecar',
+my $a = proxy_agent(
     conf => {
         log => { level => 'debug' }, # shows when a generation has drained
         modules => ['proxy', 'logs'],
-        proxy => {
-            outbound => { address => '127.0.0.1:0' },
-            inbound => { enabled => JSON::PP::false },
-            clusters => [
-                { name => 'ej', lb => 'round_robin', retries => 0, outlier => \%outlier,
-                  endpoints => ["127.0.0.1:$good->{port}", "127.0.0.1:$bad->{port}"] },
-                { name => 'back', lb => 'least_request', retries => 0,
-                  outlier => { %outlier, base_ejection_time => '300ms' },
-                  endpoints => ["127.0.0.1:$good->{port}", "127.0.0.1:$back->{port}"] },
-                { name => 'rude', lb => 'p2c', retries => 0, outlier => \%outlier,
-                  endpoints => ["127.0.0.1:$good->{port}", "127.0.0.1:$rude->{port}"] },
-                { name => 'hang', lb => 'round_robin', retries => 0, request_timeout => '300ms',
-                  outlier => \%outlier, endpoints => ["127.0.0.1:$good->{port}", "127.0.0.1:$hang->{port}"] },
-                { name => 'pct', lb => 'round_robin', retries => 0,
-                  outlier => { %outlier, consecutive_failures => 2 },
-                  endpoints => [(map { "127.0.0.1:$_" } @dead), "127.0.0.1:$good->{port}"] },
-                { name => 'hc', lb => 'round_robin', retries => 0,
-                  health_check => { path => '/healthz', interval => '100ms', timeout => '300ms',
-                                    unhealthy_threshold => 2, healthy_threshold => 2 },
-                  endpoints => ["127.0.0.1:$hgood->{port}", "127.0.0.1:$hbad->{port}"] },
-                { name => 'cb', max_requests => 2, endpoints => ["127.0.0.1:$cb->{port}"] },
-                { name => 'h2hc', protocol => 'h2', lb => 'round_robin', retries => 0,
-                  health_check => { path => '/healthz', interval => '100ms', timeout => '300ms',
-                                    unhealthy_threshold => 2, healthy_threshold => 2 },
-                  endpoints => \@front },
-                { name => 'grpchc', protocol => 'h2', lb => 'round_robin',
-                  health_check => { grpc => JSON::PP::true, grpc_service => 'test.Echo', interval => '100ms',
-                                    timeout => '1s' },
-                  endpoints => ["127.0.0.1:$gs->{port}", "127.0.0.1:$gn->{port}"] },
-            ],
-            routes => [ map { { authority => "$_.test", cluster => $_ } } qw(ej back rude hang pct hc cb h2hc grpchc) ],
-        },
         logs => { bus_streams => ['access'], buffer => { flush_interval => '20ms' },
                   outputs => [{ type => 'file', path => $access }] },
+    },
+    proxy => {
+        clusters => [
+            { name => 'ej', lb => 'round_robin', retries => 0, outlier => \%outlier,
+              endpoints => ["127.0.0.1:$good->{port}", "127.0.0.1:$bad->{port}"] },
+            { name => 'back', lb => 'least_request', retries => 0,
+              outlier => { %outlier, base_ejection_time => '300ms' },
+              endpoints => ["127.0.0.1:$good->{port}", "127.0.0.1:$back->{port}"] },
+            { name => 'rude', lb => 'p2c', retries => 0, outlier => \%outlier,
+              endpoints => ["127.0.0.1:$good->{port}", "127.0.0.1:$rude->{port}"] },
+            { name => 'hang', lb => 'round_robin', retries => 0, request_timeout => '300ms',
+              outlier => \%outlier, endpoints => ["127.0.0.1:$good->{port}", "127.0.0.1:$hang->{port}"] },
+            { name => 'pct', lb => 'round_robin', retries => 0,
+              outlier => { %outlier, consecutive_failures => 2 },
+              endpoints => [(map { "127.0.0.1:$_" } @dead), "127.0.0.1:$good->{port}"] },
+            { name => 'hc', lb => 'round_robin', retries => 0,
+              health_check => { path => '/healthz', interval => '100ms', timeout => '300ms',
+                                unhealthy_threshold => 2, healthy_threshold => 2 },
+              endpoints => ["127.0.0.1:$hgood->{port}", "127.0.0.1:$hbad->{port}"] },
+            { name => 'cb', max_requests => 2, endpoints => ["127.0.0.1:$cb->{port}"] },
+            { name => 'h2hc', protocol => 'h2', lb => 'round_robin', retries => 0,
+              health_check => { path => '/healthz', interval => '100ms', timeout => '300ms',
+                                unhealthy_threshold => 2, healthy_threshold => 2 },
+              endpoints => \@front },
+            { name => 'grpchc', protocol => 'h2', lb => 'round_robin',
+              health_check => { grpc => JSON::PP::true, grpc_service => 'test.Echo', interval => '100ms',
+                                timeout => '1s' },
+              endpoints => ["127.0.0.1:$gs->{port}", "127.0.0.1:$gn->{port}"] },
+        ],
+        routes => [ map { { authority => "$_.test", cluster => $_ } } qw(ej back rude hang pct hc cb h2hc grpchc) ],
     });
 my $addr = $a->addr('proxy.outbound');
 

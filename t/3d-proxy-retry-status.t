@@ -16,7 +16,7 @@ use Test::More;
 use JSON::PP;
 use IO::Socket::INET;
 use Outrider;
-use ProxyTest qw(backend_start backend_stop curl raw_http wait_metric);
+use ProxyTest qw(proxy_agent backend_start backend_stop curl raw_http wait_metric);
 use File::Temp qw(tempfile);
 
 my $root = Outrider::root();
@@ -43,46 +43,40 @@ my $hang = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Liste
 my $hang_port = $hang->sockport;
 my @fillers = map { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$hang_port") or die "filler: $!" } 1 .. 2;
 
-my $a = Outrider->start(
-    role => 'sidecar',
-    conf => {
-        modules => ['proxy'],
-        workers => 1,
-        proxy => {
-            outbound => { address => '127.0.0.1:0' },
-            inbound => { enabled => JSON::PP::false },
-            clusters => [
-                # One endpoint: the retry goes to the same one.
-                { name => 'one', retry_on => ['5xx'], retry_budget => 1, retry_buffer => '1KiB',
-                  endpoints => ["127.0.0.1:$one->{port}"] },
-                # Two endpoints: the retry goes to the other one (with one
-                # retry only, a retry back to the failing one would fail).
-                { name => 'two', lb => 'round_robin', retry_on => ['gateway-error'], retry_budget => 1, retries => 1,
-                  endpoints => ["127.0.0.1:$bad->{port}", "127.0.0.1:$good->{port}"] },
-                { name => 'codes', retry_on => ['retriable-status-codes'], retriable_status_codes => [429],
-                  retry_budget => 1, retry_backoff => '0s', endpoints => ["127.0.0.1:$one->{port}"] },
-                { name => 'budget', retry_on => ['5xx'], retry_budget => 0, retries => 1,
-                  endpoints => ["127.0.0.1:$one->{port}"] },
-                { name => 'stream', retry_on => ['connect-failure', 'reset', '5xx'], retry_budget => 1,
-                  endpoints => ["127.0.0.1:$one->{port}"] },
-                { name => 'h2', protocol => 'h2', retry_on => ['5xx'], retry_budget => 1,
-                  endpoints => ["127.0.0.1:$h2port"] },
-                # Default retry_on (connect-failure, reset): a dead endpoint first.
-                { name => 'half', lb => 'round_robin', retry_budget => 1,
-                  endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$good->{port}"] },
-                { name => 'h2half', protocol => 'h2', lb => 'round_robin', retry_budget => 1,
-                  endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$h2port"] },
-                { name => 'hang', connect_timeout => '1500ms', endpoints => ["127.0.0.1:$hang_port"] },
-                { name => 'grpc', protocol => 'h2', retry_grpc_codes => ['unavailable'], retry_budget => 1,
-                  endpoints => ["127.0.0.1:$gport"] },
-            ],
-            routes => [
-                # Route overrides: no retries, or other conditions than the cluster's.
-                { authority => 'noretry.test', cluster => 'one', retries => 0 },
-                { authority => 'route5xx.test', cluster => 'codes', retry_on => ['5xx'] },
-                { authority => 'hang.test', cluster => 'hang', timeout => '300ms' },
-                map { { authority => "$_.test", cluster => $_ } } qw(one two codes budget stream h2 grpc half h2half) ],
-        },
+my $a = proxy_agent(
+    conf => { workers => 1 },
+    proxy => {
+        clusters => [
+            # One endpoint: the retry goes to the same one.
+            { name => 'one', retry_on => ['5xx'], retry_budget => 1, retry_buffer => '1KiB',
+              endpoints => ["127.0.0.1:$one->{port}"] },
+            # Two endpoints: the retry goes to the other one (with one
+            # retry only, a retry back to the failing one would fail).
+            { name => 'two', lb => 'round_robin', retry_on => ['gateway-error'], retry_budget => 1, retries => 1,
+              endpoints => ["127.0.0.1:$bad->{port}", "127.0.0.1:$good->{port}"] },
+            { name => 'codes', retry_on => ['retriable-status-codes'], retriable_status_codes => [429],
+              retry_budget => 1, retry_backoff => '0s', endpoints => ["127.0.0.1:$one->{port}"] },
+            { name => 'budget', retry_on => ['5xx'], retry_budget => 0, retries => 1,
+              endpoints => ["127.0.0.1:$one->{port}"] },
+            { name => 'stream', retry_on => ['connect-failure', 'reset', '5xx'], retry_budget => 1,
+              endpoints => ["127.0.0.1:$one->{port}"] },
+            { name => 'h2', protocol => 'h2', retry_on => ['5xx'], retry_budget => 1,
+              endpoints => ["127.0.0.1:$h2port"] },
+            # Default retry_on (connect-failure, reset): a dead endpoint first.
+            { name => 'half', lb => 'round_robin', retry_budget => 1,
+              endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$good->{port}"] },
+            { name => 'h2half', protocol => 'h2', lb => 'round_robin', retry_budget => 1,
+              endpoints => ["127.0.0.1:$dead_port", "127.0.0.1:$h2port"] },
+            { name => 'hang', connect_timeout => '1500ms', endpoints => ["127.0.0.1:$hang_port"] },
+            { name => 'grpc', protocol => 'h2', retry_grpc_codes => ['unavailable'], retry_budget => 1,
+              endpoints => ["127.0.0.1:$gport"] },
+        ],
+        routes => [
+            # Route overrides: no retries, or other conditions than the cluster's.
+            { authority => 'noretry.test', cluster => 'one', retries => 0 },
+            { authority => 'route5xx.test', cluster => 'codes', retry_on => ['5xx'] },
+            { authority => 'hang.test', cluster => 'hang', timeout => '300ms' },
+            map { { authority => "$_.test", cluster => $_ } } qw(one two codes budget stream h2 grpc half h2half) ],
     });
 my $addr = $a->addr('proxy.outbound');
 

@@ -8,21 +8,19 @@
 # A stuck worker loop is covered by core's heartbeat check: t/21-readiness.t.
 use strict;
 use warnings;
-use lib 't/lib';
+use lib 't/lib', 't/proxy';
 use Test::More;
 use IO::Socket::INET;
 use IO::Select;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use Outrider;
+use ProxyTest qw(proxy_agent);
 
 plan skip_all => 'needs prlimit' unless -x '/usr/bin/prlimit';
-my $a = Outrider->start(role => 'sidecar', conf => {
-    modules => ['proxy'], workers => 1,
-    proxy => { outbound => { address => '127.0.0.1:0' }, inbound => { enabled => JSON::PP::false },
-               clusters => [ { name => 'b', endpoints => ['127.0.0.1:9'] } ],
-               routes => [ { path_prefix => '/', cluster => 'b' } ] },
-});
+my $a = proxy_agent(conf => { workers => 1 },
+                    proxy => { clusters => [ { name => 'b', endpoints => ['127.0.0.1:9'] } ],
+                               routes => [ { path_prefix => '/', cluster => 'b' } ] });
 my $pid = $a->pid;
 my ($code) = $a->http('GET', 'admin', '/ready');
 is($code, 200, 'ready at start');

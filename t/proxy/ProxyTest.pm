@@ -1,15 +1,43 @@
 package ProxyTest;
-# Helpers for the proxy's integration tests: test backends, raw HTTP over
-# a socket, curl.
+# Helpers for the proxy's integration tests: an agent running the proxy,
+# test backends, raw HTTP over a socket, curl.
 use strict;
 use warnings;
+use JSON::PP ();
 use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(time sleep);
 use Exporter 'import';
-our @EXPORT_OK = qw(backend_start backend_stop raw_http curl wait_metric);
+our @EXPORT_OK = qw(proxy_agent proxy_conf backend_start backend_stop raw_http curl wait_metric);
 
 my $ROOT = Outrider::root();
+
+# The config of an agent whose proxy takes outbound traffic on 127.0.0.1:0
+# (tests read the bound port back with addr('proxy.outbound')) and has no
+# inbound listener. The keys of %$proxy are laid over those two defaults
+# (a given outbound or inbound replaces the default whole); %top adds
+# top-level keys (workers, log, inventory, or modules to run more than the
+# proxy).
+sub proxy_conf {
+    my ($proxy, %top) = @_;
+    return {
+        modules => ['proxy'],
+        %top,
+        proxy => { outbound => { address => '127.0.0.1:0' }, inbound => { enabled => JSON::PP::false }, %$proxy },
+    };
+}
+
+# Starts an agent (a sidecar unless role says otherwise) with the config
+# proxy_conf($o{proxy}, %{ $o{conf} }): conf holds the top-level keys besides
+# proxy. The other options (role, env, wrap) go to Outrider->start as they
+# are. Returns the started agent.
+#   my $a = proxy_agent(conf => { workers => 1 }, proxy => { clusters => [...], routes => [...] });
+sub proxy_agent {
+    my (%o) = @_;
+    my $proxy = delete $o{proxy} || {};
+    my $top = delete $o{conf} || {};
+    return Outrider->start(role => 'sidecar', %o, conf => proxy_conf($proxy, %$top));
+}
 
 # Starts t/proxy/backend.py (on 127.0.0.1:0, or $bind "host:port");
 # returns { pid, port }.
