@@ -152,6 +152,7 @@ struct proxy_h2up {
     struct proxy_endpoint *ep;
     struct proxy_h2stream *pending_head, *pending_tail; /* until connected */
     unsigned n_streams; /* submitted and not closed, plus pending: its load */
+    uint32_t assumed_streams; /* the server's stream limit until its SETTINGS arrive */
     bool connected, closing, writing, reading;
     bool goaway_recv; /* the server said GOAWAY: no new stream goes here */
     bool retired;     /* no new stream either: it ends after its last one */

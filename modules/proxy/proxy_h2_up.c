@@ -18,8 +18,9 @@
 
 /* How many times a stream refused unprocessed is sent again. */
 #define PROXY_H2_REFUSED_RETRIES 2
-/* Streams a session still connecting is assumed to carry at once: what
- * nghttp2 assumes until the server's SETTINGS arrive. */
+/* Streams the first session to an endpoint is assumed to carry at once
+ * until the server's SETTINGS arrive: what nghttp2 assumes (and RFC 9113
+ * recommends servers allow at least). */
 #define PROXY_H2UP_ASSUMED_STREAMS 100
 
 static void up_on_timer(uv_timer_t *t);
@@ -35,7 +36,21 @@ static bool up_takes_streams(const struct proxy_h2up *up)
 static uint32_t up_stream_limit(const struct proxy_h2up *up)
 {
     return up->s ? nghttp2_session_get_remote_settings(up->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
-                 : PROXY_H2UP_ASSUMED_STREAMS;
+                 : up->assumed_streams;
+}
+
+/* What a new session to ep assumes of the server until its SETTINGS
+ * arrive: the limit an older session learned (the same server), else the
+ * default. Extra sessions open when the others are full, so their first
+ * flight must not exceed a small limit: the server would refuse the rest. */
+static uint32_t ep_assumed_streams(const struct proxy_endpoint *ep)
+{
+    for (const struct proxy_h2up *up = ep->h2; up; up = up->ep_next)
+        if (up->s) {
+            uint32_t n = up_stream_limit(up);
+            return n ? n : 1; /* a server saying 0 now may take streams later */
+        }
+    return PROXY_H2UP_ASSUMED_STREAMS;
 }
 
 /* Whether up is the session its endpoint keeps open while idle: the oldest
@@ -602,6 +617,7 @@ static int session_new(struct proxy_h2up *up)
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_peer_max_concurrent_streams(opt, up->assumed_streams);
     int rc = nghttp2_session_client_new3(&up->s, cb, up, opt, &up->ep->wc->pw->mem.nghttp2);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
@@ -647,6 +663,7 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
     if (!up)
         return NULL;
     up->ep = ep;
+    up->assumed_streams = ep_assumed_streams(ep);
     proxy_endpoint_ref(ep);
     for (struct proxy_h2up **pp = &ep->h2;; pp = &(*pp)->ep_next)
         if (!*pp) {
