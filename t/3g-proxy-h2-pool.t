@@ -4,13 +4,16 @@
 # (t/proxy/h2_pool_backend.py). Concurrent requests spread over new
 # sessions instead of waiting inside one; max_connections caps them (the
 # rest queue and still succeed); extra sessions close after idle_timeout
-# while one stays; a session that received GOAWAY takes no new stream.
+# while one stays; a session that received GOAWAY takes no new stream; an
+# endpoint removed by discovery has all its sessions closed, the busy ones
+# after their last stream.
 use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
 use Test::More;
 use JSON::PP;
 use IO::Socket::INET;
+use File::Temp qw(tempdir);
 use POSIX qw(ceil);
 use Time::HiRes qw(sleep time);
 use Outrider;
@@ -19,25 +22,42 @@ use ProxyTest qw(curl wait_metric);
 my $LIMIT = 2;
 my $MAXC = 4;
 my $root = Outrider::root();
-my $bpid = open(my $bfh, '-|', '/usr/bin/python3', "$root/t/proxy/h2_pool_backend.py", $LIMIT) or die "backend: $!";
-my ($bport, $cport) = split ' ', (<$bfh> // '');
-die 'backend did not start' unless $cport;
+my $dir = tempdir('outrider-h2pool-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
-# The backend's counters (see h2_pool_backend.py).
+# Starts a backend; returns { pid, port, ctl }.
+sub backend {
+    my $pid = open(my $fh, '-|', '/usr/bin/python3', "$root/t/proxy/h2_pool_backend.py", $LIMIT) or die "backend: $!";
+    my ($port, $ctl) = split ' ', (<$fh> // '');
+    die 'backend did not start' unless $ctl;
+    return { pid => $pid, port => $port, ctl => $ctl, fh => $fh };
+}
+my $b1 = backend();
+my $b2 = backend();
+
+# A backend's counters (see h2_pool_backend.py); the first one's by default.
 sub stats {
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$cport", Timeout => 5) or die "control: $!";
+    my ($b) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . ($b || $b1)->{ctl}, Timeout => 5) or die "control: $!";
     my $line = <$s> // '';
     return { $line =~ /(\w+)=(\d+)/g };
 }
 sub wait_stats {
-    my ($cond, $secs) = @_;
+    my ($cond, $secs, $b) = @_;
     my $until = time + $secs;
     while (time < $until) {
-        return 1 if $cond->(stats());
+        return 1 if $cond->(stats($b));
         sleep 0.05;
     }
     return 0;
 }
+sub write_eps {
+    my ($port) = @_;
+    open my $fh, '>', "$dir/eps.json.tmp" or die;
+    print $fh encode_json({ endpoints => ["127.0.0.1:$port"] });
+    close $fh;
+    rename "$dir/eps.json.tmp", "$dir/eps.json" or die;
+}
+write_eps($b1->{port});
 
 my $a = Outrider->start(
     role => 'sidecar',
@@ -47,21 +67,29 @@ my $a = Outrider->start(
         proxy => {
             outbound => { address => '127.0.0.1:0', default_cluster => 'pool' },
             inbound => { enabled => JSON::PP::false },
-            clusters => [ { name => 'pool', protocol => 'h2', endpoints => ["127.0.0.1:$bport"],
-                            max_connections => $MAXC, idle_timeout => '1s', request_timeout => '30s' } ],
+            clusters => [ { name => 'pool', protocol => 'h2', endpoints => ["127.0.0.1:$b1->{port}"],
+                            max_connections => $MAXC, idle_timeout => '1s', request_timeout => '30s' },
+                          { name => 'moving', protocol => 'h2', endpoints_file => "$dir/eps.json",
+                            request_timeout => '30s' } ],
+            routes => [ { authority => 'moving.test', cluster => 'moving' } ],
         },
     });
 my $addr = $a->addr('proxy.outbound');
 
 # h2load through the proxy: n requests, all of them in flight at once on
 # one client connection. Returns its output.
-sub burst {
-    my ($n, $path) = @_;
-    open(my $hl, '-|', 'timeout', '30', 'h2load', '-n', $n, '-c', '1', '-m', $n, "http://$addr$path") or die;
+sub burst_start {
+    my ($n, $path, @h) = @_;
+    open(my $hl, '-|', 'timeout', '30', 'h2load', '-n', $n, '-c', '1', '-m', $n, @h, "http://$addr$path") or die;
+    return $hl;
+}
+sub burst_end {
+    my ($hl) = @_;
     my $out = do { local $/; <$hl> };
     close $hl;
     return $out;
 }
+sub burst { return burst_end(burst_start(@_)) }
 
 # The first session learns the server's limit from its SETTINGS; the
 # sessions opened next assume it until theirs arrive.
@@ -119,7 +147,33 @@ is(stats()->{after_goaway}, 0, 'no request reached a connection after its GOAWAY
 ok(wait_stats(sub { $_[0]{open} == 1 }, 10), 'the connection that said GOAWAY closed after its last stream');
 ok(wait_metric($a, qr/^outrider_proxy_upstream_connections\{cluster="pool"\} 1$/m, 10), 'the gauge shows one session');
 
-kill 'TERM', $bpid;
-waitpid($bpid, 0);
+# Discovery removes an endpoint while its sessions carry streams: they
+# finish there and every session to it closes; new requests go to the new
+# endpoint.
+($rc, $out) = curl('--http2-prior-knowledge', '-H', 'Host: moving.test', "http://$addr/slow?ms=0");
+like($out, qr/^conn=\d+ /, 'the moving cluster reaches the first backend');
+my $busy = 6;
+my $hl = burst_start($busy, '/slow?ms=2500', '-H', ':authority: moving.test');
+ok(wait_stats(sub { $_[0]{inflight} == $busy }, 15), "$busy requests in flight on the first backend");
+my $open = stats()->{open};
+cmp_ok($open, '>=', 1 + ceil($busy / $LIMIT), "over several sessions ($open open, with the pool cluster's)");
+write_eps($b2->{port});
+my $moved = 0;
+for (1 .. 150) {
+    curl('--http2-prior-knowledge', '-H', 'Host: moving.test', "http://$addr/slow?ms=0");
+    last if ($moved = stats($b2)->{accepted});
+    sleep 0.1;
+}
+ok($moved, 'after the endpoints file changed, requests reach the second backend');
+$out = burst_end($hl);
+like($out, qr/requests: $busy total, $busy started, $busy done, $busy succeeded, 0 failed/,
+     'the requests in flight on the removed endpoint completed') or diag($out);
+ok(wait_stats(sub { $_[0]{open} == 1 }, 15), 'every session of the moving cluster to the removed endpoint closed (the pool cluster\'s stays)');
+ok(wait_metric($a, qr/^outrider_proxy_upstream_connections\{cluster="moving"\} 1$/m, 10), 'the moving cluster has one session left');
+
+for my $b ($b1, $b2) {
+    kill 'TERM', $b->{pid};
+    waitpid($b->{pid}, 0);
+}
 $a->finish_ok;
 done_testing;
