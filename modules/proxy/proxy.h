@@ -118,7 +118,8 @@ struct proxy_endpoint {
     uint64_t ewma_stamp; /* uv_now of the last sample */
     struct proxy_upconn *idle; /* pooled, most recently used first */
     unsigned n_idle;
-    struct proxy_h2up *h2;     /* the HTTP/2 session (protocol "h2" clusters) */
+    struct proxy_h2up *h2;     /* the HTTP/2 sessions, oldest first (protocol "h2" clusters;
+                                * proxy_h2_up.c) */
     /* Passive outlier ejection (proxy_outlier.c). */
     uint32_t consecutive_failures;
     uint32_t times_ejected;    /* the ejection multiplier; decays while the endpoint serves */

@@ -151,9 +151,11 @@ static const struct otr_conf_field cluster_fields[] = {
     C("request_timeout", OTR_CONF_DURATION, request_timeout, .def = "\"15s\"", .max = 3600000,
       .help = "Time from the request's arrival until the response is complete; 0: none."),
     C("idle_timeout", OTR_CONF_DURATION, idle_timeout, .def = "\"60s\"", .min = 1, .max = 3600000,
-      .help = "Pooled upstream connections idle this long are closed."),
+      .help = "Pooled upstream connections idle this long are closed; so are HTTP/2 sessions to an endpoint "
+              "other than its oldest."),
     C("max_connections", OTR_CONF_INT, max_connections, .def = "1024", .min = 1, .max = 1000000,
-      .help = "Open upstream connections per worker."),
+      .help = "Open upstream connections per worker (h2 clusters: HTTP/2 sessions; more open while the "
+              "others are at the server's stream limit)."),
     C("max_pending", OTR_CONF_INT, max_pending, .def = "1024", .min = 0, .max = 1000000,
       .help = "Requests per worker waiting for a connection when max_connections is reached; more get 503."),
     C("max_idle", OTR_CONF_INT, max_idle, .def = "64", .min = 0, .max = 100000,

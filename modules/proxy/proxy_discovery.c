@@ -197,8 +197,7 @@ static void endpoint_retire(struct proxy_endpoint *ep)
     wc->retired = ep;
     while (ep->idle)
         proxy_upconn_close(ep->idle);
-    if (ep->h2)
-        proxy_h2up_retire(ep->h2);
+    proxy_h2up_retire(ep);
 }
 
 static int ep_cmp(const void *a, const void *b)

@@ -62,7 +62,8 @@ struct proxy_h2stream {
     bool h1_resp_chunked, h1_resp_head_sent, h1_resp_done, h1_last_sent;
     int32_t id;
     struct proxy_h2stream *prev, *next;      /* dc->streams */
-    struct proxy_h2stream *pending_next;     /* waiting for its upstream session */
+    struct proxy_h2stream *pending_next;     /* waiting for its upstream session... */
+    struct proxy_h2up *pending_up;           /* ...this one, still connecting */
     struct proxy_h2stream *up_prev, *up_next; /* streams of st->up */
     bool ep_active;   /* counted in ep->active */
     bool resp_headers_done;
@@ -133,22 +134,28 @@ struct proxy_h2conn {
     size_t out_len, out_cap;
 };
 
-/* An upstream HTTP/2 session to one endpoint. */
+/* An upstream HTTP/2 session to one endpoint. An endpoint has a few per
+ * worker (ep->h2, linked by ep_next, oldest first): a new one opens when
+ * every other is at the server's stream limit (proxy_h2_up.c). */
 struct proxy_h2up {
     uv_tcp_t tcp;
+    struct proxy_h2up *ep_next;
     bool mesh_hop; /* connected to an agent for ep (proxy_endpoint_connect_addr) */
     struct proxy_h2up *dirty_next;
     bool dirty;
     struct proxy_h2stream *streams; /* submitted, not closed */
     uv_connect_t connect_req;
     uv_write_t wreq;
-    uv_timer_t timer; /* connect timeout */
+    uv_timer_t timer; /* connect timeout, then the idle timeout of an extra session */
+    uint64_t idle_since_ms; /* uv_now when its last stream ended */
     nghttp2_session *s;
     struct proxy_endpoint *ep;
     struct proxy_h2stream *pending_head, *pending_tail; /* until connected */
-    unsigned n_streams;
+    unsigned n_streams; /* submitted and not closed, plus pending: its load */
+    uint32_t assumed_streams; /* the server's stream limit until its SETTINGS arrive */
     bool connected, closing, writing, reading;
     bool goaway_recv; /* the server said GOAWAY: no new stream goes here */
+    bool retired;     /* no new stream either: it ends after its last one */
     uint8_t closes_pending;
     uint8_t *out;
     size_t out_len, out_cap;
@@ -178,9 +185,11 @@ void proxy_h2up_resume(struct proxy_h2stream *st);
 /* The downstream leg took response bytes: acknowledge them upstream. */
 void proxy_h2up_consumed(struct proxy_h2stream *st, size_t n);
 void proxy_h2up_close_all(struct proxy_worker *pw);
-/* The session's endpoint was removed: it closes now if idle, else after its
- * last stream. */
-void proxy_h2up_retire(struct proxy_h2up *up);
+/* ep's sessions take no new stream (its endpoint was removed, or is reached
+ * another way now): each closes now if idle, else after its last stream. */
+void proxy_h2up_retire(struct proxy_endpoint *ep);
+/* Whether none of ep's sessions carries a stream; *n: how many it has. */
+bool proxy_h2up_idle(const struct proxy_endpoint *ep, unsigned *n);
 
 /* HTTP/2 stream to HTTP/1.1 upstream (proxy_h2h1.c). */
 void proxy_h2h1_ready(struct proxy_h2stream *st, struct proxy_upconn *u);

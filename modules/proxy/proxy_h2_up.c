@@ -1,7 +1,12 @@
 /*
- * proxy_h2_up: upstream HTTP/2 sessions, one per endpoint and worker,
- * carrying many streams at once (nghttp2 queues requests beyond the
- * server's SETTINGS_MAX_CONCURRENT_STREAMS itself).
+ * proxy_h2_up: upstream HTTP/2 sessions to an endpoint, a few per worker,
+ * each carrying many streams at once. The server's
+ * SETTINGS_MAX_CONCURRENT_STREAMS caps a session (nginx: 128); a stream
+ * beyond it would wait inside nghttp2, so a new stream goes to the oldest
+ * session with room, else to a new session while the cluster's
+ * max_connections allows, else to the least loaded one (nghttp2 queues
+ * it). Filling the oldest first lets the extra sessions fall idle when the
+ * load drops; they close after the cluster's idle_timeout, the oldest stays.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +18,105 @@
 
 /* How many times a stream refused unprocessed is sent again. */
 #define PROXY_H2_REFUSED_RETRIES 2
+/* Streams the first session to an endpoint is assumed to carry at once
+ * until the server's SETTINGS arrive: what nghttp2 assumes (and RFC 9113
+ * recommends servers allow at least). */
+#define PROXY_H2UP_ASSUMED_STREAMS 100
+
+static void up_on_timer(uv_timer_t *t);
+
+/* Whether up may take a new stream. */
+static bool up_takes_streams(const struct proxy_h2up *up)
+{
+    return !up->closing && !up->goaway_recv && !up->retired;
+}
+
+/* The streams the server lets up carry at once, as nghttp2 knows it
+ * (unlimited: UINT32_MAX, when its SETTINGS name no limit). */
+static uint32_t up_stream_limit(const struct proxy_h2up *up)
+{
+    return up->s ? nghttp2_session_get_remote_settings(up->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+                 : up->assumed_streams;
+}
+
+/* What a new session to ep assumes of the server until its SETTINGS
+ * arrive: the limit an older session learned (the same server), else the
+ * default. Extra sessions open when the others are full, so their first
+ * flight must not exceed a small limit: the server would refuse the rest. */
+static uint32_t ep_assumed_streams(const struct proxy_endpoint *ep)
+{
+    for (const struct proxy_h2up *up = ep->h2; up; up = up->ep_next)
+        if (up->s) {
+            uint32_t n = up_stream_limit(up);
+            return n ? n : 1; /* a server saying 0 now may take streams later */
+        }
+    return PROXY_H2UP_ASSUMED_STREAMS;
+}
+
+/* Whether up is the session its endpoint keeps open while idle: the oldest
+ * that takes streams. */
+static bool up_is_warm(const struct proxy_h2up *up)
+{
+    for (const struct proxy_h2up *p = up->ep->h2; p; p = p->ep_next)
+        if (up_takes_streams(p))
+            return p == up;
+    return false;
+}
+
+/* up's last stream ended: an extra session closes if it stays idle for the
+ * cluster's idle_timeout (up_on_timer). One timer start per idle period. */
+static void up_on_idle(struct proxy_h2up *up)
+{
+    if (!up->connected || !up_takes_streams(up) || up_is_warm(up))
+        return;
+    up->idle_since_ms = uv_now(up->ep->wc->pw->loop);
+    if (!uv_is_active((uv_handle_t *)&up->timer))
+        uv_timer_start(&up->timer, up_on_timer, up->ep->wc->c->conf->idle_timeout, 0);
+}
+
+static void pending_push(struct proxy_h2up *up, struct proxy_h2stream *st)
+{
+    st->pending_next = NULL;
+    st->pending_up = up;
+    if (up->pending_tail)
+        up->pending_tail->pending_next = st;
+    else
+        up->pending_head = st;
+    up->pending_tail = st;
+    up->n_streams++;
+}
+
+static struct proxy_h2stream *pending_pop(struct proxy_h2up *up)
+{
+    struct proxy_h2stream *st = up->pending_head;
+    if (!st)
+        return NULL;
+    up->pending_head = st->pending_next;
+    if (!up->pending_head)
+        up->pending_tail = NULL;
+    st->pending_next = NULL;
+    st->pending_up = NULL;
+    up->n_streams--;
+    return st;
+}
+
+static void pending_remove(struct proxy_h2up *up, struct proxy_h2stream *st)
+{
+    struct proxy_h2stream *prev = NULL;
+    for (struct proxy_h2stream *p = up->pending_head; p; prev = p, p = p->pending_next)
+        if (p == st) {
+            if (prev)
+                prev->pending_next = p->pending_next;
+            else
+                up->pending_head = p->pending_next;
+            if (up->pending_tail == p)
+                up->pending_tail = prev;
+            st->pending_next = NULL;
+            st->pending_up = NULL;
+            up->n_streams--;
+            return;
+        }
+}
 
 void proxy_h2up_flush(struct proxy_h2up *up)
 {
@@ -38,6 +142,8 @@ static void stream_detach(struct proxy_h2stream *st, bool sample)
             st->up_next->up_prev = st->up_prev;
         st->up_prev = st->up_next = NULL;
         st->up = NULL;
+        if (!--up->n_streams)
+            up_on_idle(up);
     }
     if (st->ep_active) {
         st->ep_active = false;
@@ -71,8 +177,11 @@ static void up_close(struct proxy_h2up *up, const char *why)
     if (up->closing)
         return;
     struct proxy_worker *pw = up->ep->wc->pw;
-    if (up->ep->h2 == up)
-        up->ep->h2 = NULL;
+    for (struct proxy_h2up **pp = &up->ep->h2; *pp; pp = &(*pp)->ep_next)
+        if (*pp == up) {
+            *pp = up->ep_next;
+            break;
+        }
     if (up->dirty) {
         for (struct proxy_h2up **pp = &pw->h2up_dirty; *pp; pp = &(*pp)->dirty_next)
             if (*pp == up) {
@@ -84,17 +193,13 @@ static void up_close(struct proxy_h2up *up, const char *why)
     up->closing = true;
     /* Streams still waiting or in flight fail as unavailable. */
     /* A retry may open a new session to this endpoint: it is not ours. */
-    while (up->pending_head) {
-        struct proxy_h2stream *st = up->pending_head;
-        up->pending_head = st->pending_next;
-        st->pending_next = NULL;
+    struct proxy_h2stream *st;
+    while ((st = pending_pop(up))) {
         stream_detach(st, false);
         if (!proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_CONNECT, 0, -1))
             proxy_h2stream_on_upstream_failed(st, 503, 14, why);
     }
-    up->pending_tail = NULL;
-    while (up->streams) {
-        struct proxy_h2stream *st = up->streams;
+    while ((st = up->streams)) {
         stream_detach(st, false);
         if (st->resp_end || (!st->resp_headers_done && proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_RESET, 0, -1)))
             continue;
@@ -128,10 +233,10 @@ void proxy_h2up_send(struct proxy_h2up *up)
         return;
 again:
     up->out_len = 0;
-    /* Draining: a session whose last stream ended says GOAWAY and closes
-     * once that is written (nghttp2 then wants neither to read nor to
-     * write, below). Streams still in flight keep it open. */
-    if ((up->ep->wc->pw->draining || up->ep->removed) && !up->streams && !up->pending_head)
+    /* Draining (or retired): a session whose last stream ended says GOAWAY
+     * and closes once that is written (nghttp2 then wants neither to read
+     * nor to write, below). Streams still in flight keep it open. */
+    if ((up->ep->wc->pw->draining || up->ep->removed || up->retired) && !up->n_streams)
         nghttp2_session_terminate_session(up->s, NGHTTP2_NO_ERROR);
     for (;;) {
         const uint8_t *d;
@@ -296,6 +401,7 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
     }
     st->up = up;
     st->up_id = id;
+    up->n_streams++;
     st->up_next = up->streams;
     st->up_prev = NULL;
     if (up->streams)
@@ -339,8 +445,6 @@ static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void
          * and then closes (nghttp2 stops wanting to read). The streams it
          * refused come back through up_on_stream_close. */
         up->goaway_recv = true;
-        if (up->ep->h2 == up)
-            up->ep->h2 = NULL;
         return 0;
     }
     struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
@@ -430,8 +534,7 @@ static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_cod
     if (error_code == NGHTTP2_REFUSED_STREAM && !st->resp_headers_done && !st->failed &&
         (!st->up_body_sent || st->req_body.hold) && st->up_refusals < PROXY_H2_REFUSED_RETRIES) {
         struct proxy_h2up *up = user;
-        if (up->ep->h2 == up)
-            up->ep->h2 = NULL;
+        up->retired = true;
         st->up_refusals++;
         if (st->req_body.hold) {
             st->req_body.off = 0; /* the replay starts from the body's first byte */
@@ -487,7 +590,19 @@ static void up_on_timer(uv_timer_t *t)
     if (!up->connected) {
         proxy_outlier_report(up->ep, true);
         up_close(up, "upstream connect timeout");
+        return;
     }
+    /* An extra session idle since idle_since_ms: closed once that lasted
+     * idle_timeout, unless it carries streams again or is the oldest now. */
+    if (up->n_streams || !up_takes_streams(up) || up_is_warm(up))
+        return;
+    uint64_t idle = up->ep->wc->c->conf->idle_timeout, now = uv_now(up->ep->wc->pw->loop);
+    if (now - up->idle_since_ms < idle) {
+        uv_timer_start(&up->timer, up_on_timer, idle - (now - up->idle_since_ms), 0);
+        return;
+    }
+    up->retired = true;
+    proxy_h2up_flush(up);
 }
 
 static int session_new(struct proxy_h2up *up)
@@ -502,6 +617,7 @@ static int session_new(struct proxy_h2up *up)
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_peer_max_concurrent_streams(opt, up->assumed_streams);
     int rc = nghttp2_session_client_new3(&up->s, cb, up, opt, &up->ep->wc->pw->mem.nghttp2);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
@@ -531,13 +647,11 @@ static void up_on_connect(uv_connect_t *req, int status)
         up_close(up, "cannot read from upstream");
         return;
     }
-    while (up->pending_head) {
-        struct proxy_h2stream *st = up->pending_head;
-        up->pending_head = st->pending_next;
-        st->pending_next = NULL;
+    struct proxy_h2stream *st;
+    while ((st = pending_pop(up)))
         submit(up, st);
-    }
-    up->pending_tail = NULL;
+    if (!up->n_streams)
+        up_on_idle(up);
     proxy_h2up_flush(up);
 }
 
@@ -549,7 +663,13 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
     if (!up)
         return NULL;
     up->ep = ep;
+    up->assumed_streams = ep_assumed_streams(ep);
     proxy_endpoint_ref(ep);
+    for (struct proxy_h2up **pp = &ep->h2;; pp = &(*pp)->ep_next)
+        if (!*pp) {
+            *pp = up; /* the newest last: the oldest fill first */
+            break;
+        }
     uv_tcp_init(pw->loop, &up->tcp);
     uv_timer_init(pw->loop, &up->timer);
     up->tcp.data = up->timer.data = up->connect_req.data = up;
@@ -557,7 +677,6 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
     pw->n_upconns++;
     if (wc->s_conns)
         pw->st->host->gauge_add(wc->s_conns, 1);
-    ep->h2 = up;
     const struct sockaddr *sa = proxy_endpoint_connect_addr(ep, &up->mesh_hop);
     if (uv_tcp_connect(&up->connect_req, &up->tcp, sa, up_on_connect) != 0) {
         up_close(up, "cannot connect");
@@ -565,6 +684,25 @@ static struct proxy_h2up *up_open(struct proxy_endpoint *ep)
     }
     uv_timer_start(&up->timer, up_on_timer, wc->c->conf->connect_timeout, 0);
     return up;
+}
+
+/* The session of ep a new stream goes to (see the top), or NULL when none
+ * can be opened. */
+static struct proxy_h2up *up_pick(struct proxy_endpoint *ep)
+{
+    struct proxy_h2up *least = NULL;
+    for (struct proxy_h2up *up = ep->h2; up; up = up->ep_next) {
+        if (!up_takes_streams(up))
+            continue;
+        if (up->n_streams < up_stream_limit(up))
+            return up;
+        if (!least || up->n_streams < least->n_streams)
+            least = up;
+    }
+    struct proxy_h2up *up;
+    if ((!least || ep->wc->n_conns < (unsigned)ep->wc->c->conf->max_connections) && (up = up_open(ep)))
+        return up;
+    return least;
 }
 
 void proxy_h2up_dispatch(struct proxy_h2stream *st)
@@ -588,18 +726,14 @@ void proxy_h2up_dispatch(struct proxy_h2stream *st)
     st->ep_active = true;
     ep->active++;
     proxy_mesh_endpoint_check(ep);
-    struct proxy_h2up *up = ep->h2;
-    if (!up && !(up = up_open(ep))) {
+    struct proxy_h2up *up = up_pick(ep);
+    if (!up) {
         stream_detach(st, false);
         proxy_h2stream_on_upstream_failed(st, 503, 14, "cannot connect to upstream");
         return;
     }
     if (!up->connected) {
-        if (up->pending_tail)
-            up->pending_tail->pending_next = st;
-        else
-            up->pending_head = st;
-        up->pending_tail = st;
+        pending_push(up, st);
         return;
     }
     submit(up, st);
@@ -613,22 +747,9 @@ void proxy_h2up_cancel(struct proxy_h2stream *st)
         proxy_h2h1_cancel(st);
         return;
     }
-    struct proxy_endpoint *ep = st->ep;
-    if (ep && ep->h2 && !ep->h2->connected) {
-        /* Still waiting for the connection: just leave the queue. */
-        struct proxy_h2up *up = ep->h2;
-        struct proxy_h2stream *prev = NULL;
-        for (struct proxy_h2stream *p = up->pending_head; p; prev = p, p = p->pending_next)
-            if (p == st) {
-                if (prev)
-                    prev->pending_next = p->pending_next;
-                else
-                    up->pending_head = p->pending_next;
-                if (up->pending_tail == p)
-                    up->pending_tail = prev;
-                break;
-            }
-    }
+    /* Still waiting for the connection: just leave the queue. */
+    if (st->pending_up)
+        pending_remove(st->pending_up, st);
     struct proxy_h2up *up = st->up;
     if (up && up->s) {
         size_t queued = st->resp_body.len - st->resp_body.off;
@@ -674,14 +795,32 @@ void proxy_h2up_close_all(struct proxy_worker *pw)
     for (size_t i = 0; i < pw->st->n_clusters; i++) {
         struct proxy_wcluster *wc = &pw->clusters[i];
         for (size_t e = 0; e < wc->n_eps; e++)
-            if (wc->eps[e]->h2 && !wc->eps[e]->h2->streams && !wc->eps[e]->h2->pending_head)
-                up_close(wc->eps[e]->h2, "draining");
+            for (struct proxy_h2up *up = wc->eps[e]->h2, *next; up; up = next) {
+                next = up->ep_next;
+                if (!up->n_streams)
+                    up_close(up, "draining");
+            }
     }
 }
 
-void proxy_h2up_retire(struct proxy_h2up *up)
+void proxy_h2up_retire(struct proxy_endpoint *ep)
 {
-    if (!up->streams && !up->pending_head)
-        up_close(up, "endpoint removed");
-    /* Otherwise proxy_h2up_send ends the session after its last stream. */
+    for (struct proxy_h2up *up = ep->h2, *next; up; up = next) {
+        next = up->ep_next;
+        up->retired = true;
+        if (!up->n_streams)
+            up_close(up, "endpoint retired");
+        /* Otherwise proxy_h2up_send ends it after its last stream. */
+    }
+}
+
+bool proxy_h2up_idle(const struct proxy_endpoint *ep, unsigned *n)
+{
+    bool idle = true;
+    *n = 0;
+    for (const struct proxy_h2up *up = ep->h2; up; up = up->ep_next) {
+        ++*n;
+        idle = idle && !up->n_streams;
+    }
+    return idle;
 }

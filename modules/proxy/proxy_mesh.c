@@ -562,12 +562,11 @@ void proxy_mesh_endpoint_check(struct proxy_endpoint *ep)
         return;
     /* Pooled connections go the old way: closed, so the next request
      * connects the new one. Connections in use keep their own decision
-     * (mesh_hop) until done; an HTTP/2 session still carrying streams is
-     * left to end. */
+     * (mesh_hop) until done; HTTP/2 sessions still carrying streams take
+     * no new one and end after their last. */
     while (ep->idle)
         proxy_upconn_close(ep->idle);
-    if (ep->h2 && !ep->h2->streams && !ep->h2->pending_head)
-        proxy_h2up_retire(ep->h2);
+    proxy_h2up_retire(ep);
 }
 
 const struct sockaddr *proxy_endpoint_connect_addr(struct proxy_endpoint *ep, bool *hop)
@@ -672,8 +671,9 @@ static bool slot_idle(struct proxy_worker *pw, size_t ci)
     const struct proxy_endpoint *ep = wc->eps[0];
     if (ep->active || wc->n_pending)
         return false;
+    unsigned n_h2;
     if (ep->h2)
-        return wc->n_conns == 1 && !ep->h2->streams && !ep->h2->pending_head;
+        return proxy_h2up_idle(ep, &n_h2) && wc->n_conns == n_h2;
     return wc->n_conns == ep->n_idle;
 }
 
@@ -683,8 +683,7 @@ static void slot_retire(struct proxy_worker *pw, size_t ci)
     struct proxy_endpoint *ep = pw->clusters[ci].eps[0];
     while (ep->idle)
         proxy_upconn_close(ep->idle);
-    if (ep->h2)
-        proxy_h2up_retire(ep->h2);
+    proxy_h2up_retire(ep);
     ep->ewma_ms = 0;
     ep->ewma_stamp = 0;
 }

@@ -14,7 +14,8 @@
 #include "../../modules/proxy/proxy_mesh.c"
 
 void proxy_upconn_close(struct proxy_upconn *u) { abort(); }
-void proxy_h2up_retire(struct proxy_h2up *up) { abort(); }
+void proxy_h2up_retire(struct proxy_endpoint *ep) { abort(); }
+bool proxy_h2up_idle(const struct proxy_endpoint *ep, unsigned *n) { abort(); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)

@@ -12,7 +12,8 @@
 
 /* proxy_mesh.c closes pooled connections of a reused slot; not reached here. */
 void proxy_upconn_close(struct proxy_upconn *u) { abort(); }
-void proxy_h2up_retire(struct proxy_h2up *up) { abort(); }
+void proxy_h2up_retire(struct proxy_endpoint *ep) { abort(); }
+bool proxy_h2up_idle(const struct proxy_endpoint *ep, unsigned *n) { abort(); }
 
 static bool dst_ok(const char *s)
 {
