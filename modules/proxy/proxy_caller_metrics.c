@@ -32,14 +32,16 @@ const struct otr_conf_field proxy_caller_metrics_conf_fields[] = {
     CM("enabled", OTR_CONF_BOOL, enabled, .def = "true",
        .help = "Count requests by caller in outrider_proxy_caller_requests_total{cluster,code_class,"
                "caller_namespace,caller_workload} and outrider_proxy_caller_request_duration_seconds{cluster,"
-               "caller_namespace,caller_workload}; false: these families do not exist."),
+               "caller_namespace,caller_workload}; a caller no pod matches counts as \"unknown\" in both; false: "
+               "these families and outrider_proxy_caller_metrics_overflow_total are not registered."),
     CM("workload_labels", OTR_CONF_ARRAY, workload_labels, .elem = &label_key_elem, .elem_size = sizeof(char *),
        .def = "[\"app.kubernetes.io/name\", \"app\"]", .max = 16,
        .help = "caller_workload is the value of the first of these labels the calling pod has; without any, its "
                "name less a generated suffix (Deployment shop-7d9f8c6b5-x2k4q: shop, StatefulSet db-0: db)."),
     CM("max_callers", OTR_CONF_INT, max_callers, .def = "100", .min = 1, .max = 10000,
-       .help = "Distinct (caller_namespace, caller_workload) pairs per worker; further callers are counted as "
-               "\"other\" (and in outrider_proxy_caller_metrics_overflow_total)."),
+       .help = "Distinct (caller_namespace, caller_workload) pairs per worker and generation (unknown and other "
+               "not included); further callers are counted as \"other\", in "
+               "outrider_proxy_caller_metrics_overflow_total, and logged at most once a minute."),
     OTR_CONF_TABLE_END,
 };
 

@@ -225,7 +225,8 @@ const struct otr_conf_field proxy_conf_fields[] = {
       .help = "Agent-to-agent topology: outgoing calls to pods that have an agent go through that agent's "
               "incoming (inbound) listener, which delivers only to its own pods."),
     P("caller_metrics", OTR_CONF_OBJECT, caller_metrics, .fields = proxy_caller_metrics_conf_fields,
-      .help = "outrider_proxy_caller_requests_total and outrider_proxy_caller_request_duration_seconds: requests "
-              "by calling pod's namespace and workload."),
+      .help = "Request metrics by caller: the pod owning the source address (node role: from the inventory), "
+              "a sidecar's own pod for its outbound calls, or the pod a trusted node agent named; labelled with its "
+              "namespace and workload."),
     OTR_CONF_TABLE_END,
 };
