@@ -422,6 +422,27 @@ cmp_ok(counter($metrics_b, 'outrider_proxy_requests_total\{cluster="mesh-local",
        'B: requests to local pods under cluster mesh-local');
 is(counter($mc, 'outrider_proxy_mesh_requests_total\{direction="incoming"\}'), 1, 'C delivered the one call for its pod');
 is(counter($mc, 'outrider_proxy_mesh_requests_total\{direction="outgoing"\}'), 1, 'C sent its one call for pod B through B');
+# Caller metrics on both sides of the hop: the outgoing agent knows the pod
+# by its address (A's inventory: web-a, no labels, so the name is the
+# workload), the incoming one by the name A sent (B's inventory: app=web),
+# under cluster mesh-local; A's own node has no pod: unknown at B.
+my $cm = 'outrider_proxy_caller_requests_total';
+cmp_ok(counter($ma, "$cm\\{cluster=\"podb\",code_class=\"2xx\",caller_namespace=\"shop\",caller_workload=\"web-a\"\\}"),
+       '>=', 3, 'A: requests of pod web-a counted under its namespace and workload');
+cmp_ok(counter($metrics_b, "$cm\\{cluster=\"mesh-local\",code_class=\"2xx\",caller_namespace=\"shop\",caller_workload=\"web\"\\}"),
+       '>=', 4, 'B: deliveries for pod web-a under the workload its labels give (app=web), cluster mesh-local');
+cmp_ok(counter($metrics_b, "$cm\\{cluster=\"mesh-local\",code_class=\"2xx\",caller_namespace=\"unknown\",caller_workload=\"unknown\"\\}"),
+       '>=', 6, 'B: deliveries for callers A could not name (node A itself) are unknown');
+is(counter($mc, "$cm\\{cluster=\"podb\",code_class=\"2xx\",caller_namespace=\"shop\",caller_workload=\"web\"\\}"), 1,
+   'sidecar C: its outgoing call counted under its own pod (web-1: StatefulSet-like name, workload web)');
+{
+    my $f = "$dir/metrics-b.txt";
+    open my $mfh, '>', $f or die;
+    print $mfh $metrics_b;
+    close $mfh;
+    my ($rc, $text) = Outrider::run_cmd('sh', '-c', "promtool check metrics < $f");
+    is($rc, 0, 'promtool check metrics accepts B\'s exposition') or diag($text);
+}
 
 # B's access records: the deliveries, to pod B's address.
 my @r;

@@ -109,6 +109,7 @@ static void state_free(struct proxy_state *st)
                 for (size_t i = 0; i < st->n_clusters; i++)
                     proxy_wcluster_endpoints_free(&pw->clusters[i]);
             free(pw->clusters);
+            proxy_cmetrics_worker_free(pw);
             proxy_mem_fini(&pw->mem);
         }
         free(st->workers);
@@ -216,7 +217,7 @@ static int metrics_register(struct proxy_state *st)
         host->log(st->ctx, OTR_LOG_ERROR, "cannot register metrics");
         return UV_EINVAL;
     }
-    return 0;
+    return proxy_cmetrics_register(st, duration_buckets, sizeof duration_buckets / sizeof duration_buckets[0]);
 }
 
 static int proxy_init(otr_ctx *ctx, const void *conf_)
@@ -314,7 +315,8 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     if (!pw->rng)
         pw->rng = 1;
     int rc = worker_clusters_init(pw);
-    if (rc || (rc = proxy_discovery_worker_start(pw)) || (rc = proxy_mesh_worker_start(pw)))
+    if (rc || (rc = proxy_discovery_worker_start(pw)) || (rc = proxy_mesh_worker_start(pw)) ||
+        (rc = proxy_cmetrics_worker_start(pw)))
         return rc;
     char idx[16];
     snprintf(idx, sizeof idx, "%u", host->worker_index(w));

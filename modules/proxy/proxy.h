@@ -87,6 +87,8 @@ struct proxy_state {
     otr_metric *m_healthy, *m_ejections, *m_hc_failures, *m_cb_rejections;
     struct proxy_ready *ready; /* what /ready sees (proxy_ready.c) */
     struct proxy_mesh *mesh; /* agent-to-agent topology (proxy_mesh.c), NULL when off */
+    /* caller metrics (proxy_caller_metrics.c), NULL when off */
+    otr_metric *m_caller_requests, *m_caller_duration, *m_caller_overflow;
 };
 
 struct proxy_upconn;
@@ -164,6 +166,7 @@ struct proxy_wcluster {
     uv_timer_t hc_timer;      /* starts a round of health checks */
     bool outlier_timer_open, hc_timer_open;
     otr_series *s_healthy, *s_ejections, *s_hc_failures, *s_cb_requests, *s_cb_pending, *s_cb_conns;
+    unsigned cm_col; /* its column in a caller's series (proxy_caller_metrics.c): mesh slots share one */
 };
 
 struct proxy_worker {
@@ -201,6 +204,7 @@ struct proxy_worker {
     uv_timer_t h2_deadline_timer;
     bool h2_deadline_open;
     struct proxy_h2stream *h2_deadline_head, *h2_deadline_tail;
+    struct proxy_cmetrics *cm; /* callers seen, for the caller metrics (proxy_caller_metrics.c); NULL: off */
 };
 
 /* --- proxy_ready.c -------------------------------------------------------- */
@@ -406,6 +410,10 @@ struct proxy_conn {
     uint32_t n_requests;
     struct proxy_h2conn *h2; /* set once the client spoke the HTTP/2 preface */
     struct proxy_h2stream *h2st; /* the current request, when its cluster speaks HTTP/2 */
+    /* caller metrics (proxy_caller_metrics.c): the caller by source address,
+     * found at the first request; the last caller a trusted agent named */
+    struct proxy_cmetrics_caller *cm_caller;
+    struct proxy_cmetrics_fwd *cm_fwd;
 };
 
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l);
@@ -581,6 +589,69 @@ size_t proxy_caller_text(struct proxy_state *st, const struct sockaddr *peer, co
 /* Whether peer is a node agent of proxy.mesh.agents (not this agent's own
  * node, nor a sidecar, whose pod's apps share its address). */
 bool proxy_mesh_trusts_caller(const struct proxy_state *st, const struct sockaddr *peer);
+
+/* --- proxy_caller_metrics.c, proxy_workload.c ------------------------------ */
+
+/* One caller's series in one cluster column. */
+struct proxy_cmetrics_series {
+    otr_series *requests[6]; /* by status class: 0 (error), 1xx .. 5xx */
+    otr_series *duration;
+};
+/* A (namespace, workload) pair seen on a worker; lives until the worker's
+ * state is freed, so connections keep plain pointers to it. */
+struct proxy_cmetrics_caller {
+    const char *ns, *workload;
+    struct proxy_cmetrics_series *cols[]; /* by wcluster cm_col, created on first use */
+};
+
+/* Registers the families (main thread, init) unless off; the histogram
+ * with the buckets of outrider_proxy_request_duration_seconds. */
+int proxy_cmetrics_register(struct proxy_state *st, const double *buckets, size_t n_buckets);
+/* Worker start: the callers table and the clusters' columns. */
+int proxy_cmetrics_worker_start(struct proxy_worker *pw);
+void proxy_cmetrics_worker_free(struct proxy_worker *pw);
+/* A connection ends: frees what it kept (c->cm_fwd). */
+void proxy_cmetrics_conn_free(struct proxy_conn *c);
+/* Slow paths of proxy_cmetrics_count: c's caller by source address (or
+ * the own pod, sidecar outbound), the caller a trusted agent named in cb,
+ * and the series of caller k in wc's column. Never NULL but the last. */
+struct proxy_cmetrics_caller *proxy_cmetrics_resolve(struct proxy_conn *c);
+struct proxy_cmetrics_caller *proxy_cmetrics_forwarded(struct proxy_conn *c, const struct proxy_caller_buf *cb);
+struct proxy_cmetrics_series *proxy_cmetrics_series_new(struct proxy_worker *pw, struct proxy_cmetrics_caller *k,
+                                                        const struct proxy_wcluster *wc);
+
+/* Counts a finished request of connection c (cb: its caller buffer, may
+ * be NULL) in cluster wc with status class cls (0..5) taking secs. The
+ * caller is looked up once per connection (or when a trusted agent names
+ * another), its series once per cluster: per request this is two cached
+ * pointers and the two updates. */
+static inline void proxy_cmetrics_count(struct proxy_conn *c, const struct proxy_caller_buf *cb,
+                                        const struct proxy_wcluster *wc, int cls, double secs)
+{
+    struct proxy_worker *pw = c->pw;
+    if (!pw->cm)
+        return;
+    struct proxy_cmetrics_caller *k = c->cm_caller;
+    if (cb && cb->has_fwd)
+        k = proxy_cmetrics_forwarded(c, cb);
+    else if (!k)
+        k = c->cm_caller = proxy_cmetrics_resolve(c);
+    struct proxy_cmetrics_series *s = k->cols[wc->cm_col];
+    if (!s && !(s = proxy_cmetrics_series_new(pw, k, wc)))
+        return;
+    const struct otr_host *host = pw->st->host;
+    host->counter_add(s->requests[cls], 1);
+    host->observe(s->duration, secs);
+}
+
+/* The workload of a pod: the value of the first of labels (char *) it has,
+ * non-empty, else proxy_workload_from_name of its name; into out (cap
+ * bytes, truncated), returning its length. */
+size_t proxy_workload(const struct otr_pod *pod, const struct otr_conf_array *labels, char *out, size_t cap);
+/* The length of a pod name's workload part: without a Deployment's
+ * "-<pod-template-hash>-<5 random>", a DaemonSet's or Job's "-<5 random>",
+ * a StatefulSet's "-<ordinal>"; len when the name has none of them. */
+size_t proxy_workload_from_name(const char *name, size_t len);
 
 /* xorshift64*: cheap, per worker, good enough for load balancing. */
 static inline uint64_t proxy_rand(uint64_t *s)

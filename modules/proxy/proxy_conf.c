@@ -226,5 +226,9 @@ const struct otr_conf_field proxy_conf_fields[] = {
     P("mesh", OTR_CONF_OBJECT, mesh, .fields = proxy_mesh_conf_fields,
       .help = "Agent-to-agent topology: outgoing calls to pods that have an agent go through that agent's "
               "incoming (inbound) listener, which delivers only to its own pods."),
+    P("caller_metrics", OTR_CONF_OBJECT, caller_metrics, .fields = proxy_caller_metrics_conf_fields,
+      .help = "Request metrics by caller: the pod owning the source address (node role: from the inventory), "
+              "a sidecar's own pod for its outbound calls, or the pod a trusted node agent named; labelled with its "
+              "namespace and workload."),
     OTR_CONF_TABLE_END,
 };

@@ -120,6 +120,13 @@ struct proxy_mesh_conf {
     uint64_t connect_timeout, request_timeout; /* delivering to a local pod */
 };
 
+/* Caller labels on request metrics (proxy_caller_metrics.c). */
+struct proxy_caller_metrics_conf {
+    bool enabled;
+    struct otr_conf_array workload_labels; /* char *: pod labels naming the workload, first present wins */
+    int64_t max_callers;                   /* per worker: distinct (namespace, workload) pairs */
+};
+
 struct proxy_conf {
     struct proxy_listener_conf outbound, inbound;
     struct otr_conf_array routes;   /* struct proxy_route_conf */
@@ -136,11 +143,14 @@ enum proxy_xff_mode */
     char *script;        /* Lua script defining route(req), "" none */
     int script_failure;  /* enum proxy_script_failure */
     struct proxy_mesh_conf mesh; /* agent-to-agent topology (proxy_mesh.c) */
+    struct proxy_caller_metrics_conf caller_metrics;
 };
 
 /* The table core parses the section with. */
 extern const struct otr_conf_field proxy_conf_fields[];
 /* The mesh section's table (proxy_mesh.c). */
 extern const struct otr_conf_field proxy_mesh_conf_fields[];
+/* The caller_metrics section's table (proxy_caller_metrics.c). */
+extern const struct otr_conf_field proxy_caller_metrics_conf_fields[];
 
 #endif

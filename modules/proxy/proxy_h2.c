@@ -502,6 +502,7 @@ static void stream_publish(struct proxy_h2stream *st)
             host->counter_add(st->wc->s_requests[cls], 1);
         if (st->wc->s_duration)
             host->observe(st->wc->s_duration, ms / 1000.0);
+        proxy_cmetrics_count(c, st->caller, st->wc, cls, ms / 1000.0);
     }
     if (!host->bus_has_subscribers(ps->ctx, "access"))
         return;

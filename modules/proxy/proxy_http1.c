@@ -279,6 +279,7 @@ static void conn_free(struct proxy_conn *c)
     free(c->buf);
     free(c->lua);
     free(c->caller);
+    proxy_cmetrics_conn_free(c);
     free(c->req_head);
     free(c->resp_head);
     free(c);
@@ -294,6 +295,7 @@ static void conn_release(struct proxy_worker *pw, struct proxy_conn *c)
     c->lua = NULL;
     free(c->caller);
     c->caller = NULL;
+    proxy_cmetrics_conn_free(c);
     c->next = pw->conn_cache;
     pw->conn_cache = c;
     pw->n_conn_cache++;
@@ -1346,6 +1348,7 @@ static void conn_publish(struct proxy_conn *c)
             host->counter_add(s, 1);
         if (c->wc->s_duration)
             host->observe(c->wc->s_duration, ms / 1000.0);
+        proxy_cmetrics_count(c, c->caller, c->wc, status_class(c->status), ms / 1000.0);
     }
     if (!host->bus_has_subscribers(st->ctx, "access"))
         return;
