@@ -309,6 +309,26 @@ static void conns_cache_free(struct proxy_worker *pw)
     pw->n_conn_cache = 0;
 }
 
+/* Zeroes c but for the tables that are always written before they are
+ * read: the request parser's field table (proxy_h1_parser_init leaves it
+ * too) and the chunk-size lines. They are 2.8 of the struct's 3.7 KiB, and
+ * clearing them was the largest single cost of a connection per request. */
+static void conn_zero(struct proxy_conn *c)
+{
+    enum { after_fields_end = offsetof(struct proxy_conn, parser.head.fields) + sizeof c->parser.head.fields };
+    char *p = (char *)c;
+    size_t fields = offsetof(struct proxy_conn, parser.head.fields);
+    size_t after_fields = offsetof(struct proxy_conn, chunked);
+    size_t lines = offsetof(struct proxy_conn, req_lines);
+    size_t after_lines = offsetof(struct proxy_conn, t_start_ms);
+    _Static_assert(offsetof(struct proxy_conn, chunked) - after_fields_end < 8, "only the field table is skipped");
+    _Static_assert(offsetof(struct proxy_conn, t_start_ms) - offsetof(struct proxy_conn, req_lines) -
+                       2 * sizeof c->req_lines < 8, "only the chunk-size lines are skipped");
+    memset(p, 0, fields);
+    memset(p + after_fields, 0, lines - after_fields);
+    memset(p + after_lines, 0, sizeof *c - after_lines);
+}
+
 /* A zeroed connection with a read buffer of cap bytes, from the cache
  * when it has one (its head buffers come along), or NULL. */
 static struct proxy_conn *conn_new(struct proxy_worker *pw, size_t cap)
@@ -320,7 +340,7 @@ static struct proxy_conn *conn_new(struct proxy_worker *pw, size_t cap)
         if (c->cap == cap) {
             char *buf = c->buf, *req_head = c->req_head, *resp_head = c->resp_head;
             size_t req_head_cap = c->req_head_cap, resp_head_cap = c->resp_head_cap;
-            memset(c, 0, sizeof *c);
+            conn_zero(c);
             c->buf = buf;
             c->cap = cap;
             c->req_head = req_head;
