@@ -398,7 +398,9 @@ struct proxy_conn {
     struct proxy_delay *retry_delay; /* backoff before the next attempt, or NULL */
     uint64_t bytes_in, bytes_out;
     int status;
-    char peer[64];
+    /* The client's address: proxy_conn_peer(), proxy_conn_peer_sa(). */
+    bool peer_known; /* looked up (peer_text "" when that failed) */
+    char peer_text[64];
     struct sockaddr_storage peer_sa;
     struct proxy_lua_out *lua; /* the script's decision for the current request */
     struct proxy_caller_buf *caller; /* the mesh's word on the caller (proxy_caller.c), or NULL */
@@ -408,6 +410,10 @@ struct proxy_conn {
 };
 
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l);
+/* The client's address as text ("" when unknown) and as a sockaddr (NULL
+ * when unknown), looked up on first use (getpeername). */
+const char *proxy_conn_peer(struct proxy_conn *c);
+const struct sockaddr *proxy_conn_peer_sa(struct proxy_conn *c);
 /* The upstream leg is connected (u), or failed with an HTTP status. */
 void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u);
 void proxy_conn_upstream_failed(struct proxy_conn *c, int status, const char *why);

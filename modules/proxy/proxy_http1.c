@@ -219,7 +219,7 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
         c->ep = NULL;
     }
     proxy_upstream_unqueue(c);
-    pw->st->host->log(pw->st->ctx, OTR_LOG_DEBUG, "client %s: %d %s", c->peer, status, why);
+    pw->st->host->log(pw->st->ctx, OTR_LOG_DEBUG, "client %s: %d %s", proxy_conn_peer(c), status, why);
     if (c->resp_head_sent || c->writing) {
         c->status = c->status ? c->status : status;
         c->reason = why;
@@ -559,6 +559,37 @@ static void conn_start_reading(struct proxy_conn *c)
         c->reading = true;
 }
 
+const char *proxy_conn_peer(struct proxy_conn *c)
+{
+    if (c->peer_known)
+        return c->peer_text;
+    c->peer_known = true;
+    int sl = sizeof c->peer_sa;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_sa, &sl) == 0) {
+        if (c->peer_sa.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&c->peer_sa, c->peer_text, sizeof c->peer_text);
+        else if (c->peer_sa.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&c->peer_sa, c->peer_text, sizeof c->peer_text);
+    }
+    return c->peer_text;
+}
+
+const struct sockaddr *proxy_conn_peer_sa(struct proxy_conn *c)
+{
+    return proxy_conn_peer(c)[0] ? (const struct sockaddr *)&c->peer_sa : NULL;
+}
+
+/* Whether this configuration may ask for a client's address: then it is
+ * looked up at once, while the connection surely has one (after a reset
+ * getpeername fails). Otherwise the system call is saved, and a rare late
+ * asker (a subscriber that came later, say) looks it up then. */
+static bool conn_peer_wanted(const struct proxy_worker *pw)
+{
+    const struct proxy_state *st = pw->st;
+    return st->conf->xff != PROXY_XFF_OFF || pw->mesh || st->hook || st->host->bus_has_subscribers(st->ctx, "access") ||
+           st->host->log_enabled(st->ctx, OTR_LOG_DEBUG);
+}
+
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l)
 {
     struct proxy_state *st = pw->st;
@@ -585,14 +616,8 @@ void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_
         return;
     }
     /* TCP_NODELAY: inherited from the listener (proxy.c) */
-    int sl = sizeof c->peer_sa;
-    c->peer[0] = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_sa, &sl) == 0) {
-        if (c->peer_sa.ss_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)&c->peer_sa, c->peer, sizeof c->peer);
-        else if (c->peer_sa.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&c->peer_sa, c->peer, sizeof c->peer);
-    }
+    if (conn_peer_wanted(pw))
+        proxy_conn_peer(c);
     proxy_h1_parser_init(&c->parser, PROXY_H1_REQUEST, &st->limits, 0);
     c->state = CONN_READ_HEAD;
     conn_timer_set(c, st->conf->client_idle_timeout);
@@ -617,6 +642,7 @@ static int build_request_head(struct proxy_conn *c)
     else
         proxy_head_put(&o, "/", 1);
     proxy_head_put(&o, " HTTP/1.1\r\n", 11);
+    const char *peer = conf->xff != PROXY_XFF_OFF ? proxy_conn_peer(c) : "";
     int last_xff = -1;
     if (conf->xff == PROXY_XFF_APPEND)
         for (uint32_t i = 0; i < h->n_fields; i++)
@@ -640,7 +666,7 @@ static int build_request_head(struct proxy_conn *c)
             host_sent = true;
             continue;
         }
-        if ((int)i != last_xff || !c->peer[0]) {
+        if ((int)i != last_xff || !peer[0]) {
             proxy_head_field(&o, name, f->name_len, b + f->value_off, f->value_len);
             continue;
         }
@@ -648,7 +674,7 @@ static int build_request_head(struct proxy_conn *c)
         proxy_head_put(&o, ": ", 2);
         proxy_head_put(&o, b + f->value_off, f->value_len);
         proxy_head_put(&o, ", ", 2);
-        proxy_head_str(&o, c->peer);
+        proxy_head_str(&o, peer);
         proxy_head_put(&o, crlf, 2);
     }
     if (!host_sent)
@@ -660,8 +686,8 @@ static int build_request_head(struct proxy_conn *c)
     for (unsigned i = 0; c->lua && i < c->lua->n_set; i++)
         proxy_head_field(&o, c->lua->store + c->lua->set[i].name_off, c->lua->set[i].name_len,
                   c->lua->store + c->lua->set[i].value_off, c->lua->set[i].value_len);
-    if (conf->xff != PROXY_XFF_OFF && last_xff < 0 && c->peer[0])
-        proxy_head_field(&o, "X-Forwarded-For", 15, c->peer, strlen(c->peer));
+    if (conf->xff != PROXY_XFF_OFF && last_xff < 0 && peer[0])
+        proxy_head_field(&o, "X-Forwarded-For", 15, peer, strlen(peer));
     if (conf->via) {
         proxy_head_str(&o, h->version_minor ? "Via: 1.1 " : "Via: 1.0 ");
         proxy_head_str(&o, conf->via_name);
@@ -711,7 +737,7 @@ static int conn_run_script(struct proxy_conn *c)
     }
     struct proxy_caller caller;
     const struct otr_pod *pod =
-        proxy_caller_get(st, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL, c->caller, true, &caller);
+        proxy_caller_get(st, proxy_conn_peer_sa(c), c->caller, true, &caller);
     struct proxy_lua_call call = {
         c->buf + h->method.off, c->buf + h->path.off, c->buf + h->authority.off, h->method.len, h->path.len,
         h->authority.len, c->listener == PROXY_OUTBOUND ? "outbound" : "inbound", "HTTP/1.1", h1_push_headers, c,
@@ -754,11 +780,11 @@ static int conn_mesh_incoming(struct proxy_conn *c)
             clen = f->value_len;
         }
     }
-    proxy_caller_take(c->pw, (enum proxy_listener_id)c->listener, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL,
+    proxy_caller_take(c->pw, (enum proxy_listener_id)c->listener, proxy_conn_peer_sa(c),
                       &c->caller, cvalue, clen, ccount);
     int status;
     char why[160];
-    int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, false, value, len, count, c->peer,
+    int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, false, value, len, count, proxy_conn_peer(c),
                                  &status, why, sizeof why);
     if (ci == -2)
         conn_respond_error(c, status, why);
@@ -926,7 +952,7 @@ static size_t conn_hop_caller(struct proxy_conn *c)
 {
     if (!c->caller && !(c->caller = calloc(1, sizeof *c->caller)))
         return 0;
-    return proxy_caller_text(c->pw->st, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL, c->caller,
+    return proxy_caller_text(c->pw->st, proxy_conn_peer_sa(c), c->caller,
                              c->caller->hop);
 }
 
@@ -1377,7 +1403,7 @@ static void conn_publish(struct proxy_conn *c)
     c->reason = NULL;
     struct proxy_caller caller;
     const struct otr_pod *pod =
-        proxy_caller_get(st, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL, c->caller, false, &caller);
+        proxy_caller_get(st, proxy_conn_peer_sa(c), c->caller, false, &caller);
     /* The head's bytes may have been compacted away after an error; only
      * trust them while the parser says the head is complete. */
     bool have_head = c->parser.state == PROXY_H1_PS_DONE && c->parser.head.head_len <= c->len;
