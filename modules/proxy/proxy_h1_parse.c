@@ -603,6 +603,8 @@ static int parse_field_line(struct proxy_h1_parser *p, const char *buf, size_t o
     /* buf[end] is the line's CR, which stops the scans below (neither a
      * token nor a value character) without a bounds check per byte. */
     size_t i = off;
+    while (IS(buf[i], C_TCHAR) && IS(buf[i + 1], C_TCHAR) && IS(buf[i + 2], C_TCHAR) && IS(buf[i + 3], C_TCHAR))
+        i += 4;
     while (IS(buf[i], C_TCHAR))
         i++;
     if (i == end)
