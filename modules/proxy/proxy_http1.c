@@ -274,14 +274,16 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
 /* Closed client connections a worker keeps, with their buffers, for the
  * next accepts: with a connection per request (Connection: close) each
  * one otherwise mallocs and frees its ~40 KiB, and glibc trims and regrows
- * its arena under that churn (madvise, mprotect). Emptied whenever the
- * worker has no connection left; nothing is kept under ASan (a use after
- * free must reach its quarantine). */
+ * its arena under that churn (madvise, mprotect). Emptied once the worker
+ * has had no connection for PROXY_IDLE_TRIM_MS; nothing is kept under ASan
+ * (a use after free must reach its quarantine). */
 #ifdef PROXY_MEM_ASAN
 #define CONN_CACHE_MAX 0
 #else
 #define CONN_CACHE_MAX 64
 #endif
+/* How long a worker without connections keeps its caches. */
+#define PROXY_IDLE_TRIM_MS 1000
 
 static void conn_free(struct proxy_conn *c)
 {
@@ -370,6 +372,19 @@ static struct proxy_conn *conn_new(struct proxy_worker *pw, size_t cap)
     return c;
 }
 
+void proxy_conns_idle_trim(struct proxy_worker *pw)
+{
+    if (pw->n_conns)
+        return;
+    proxy_mem_trim(&pw->mem);
+    conns_cache_free(pw);
+}
+
+static void worker_on_idle_trim(uv_timer_t *t)
+{
+    proxy_conns_idle_trim(t->data);
+}
+
 static void conn_on_handle_closed(uv_handle_t *h)
 {
     struct proxy_conn *c = h->data;
@@ -388,9 +403,14 @@ static void conn_on_handle_closed(uv_handle_t *h)
     proxy_h2_conn_free(c);
     conn_release(pw, c);
     if (!pw->n_conns) {
-        /* idle: give the caches back */
-        proxy_mem_trim(&pw->mem);
-        conns_cache_free(pw);
+        /* Idle: give the caches back, but not at once. With a connection
+         * per request the worker is often without one for a moment between
+         * bursts, and refilling the cache each time cost more than the
+         * rest of a connection's set-up. */
+        if (pw->idle_trim_open && !uv_is_closing((uv_handle_t *)&pw->idle_trim))
+            uv_timer_start(&pw->idle_trim, worker_on_idle_trim, PROXY_IDLE_TRIM_MS, 0);
+        else
+            proxy_conns_idle_trim(pw);
     }
     proxy_worker_maybe_drained(pw);
 }
