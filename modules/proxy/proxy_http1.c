@@ -171,6 +171,8 @@ static void conn_timer_stop(struct proxy_conn *c);
 
 /* How long a connection closed after an error keeps draining input. */
 #define LINGER_MS 2000
+/* When a new connection's timer is due at the latest (proxy_conn_accept). */
+#define CONN_FIRST_DUE_MS 1000
 
 static void conn_on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -649,7 +651,13 @@ void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_
         proxy_conn_peer(c);
     proxy_h1_parser_init(&c->parser, PROXY_H1_REQUEST, &st->limits, 0);
     c->state = CONN_READ_HEAD;
-    conn_timer_set(c, st->conf->client_idle_timeout);
+    /* The idle timeout, with the timer due early: the request that
+     * usually follows at once sets a nearer deadline (request_timeout),
+     * and moving a running timer earlier costs two heap operations, while
+     * one due early only waits for the rest (conn_on_timer). */
+    uint64_t idle = st->conf->client_idle_timeout;
+    c->timer_at = uv_now(pw->loop) + idle;
+    uv_timer_start(&c->timer, conn_on_timer, idle < CONN_FIRST_DUE_MS ? idle : CONN_FIRST_DUE_MS, 0);
     conn_start_reading(c);
 }
 
