@@ -544,6 +544,16 @@ static int field_semantics(struct proxy_h1_parser *p, const char *buf, struct pr
     case PROXY_H1_F_CONNECTION:
         f->flags |= PROXY_H1_FIELD_HOP;
         p->n_connection++;
+        /* Nearly every Connection field is one of these two alone: the
+         * list walk would find just that element. */
+        if (token_eq_lower(v, f->value_len, "keep-alive", 10)) {
+            h->flags |= PROXY_H1_CONN_KEEP_ALIVE;
+            return 0;
+        }
+        if (token_eq_lower(v, f->value_len, "close", 5)) {
+            h->flags |= PROXY_H1_CONN_CLOSE;
+            return 0;
+        }
         if (!list_walk(p, v, f->value_len, connection_element))
             return fail(p, NULL, f->value_off, PROXY_H1_E_CONNECTION);
         return 0;
