@@ -1,6 +1,8 @@
 #include "bus.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +10,9 @@
 
 static pthread_rwlock_t bus_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct otr_sub *active;
+/* Whether active is non-empty: lets otr_bus_has_subscribers() answer the
+ * common "nobody listens" without the lock (modules ask per request). */
+static _Atomic bool any_active;
 
 struct otr_sub *otr_bus_sub_add(struct otr_sub **list, const char *stream, otr_bus_cb cb, void *arg)
 {
@@ -34,6 +39,7 @@ void otr_bus_activate(struct otr_sub *list)
 {
     pthread_rwlock_wrlock(&bus_lock);
     active = list;
+    atomic_store_explicit(&any_active, list != NULL, memory_order_release);
     pthread_rwlock_unlock(&bus_lock);
 }
 
@@ -53,6 +59,8 @@ size_t otr_bus_publish(otr_worker *w, const char *stream, const struct otr_recor
 bool otr_bus_has_subscribers(const char *stream)
 {
     bool found = false;
+    if (!atomic_load_explicit(&any_active, memory_order_acquire))
+        return false;
     pthread_rwlock_rdlock(&bus_lock);
     for (struct otr_sub *s = active; s && !found; s = s->next)
         found = strcmp(s->stream, stream) == 0;

@@ -110,6 +110,7 @@ static void state_free(struct proxy_state *st)
                     proxy_wcluster_endpoints_free(&pw->clusters[i]);
             free(pw->clusters);
             proxy_cmetrics_worker_free(pw);
+            proxy_conns_idle_trim(pw);
             proxy_mem_fini(&pw->mem);
         }
         free(st->workers);
@@ -333,6 +334,9 @@ static int proxy_start(otr_ctx *ctx, otr_worker *w)
     uv_timer_init(pw->loop, &pw->h2_deadline_timer);
     pw->h2_deadline_timer.data = pw;
     pw->h2_deadline_open = true;
+    uv_timer_init(pw->loop, &pw->idle_trim);
+    pw->idle_trim.data = pw;
+    pw->idle_trim_open = true;
     for (int l = 0; l < PROXY_LISTENERS; l++) {
         if (!st->listeners[l])
             continue;
@@ -377,6 +381,13 @@ static void h2_deadline_on_close(uv_handle_t *h)
     proxy_worker_maybe_drained(pw);
 }
 
+static void idle_trim_on_close(uv_handle_t *h)
+{
+    struct proxy_worker *pw = h->data;
+    pw->idle_trim_open = false;
+    proxy_worker_maybe_drained(pw);
+}
+
 static void drain_timer_on_close(uv_handle_t *h)
 {
     struct proxy_worker *pw = h->data;
@@ -395,7 +406,10 @@ void proxy_worker_maybe_drained(struct proxy_worker *pw)
         return; /* frames still to send; the idle callback comes back here */
     if (!proxy_discovery_worker_closed(pw))
         return; /* its close callbacks come back here */
-    if (pw->drain_timer_open || pw->h2_idle_open || pw->h2_deadline_open) {
+    if (pw->drain_timer_open || pw->h2_idle_open || pw->h2_deadline_open || pw->idle_trim_open) {
+        proxy_conns_idle_trim(pw);
+        if (pw->idle_trim_open && !uv_is_closing((uv_handle_t *)&pw->idle_trim))
+            uv_close((uv_handle_t *)&pw->idle_trim, idle_trim_on_close);
         if (pw->drain_timer_open && !uv_is_closing((uv_handle_t *)&pw->drain_timer))
             uv_close((uv_handle_t *)&pw->drain_timer, drain_timer_on_close);
         if (pw->h2_idle_open && !uv_is_closing((uv_handle_t *)&pw->h2_idle))

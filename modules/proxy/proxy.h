@@ -200,6 +200,10 @@ struct proxy_worker {
     struct proxy_mem mem; /* the HTTP/2 path's allocations (proxy_mem.h) */
     struct proxy_conn *conn_cache; /* closed client connections for reuse (proxy_http1.c) */
     unsigned n_conn_cache;
+    /* gives the caches back once the worker stayed without a connection
+     * for PROXY_IDLE_TRIM_MS (proxy_http1.c) */
+    uv_timer_t idle_trim;
+    bool idle_trim_open;
     /* HTTP/2 streams with a deadline, soonest first (proxy_h2_deadline.c) */
     uv_timer_t h2_deadline_timer;
     bool h2_deadline_open;
@@ -403,7 +407,9 @@ struct proxy_conn {
     struct proxy_delay *retry_delay; /* backoff before the next attempt, or NULL */
     uint64_t bytes_in, bytes_out;
     int status;
-    char peer[64];
+    /* The client's address: proxy_conn_peer(), proxy_conn_peer_sa(). */
+    bool peer_known; /* looked up (peer_text "" when that failed) */
+    char peer_text[64];
     struct sockaddr_storage peer_sa;
     struct proxy_lua_out *lua; /* the script's decision for the current request */
     struct proxy_caller_buf *caller; /* the mesh's word on the caller (proxy_caller.c), or NULL */
@@ -417,6 +423,13 @@ struct proxy_conn {
 };
 
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l);
+/* Gives the worker's caches (closed connections, the HTTP/2 allocator's
+ * free lists) back to malloc when it has no client connection. */
+void proxy_conns_idle_trim(struct proxy_worker *pw);
+/* The client's address as text ("" when unknown) and as a sockaddr (NULL
+ * when unknown), looked up on first use (getpeername). */
+const char *proxy_conn_peer(struct proxy_conn *c);
+const struct sockaddr *proxy_conn_peer_sa(struct proxy_conn *c);
 /* The upstream leg is connected (u), or failed with an HTTP status. */
 void proxy_conn_upstream_ready(struct proxy_conn *c, struct proxy_upconn *u);
 void proxy_conn_upstream_failed(struct proxy_conn *c, int status, const char *why);

@@ -248,7 +248,8 @@ struct proxy_cmetrics_caller *proxy_cmetrics_resolve(struct proxy_conn *c)
         }
         return cm->self;
     }
-    const struct otr_pod *pod = c->peer[0] ? st->host->pod_by_addr(st->ctx, (struct sockaddr *)&c->peer_sa) : NULL;
+    const struct sockaddr *peer = proxy_conn_peer_sa(c);
+    const struct otr_pod *pod = peer ? st->host->pod_by_addr(st->ctx, peer) : NULL;
     if (!pod)
         return cm->unknown;
     struct proxy_cmetrics_caller *k = caller_of_pod(pw, pod);

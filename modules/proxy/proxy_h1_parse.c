@@ -79,6 +79,49 @@ static bool mem_eq_lower(const char *s, size_t n, const char *lower_name, size_t
     return true;
 }
 
+static inline uint64_t load64(const char *s)
+{
+    uint64_t x;
+    memcpy(&x, s, 8);
+    return x;
+}
+
+static inline uint32_t load32(const char *s)
+{
+    uint32_t x;
+    memcpy(&x, s, 4);
+    return x;
+}
+
+/*
+ * mem_eq_lower for the names the parser looks for in tokens and field
+ * values, a word at a time (overlapping loads cover the tail). lc holds
+ * only lower-case letters, digits and '-', which all have bit 0x20 set, so
+ * setting that bit in s folds its case; it also maps control characters
+ * 0x0d and 0x10..0x19 onto '-' and digits, but tokens and validated field
+ * values never hold those.
+ */
+static bool token_eq_lower(const char *s, size_t n, const char *lc, size_t ln)
+{
+    if (n != ln)
+        return false;
+    if (n >= 8) {
+        const uint64_t fold = 0x2020202020202020ull;
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if ((load64(s + i) | fold) != load64(lc + i))
+                return false;
+        return (load64(s + n - 8) | fold) == load64(lc + n - 8);
+    }
+    if (n >= 4) {
+        const uint32_t fold = 0x20202020u;
+        return (load32(s) | fold) == load32(lc) && (load32(s + n - 4) | fold) == load32(lc + n - 4);
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((s[i] | 0x20) != lc[i])
+            return false;
+    return true;
+}
+
 bool proxy_h1_span_eq_lower(const char *buf, struct proxy_h1_span s, const char *lower_name)
 {
     return mem_eq_lower(buf + s.off, s.len, lower_name, strlen(lower_name));
@@ -333,47 +376,47 @@ static uint8_t field_id(const char *n, size_t len)
     /* Switch on length first: most names are rejected by one compare. */
     switch (len) {
     case 2:
-        if (mem_eq_lower(n, len, "te", 2))
+        if (token_eq_lower(n, len, "te", 2))
             return PROXY_H1_F_TE;
         break;
     case 3:
-        if (mem_eq_lower(n, len, "via", 3))
+        if (token_eq_lower(n, len, "via", 3))
             return PROXY_H1_F_VIA;
         break;
     case 4:
-        if (mem_eq_lower(n, len, "host", 4))
+        if (token_eq_lower(n, len, "host", 4))
             return PROXY_H1_F_HOST;
         break;
     case 6:
-        if (mem_eq_lower(n, len, "expect", 6))
+        if (token_eq_lower(n, len, "expect", 6))
             return PROXY_H1_F_EXPECT;
         break;
     case 7:
-        if (mem_eq_lower(n, len, "upgrade", 7))
+        if (token_eq_lower(n, len, "upgrade", 7))
             return PROXY_H1_F_UPGRADE;
-        if (mem_eq_lower(n, len, "trailer", 7))
+        if (token_eq_lower(n, len, "trailer", 7))
             return PROXY_H1_F_TRAILER;
         break;
     case 10:
-        if (mem_eq_lower(n, len, "connection", 10))
+        if (token_eq_lower(n, len, "connection", 10))
             return PROXY_H1_F_CONNECTION;
-        if (mem_eq_lower(n, len, "keep-alive", 10))
+        if (token_eq_lower(n, len, "keep-alive", 10))
             return PROXY_H1_F_KEEP_ALIVE;
         break;
     case 14:
-        if (mem_eq_lower(n, len, "content-length", 14))
+        if (token_eq_lower(n, len, "content-length", 14))
             return PROXY_H1_F_CONTENT_LENGTH;
         break;
     case 15:
-        if (mem_eq_lower(n, len, "x-forwarded-for", 15))
+        if (token_eq_lower(n, len, "x-forwarded-for", 15))
             return PROXY_H1_F_X_FORWARDED_FOR;
         break;
     case 16:
-        if (mem_eq_lower(n, len, "proxy-connection", 16))
+        if (token_eq_lower(n, len, "proxy-connection", 16))
             return PROXY_H1_F_PROXY_CONNECTION;
         break;
     case 17:
-        if (mem_eq_lower(n, len, "transfer-encoding", 17))
+        if (token_eq_lower(n, len, "transfer-encoding", 17))
             return PROXY_H1_F_TRANSFER_ENCODING;
         break;
     }
@@ -414,7 +457,7 @@ static bool te_element(struct proxy_h1_parser *p, const char *e, size_t len)
 {
     if (len == 0 || p->te_chunked)
         return false; /* empty element, or anything after chunked */
-    if (!mem_eq_lower(e, len, "chunked", 7)) {
+    if (!token_eq_lower(e, len, "chunked", 7)) {
         /* Valid syntax, but a coding the proxy cannot apply: 501. */
         p->err = (uint32_t)-PROXY_H1_E_TE_UNSUPPORTED;
         return false;
@@ -425,11 +468,11 @@ static bool te_element(struct proxy_h1_parser *p, const char *e, size_t len)
 
 static bool connection_element(struct proxy_h1_parser *p, const char *e, size_t len)
 {
-    if (mem_eq_lower(e, len, "close", 5))
+    if (token_eq_lower(e, len, "close", 5))
         p->head.flags |= PROXY_H1_CONN_CLOSE;
-    else if (mem_eq_lower(e, len, "keep-alive", 10))
+    else if (token_eq_lower(e, len, "keep-alive", 10))
         p->head.flags |= PROXY_H1_CONN_KEEP_ALIVE;
-    else if (mem_eq_lower(e, len, "upgrade", 7))
+    else if (token_eq_lower(e, len, "upgrade", 7))
         p->head.flags |= PROXY_H1_CONN_UPGRADE;
     else if (len)
         p->conn_names = true;
@@ -438,7 +481,7 @@ static bool connection_element(struct proxy_h1_parser *p, const char *e, size_t 
 
 static bool te_header_element(struct proxy_h1_parser *p, const char *e, size_t len)
 {
-    if (mem_eq_lower(e, len, "trailers", 8))
+    if (token_eq_lower(e, len, "trailers", 8))
         p->head.flags |= PROXY_H1_TE_TRAILERS;
     return true;
 }
@@ -501,6 +544,16 @@ static int field_semantics(struct proxy_h1_parser *p, const char *buf, struct pr
     case PROXY_H1_F_CONNECTION:
         f->flags |= PROXY_H1_FIELD_HOP;
         p->n_connection++;
+        /* Nearly every Connection field is one of these two alone: the
+         * list walk would find just that element. */
+        if (token_eq_lower(v, f->value_len, "keep-alive", 10)) {
+            h->flags |= PROXY_H1_CONN_KEEP_ALIVE;
+            return 0;
+        }
+        if (token_eq_lower(v, f->value_len, "close", 5)) {
+            h->flags |= PROXY_H1_CONN_CLOSE;
+            return 0;
+        }
         if (!list_walk(p, v, f->value_len, connection_element))
             return fail(p, NULL, f->value_off, PROXY_H1_E_CONNECTION);
         return 0;
@@ -518,7 +571,7 @@ static int field_semantics(struct proxy_h1_parser *p, const char *buf, struct pr
         return 0;
     case PROXY_H1_F_EXPECT:
         if (request && h->version_minor == 1)
-            h->flags |= mem_eq_lower(v, f->value_len, "100-continue", 12) ? PROXY_H1_EXPECT_CONTINUE
+            h->flags |= token_eq_lower(v, f->value_len, "100-continue", 12) ? PROXY_H1_EXPECT_CONTINUE
                                                                         : PROXY_H1_EXPECT_OTHER;
         return 0;
     default:
@@ -557,8 +610,12 @@ static int parse_field_line(struct proxy_h1_parser *p, const char *buf, size_t o
     struct proxy_h1_head *h = &p->head;
     if (IS(buf[off], C_WS))
         return fail(p, NULL, off, h->n_fields ? PROXY_H1_E_OBS_FOLD : PROXY_H1_E_LEADING_WS);
+    /* buf[end] is the line's CR, which stops the scans below (neither a
+     * token nor a value character) without a bounds check per byte. */
     size_t i = off;
-    while (i < end && IS(buf[i], C_TCHAR))
+    while (IS(buf[i], C_TCHAR) && IS(buf[i + 1], C_TCHAR) && IS(buf[i + 2], C_TCHAR) && IS(buf[i + 3], C_TCHAR))
+        i += 4;
+    while (IS(buf[i], C_TCHAR))
         i++;
     if (i == end)
         return fail(p, NULL, end, PROXY_H1_E_NO_COLON);
@@ -575,7 +632,7 @@ static int parse_field_line(struct proxy_h1_parser *p, const char *buf, size_t o
     if (h->n_fields >= p->limits.max_fields)
         return fail(p, NULL, off, PROXY_H1_E_TOO_MANY_FIELDS);
     size_t name_end = i++;
-    while (i < end && IS(buf[i], C_WS))
+    while (IS(buf[i], C_WS))
         i++;
     size_t vs = i;
     /* The hot loop: most bytes of a head are field values. */

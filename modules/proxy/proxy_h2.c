@@ -418,7 +418,7 @@ static int stream_mesh_incoming(struct proxy_h2stream *st)
     int status;
     char why[160];
     int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, true, d ? (const char *)d->value : NULL,
-                                 d ? d->valuelen : 0, count, c->peer, &status, why, sizeof why);
+                                 d ? d->valuelen : 0, count, proxy_conn_peer(c), &status, why, sizeof why);
     if (ci == -2)
         proxy_h2stream_on_upstream_failed(st, status, grpc_for_http(status), why);
     return ci;
@@ -710,7 +710,7 @@ void proxy_h2_conn_on_read(struct proxy_conn *c, const uint8_t *data, size_t n)
     struct proxy_h2conn *dc = c->h2;
     ssize_t r = nghttp2_session_mem_recv(dc->s, data, n);
     if (r < 0) {
-        c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "h2 client %s: %s", c->peer, nghttp2_strerror((int)r));
+        c->pw->st->host->log(c->pw->st->ctx, OTR_LOG_DEBUG, "h2 client %s: %s", proxy_conn_peer(c), nghttp2_strerror((int)r));
         h2conn_close(dc);
         return;
     }

@@ -52,9 +52,7 @@ struct proxy_h2up;
  * carries the request, else the stream's. */
 #define PROXY_H2STREAM_CALLER(st) ((st)->h1c ? (st)->h1c->caller : (st)->caller)
 /* The request's client address, or NULL. */
-#define PROXY_H2STREAM_PEER(st)                                                                             \
-    ((st)->h1c ? ((st)->h1c->peer[0] ? (const struct sockaddr *)&(st)->h1c->peer_sa : NULL)                \
-               : ((st)->dc->c->peer[0] ? (const struct sockaddr *)&(st)->dc->c->peer_sa : NULL))
+#define PROXY_H2STREAM_PEER(st) proxy_conn_peer_sa((st)->h1c ? (st)->h1c : (st)->dc->c)
 
 struct proxy_h2stream {
     struct proxy_h2conn *dc;  /* the HTTP/2 client session, or NULL when... */

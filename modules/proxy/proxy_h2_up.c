@@ -321,7 +321,7 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
 {
     const struct proxy_conf *conf = up->ep->wc->pw->st->conf;
     const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
-    const char *peer = st->h1c ? st->h1c->peer : st->dc->c->peer;
+    const char *peer = proxy_conn_peer(st->h1c ? st->h1c : st->dc->c);
     size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 6;
     nghttp2_nv *nv = malloc(cap * sizeof *nv);
     if (!nv) {

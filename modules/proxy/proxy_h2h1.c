@@ -69,7 +69,7 @@ static int build_head(struct proxy_h2stream *st)
 {
     const struct proxy_conf *conf = st->dc->c->pw->st->conf;
     const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
-    const char *peer = st->dc->c->peer;
+    const char *peer = proxy_conn_peer(st->dc->c);
     struct proxy_head_out o = { &st->h1_head, &st->h1_head_cap, &st->h1_head_len, false };
     st->h1_head_len = 0;
     proxy_head_put(&o, st->method, st->method_len);

@@ -7,24 +7,30 @@
 
 #include "proxy.h"
 
-/* Whether n more bytes fit, growing the buffer if needed. */
-static bool head_reserve(struct proxy_head_out *o, size_t n)
+/* Grows the buffer to fit n more bytes. */
+__attribute__((noinline)) static bool head_grow(struct proxy_head_out *o, size_t n)
+{
+    size_t cap = *o->cap ? *o->cap : 1024;
+    while (cap < *o->len + n)
+        cap *= 2;
+    char *nb = realloc(*o->buf, cap);
+    if (!nb) {
+        o->failed = true;
+        return false;
+    }
+    *o->buf = nb;
+    *o->cap = cap;
+    return true;
+}
+
+/* Whether n more bytes fit, growing the buffer if needed. Inlined: heads
+ * are written in many small pieces on every request and response, and the
+ * buffer, kept by the connection, almost never needs to grow. */
+static inline bool head_reserve(struct proxy_head_out *o, size_t n)
 {
     if (o->failed)
         return false;
-    if (*o->len + n > *o->cap) {
-        size_t cap = *o->cap ? *o->cap : 1024;
-        while (cap < *o->len + n)
-            cap *= 2;
-        char *nb = realloc(*o->buf, cap);
-        if (!nb) {
-            o->failed = true;
-            return false;
-        }
-        *o->buf = nb;
-        *o->cap = cap;
-    }
-    return true;
+    return *o->len + n <= *o->cap || head_grow(o, n);
 }
 
 void proxy_head_put(struct proxy_head_out *o, const void *p, size_t n)

@@ -38,6 +38,15 @@ struct pump {
     unsigned n_lines;
 };
 
+/* An empty pump. Not an initializer: that would zero all of iov, 0.8 KiB
+ * twice per request, where only the first n entries are ever read. */
+static void pump_init(struct pump *pm, char (*lines)[24])
+{
+    pm->n = 0;
+    pm->lines = lines;
+    pm->n_lines = 0;
+}
+
 static void pump_add(struct pump *pm, const char *p, size_t n)
 {
     if (n)
@@ -162,6 +171,8 @@ static void conn_timer_stop(struct proxy_conn *c);
 
 /* How long a connection closed after an error keeps draining input. */
 #define LINGER_MS 2000
+/* When a new connection's timer is due at the latest (proxy_conn_accept). */
+#define CONN_FIRST_DUE_MS 1000
 
 static void conn_on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -219,7 +230,7 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
         c->ep = NULL;
     }
     proxy_upstream_unqueue(c);
-    pw->st->host->log(pw->st->ctx, OTR_LOG_DEBUG, "client %s: %d %s", c->peer, status, why);
+    pw->st->host->log(pw->st->ctx, OTR_LOG_DEBUG, "client %s: %d %s", proxy_conn_peer(c), status, why);
     if (c->resp_head_sent || c->writing) {
         c->status = c->status ? c->status : status;
         c->reason = why;
@@ -265,14 +276,16 @@ static void conn_respond_error(struct proxy_conn *c, int status, const char *why
 /* Closed client connections a worker keeps, with their buffers, for the
  * next accepts: with a connection per request (Connection: close) each
  * one otherwise mallocs and frees its ~40 KiB, and glibc trims and regrows
- * its arena under that churn (madvise, mprotect). Emptied whenever the
- * worker has no connection left; nothing is kept under ASan (a use after
- * free must reach its quarantine). */
+ * its arena under that churn (madvise, mprotect). Emptied once the worker
+ * has had no connection for PROXY_IDLE_TRIM_MS; nothing is kept under ASan
+ * (a use after free must reach its quarantine). */
 #ifdef PROXY_MEM_ASAN
 #define CONN_CACHE_MAX 0
 #else
 #define CONN_CACHE_MAX 64
 #endif
+/* How long a worker without connections keeps its caches. */
+#define PROXY_IDLE_TRIM_MS 1000
 
 static void conn_free(struct proxy_conn *c)
 {
@@ -311,6 +324,26 @@ static void conns_cache_free(struct proxy_worker *pw)
     pw->n_conn_cache = 0;
 }
 
+/* Zeroes c but for the tables that are always written before they are
+ * read: the request parser's field table (proxy_h1_parser_init leaves it
+ * too) and the chunk-size lines. They are 2.8 of the struct's 3.7 KiB, and
+ * clearing them was the largest single cost of a connection per request. */
+static void conn_zero(struct proxy_conn *c)
+{
+    enum { after_fields_end = offsetof(struct proxy_conn, parser.head.fields) + sizeof c->parser.head.fields };
+    char *p = (char *)c;
+    size_t fields = offsetof(struct proxy_conn, parser.head.fields);
+    size_t after_fields = offsetof(struct proxy_conn, chunked);
+    size_t lines = offsetof(struct proxy_conn, req_lines);
+    size_t after_lines = offsetof(struct proxy_conn, t_start_ms);
+    _Static_assert(offsetof(struct proxy_conn, chunked) - after_fields_end < 8, "only the field table is skipped");
+    _Static_assert(offsetof(struct proxy_conn, t_start_ms) - offsetof(struct proxy_conn, req_lines) -
+                       2 * sizeof c->req_lines < 8, "only the chunk-size lines are skipped");
+    memset(p, 0, fields);
+    memset(p + after_fields, 0, lines - after_fields);
+    memset(p + after_lines, 0, sizeof *c - after_lines);
+}
+
 /* A zeroed connection with a read buffer of cap bytes, from the cache
  * when it has one (its head buffers come along), or NULL. */
 static struct proxy_conn *conn_new(struct proxy_worker *pw, size_t cap)
@@ -322,7 +355,7 @@ static struct proxy_conn *conn_new(struct proxy_worker *pw, size_t cap)
         if (c->cap == cap) {
             char *buf = c->buf, *req_head = c->req_head, *resp_head = c->resp_head;
             size_t req_head_cap = c->req_head_cap, resp_head_cap = c->resp_head_cap;
-            memset(c, 0, sizeof *c);
+            conn_zero(c);
             c->buf = buf;
             c->cap = cap;
             c->req_head = req_head;
@@ -343,6 +376,19 @@ static struct proxy_conn *conn_new(struct proxy_worker *pw, size_t cap)
     return c;
 }
 
+void proxy_conns_idle_trim(struct proxy_worker *pw)
+{
+    if (pw->n_conns)
+        return;
+    proxy_mem_trim(&pw->mem);
+    conns_cache_free(pw);
+}
+
+static void worker_on_idle_trim(uv_timer_t *t)
+{
+    proxy_conns_idle_trim(t->data);
+}
+
 static void conn_on_handle_closed(uv_handle_t *h)
 {
     struct proxy_conn *c = h->data;
@@ -361,9 +407,14 @@ static void conn_on_handle_closed(uv_handle_t *h)
     proxy_h2_conn_free(c);
     conn_release(pw, c);
     if (!pw->n_conns) {
-        /* idle: give the caches back */
-        proxy_mem_trim(&pw->mem);
-        conns_cache_free(pw);
+        /* Idle: give the caches back, but not at once. With a connection
+         * per request the worker is often without one for a moment between
+         * bursts, and refilling the cache each time cost more than the
+         * rest of a connection's set-up. */
+        if (pw->idle_trim_open && !uv_is_closing((uv_handle_t *)&pw->idle_trim))
+            uv_timer_start(&pw->idle_trim, worker_on_idle_trim, PROXY_IDLE_TRIM_MS, 0);
+        else
+            proxy_conns_idle_trim(pw);
     }
     proxy_worker_maybe_drained(pw);
 }
@@ -541,6 +592,37 @@ static void conn_start_reading(struct proxy_conn *c)
         c->reading = true;
 }
 
+const char *proxy_conn_peer(struct proxy_conn *c)
+{
+    if (c->peer_known)
+        return c->peer_text;
+    c->peer_known = true;
+    int sl = sizeof c->peer_sa;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_sa, &sl) == 0) {
+        if (c->peer_sa.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&c->peer_sa, c->peer_text, sizeof c->peer_text);
+        else if (c->peer_sa.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&c->peer_sa, c->peer_text, sizeof c->peer_text);
+    }
+    return c->peer_text;
+}
+
+const struct sockaddr *proxy_conn_peer_sa(struct proxy_conn *c)
+{
+    return proxy_conn_peer(c)[0] ? (const struct sockaddr *)&c->peer_sa : NULL;
+}
+
+/* Whether this configuration may ask for a client's address: then it is
+ * looked up at once, while the connection surely has one (after a reset
+ * getpeername fails). Otherwise the system call is saved, and a rare late
+ * asker (a subscriber that came later, say) looks it up then. */
+static bool conn_peer_wanted(const struct proxy_worker *pw)
+{
+    const struct proxy_state *st = pw->st;
+    return st->conf->xff != PROXY_XFF_OFF || pw->mesh || st->hook || st->host->bus_has_subscribers(st->ctx, "access") ||
+           st->host->log_enabled(st->ctx, OTR_LOG_DEBUG);
+}
+
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l)
 {
     struct proxy_state *st = pw->st;
@@ -567,17 +649,17 @@ void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_
         return;
     }
     /* TCP_NODELAY: inherited from the listener (proxy.c) */
-    int sl = sizeof c->peer_sa;
-    c->peer[0] = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_sa, &sl) == 0) {
-        if (c->peer_sa.ss_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)&c->peer_sa, c->peer, sizeof c->peer);
-        else if (c->peer_sa.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&c->peer_sa, c->peer, sizeof c->peer);
-    }
+    if (conn_peer_wanted(pw))
+        proxy_conn_peer(c);
     proxy_h1_parser_init(&c->parser, PROXY_H1_REQUEST, &st->limits, 0);
     c->state = CONN_READ_HEAD;
-    conn_timer_set(c, st->conf->client_idle_timeout);
+    /* The idle timeout, with the timer due early: the request that
+     * usually follows at once sets a nearer deadline (request_timeout),
+     * and moving a running timer earlier costs two heap operations, while
+     * one due early only waits for the rest (conn_on_timer). */
+    uint64_t idle = st->conf->client_idle_timeout;
+    c->timer_at = uv_now(pw->loop) + idle;
+    uv_timer_start(&c->timer, conn_on_timer, idle < CONN_FIRST_DUE_MS ? idle : CONN_FIRST_DUE_MS, 0);
     conn_start_reading(c);
 }
 
@@ -599,6 +681,7 @@ static int build_request_head(struct proxy_conn *c)
     else
         proxy_head_put(&o, "/", 1);
     proxy_head_put(&o, " HTTP/1.1\r\n", 11);
+    const char *peer = conf->xff != PROXY_XFF_OFF ? proxy_conn_peer(c) : "";
     int last_xff = -1;
     if (conf->xff == PROXY_XFF_APPEND)
         for (uint32_t i = 0; i < h->n_fields; i++)
@@ -622,7 +705,7 @@ static int build_request_head(struct proxy_conn *c)
             host_sent = true;
             continue;
         }
-        if ((int)i != last_xff || !c->peer[0]) {
+        if ((int)i != last_xff || !peer[0]) {
             proxy_head_field(&o, name, f->name_len, b + f->value_off, f->value_len);
             continue;
         }
@@ -630,7 +713,7 @@ static int build_request_head(struct proxy_conn *c)
         proxy_head_put(&o, ": ", 2);
         proxy_head_put(&o, b + f->value_off, f->value_len);
         proxy_head_put(&o, ", ", 2);
-        proxy_head_str(&o, c->peer);
+        proxy_head_str(&o, peer);
         proxy_head_put(&o, crlf, 2);
     }
     if (!host_sent)
@@ -642,8 +725,8 @@ static int build_request_head(struct proxy_conn *c)
     for (unsigned i = 0; c->lua && i < c->lua->n_set; i++)
         proxy_head_field(&o, c->lua->store + c->lua->set[i].name_off, c->lua->set[i].name_len,
                   c->lua->store + c->lua->set[i].value_off, c->lua->set[i].value_len);
-    if (conf->xff != PROXY_XFF_OFF && last_xff < 0 && c->peer[0])
-        proxy_head_field(&o, "X-Forwarded-For", 15, c->peer, strlen(c->peer));
+    if (conf->xff != PROXY_XFF_OFF && last_xff < 0 && peer[0])
+        proxy_head_field(&o, "X-Forwarded-For", 15, peer, strlen(peer));
     if (conf->via) {
         proxy_head_str(&o, h->version_minor ? "Via: 1.1 " : "Via: 1.0 ");
         proxy_head_str(&o, conf->via_name);
@@ -693,7 +776,7 @@ static int conn_run_script(struct proxy_conn *c)
     }
     struct proxy_caller caller;
     const struct otr_pod *pod =
-        proxy_caller_get(st, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL, c->caller, true, &caller);
+        proxy_caller_get(st, proxy_conn_peer_sa(c), c->caller, true, &caller);
     struct proxy_lua_call call = {
         c->buf + h->method.off, c->buf + h->path.off, c->buf + h->authority.off, h->method.len, h->path.len,
         h->authority.len, c->listener == PROXY_OUTBOUND ? "outbound" : "inbound", "HTTP/1.1", h1_push_headers, c,
@@ -736,11 +819,11 @@ static int conn_mesh_incoming(struct proxy_conn *c)
             clen = f->value_len;
         }
     }
-    proxy_caller_take(c->pw, (enum proxy_listener_id)c->listener, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL,
+    proxy_caller_take(c->pw, (enum proxy_listener_id)c->listener, proxy_conn_peer_sa(c),
                       &c->caller, cvalue, clen, ccount);
     int status;
     char why[160];
-    int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, false, value, len, count, c->peer,
+    int ci = proxy_mesh_incoming(c->pw, (enum proxy_listener_id)c->listener, false, value, len, count, proxy_conn_peer(c),
                                  &status, why, sizeof why);
     if (ci == -2)
         conn_respond_error(c, status, why);
@@ -908,7 +991,7 @@ static size_t conn_hop_caller(struct proxy_conn *c)
 {
     if (!c->caller && !(c->caller = calloc(1, sizeof *c->caller)))
         return 0;
-    return proxy_caller_text(c->pw->st, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL, c->caller,
+    return proxy_caller_text(c->pw->st, proxy_conn_peer_sa(c), c->caller,
                              c->caller->hop);
 }
 
@@ -922,7 +1005,8 @@ static void conn_pump_request(struct proxy_conn *c)
     struct proxy_upconn *u = c->up;
     if (!u || u->writing || c->state != CONN_FORWARDING)
         return;
-    struct pump pm = { .n = 0, .lines = c->req_lines };
+    struct pump pm;
+    pump_init(&pm, c->req_lines);
     size_t hop_len;
     const char *hop = !c->req_head_sent && c->ep ? proxy_mesh_hop(c->ep, u->mesh_hop, &hop_len) : NULL;
     if (hop) {
@@ -1235,7 +1319,8 @@ void proxy_conn_on_response_data(struct proxy_conn *c)
     struct proxy_upconn *u = c->up;
     if (!u || c->writing || c->state != CONN_FORWARDING)
         return;
-    struct pump pm = { .n = 0, .lines = c->resp_lines };
+    struct pump pm;
+    pump_init(&pm, c->resp_lines);
     if (!c->resp_head_sent) {
         int r = response_head(c, u, &pm);
         if (r < 0)
@@ -1360,7 +1445,7 @@ static void conn_publish(struct proxy_conn *c)
     c->reason = NULL;
     struct proxy_caller caller;
     const struct otr_pod *pod =
-        proxy_caller_get(st, c->peer[0] ? (struct sockaddr *)&c->peer_sa : NULL, c->caller, false, &caller);
+        proxy_caller_get(st, proxy_conn_peer_sa(c), c->caller, false, &caller);
     /* The head's bytes may have been compacted away after an error; only
      * trust them while the parser says the head is complete. */
     bool have_head = c->parser.state == PROXY_H1_PS_DONE && c->parser.head.head_len <= c->len;

@@ -15,6 +15,16 @@
 /* Latency memory of the EWMA: samples older than this weigh 1/e. */
 #define EWMA_DECAY_MS 2000.0
 
+/* The decay over one millisecond or less, which is how far apart samples
+ * come under load: computed once rather than by exp() per response. Set
+ * when the module is loaded, before any worker runs. */
+static double ewma_w1;
+
+__attribute__((constructor)) static void ewma_w1_init(void)
+{
+    ewma_w1 = exp(-1.0 / EWMA_DECAY_MS);
+}
+
 /* The latency estimate as of now: it decays while no sample comes, so an
  * endpoint left alone after one slow answer (a stall, a GC pause) is
  * tried again instead of being avoided for as long as it gets no traffic,
@@ -155,7 +165,7 @@ void proxy_lb_sample(struct proxy_endpoint *ep, uint64_t now_ms, double latency_
         ep->ewma_ms = latency_ms;
     } else {
         double dt = (double)(now_ms - ep->ewma_stamp);
-        double w = exp(-(dt < 1 ? 1 : dt) / EWMA_DECAY_MS);
+        double w = dt <= 1 ? ewma_w1 : exp(-dt / EWMA_DECAY_MS);
         ep->ewma_ms = ep->ewma_ms * w + latency_ms * (1 - w);
     }
     ep->ewma_stamp = now_ms ? now_ms : 1;
