@@ -13,7 +13,7 @@ use JSON::PP;
 use Outrider;
 use IO::Socket::INET;
 use lib 't/proxy';
-use ProxyTest qw(proxy_agent);
+use ProxyTest qw(proxy_agent refused_port);
 
 my $root = Outrider::root();
 my $spid = open(my $sfh, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_server.py") or die "grpc server: $!";
@@ -22,9 +22,7 @@ chomp $sport;
 like($sport, qr/^\d+$/, 'gRPC server started');
 
 # A port nothing listens on: bind, read the port, close.
-my $dead = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
-my $dead_port = $dead->sockport;
-close $dead;
+my $dead_port = refused_port();
 
 my $a = proxy_agent(proxy => {
     clusters => [

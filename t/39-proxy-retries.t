@@ -10,12 +10,10 @@ use lib 't/lib', 't/proxy';
 use Test::More;
 use IO::Socket::INET;
 use Outrider;
-use ProxyTest qw(proxy_agent backend_start backend_stop curl);
+use ProxyTest qw(proxy_agent backend_start backend_stop curl refused_port);
 
 my $be = backend_start('live');
-my $dead = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
-my $dead_port = $dead->sockport;
-close $dead;
+my $dead_port = refused_port();
 # A server that accepts and closes at once, answering nothing.
 my $rude = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 64, ReuseAddr => 1) or die;
 my $rude_port = $rude->sockport;

@@ -12,7 +12,7 @@ use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use Outrider;
-use ProxyTest qw(proxy_agent backend_start backend_stop curl);
+use ProxyTest qw(proxy_agent backend_start backend_stop curl refused_port);
 
 my $root = Outrider::root();
 my $dir = tempdir('proxy-access-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -21,9 +21,7 @@ my $be = backend_start('b1');
 my $spid = open(my $sfh, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_server.py") or die;
 my $sport = <$sfh>;
 chomp $sport;
-my $dead = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
-my $dead_port = $dead->sockport;
-close $dead;
+my $dead_port = refused_port();
 my $a = proxy_agent(env => { POD_NAMESPACE => 'shop', POD_NAME => 'web-1' },
     conf => {
         modules => ['proxy', 'logs'],

@@ -17,7 +17,7 @@ use IO::Socket::INET;
 use File::Temp qw(tempdir);
 use Time::HiRes qw(time sleep);
 use Outrider;
-use ProxyTest qw(proxy_agent backend_start backend_stop curl wait_metric);
+use ProxyTest qw(proxy_agent backend_start backend_stop curl wait_metric refused_port);
 
 my $dir = tempdir('outrider-disc-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
@@ -295,9 +295,7 @@ SKIP: {
 # counts as usable nor takes traffic; one that answers joins.
 {
     my @hb = map { backend_start("h$_") } 1 .. 2;
-    my $closed = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die;
-    my $dead = '127.0.0.1:' . $closed->sockport;
-    close $closed;
+    my $dead = '127.0.0.1:' . refused_port();
     my $hfile = "$dir/hc.json";
     write_atomic($hfile, eps_json("127.0.0.1:$hb[0]{port}"));
     $agent = proxy_agent(

@@ -17,7 +17,7 @@ use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use Outrider;
-use ProxyTest qw(proxy_agent curl wait_metric);
+use ProxyTest qw(proxy_agent curl wait_metric refused_port);
 
 my $root = Outrider::root();
 my $dir = tempdir('proxy-health-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -43,13 +43,6 @@ sub hb_stats {
     return $rc == 0 ? decode_json($out) : undef;
 }
 sub hb_count { my ($b, $path) = @_; my $s = hb_stats($b); return $s ? ($s->{counts}{$path} // 0) : -1 }
-sub dead_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
-
 # Bad settings are refused by `outrider -t`, each error naming its place.
 sub conf_check {
     my (%cluster) = @_;
@@ -86,7 +79,7 @@ hb_ctl($back, 'traffic=503');
 hb_ctl($rude, 'traffic=close');
 hb_ctl($hang, 'traffic=hang');
 hb_ctl($hbad, 'health=503');
-my @dead = map { dead_port() } 1 .. 3;
+my @dead = map { refused_port() } 1 .. 3;
 my $hb2 = hb_start('hb2');      # behind an HTTP/2 front: health checks fail
 hb_ctl($hb2, 'health=503');
 sub grpc_start {

@@ -16,7 +16,7 @@ use Test::More;
 use JSON::PP;
 use IO::Socket::INET;
 use Outrider;
-use ProxyTest qw(proxy_agent backend_start backend_stop curl raw_http wait_metric);
+use ProxyTest qw(proxy_agent backend_start backend_stop curl raw_http wait_metric refused_port);
 use File::Temp qw(tempfile);
 
 my $root = Outrider::root();
@@ -33,9 +33,7 @@ chomp $gport;
 like($gport, qr/^\d+$/, 'gRPC server started');
 
 # A port nothing listens on: bind, read the port, close.
-my $dead = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
-my $dead_port = $dead->sockport;
-close $dead;
+my $dead_port = refused_port();
 
 # A port whose accept queue is full: connecting to it hangs (SYNs dropped).
 # (Linux queues backlog + 1 connections: two fillers.)

@@ -8,7 +8,7 @@ use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(time sleep);
 use Exporter 'import';
-our @EXPORT_OK = qw(proxy_agent proxy_conf backend_start backend_stop raw_http curl wait_metric);
+our @EXPORT_OK = qw(proxy_agent proxy_conf backend_start backend_stop raw_http curl wait_metric refused_port);
 
 my $ROOT = Outrider::root();
 
@@ -37,6 +37,16 @@ sub proxy_agent {
     my $proxy = delete $o{proxy} || {};
     my $top = delete $o{conf} || {};
     return Outrider->start(role => 'sidecar', %o, conf => proxy_conf($proxy, %$top));
+}
+
+# A loopback port that refuses connections for as long as the test runs:
+# bound but not listening, so no other process (a parallel test's server)
+# can take it and answer in its place, as it could a port merely closed.
+my @HELD;
+sub refused_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp') or die "bind: $!";
+    push @HELD, $s;
+    return $s->sockport;
 }
 
 # Starts t/proxy/backend.py (on 127.0.0.1:0, or $bind "host:port");
