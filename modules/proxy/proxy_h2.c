@@ -171,6 +171,10 @@ void proxy_h2stream_free(struct proxy_h2stream *st)
 static void stream_unlink(struct proxy_h2stream *st)
 {
     struct proxy_h2conn *dc = st->dc;
+    if (dc->hdr_st == st) {
+        dc->hdr_st = NULL;
+        dc->hdr_id = 0;
+    }
     if (st->prev)
         st->prev->next = st->next;
     else
@@ -218,7 +222,7 @@ void proxy_h2stream_on_response(struct proxy_h2stream *st)
     if (st->resp_submitted)
         return;
     st->resp_submitted = true;
-    const nghttp2_nv *gs = proxy_hdrs_find(&st->resp, "grpc-status");
+    const nghttp2_nv *gs = proxy_hdrs_get(&st->resp, PROXY_HDR_GRPC_STATUS);
     if (gs)
         st->grpc_status = atoi((const char *)gs->value);
     if (st->resp_end && st->resp_body.off == st->resp_body.len && !st->trailers.n) {
@@ -237,7 +241,7 @@ void proxy_h2stream_on_response_data(struct proxy_h2stream *st)
         return;
     }
     if (st->resp_end && st->trailers.n) {
-        const nghttp2_nv *gs = proxy_hdrs_find(&st->trailers, "grpc-status");
+        const nghttp2_nv *gs = proxy_hdrs_get(&st->trailers, PROXY_HDR_GRPC_STATUS);
         if (gs)
             st->grpc_status = atoi((const char *)gs->value);
     }
@@ -430,12 +434,12 @@ static void stream_begin(struct proxy_h2stream *st)
     struct proxy_conn *c = st->dc->c;
     struct proxy_worker *pw = c->pw;
     struct proxy_state *st_ = pw->st;
-    const nghttp2_nv *m = proxy_hdrs_find(&st->req, ":method");
-    const nghttp2_nv *p = proxy_hdrs_find(&st->req, ":path");
-    const nghttp2_nv *a = proxy_hdrs_find(&st->req, ":authority");
+    const nghttp2_nv *m = proxy_hdrs_get(&st->req, PROXY_HDR_METHOD);
+    const nghttp2_nv *p = proxy_hdrs_get(&st->req, PROXY_HDR_PATH);
+    const nghttp2_nv *a = proxy_hdrs_get(&st->req, PROXY_HDR_AUTHORITY);
     if (!a)
-        a = proxy_hdrs_find(&st->req, "host");
-    const nghttp2_nv *ct = proxy_hdrs_find(&st->req, "content-type");
+        a = proxy_hdrs_get(&st->req, PROXY_HDR_HOST);
+    const nghttp2_nv *ct = proxy_hdrs_get(&st->req, PROXY_HDR_CONTENT_TYPE);
     st->grpc = ct && ct->valuelen >= 16 && strncmp((const char *)ct->value, "application/grpc", 16) == 0;
     st->t_start_ms = uv_now(pw->loop);
     st->grpc_status = -1;
@@ -477,7 +481,7 @@ static void stream_begin(struct proxy_h2stream *st)
     }
     uint64_t timeout = st->route && st->route->conf->timeout ? st->route->conf->timeout
                                                              : st->wc->c->conf->request_timeout;
-    const nghttp2_nv *gt = st->grpc ? proxy_hdrs_find(&st->req, "grpc-timeout") : NULL;
+    const nghttp2_nv *gt = st->grpc ? proxy_hdrs_get(&st->req, PROXY_HDR_GRPC_TIMEOUT) : NULL;
     if (gt) {
         int64_t ms = proxy_grpc_timeout_ms((const char *)gt->value, gt->valuelen);
         if (ms >= 0 && (!timeout || (uint64_t)ms < timeout))
@@ -542,8 +546,14 @@ static void drain_check(struct proxy_h2conn *dc);
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *user)
 {
     struct proxy_h2conn *dc = user;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
+    dc->hdr_id = frame->hd.stream_id;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        dc->hdr_st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id); /* trailers */
+        return 0;
+    }
+    dc->hdr_st = NULL; /* until the stream exists */
     struct proxy_h2stream *st = proxy_h2stream_new(dc->c->pw);
     if (!st)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -559,6 +569,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     dc->c->n_requests++;
     uv_timer_stop(&dc->c->timer);
     nghttp2_session_set_stream_user_data(s, st->id, st);
+    dc->hdr_st = st;
     dc->last_active_ms = uv_now(dc->c->pw->loop);
     drain_check(dc);
     return 0;
@@ -568,8 +579,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
                      const uint8_t *value, size_t vl, uint8_t flags, void *user)
 {
     struct proxy_h2conn *dc = user;
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    if (!st || frame->hd.type != NGHTTP2_HEADERS)
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    struct proxy_h2stream *st = frame->hd.stream_id == dc->hdr_id
+                                    ? dc->hdr_st
+                                    : nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (!st)
         return 0;
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         /* Request trailers (nghttp2 has checked that they end the stream
@@ -604,7 +619,14 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
                               NULL, 0);
         return 0;
     }
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    struct proxy_h2stream *st;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->hd.stream_id == dc->hdr_id) {
+        st = dc->hdr_st; /* the header block ends here */
+        dc->hdr_st = NULL;
+        dc->hdr_id = 0;
+    } else {
+        st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    }
     if (!st)
         return 0;
     bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;

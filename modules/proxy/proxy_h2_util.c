@@ -111,6 +111,26 @@ static uint8_t *hdrs_alloc(struct proxy_hdrs *h, size_t n)
     return p;
 }
 
+#define NAME_IS(name, nl, lit) ((nl) == sizeof lit - 1 && memcmp((name), lit, sizeof lit - 1) == 0)
+
+/* Which of the fields the proxy reads this name is, PROXY_HDR_KNOWN for
+ * none: mostly one length compare. */
+static enum proxy_hdr_known known_field(const uint8_t *name, size_t nl)
+{
+    switch (nl) {
+    case 4: return NAME_IS(name, nl, "host") ? PROXY_HDR_HOST : PROXY_HDR_KNOWN;
+    case 5: return NAME_IS(name, nl, ":path") ? PROXY_HDR_PATH : PROXY_HDR_KNOWN;
+    case 7: return NAME_IS(name, nl, ":method") ? PROXY_HDR_METHOD : PROXY_HDR_KNOWN;
+    case 10: return NAME_IS(name, nl, ":authority") ? PROXY_HDR_AUTHORITY : PROXY_HDR_KNOWN;
+    case 11: return NAME_IS(name, nl, "grpc-status") ? PROXY_HDR_GRPC_STATUS : PROXY_HDR_KNOWN;
+    case 12:
+        return NAME_IS(name, nl, "content-type")   ? PROXY_HDR_CONTENT_TYPE
+               : NAME_IS(name, nl, "grpc-timeout") ? PROXY_HDR_GRPC_TIMEOUT
+                                                   : PROXY_HDR_KNOWN;
+    default: return PROXY_HDR_KNOWN;
+    }
+}
+
 int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
 {
     if (h->n == h->cap) {
@@ -128,6 +148,9 @@ int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const u
     p[nl] = 0;
     memcpy(p + nl + 1, value, vl);
     p[nl + 1 + vl] = 0;
+    enum proxy_hdr_known k = known_field(name, nl);
+    if (k != PROXY_HDR_KNOWN && !h->at[k])
+        h->at[k] = (uint32_t)h->n + 1;
     h->nv[h->n++] = (nghttp2_nv){ p, p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE };
     h->bytes += nl + vl;
     return 0;

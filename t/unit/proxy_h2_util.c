@@ -77,6 +77,37 @@ static void test_hdrs(void)
     is_int(h.n, 0, "cleared");
 }
 
+/* The fields the proxy reads are found as they are added: the first of
+ * each name, forgotten when the list is cleared. */
+static void test_hdrs_known(void)
+{
+    struct proxy_hdrs h = { 0 };
+    static const char *f[][2] = {
+        { ":method", "POST" }, { ":path", "/a" }, { ":authority", "svc" }, { "x-a", "1" },
+        { "content-type", "application/grpc" }, { "grpc-timeout", "5S" }, { "content-type", "text/plain" },
+        { "grpc-statu", "x" }, { "grpc-status", "14" }, { "hosts", "no" }, { "host", "h" },
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        proxy_hdrs_add(&h, (const uint8_t *)f[i][0], strlen(f[i][0]), (const uint8_t *)f[i][1], strlen(f[i][1]));
+    static const struct { enum proxy_hdr_known k; const char *value; } want[] = {
+        { PROXY_HDR_METHOD, "POST" }, { PROXY_HDR_PATH, "/a" }, { PROXY_HDR_AUTHORITY, "svc" },
+        { PROXY_HDR_HOST, "h" }, { PROXY_HDR_CONTENT_TYPE, "application/grpc" },
+        { PROXY_HDR_GRPC_TIMEOUT, "5S" }, { PROXY_HDR_GRPC_STATUS, "14" },
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const nghttp2_nv *nv = proxy_hdrs_get(&h, want[i].k);
+        is_str(nv ? (const char *)nv->value : NULL, want[i].value, "known field %d is the first of its name", (int)want[i].k);
+        ok(nv == proxy_hdrs_find(&h, (const char *)(nv ? nv->name : (const uint8_t *)"-")), "  the one a scan finds");
+    }
+    proxy_hdrs_clear(&h);
+    ok(!proxy_hdrs_get(&h, PROXY_HDR_METHOD) && !proxy_hdrs_get(&h, PROXY_HDR_GRPC_STATUS), "a cleared list knows none");
+    proxy_hdrs_add(&h, (const uint8_t *)"x-b", 3, (const uint8_t *)"2", 1);
+    proxy_hdrs_add(&h, (const uint8_t *)"grpc-status", 11, (const uint8_t *)"0", 1);
+    const nghttp2_nv *gs = proxy_hdrs_get(&h, PROXY_HDR_GRPC_STATUS);
+    is_str(gs ? (const char *)gs->value : NULL, "0", "refilled: the new field");
+    proxy_hdrs_clear(&h);
+}
+
 /* A held queue keeps what was taken, so a retry can take it all again,
  * until it outgrows its hold; the same with its buffer from a pool (a
  * stream's queues), which grows by the pool's size classes. */
@@ -117,5 +148,6 @@ int main(void)
     test_hop();
     test_bytes();
     test_hdrs();
+    test_hdrs_known();
     return done_testing();
 }
