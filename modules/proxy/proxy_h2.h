@@ -55,6 +55,7 @@ struct proxy_hdrs {
     size_t n, cap;
     size_t bytes; /* name + value bytes, for the size limit */
     uint32_t at[PROXY_HDR_KNOWN]; /* 1 + index of the first such field, 0: none */
+    bool nv_in_block; /* nv lies in the first block (not allocated by itself) */
     struct proxy_hdr_block *blocks;
     struct proxy_mem *mem; /* allocates nv and blocks (NULL: no pool); kept by clear */
 };

@@ -89,8 +89,13 @@ void proxy_bytes_free(struct proxy_bytes *b)
 struct proxy_hdr_block {
     struct proxy_hdr_block *next;
     size_t used, cap;
-    uint8_t data[];
+    _Alignas(nghttp2_nv) uint8_t data[];
 };
+
+/* A list's first block also holds its first field entries: one allocation
+ * for most lists instead of two. */
+#define FIRST_NV 6
+#define FIRST_BLOCK 512
 
 static uint8_t *hdrs_alloc(struct proxy_hdrs *h, size_t n)
 {
@@ -131,16 +136,41 @@ static enum proxy_hdr_known known_field(const uint8_t *name, size_t nl)
     }
 }
 
+/* Room for more field entries: the first in the first block, then arrays
+ * of their own, doubling. */
+static int hdrs_grow(struct proxy_hdrs *h)
+{
+    if (!h->cap && !h->blocks) {
+        struct proxy_hdr_block *b = proxy_mem_alloc(h->mem, FIRST_BLOCK);
+        if (!b)
+            return UV_ENOMEM;
+        b->next = NULL;
+        b->cap = proxy_mem_cap(b) - sizeof *b;
+        b->used = FIRST_NV * sizeof(nghttp2_nv);
+        h->blocks = b;
+        h->nv = (nghttp2_nv *)(void *)b->data;
+        h->cap = FIRST_NV;
+        h->nv_in_block = true;
+        return 0;
+    }
+    size_t cap = h->cap ? h->cap * 2 : FIRST_NV;
+    nghttp2_nv *nv = proxy_mem_alloc(h->mem, cap * sizeof *nv);
+    if (!nv)
+        return UV_ENOMEM;
+    if (h->n)
+        memcpy(nv, h->nv, h->n * sizeof *nv);
+    if (!h->nv_in_block)
+        proxy_mem_free(h->mem, h->nv);
+    h->nv = nv;
+    h->cap = proxy_mem_cap(nv) / sizeof *nv;
+    h->nv_in_block = false;
+    return 0;
+}
+
 int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
 {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 8;
-        nghttp2_nv *nv = proxy_mem_realloc(h->mem, h->nv, cap * sizeof *nv);
-        if (!nv)
-            return UV_ENOMEM;
-        h->nv = nv;
-        h->cap = proxy_mem_cap(nv) / sizeof *nv;
-    }
+    if (h->n == h->cap && hdrs_grow(h) != 0)
+        return UV_ENOMEM;
     uint8_t *p = hdrs_alloc(h, nl + vl + 2);
     if (!p)
         return UV_ENOMEM;
@@ -164,7 +194,8 @@ void proxy_hdrs_clear(struct proxy_hdrs *h)
         h->blocks = b->next;
         proxy_mem_free(m, b);
     }
-    proxy_mem_free(m, h->nv);
+    if (!h->nv_in_block)
+        proxy_mem_free(m, h->nv);
     memset(h, 0, sizeof *h);
     h->mem = m;
 }
