@@ -187,11 +187,9 @@ static void stream_unlink(struct proxy_h2stream *st)
 static ssize_t resp_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
                          nghttp2_data_source *src, void *user)
 {
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
-    if (!st) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-        return 0;
-    }
+    /* The stream rides in the data source: it lives until the session
+     * closes the stream, after which nghttp2 reads no more of it. */
+    struct proxy_h2stream *st = src->ptr;
     size_t n = proxy_bytes_take(&st->resp_body, buf, length);
     if (n) {
         st->bytes_out += n;
@@ -228,7 +226,7 @@ void proxy_h2stream_on_response(struct proxy_h2stream *st)
     if (st->resp_end && st->resp_body.off == st->resp_body.len && !st->trailers.n) {
         nghttp2_submit_response(dc->s, st->id, st->resp.nv, st->resp.n, NULL);
     } else {
-        nghttp2_data_provider dp = { .source.ptr = NULL, .read_callback = resp_read };
+        nghttp2_data_provider dp = { .source.ptr = st, .read_callback = resp_read };
         nghttp2_submit_response(dc->s, st->id, st->resp.nv, st->resp.n, &dp);
     }
     proxy_h2conn_flush(dc);

@@ -106,6 +106,7 @@ struct proxy_h2stream {
     int status, grpc_status;
     char reason[80]; /* why the proxy answered itself, for the access record; "" otherwise */
     /* retries (proxy_h2_retry.c) */
+    bool method_retryable; /* gRPC, or an idempotent method (set by proxy_h2stream_retry_prepare) */
     uint32_t retries;
     uint64_t avoid_ep;               /* id of the endpoint the last attempt failed on, 0 none */
     struct proxy_delay *retry_delay; /* backoff before the next attempt, or NULL */
@@ -258,7 +259,8 @@ void proxy_h2_arm(struct proxy_worker *pw);
 void proxy_h2up_send(struct proxy_h2up *up);
 
 /* Retries of streams (proxy_h2_retry.c). */
-/* Decides at the request's start whether its body is held for a replay. */
+/* Decides at the request's start whether its method may be sent again at all
+ * and whether its body is held for a replay. */
 void proxy_h2stream_retry_prepare(struct proxy_h2stream *st);
 /* An attempt of st failed (cause; status and grpc_status for a response
  * head, -1 when none): if the cluster's policy, the budget and the held

@@ -319,6 +319,9 @@ static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
 #define SUBMIT_LOCAL_NV 32
 
 #define NV(n, v, nl, vl) ((nghttp2_nv){ (uint8_t *)(n), (uint8_t *)(v), (nl), (vl), NGHTTP2_NV_FLAG_NONE })
+/* A field whose name is a string literal: nghttp2 need not copy it. */
+#define NV_LIT(n, v, vl) \
+    ((nghttp2_nv){ (uint8_t *)(n), (uint8_t *)(v), sizeof n - 1, (vl), NGHTTP2_NV_FLAG_NO_COPY_NAME })
 
 static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
 {
@@ -337,10 +340,11 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
     }
     size_t n = 0;
     /* Pseudo-headers first, as HTTP/2 requires; then the rest. */
-    nv[n++] = NV(":method", st->method, 7, st->method_len);
-    nv[n++] = NV(":scheme", "http", 7, 4);
-    nv[n++] = NV(":authority", st->authority, 10, st->authority_len);
-    nv[n++] = NV(":path", st->path, 5, st->path_len);
+    nv[n++] = NV_LIT(":method", st->method, st->method_len);
+    nv[n++] = (nghttp2_nv){ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4,
+                            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE };
+    nv[n++] = NV_LIT(":authority", st->authority, st->authority_len);
+    nv[n++] = NV_LIT(":path", st->path, st->path_len);
     char xff[512];
     bool xff_done = false;
     for (size_t i = 0; i < st->req.n; i++) {
@@ -380,12 +384,12 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
             nv[n++] = NV(PROXY_MESH_CALLER, caller, PROXY_MESH_CALLER_LEN, caller_len);
     }
     if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0])
-        nv[n++] = NV("x-forwarded-for", peer, 15, strlen(peer));
+        nv[n++] = NV_LIT("x-forwarded-for", peer, strlen(peer));
     char via[96];
     if (conf->via) {
         int k = snprintf(via, sizeof via, "2 %s", conf->via_name);
         if (k > 0)
-            nv[n++] = NV("via", via, 3, (size_t)k < sizeof via ? (size_t)k : sizeof via - 1);
+            nv[n++] = NV_LIT("via", via, (size_t)k < sizeof via ? (size_t)k : sizeof via - 1);
     }
     nghttp2_data_provider dp = { .source.ptr = NULL, .read_callback = req_read };
     bool body = !(st->req_end && st->req_body.off == st->req_body.len && !st->req_trailers.n);
