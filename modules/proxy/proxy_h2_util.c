@@ -118,22 +118,53 @@ static uint8_t *hdrs_alloc(struct proxy_hdrs *h, size_t n)
 
 #define NAME_IS(name, nl, lit) ((nl) == sizeof lit - 1 && memcmp((name), lit, sizeof lit - 1) == 0)
 
-/* Which of the fields the proxy reads this name is, PROXY_HDR_KNOWN for
- * none: mostly one length compare. */
-static enum proxy_hdr_known known_field(const uint8_t *name, size_t nl)
+/* The name as a string literal when it is a common one (the names of
+ * HPACK's static table, RFC 7541 appendix A, and gRPC's and proxies'
+ * usual ones), else NULL; *k: which of the fields the proxy reads it is,
+ * PROXY_HDR_KNOWN for none. A literal is neither copied into the list nor,
+ * flagged NGHTTP2_NV_FLAG_NO_COPY_NAME, copied and lower-cased again by
+ * nghttp2 when the list is submitted (lists hold lower-case names). */
+static const char *common_name(const uint8_t *name, size_t nl, enum proxy_hdr_known *k)
 {
-    switch (nl) {
-    case 4: return NAME_IS(name, nl, "host") ? PROXY_HDR_HOST : PROXY_HDR_KNOWN;
-    case 5: return NAME_IS(name, nl, ":path") ? PROXY_HDR_PATH : PROXY_HDR_KNOWN;
-    case 7: return NAME_IS(name, nl, ":method") ? PROXY_HDR_METHOD : PROXY_HDR_KNOWN;
-    case 10: return NAME_IS(name, nl, ":authority") ? PROXY_HDR_AUTHORITY : PROXY_HDR_KNOWN;
-    case 11: return NAME_IS(name, nl, "grpc-status") ? PROXY_HDR_GRPC_STATUS : PROXY_HDR_KNOWN;
-    case 12:
-        return NAME_IS(name, nl, "content-type")   ? PROXY_HDR_CONTENT_TYPE
-               : NAME_IS(name, nl, "grpc-timeout") ? PROXY_HDR_GRPC_TIMEOUT
-                                                   : PROXY_HDR_KNOWN;
-    default: return PROXY_HDR_KNOWN;
+#define C(lit)                                                                                                  \
+    if (NAME_IS(name, nl, lit))                                                                                 \
+        return lit;
+#define K(lit, known)                                                                                           \
+    if (NAME_IS(name, nl, lit)) {                                                                               \
+        *k = known;                                                                                             \
+        return lit;                                                                                             \
     }
+    *k = PROXY_HDR_KNOWN;
+    switch (nl) {
+    case 2: C("te") break;
+    case 3: C("age") C("via") break;
+    case 4: C("date") K("host", PROXY_HDR_HOST) C("etag") C("from") C("link") C("vary") break;
+    case 5: K(":path", PROXY_HDR_PATH) C("allow") C("range") break;
+    case 6: C("server") C("accept") C("cookie") C("expect") break;
+    case 7: C(":status") K(":method", PROXY_HDR_METHOD) C(":scheme") C("expires") C("referer") C("refresh") break;
+    case 8: C("if-match") C("if-range") C("location") break;
+    case 10: K(":authority", PROXY_HDR_AUTHORITY) C("user-agent") C("set-cookie") break;
+    case 11: K("grpc-status", PROXY_HDR_GRPC_STATUS) C("retry-after") break;
+    case 12:
+        K("content-type", PROXY_HDR_CONTENT_TYPE) K("grpc-timeout", PROXY_HDR_GRPC_TIMEOUT) C("grpc-message")
+        C("max-forwards") C("x-request-id") break;
+    case 13:
+        C("accept-ranges") C("authorization") C("cache-control") C("content-range") C("if-none-match")
+        C("last-modified") C("grpc-encoding") break;
+    case 14: C("content-length") C("accept-charset") break;
+    case 15: C("accept-encoding") C("accept-language") C("x-forwarded-for") break;
+    case 16: C("content-encoding") C("content-language") C("content-location") C("www-authenticate") break;
+    case 17: C("if-modified-since") C("transfer-encoding") C("x-forwarded-proto") break;
+    case 18: C("proxy-authenticate") break;
+    case 19: C("content-disposition") C("if-unmodified-since") C("proxy-authorization") break;
+    case 20: C("grpc-accept-encoding") break;
+    case 25: C("strict-transport-security") break;
+    case 27: C("access-control-allow-origin") break;
+    default: break;
+    }
+    return NULL;
+#undef C
+#undef K
 }
 
 /* Room for more field entries: the first in the first block, then arrays
@@ -171,17 +202,23 @@ int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const u
 {
     if (h->n == h->cap && hdrs_grow(h) != 0)
         return UV_ENOMEM;
-    uint8_t *p = hdrs_alloc(h, nl + vl + 2);
+    enum proxy_hdr_known k;
+    const char *lit = common_name(name, nl, &k);
+    uint8_t *p = hdrs_alloc(h, (lit ? 0 : nl + 1) + vl + 1);
     if (!p)
         return UV_ENOMEM;
-    memcpy(p, name, nl);
-    p[nl] = 0;
-    memcpy(p + nl + 1, value, vl);
-    p[nl + 1 + vl] = 0;
-    enum proxy_hdr_known k = known_field(name, nl);
+    uint8_t *n = (uint8_t *)(uintptr_t)lit;
+    if (!lit) {
+        memcpy(p, name, nl);
+        p[nl] = 0;
+        n = p;
+        p += nl + 1;
+    }
+    memcpy(p, value, vl);
+    p[vl] = 0;
     if (k != PROXY_HDR_KNOWN && !h->at[k])
         h->at[k] = (uint32_t)h->n + 1;
-    h->nv[h->n++] = (nghttp2_nv){ p, p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE };
+    h->nv[h->n++] = (nghttp2_nv){ n, p, nl, vl, lit ? NGHTTP2_NV_FLAG_NO_COPY_NAME : NGHTTP2_NV_FLAG_NONE };
     h->bytes += nl + vl;
     return 0;
 }
