@@ -171,9 +171,9 @@ void proxy_h2stream_free(struct proxy_h2stream *st)
 static void stream_unlink(struct proxy_h2stream *st)
 {
     struct proxy_h2conn *dc = st->dc;
-    if (dc->hdr_st == st) {
-        dc->hdr_st = NULL;
-        dc->hdr_id = 0;
+    if (dc->last_id == st->id) {
+        dc->last_st = NULL;
+        dc->last_id = 0;
     }
     if (st->prev)
         st->prev->next = st->next;
@@ -182,6 +182,16 @@ static void stream_unlink(struct proxy_h2stream *st)
     if (st->next)
         st->next->prev = st->prev;
     dc->n_streams--;
+}
+
+/* The stream id names on dc's session (its user data), or NULL. */
+static struct proxy_h2stream *dc_stream(struct proxy_h2conn *dc, int32_t id)
+{
+    if (id != dc->last_id) {
+        dc->last_id = id;
+        dc->last_st = nghttp2_session_get_stream_user_data(dc->s, id);
+    }
+    return dc->last_st;
 }
 
 static ssize_t resp_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
@@ -546,12 +556,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     struct proxy_h2conn *dc = user;
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    dc->hdr_id = frame->hd.stream_id;
-    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
-        dc->hdr_st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id); /* trailers */
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    }
-    dc->hdr_st = NULL; /* until the stream exists */
     struct proxy_h2stream *st = proxy_h2stream_new(dc->c->pw);
     if (!st)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -567,7 +573,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     dc->c->n_requests++;
     uv_timer_stop(&dc->c->timer);
     nghttp2_session_set_stream_user_data(s, st->id, st);
-    dc->hdr_st = st;
+    dc->last_id = st->id;
+    dc->last_st = st;
     dc->last_active_ms = uv_now(dc->c->pw->loop);
     drain_check(dc);
     return 0;
@@ -579,9 +586,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
     struct proxy_h2conn *dc = user;
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    struct proxy_h2stream *st = frame->hd.stream_id == dc->hdr_id
-                                    ? dc->hdr_st
-                                    : nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    struct proxy_h2stream *st = dc_stream(dc, frame->hd.stream_id);
     if (!st)
         return 0;
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
@@ -617,14 +622,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
                               NULL, 0);
         return 0;
     }
-    struct proxy_h2stream *st;
-    if (frame->hd.type == NGHTTP2_HEADERS && frame->hd.stream_id == dc->hdr_id) {
-        st = dc->hdr_st; /* the header block ends here */
-        dc->hdr_st = NULL;
-        dc->hdr_id = 0;
-    } else {
-        st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    }
+    struct proxy_h2stream *st = dc_stream(dc, frame->hd.stream_id);
     if (!st)
         return 0;
     bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
@@ -643,7 +641,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
 static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
                               void *user)
 {
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    struct proxy_h2stream *st = dc_stream(user, id);
     if (!st) {
         nghttp2_session_consume_connection(s, len);
         return 0;
@@ -663,7 +661,7 @@ static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t id, con
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *user)
 {
     struct proxy_h2conn *dc = user;
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    struct proxy_h2stream *st = dc_stream(dc, id);
     if (!st)
         return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);

@@ -146,10 +146,11 @@ struct proxy_h2conn {
     bool drain_pinged; /* draining: shutdown notice and PING sent, final GOAWAY on the ACK */
     uint64_t drain_goaway_ms; /* draining: when a busy session gets its GOAWAY (0: not draining) */
     uint64_t last_active_ms;  /* session start, or a stream's last start or end */
-    /* The stream of the header block being received (from on_begin_headers
-     * to its on_frame_recv): spares a stream lookup per field. */
-    struct proxy_h2stream *hdr_st;
-    int32_t hdr_id; /* its id, 0: none */
+    /* The stream a callback last looked up (the callbacks of one frame,
+     * the fields of a header block, name the same stream): spares
+     * nghttp2_session_get_stream_user_data. Forgotten when it ends. */
+    struct proxy_h2stream *last_st;
+    int32_t last_id; /* its id, 0: none */
     uint8_t *out;
     size_t out_len, out_cap;
 };
@@ -177,8 +178,8 @@ struct proxy_h2up {
     bool goaway_recv; /* the server said GOAWAY: no new stream goes here */
     bool retired;     /* no new stream either: it ends after its last one */
     uint8_t closes_pending;
-    struct proxy_h2stream *hdr_st; /* as in struct proxy_h2conn */
-    int32_t hdr_id;
+    struct proxy_h2stream *last_st; /* as in struct proxy_h2conn */
+    int32_t last_id;
     uint8_t *out;
     size_t out_len, out_cap;
     uint8_t rbuf[16384];

@@ -282,6 +282,17 @@ again:
 
 /* --- requests --------------------------------------------------------------------- */
 
+/* The stream id names on up's session (its user data), or NULL: the last
+ * one looked up is remembered (see struct proxy_h2conn). */
+static struct proxy_h2stream *up_stream(struct proxy_h2up *up, int32_t id)
+{
+    if (id != up->last_id) {
+        up->last_id = id;
+        up->last_st = nghttp2_session_get_stream_user_data(up->s, id);
+    }
+    return up->last_st;
+}
+
 static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
                         nghttp2_data_source *src, void *user)
 {
@@ -403,6 +414,8 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
     }
     st->up = up;
     st->up_id = id;
+    if (up->last_id == id)
+        up->last_st = st; /* not looked up before it existed, but to be sure */
     up->n_streams++;
     st->up_next = up->streams;
     st->up_prev = NULL;
@@ -415,23 +428,13 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
 
 /* --- client session callbacks ----------------------------------------------------- */
 
-/* st's upstream stream ends or is cancelled: no header block names it now. */
+/* st's upstream stream ends or is cancelled: its id names no stream now. */
 static void up_forget_stream(struct proxy_h2up *up, const struct proxy_h2stream *st)
 {
-    if (up->hdr_st == st) {
-        up->hdr_st = NULL;
-        up->hdr_id = 0;
+    if (up->last_id == st->up_id) {
+        up->last_st = NULL;
+        up->last_id = 0;
     }
-}
-
-static int up_on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *user)
-{
-    struct proxy_h2up *up = user;
-    if (frame->hd.type == NGHTTP2_HEADERS) {
-        up->hdr_id = frame->hd.stream_id;
-        up->hdr_st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    }
-    return 0;
 }
 
 static int up_on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name, size_t nl,
@@ -440,9 +443,7 @@ static int up_on_header(nghttp2_session *s, const nghttp2_frame *frame, const ui
     struct proxy_h2up *up = user;
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    struct proxy_h2stream *st = frame->hd.stream_id == up->hdr_id
-                                    ? up->hdr_st
-                                    : nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    struct proxy_h2stream *st = up_stream(up, frame->hd.stream_id);
     if (!st || st->failed)
         return 0;
     if (!st->resp_headers_done) {
@@ -473,14 +474,7 @@ static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void
         up->goaway_recv = true;
         return 0;
     }
-    struct proxy_h2stream *st;
-    if (frame->hd.type == NGHTTP2_HEADERS && frame->hd.stream_id == up->hdr_id) {
-        st = up->hdr_st; /* the header block ends here */
-        up->hdr_st = NULL;
-        up->hdr_id = 0;
-    } else {
-        st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    }
+    struct proxy_h2stream *st = up_stream(up, frame->hd.stream_id);
     if (!st || st->failed)
         return 0;
     bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
@@ -516,7 +510,7 @@ static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void
 static int up_on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
                                  void *user)
 {
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    struct proxy_h2stream *st = up_stream(user, id);
     if (!st || st->failed) {
         nghttp2_session_consume_connection(s, len);
         return 0;
@@ -544,7 +538,7 @@ static bool stream_failed(const struct proxy_h2stream *st, uint32_t error_code)
 
 static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *user)
 {
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    struct proxy_h2stream *st = up_stream(user, id);
     if (!st)
         return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
@@ -644,7 +638,6 @@ static int session_new(struct proxy_h2up *up)
     nghttp2_session_callbacks *cb;
     if (nghttp2_session_callbacks_new(&cb))
         return UV_ENOMEM;
-    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, up_on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cb, up_on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, up_on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, up_on_data_chunk_recv);
