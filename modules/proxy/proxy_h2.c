@@ -554,9 +554,7 @@ static void drain_check(struct proxy_h2conn *dc);
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *user)
 {
     struct proxy_h2conn *dc = user;
-    if (frame->hd.type != NGHTTP2_HEADERS)
-        return 0;
-    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     struct proxy_h2stream *st = proxy_h2stream_new(dc->c->pw);
     if (!st)

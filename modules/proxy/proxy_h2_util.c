@@ -225,6 +225,8 @@ int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const u
 
 void proxy_hdrs_clear(struct proxy_hdrs *h)
 {
+    if (!h->blocks && !h->nv)
+        return; /* never filled, or cleared already */
     struct proxy_mem *m = h->mem;
     while (h->blocks) {
         struct proxy_hdr_block *b = h->blocks;
@@ -266,12 +268,20 @@ static bool name_is(const uint8_t *name, size_t nl, const char *lit)
 bool proxy_h2_hop_field(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
 {
     /* HTTP/2 names arrive lower-case (nghttp2 checks it). TE survives only
-     * as "trailers", which gRPC needs end to end. */
-    if (name_is(name, nl, "te"))
-        return !(vl == 8 && strncasecmp((const char *)value, "trailers", 8) == 0);
-    return name_is(name, nl, "connection") || name_is(name, nl, "keep-alive") ||
-           name_is(name, nl, "proxy-connection") || name_is(name, nl, "transfer-encoding") ||
-           name_is(name, nl, "upgrade") || name_is(name, nl, "host");
+     * as "trailers", which gRPC needs end to end. Most fields are none of
+     * these: the length alone tells. */
+    switch (nl) {
+    case 2:
+        if (name_is(name, nl, "te"))
+            return !(vl == 8 && strncasecmp((const char *)value, "trailers", 8) == 0);
+        return false;
+    case 4: return name_is(name, nl, "host");
+    case 7: return name_is(name, nl, "upgrade");
+    case 10: return name_is(name, nl, "connection") || name_is(name, nl, "keep-alive");
+    case 16: return name_is(name, nl, "proxy-connection");
+    case 17: return name_is(name, nl, "transfer-encoding");
+    default: return false;
+    }
 }
 
 int64_t proxy_grpc_timeout_ms(const char *v, size_t n)
