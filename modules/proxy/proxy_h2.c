@@ -171,6 +171,10 @@ void proxy_h2stream_free(struct proxy_h2stream *st)
 static void stream_unlink(struct proxy_h2stream *st)
 {
     struct proxy_h2conn *dc = st->dc;
+    if (dc->last_id == st->id) {
+        dc->last_st = NULL;
+        dc->last_id = 0;
+    }
     if (st->prev)
         st->prev->next = st->next;
     else
@@ -180,14 +184,22 @@ static void stream_unlink(struct proxy_h2stream *st)
     dc->n_streams--;
 }
 
+/* The stream id names on dc's session (its user data), or NULL. */
+static struct proxy_h2stream *dc_stream(struct proxy_h2conn *dc, int32_t id)
+{
+    if (id != dc->last_id) {
+        dc->last_id = id;
+        dc->last_st = nghttp2_session_get_stream_user_data(dc->s, id);
+    }
+    return dc->last_st;
+}
+
 static ssize_t resp_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
                          nghttp2_data_source *src, void *user)
 {
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
-    if (!st) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-        return 0;
-    }
+    /* The stream rides in the data source: it lives until the session
+     * closes the stream, after which nghttp2 reads no more of it. */
+    struct proxy_h2stream *st = src->ptr;
     size_t n = proxy_bytes_take(&st->resp_body, buf, length);
     if (n) {
         st->bytes_out += n;
@@ -218,13 +230,13 @@ void proxy_h2stream_on_response(struct proxy_h2stream *st)
     if (st->resp_submitted)
         return;
     st->resp_submitted = true;
-    const nghttp2_nv *gs = proxy_hdrs_find(&st->resp, "grpc-status");
+    const nghttp2_nv *gs = proxy_hdrs_get(&st->resp, PROXY_HDR_GRPC_STATUS);
     if (gs)
         st->grpc_status = atoi((const char *)gs->value);
     if (st->resp_end && st->resp_body.off == st->resp_body.len && !st->trailers.n) {
         nghttp2_submit_response(dc->s, st->id, st->resp.nv, st->resp.n, NULL);
     } else {
-        nghttp2_data_provider dp = { .source.ptr = NULL, .read_callback = resp_read };
+        nghttp2_data_provider dp = { .source.ptr = st, .read_callback = resp_read };
         nghttp2_submit_response(dc->s, st->id, st->resp.nv, st->resp.n, &dp);
     }
     proxy_h2conn_flush(dc);
@@ -237,7 +249,7 @@ void proxy_h2stream_on_response_data(struct proxy_h2stream *st)
         return;
     }
     if (st->resp_end && st->trailers.n) {
-        const nghttp2_nv *gs = proxy_hdrs_find(&st->trailers, "grpc-status");
+        const nghttp2_nv *gs = proxy_hdrs_get(&st->trailers, PROXY_HDR_GRPC_STATUS);
         if (gs)
             st->grpc_status = atoi((const char *)gs->value);
     }
@@ -430,12 +442,12 @@ static void stream_begin(struct proxy_h2stream *st)
     struct proxy_conn *c = st->dc->c;
     struct proxy_worker *pw = c->pw;
     struct proxy_state *st_ = pw->st;
-    const nghttp2_nv *m = proxy_hdrs_find(&st->req, ":method");
-    const nghttp2_nv *p = proxy_hdrs_find(&st->req, ":path");
-    const nghttp2_nv *a = proxy_hdrs_find(&st->req, ":authority");
+    const nghttp2_nv *m = proxy_hdrs_get(&st->req, PROXY_HDR_METHOD);
+    const nghttp2_nv *p = proxy_hdrs_get(&st->req, PROXY_HDR_PATH);
+    const nghttp2_nv *a = proxy_hdrs_get(&st->req, PROXY_HDR_AUTHORITY);
     if (!a)
-        a = proxy_hdrs_find(&st->req, "host");
-    const nghttp2_nv *ct = proxy_hdrs_find(&st->req, "content-type");
+        a = proxy_hdrs_get(&st->req, PROXY_HDR_HOST);
+    const nghttp2_nv *ct = proxy_hdrs_get(&st->req, PROXY_HDR_CONTENT_TYPE);
     st->grpc = ct && ct->valuelen >= 16 && strncmp((const char *)ct->value, "application/grpc", 16) == 0;
     st->t_start_ms = uv_now(pw->loop);
     st->grpc_status = -1;
@@ -477,7 +489,7 @@ static void stream_begin(struct proxy_h2stream *st)
     }
     uint64_t timeout = st->route && st->route->conf->timeout ? st->route->conf->timeout
                                                              : st->wc->c->conf->request_timeout;
-    const nghttp2_nv *gt = st->grpc ? proxy_hdrs_find(&st->req, "grpc-timeout") : NULL;
+    const nghttp2_nv *gt = st->grpc ? proxy_hdrs_get(&st->req, PROXY_HDR_GRPC_TIMEOUT) : NULL;
     if (gt) {
         int64_t ms = proxy_grpc_timeout_ms((const char *)gt->value, gt->valuelen);
         if (ms >= 0 && (!timeout || (uint64_t)ms < timeout))
@@ -559,6 +571,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     dc->c->n_requests++;
     uv_timer_stop(&dc->c->timer);
     nghttp2_session_set_stream_user_data(s, st->id, st);
+    dc->last_id = st->id;
+    dc->last_st = st;
     dc->last_active_ms = uv_now(dc->c->pw->loop);
     drain_check(dc);
     return 0;
@@ -568,8 +582,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
                      const uint8_t *value, size_t vl, uint8_t flags, void *user)
 {
     struct proxy_h2conn *dc = user;
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    if (!st || frame->hd.type != NGHTTP2_HEADERS)
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    struct proxy_h2stream *st = dc_stream(dc, frame->hd.stream_id);
+    if (!st)
         return 0;
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         /* Request trailers (nghttp2 has checked that they end the stream
@@ -604,7 +620,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
                               NULL, 0);
         return 0;
     }
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    struct proxy_h2stream *st = dc_stream(dc, frame->hd.stream_id);
     if (!st)
         return 0;
     bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
@@ -623,7 +639,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
 static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
                               void *user)
 {
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    struct proxy_h2stream *st = dc_stream(user, id);
     if (!st) {
         nghttp2_session_consume_connection(s, len);
         return 0;
@@ -643,7 +659,7 @@ static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t id, con
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *user)
 {
     struct proxy_h2conn *dc = user;
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    struct proxy_h2stream *st = dc_stream(dc, id);
     if (!st)
         return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);

@@ -35,12 +35,27 @@ struct proxy_bytes {
     struct proxy_mem *mem; /* allocates p (NULL: no pool); kept by free */
 };
 
+/* The fields the proxy itself reads, found once as they are added rather
+ * than by a scan per question (proxy_hdrs_get). */
+enum proxy_hdr_known {
+    PROXY_HDR_METHOD,       /* :method */
+    PROXY_HDR_PATH,         /* :path */
+    PROXY_HDR_AUTHORITY,    /* :authority */
+    PROXY_HDR_HOST,         /* host */
+    PROXY_HDR_CONTENT_TYPE, /* content-type */
+    PROXY_HDR_GRPC_TIMEOUT, /* grpc-timeout */
+    PROXY_HDR_GRPC_STATUS,  /* grpc-status */
+    PROXY_HDR_KNOWN
+};
+
 /* Header fields with their bytes in blocks that never move. */
 struct proxy_hdr_block;
 struct proxy_hdrs {
     nghttp2_nv *nv;
     size_t n, cap;
     size_t bytes; /* name + value bytes, for the size limit */
+    uint32_t at[PROXY_HDR_KNOWN]; /* 1 + index of the first such field, 0: none */
+    bool nv_in_block; /* nv lies in the first block (not allocated by itself) */
     struct proxy_hdr_block *blocks;
     struct proxy_mem *mem; /* allocates nv and blocks (NULL: no pool); kept by clear */
 };
@@ -89,6 +104,7 @@ struct proxy_h2stream {
     int status, grpc_status;
     char reason[80]; /* why the proxy answered itself, for the access record; "" otherwise */
     /* retries (proxy_h2_retry.c) */
+    bool method_retryable; /* gRPC, or an idempotent method (set by proxy_h2stream_retry_prepare) */
     uint32_t retries;
     uint64_t avoid_ep;               /* id of the endpoint the last attempt failed on, 0 none */
     struct proxy_delay *retry_delay; /* backoff before the next attempt, or NULL */
@@ -128,6 +144,11 @@ struct proxy_h2conn {
     bool drain_pinged; /* draining: shutdown notice and PING sent, final GOAWAY on the ACK */
     uint64_t drain_goaway_ms; /* draining: when a busy session gets its GOAWAY (0: not draining) */
     uint64_t last_active_ms;  /* session start, or a stream's last start or end */
+    /* The stream a callback last looked up (the callbacks of one frame,
+     * the fields of a header block, name the same stream): spares
+     * nghttp2_session_get_stream_user_data. Forgotten when it ends. */
+    struct proxy_h2stream *last_st;
+    int32_t last_id; /* its id, 0: none */
     uint8_t *out;
     size_t out_len, out_cap;
 };
@@ -155,6 +176,8 @@ struct proxy_h2up {
     bool goaway_recv; /* the server said GOAWAY: no new stream goes here */
     bool retired;     /* no new stream either: it ends after its last one */
     uint8_t closes_pending;
+    struct proxy_h2stream *last_st; /* as in struct proxy_h2conn */
+    int32_t last_id;
     uint8_t *out;
     size_t out_len, out_cap;
     uint8_t rbuf[16384];
@@ -235,7 +258,8 @@ void proxy_h2_arm(struct proxy_worker *pw);
 void proxy_h2up_send(struct proxy_h2up *up);
 
 /* Retries of streams (proxy_h2_retry.c). */
-/* Decides at the request's start whether its body is held for a replay. */
+/* Decides at the request's start whether its method may be sent again at all
+ * and whether its body is held for a replay. */
 void proxy_h2stream_retry_prepare(struct proxy_h2stream *st);
 /* An attempt of st failed (cause; status and grpc_status for a response
  * head, -1 when none): if the cluster's policy, the budget and the held
@@ -258,6 +282,12 @@ void proxy_bytes_free(struct proxy_bytes *b);
 int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
 void proxy_hdrs_clear(struct proxy_hdrs *h);
 const nghttp2_nv *proxy_hdrs_find(const struct proxy_hdrs *h, const char *name);
+/* The first field of that name (lower-case, as proxy_hdrs_add stores HTTP/2
+ * and HTTP/1.1 fields alike), or NULL. */
+static inline const nghttp2_nv *proxy_hdrs_get(const struct proxy_hdrs *h, enum proxy_hdr_known k)
+{
+    return h->at[k] ? &h->nv[h->at[k] - 1] : NULL;
+}
 /* Adds the HTTP/1.1 field lines p[0..n) ("Name: value\r\n", as the strict
  * parser validated them) to h with lower-case names, hop-by-hop fields
  * left out. Only whole lines: callers collect a split section first. */

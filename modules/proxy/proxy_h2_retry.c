@@ -15,7 +15,8 @@ void proxy_h2stream_retry_prepare(struct proxy_h2stream *st)
 {
     const struct proxy_cluster_conf *cc = st->wc->c->conf;
     st->wc->budget_requests++;
-    if (proxy_retry_max(cc, st->route ? st->route->conf : NULL) > 0 && (st->grpc || proxy_retry_method_ok(st->method, st->method_len)))
+    st->method_retryable = st->grpc || proxy_retry_method_ok(st->method, st->method_len);
+    if (proxy_retry_max(cc, st->route ? st->route->conf : NULL) > 0 && st->method_retryable)
         st->req_body.hold = (size_t)cc->retry_buffer;
 }
 
@@ -60,7 +61,7 @@ bool proxy_h2stream_retry(struct proxy_h2stream *st, enum proxy_retry_cause caus
     struct proxy_wcluster *wc = st->wc;
     if (!wc || st->failed || !response_untouched(st))
         return false;
-    if (!st->grpc && !proxy_retry_method_ok(st->method, st->method_len))
+    if (!st->method_retryable)
         return false;
     /* The body can be sent again only if every byte of it is still here:
      * held from the start, or none of it taken by this attempt. */

@@ -282,6 +282,17 @@ again:
 
 /* --- requests --------------------------------------------------------------------- */
 
+/* The stream id names on up's session (its user data), or NULL: the last
+ * one looked up is remembered (see struct proxy_h2conn). */
+static struct proxy_h2stream *up_stream(struct proxy_h2up *up, int32_t id)
+{
+    if (id != up->last_id) {
+        up->last_id = id;
+        up->last_st = nghttp2_session_get_stream_user_data(up->s, id);
+    }
+    return up->last_st;
+}
+
 static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
                         nghttp2_data_source *src, void *user)
 {
@@ -315,15 +326,24 @@ static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
     return (ssize_t)n;
 }
 
+/* Request fields submit() builds on its stack; more go to the heap. */
+#define SUBMIT_LOCAL_NV 32
+
 #define NV(n, v, nl, vl) ((nghttp2_nv){ (uint8_t *)(n), (uint8_t *)(v), (nl), (vl), NGHTTP2_NV_FLAG_NONE })
+/* A field whose name is a string literal: nghttp2 need not copy it. */
+#define NV_LIT(n, v, vl) \
+    ((nghttp2_nv){ (uint8_t *)(n), (uint8_t *)(v), sizeof n - 1, (vl), NGHTTP2_NV_FLAG_NO_COPY_NAME })
 
 static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
 {
     const struct proxy_conf *conf = up->ep->wc->pw->st->conf;
     const struct proxy_route_conf *rc = st->route ? st->route->conf : NULL;
-    const char *peer = proxy_conn_peer(st->h1c ? st->h1c : st->dc->c);
-    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 6;
-    nghttp2_nv *nv = malloc(cap * sizeof *nv);
+    const char *peer = conf->xff != PROXY_XFF_OFF ? proxy_conn_peer(st->h1c ? st->h1c : st->dc->c) : "";
+    /* The request's fields, the route's and the script's, 4 pseudo-headers,
+     * the mesh's two, x-forwarded-for and via: on the stack when few. */
+    size_t cap = st->req.n + (rc ? rc->add_headers.n : 0) + (st->lua ? st->lua->n_set : 0) + 8;
+    nghttp2_nv local[SUBMIT_LOCAL_NV];
+    nghttp2_nv *nv = cap <= SUBMIT_LOCAL_NV ? local : malloc(cap * sizeof *nv);
     if (!nv) {
         stream_detach(st, false);
         proxy_h2stream_on_upstream_failed(st, 503, 14, "out of memory");
@@ -331,10 +351,11 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
     }
     size_t n = 0;
     /* Pseudo-headers first, as HTTP/2 requires; then the rest. */
-    nv[n++] = NV(":method", st->method, 7, st->method_len);
-    nv[n++] = NV(":scheme", "http", 7, 4);
-    nv[n++] = NV(":authority", st->authority, 10, st->authority_len);
-    nv[n++] = NV(":path", st->path, 5, st->path_len);
+    nv[n++] = NV_LIT(":method", st->method, st->method_len);
+    nv[n++] = (nghttp2_nv){ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4,
+                            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE };
+    nv[n++] = NV_LIT(":authority", st->authority, st->authority_len);
+    nv[n++] = NV_LIT(":path", st->path, st->path_len);
     char xff[512];
     bool xff_done = false;
     for (size_t i = 0; i < st->req.n; i++) {
@@ -373,27 +394,19 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
         if (caller_len)
             nv[n++] = NV(PROXY_MESH_CALLER, caller, PROXY_MESH_CALLER_LEN, caller_len);
     }
-    nghttp2_nv *nv2 = nv;
-    if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0]) {
-        nv2 = realloc(nv, (n + 2) * sizeof *nv);
-        if (nv2) {
-            nv = nv2;
-            nv[n++] = NV("x-forwarded-for", peer, 15, strlen(peer));
-        }
-    }
+    if (conf->xff != PROXY_XFF_OFF && !xff_done && peer[0])
+        nv[n++] = NV_LIT("x-forwarded-for", peer, strlen(peer));
     char via[96];
     if (conf->via) {
-        nv2 = realloc(nv, (n + 2) * sizeof *nv);
-        if (nv2) {
-            nv = nv2;
-            int k = snprintf(via, sizeof via, "2 %s", conf->via_name);
-            nv[n++] = NV("via", via, 3, (size_t)k);
-        }
+        int k = snprintf(via, sizeof via, "2 %s", conf->via_name);
+        if (k > 0)
+            nv[n++] = NV_LIT("via", via, (size_t)k < sizeof via ? (size_t)k : sizeof via - 1);
     }
     nghttp2_data_provider dp = { .source.ptr = NULL, .read_callback = req_read };
     bool body = !(st->req_end && st->req_body.off == st->req_body.len && !st->req_trailers.n);
     int32_t id = nghttp2_submit_request(up->s, NULL, nv, n, body ? &dp : NULL, st);
-    free(nv);
+    if (nv != local)
+        free(nv);
     if (id < 0) {
         stream_detach(st, false);
         proxy_h2stream_on_upstream_failed(st, 503, 14, nghttp2_strerror(id));
@@ -401,6 +414,8 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
     }
     st->up = up;
     st->up_id = id;
+    if (up->last_id == id)
+        up->last_st = st; /* not looked up before it existed, but to be sure */
     up->n_streams++;
     st->up_next = up->streams;
     st->up_prev = NULL;
@@ -413,11 +428,23 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
 
 /* --- client session callbacks ----------------------------------------------------- */
 
+/* st's upstream stream ends or is cancelled: its id names no stream now. */
+static void up_forget_stream(struct proxy_h2up *up, const struct proxy_h2stream *st)
+{
+    if (up->last_id == st->up_id) {
+        up->last_st = NULL;
+        up->last_id = 0;
+    }
+}
+
 static int up_on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name, size_t nl,
                         const uint8_t *value, size_t vl, uint8_t flags, void *user)
 {
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    if (!st || frame->hd.type != NGHTTP2_HEADERS || st->failed)
+    struct proxy_h2up *up = user;
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    struct proxy_h2stream *st = up_stream(up, frame->hd.stream_id);
+    if (!st || st->failed)
         return 0;
     if (!st->resp_headers_done) {
         if (nl == 7 && memcmp(name, ":status", 7) == 0) {
@@ -447,7 +474,7 @@ static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void
         up->goaway_recv = true;
         return 0;
     }
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    struct proxy_h2stream *st = up_stream(up, frame->hd.stream_id);
     if (!st || st->failed)
         return 0;
     bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
@@ -458,7 +485,7 @@ static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void
             /* A status the cluster retries, or for gRPC a trailers-only
              * response (grpc-status in the headers) with a code it retries:
              * this stream is reset and the request goes again. */
-            const nghttp2_nv *gs = st->grpc && end ? proxy_hdrs_find(&st->resp, "grpc-status") : NULL;
+            const nghttp2_nv *gs = st->grpc && end ? proxy_hdrs_get(&st->resp, PROXY_HDR_GRPC_STATUS) : NULL;
             if ((!st->grpc || gs) &&
                 proxy_h2stream_retry(st, PROXY_RETRY_CAUSE_STATUS, st->status, gs ? atoi((const char *)gs->value) : -1))
                 return 0;
@@ -483,7 +510,7 @@ static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void
 static int up_on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
                                  void *user)
 {
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    struct proxy_h2stream *st = up_stream(user, id);
     if (!st || st->failed) {
         nghttp2_session_consume_connection(s, len);
         return 0;
@@ -503,18 +530,19 @@ static bool stream_failed(const struct proxy_h2stream *st, uint32_t error_code)
         return true;
     if (st->status >= 500)
         return true;
-    const nghttp2_nv *gs = proxy_hdrs_find(&st->trailers, "grpc-status");
+    const nghttp2_nv *gs = proxy_hdrs_get(&st->trailers, PROXY_HDR_GRPC_STATUS);
     if (!gs)
-        gs = proxy_hdrs_find(&st->resp, "grpc-status"); /* trailers-only */
+        gs = proxy_hdrs_get(&st->resp, PROXY_HDR_GRPC_STATUS); /* trailers-only */
     return gs && gs->valuelen == 2 && memcmp(gs->value, "14", 2) == 0;
 }
 
 static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *user)
 {
-    struct proxy_h2stream *st = nghttp2_session_get_stream_user_data(s, id);
+    struct proxy_h2stream *st = up_stream(user, id);
     if (!st)
         return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
+    up_forget_stream(user, st);
     /* Bytes still queued for the client were never acknowledged: give
      * them back to the connection window, or it shrinks for good. */
     size_t queued = st->resp_body.len - st->resp_body.off;
@@ -757,6 +785,7 @@ void proxy_h2up_cancel(struct proxy_h2stream *st)
             nghttp2_session_consume_connection(up->s, queued);
         st->resp_body.off = st->resp_body.len = 0;
         nghttp2_session_set_stream_user_data(up->s, st->up_id, NULL);
+        up_forget_stream(up, st);
         nghttp2_submit_rst_stream(up->s, NGHTTP2_FLAG_NONE, st->up_id, NGHTTP2_CANCEL);
         proxy_h2up_flush(up);
     }

@@ -89,8 +89,13 @@ void proxy_bytes_free(struct proxy_bytes *b)
 struct proxy_hdr_block {
     struct proxy_hdr_block *next;
     size_t used, cap;
-    uint8_t data[];
+    _Alignas(nghttp2_nv) uint8_t data[];
 };
+
+/* A list's first block also holds its first field entries: one allocation
+ * for most lists instead of two. */
+#define FIRST_NV 6
+#define FIRST_BLOCK 512
 
 static uint8_t *hdrs_alloc(struct proxy_hdrs *h, size_t n)
 {
@@ -111,37 +116,125 @@ static uint8_t *hdrs_alloc(struct proxy_hdrs *h, size_t n)
     return p;
 }
 
+#define NAME_IS(name, nl, lit) ((nl) == sizeof lit - 1 && memcmp((name), lit, sizeof lit - 1) == 0)
+
+/* The name as a string literal when it is a common one (the names of
+ * HPACK's static table, RFC 7541 appendix A, and gRPC's and proxies'
+ * usual ones), else NULL; *k: which of the fields the proxy reads it is,
+ * PROXY_HDR_KNOWN for none. A literal is neither copied into the list nor,
+ * flagged NGHTTP2_NV_FLAG_NO_COPY_NAME, copied and lower-cased again by
+ * nghttp2 when the list is submitted (lists hold lower-case names). */
+static const char *common_name(const uint8_t *name, size_t nl, enum proxy_hdr_known *k)
+{
+#define C(lit)                                                                                                  \
+    if (NAME_IS(name, nl, lit))                                                                                 \
+        return lit;
+#define K(lit, known)                                                                                           \
+    if (NAME_IS(name, nl, lit)) {                                                                               \
+        *k = known;                                                                                             \
+        return lit;                                                                                             \
+    }
+    *k = PROXY_HDR_KNOWN;
+    switch (nl) {
+    case 2: C("te") break;
+    case 3: C("age") C("via") break;
+    case 4: C("date") K("host", PROXY_HDR_HOST) C("etag") C("from") C("link") C("vary") break;
+    case 5: K(":path", PROXY_HDR_PATH) C("allow") C("range") break;
+    case 6: C("server") C("accept") C("cookie") C("expect") break;
+    case 7: C(":status") K(":method", PROXY_HDR_METHOD) C(":scheme") C("expires") C("referer") C("refresh") break;
+    case 8: C("if-match") C("if-range") C("location") break;
+    case 10: K(":authority", PROXY_HDR_AUTHORITY) C("user-agent") C("set-cookie") break;
+    case 11: K("grpc-status", PROXY_HDR_GRPC_STATUS) C("retry-after") break;
+    case 12:
+        K("content-type", PROXY_HDR_CONTENT_TYPE) K("grpc-timeout", PROXY_HDR_GRPC_TIMEOUT) C("grpc-message")
+        C("max-forwards") C("x-request-id") break;
+    case 13:
+        C("accept-ranges") C("authorization") C("cache-control") C("content-range") C("if-none-match")
+        C("last-modified") C("grpc-encoding") break;
+    case 14: C("content-length") C("accept-charset") break;
+    case 15: C("accept-encoding") C("accept-language") C("x-forwarded-for") break;
+    case 16: C("content-encoding") C("content-language") C("content-location") C("www-authenticate") break;
+    case 17: C("if-modified-since") C("transfer-encoding") C("x-forwarded-proto") break;
+    case 18: C("proxy-authenticate") break;
+    case 19: C("content-disposition") C("if-unmodified-since") C("proxy-authorization") break;
+    case 20: C("grpc-accept-encoding") break;
+    case 25: C("strict-transport-security") break;
+    case 27: C("access-control-allow-origin") break;
+    default: break;
+    }
+    return NULL;
+#undef C
+#undef K
+}
+
+/* Room for more field entries: the first in the first block, then arrays
+ * of their own, doubling. */
+static int hdrs_grow(struct proxy_hdrs *h)
+{
+    if (!h->cap && !h->blocks) {
+        struct proxy_hdr_block *b = proxy_mem_alloc(h->mem, FIRST_BLOCK);
+        if (!b)
+            return UV_ENOMEM;
+        b->next = NULL;
+        b->cap = proxy_mem_cap(b) - sizeof *b;
+        b->used = FIRST_NV * sizeof(nghttp2_nv);
+        h->blocks = b;
+        h->nv = (nghttp2_nv *)(void *)b->data;
+        h->cap = FIRST_NV;
+        h->nv_in_block = true;
+        return 0;
+    }
+    size_t cap = h->cap ? h->cap * 2 : FIRST_NV;
+    nghttp2_nv *nv = proxy_mem_alloc(h->mem, cap * sizeof *nv);
+    if (!nv)
+        return UV_ENOMEM;
+    if (h->n)
+        memcpy(nv, h->nv, h->n * sizeof *nv);
+    if (!h->nv_in_block)
+        proxy_mem_free(h->mem, h->nv);
+    h->nv = nv;
+    h->cap = proxy_mem_cap(nv) / sizeof *nv;
+    h->nv_in_block = false;
+    return 0;
+}
+
 int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
 {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 8;
-        nghttp2_nv *nv = proxy_mem_realloc(h->mem, h->nv, cap * sizeof *nv);
-        if (!nv)
-            return UV_ENOMEM;
-        h->nv = nv;
-        h->cap = proxy_mem_cap(nv) / sizeof *nv;
-    }
-    uint8_t *p = hdrs_alloc(h, nl + vl + 2);
+    if (h->n == h->cap && hdrs_grow(h) != 0)
+        return UV_ENOMEM;
+    enum proxy_hdr_known k;
+    const char *lit = common_name(name, nl, &k);
+    uint8_t *p = hdrs_alloc(h, (lit ? 0 : nl + 1) + vl + 1);
     if (!p)
         return UV_ENOMEM;
-    memcpy(p, name, nl);
-    p[nl] = 0;
-    memcpy(p + nl + 1, value, vl);
-    p[nl + 1 + vl] = 0;
-    h->nv[h->n++] = (nghttp2_nv){ p, p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE };
+    uint8_t *n = (uint8_t *)(uintptr_t)lit;
+    if (!lit) {
+        memcpy(p, name, nl);
+        p[nl] = 0;
+        n = p;
+        p += nl + 1;
+    }
+    memcpy(p, value, vl);
+    p[vl] = 0;
+    if (k != PROXY_HDR_KNOWN && !h->at[k])
+        h->at[k] = (uint32_t)h->n + 1;
+    h->nv[h->n++] = (nghttp2_nv){ n, p, nl, vl, lit ? NGHTTP2_NV_FLAG_NO_COPY_NAME : NGHTTP2_NV_FLAG_NONE };
     h->bytes += nl + vl;
     return 0;
 }
 
 void proxy_hdrs_clear(struct proxy_hdrs *h)
 {
+    if (!h->blocks && !h->nv)
+        return; /* never filled, or cleared already */
     struct proxy_mem *m = h->mem;
     while (h->blocks) {
         struct proxy_hdr_block *b = h->blocks;
         h->blocks = b->next;
         proxy_mem_free(m, b);
     }
-    proxy_mem_free(m, h->nv);
+    if (!h->nv_in_block)
+        proxy_mem_free(m, h->nv);
     memset(h, 0, sizeof *h);
     h->mem = m;
 }
@@ -175,12 +268,20 @@ static bool name_is(const uint8_t *name, size_t nl, const char *lit)
 bool proxy_h2_hop_field(const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
 {
     /* HTTP/2 names arrive lower-case (nghttp2 checks it). TE survives only
-     * as "trailers", which gRPC needs end to end. */
-    if (name_is(name, nl, "te"))
-        return !(vl == 8 && strncasecmp((const char *)value, "trailers", 8) == 0);
-    return name_is(name, nl, "connection") || name_is(name, nl, "keep-alive") ||
-           name_is(name, nl, "proxy-connection") || name_is(name, nl, "transfer-encoding") ||
-           name_is(name, nl, "upgrade") || name_is(name, nl, "host");
+     * as "trailers", which gRPC needs end to end. Most fields are none of
+     * these: the length alone tells. */
+    switch (nl) {
+    case 2:
+        if (name_is(name, nl, "te"))
+            return !(vl == 8 && strncasecmp((const char *)value, "trailers", 8) == 0);
+        return false;
+    case 4: return name_is(name, nl, "host");
+    case 7: return name_is(name, nl, "upgrade");
+    case 10: return name_is(name, nl, "connection") || name_is(name, nl, "keep-alive");
+    case 16: return name_is(name, nl, "proxy-connection");
+    case 17: return name_is(name, nl, "transfer-encoding");
+    default: return false;
+    }
 }
 
 int64_t proxy_grpc_timeout_ms(const char *v, size_t n)

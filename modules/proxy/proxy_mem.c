@@ -31,12 +31,24 @@ struct proxy_mem_link {
 
 #define HDR sizeof(struct proxy_mem_block)
 
+/* The class of each size up to 1 KiB by 16-byte steps (every class below
+ * it is a multiple of 16): the sizes nghttp2 and the streams ask for most,
+ * one load instead of the arithmetic below. */
+#define SMALL_MAX 1024
+static const uint8_t small_class[SMALL_MAX / 16] = {
+    0, 0, 1, 2, 3, 3, 4, 4,                                 /* up to 128 */
+    5, 5, 5, 5, 6, 6, 6, 6,                                 /* up to 256 */
+    7, 7, 7, 7, 7, 7, 7, 7, 8, 8, 8, 8, 8, 8, 8, 8,         /* up to 512 */
+    9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,         /* up to 768 */
+    10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10,
+};
+
 /* Class c holds 2^(5+c/2) bytes for even c, 1.5 times 2^(5+(c-1)/2) for
  * odd c: at most a third of a block is slack. */
-static unsigned size_class(size_t n)
+static inline unsigned size_class(size_t n)
 {
-    if (n <= CLASS_MIN)
-        return 0;
+    if (n <= SMALL_MAX)
+        return n ? small_class[(n - 1) / 16] : 0;
     unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1)); /* 2^k < n <= 2^(k+1) */
     return 2 * (k - 5) + (n > ((size_t)3 << (k - 1)) ? 2 : 1);
 }
@@ -66,7 +78,9 @@ size_t proxy_mem_cap(const void *p)
     return data_block(p)->cap;
 }
 
-void *proxy_mem_alloc(struct proxy_mem *m, size_t n)
+/* The bodies of alloc and free, inlined into nghttp2's hooks too: the
+ * library calls them several times per stream. */
+static inline __attribute__((always_inline)) void *mem_alloc(struct proxy_mem *m, size_t n)
 {
     size_t cap = n;
     if (n <= CLASS_MAX) {
@@ -90,6 +104,11 @@ void *proxy_mem_alloc(struct proxy_mem *m, size_t n)
     return block_data(b);
 }
 
+void *proxy_mem_alloc(struct proxy_mem *m, size_t n)
+{
+    return mem_alloc(m, n);
+}
+
 void *proxy_mem_calloc(struct proxy_mem *m, size_t n)
 {
     void *p = proxy_mem_alloc(m, n);
@@ -98,7 +117,7 @@ void *proxy_mem_calloc(struct proxy_mem *m, size_t n)
     return p;
 }
 
-void proxy_mem_free(struct proxy_mem *m, void *p)
+static inline __attribute__((always_inline)) void mem_free(struct proxy_mem *m, void *p)
 {
     if (!p)
         return;
@@ -112,6 +131,11 @@ void proxy_mem_free(struct proxy_mem *m, void *p)
         return;
     }
     free(b);
+}
+
+void proxy_mem_free(struct proxy_mem *m, void *p)
+{
+    mem_free(m, p);
 }
 
 void *proxy_mem_realloc(struct proxy_mem *m, void *p, size_t n)
@@ -145,12 +169,12 @@ void proxy_mem_trim(struct proxy_mem *m)
 /* nghttp2's allocator interface: the pool rides in mem_user_data. */
 static void *nghttp2_on_malloc(size_t n, void *m)
 {
-    return proxy_mem_alloc(m, n);
+    return mem_alloc(m, n);
 }
 
 static void nghttp2_on_free(void *p, void *m)
 {
-    proxy_mem_free(m, p);
+    mem_free(m, p);
 }
 
 static void *nghttp2_on_calloc(size_t nmemb, size_t size, void *m)

@@ -77,6 +77,74 @@ static void test_hdrs(void)
     is_int(h.n, 0, "cleared");
 }
 
+/* Common names point at literals nghttp2 need not copy; others are copied. */
+static void test_hdrs_common_names(void)
+{
+    static const char *const common[] = {
+        ":authority", ":method", ":path", ":scheme", ":status", "accept-charset", "accept-encoding",
+        "accept-language", "accept-ranges", "accept", "access-control-allow-origin", "age", "allow",
+        "authorization", "cache-control", "content-disposition", "content-encoding", "content-language",
+        "content-length", "content-location", "content-range", "content-type", "cookie", "date", "etag",
+        "expect", "expires", "from", "host", "if-match", "if-modified-since", "if-none-match", "if-range",
+        "if-unmodified-since", "last-modified", "link", "location", "max-forwards", "proxy-authenticate",
+        "proxy-authorization", "range", "referer", "refresh", "retry-after", "server", "set-cookie",
+        "strict-transport-security", "transfer-encoding", "user-agent", "vary", "via", "www-authenticate",
+        "te", "grpc-status", "grpc-message", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+        "x-forwarded-for", "x-forwarded-proto", "x-request-id",
+    };
+    struct proxy_hdrs h = { 0 };
+    size_t n = sizeof common / sizeof common[0], found = 0;
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s", common[i]); /* not the test's own literal */
+        proxy_hdrs_add(&h, (const uint8_t *)name, strlen(name), (const uint8_t *)"v", 1);
+        const nghttp2_nv *nv = &h.nv[h.n - 1];
+        found += nv->flags == NGHTTP2_NV_FLAG_NO_COPY_NAME && nv->namelen == strlen(common[i]) &&
+                 strcmp((const char *)nv->name, common[i]) == 0 && (const char *)nv->name != name;
+    }
+    is_int((long long)found, (long long)n, "every common name points at a literal, flagged not to copy");
+    proxy_hdrs_add(&h, (const uint8_t *)"x-custom", 8, (const uint8_t *)"1", 1);
+    proxy_hdrs_add(&h, (const uint8_t *)"Host", 4, (const uint8_t *)"1", 1);
+    proxy_hdrs_add(&h, (const uint8_t *)"dates", 5, (const uint8_t *)"1", 1);
+    bool copied = true;
+    for (size_t i = h.n - 3; i < h.n; i++)
+        copied = copied && h.nv[i].flags == NGHTTP2_NV_FLAG_NONE && h.nv[i].name[h.nv[i].namelen] == 0;
+    ok(copied, "other names (and other cases) are copied, NUL-terminated, for nghttp2 to copy");
+    is_str((const char *)h.nv[h.n - 1].value, "1", "values are copied either way");
+    proxy_hdrs_clear(&h);
+}
+
+/* The fields the proxy reads are found as they are added: the first of
+ * each name, forgotten when the list is cleared. */
+static void test_hdrs_known(void)
+{
+    struct proxy_hdrs h = { 0 };
+    static const char *f[][2] = {
+        { ":method", "POST" }, { ":path", "/a" }, { ":authority", "svc" }, { "x-a", "1" },
+        { "content-type", "application/grpc" }, { "grpc-timeout", "5S" }, { "content-type", "text/plain" },
+        { "grpc-statu", "x" }, { "grpc-status", "14" }, { "hosts", "no" }, { "host", "h" },
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        proxy_hdrs_add(&h, (const uint8_t *)f[i][0], strlen(f[i][0]), (const uint8_t *)f[i][1], strlen(f[i][1]));
+    static const struct { enum proxy_hdr_known k; const char *value; } want[] = {
+        { PROXY_HDR_METHOD, "POST" }, { PROXY_HDR_PATH, "/a" }, { PROXY_HDR_AUTHORITY, "svc" },
+        { PROXY_HDR_HOST, "h" }, { PROXY_HDR_CONTENT_TYPE, "application/grpc" },
+        { PROXY_HDR_GRPC_TIMEOUT, "5S" }, { PROXY_HDR_GRPC_STATUS, "14" },
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const nghttp2_nv *nv = proxy_hdrs_get(&h, want[i].k);
+        is_str(nv ? (const char *)nv->value : NULL, want[i].value, "known field %d is the first of its name", (int)want[i].k);
+        ok(nv == proxy_hdrs_find(&h, (const char *)(nv ? nv->name : (const uint8_t *)"-")), "  the one a scan finds");
+    }
+    proxy_hdrs_clear(&h);
+    ok(!proxy_hdrs_get(&h, PROXY_HDR_METHOD) && !proxy_hdrs_get(&h, PROXY_HDR_GRPC_STATUS), "a cleared list knows none");
+    proxy_hdrs_add(&h, (const uint8_t *)"x-b", 3, (const uint8_t *)"2", 1);
+    proxy_hdrs_add(&h, (const uint8_t *)"grpc-status", 11, (const uint8_t *)"0", 1);
+    const nghttp2_nv *gs = proxy_hdrs_get(&h, PROXY_HDR_GRPC_STATUS);
+    is_str(gs ? (const char *)gs->value : NULL, "0", "refilled: the new field");
+    proxy_hdrs_clear(&h);
+}
+
 /* A held queue keeps what was taken, so a retry can take it all again,
  * until it outgrows its hold; the same with its buffer from a pool (a
  * stream's queues), which grows by the pool's size classes. */
@@ -117,5 +185,7 @@ int main(void)
     test_hop();
     test_bytes();
     test_hdrs();
+    test_hdrs_known();
+    test_hdrs_common_names();
     return done_testing();
 }
