@@ -435,14 +435,7 @@ cmp_ok(counter($metrics_b, "$cm\\{cluster=\"mesh-local\",code_class=\"2xx\",call
        '>=', 6, 'B: deliveries for callers A could not name (node A itself) are unknown');
 is(counter($mc, "$cm\\{cluster=\"podb\",code_class=\"2xx\",caller_namespace=\"shop\",caller_workload=\"web\"\\}"), 1,
    'sidecar C: its outgoing call counted under its own pod (web-1: StatefulSet-like name, workload web)');
-{
-    my $f = "$dir/metrics-b.txt";
-    open my $mfh, '>', $f or die;
-    print $mfh $metrics_b;
-    close $mfh;
-    my ($rc, $text) = Outrider::run_cmd('sh', '-c', "promtool check metrics < $f");
-    is($rc, 0, 'promtool check metrics accepts B\'s exposition') or diag($text);
-}
+Outrider::promtool_ok($metrics_b, 'promtool check metrics accepts B\'s exposition');
 
 # B's access records: the deliveries, to pod B's address.
 my @r;

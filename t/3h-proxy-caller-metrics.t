@@ -61,16 +61,6 @@ sub metrics {
     return $m;
 }
 
-sub promtool_ok {
-    my ($a, $m, $name) = @_;
-    my $f = $a->dir . '/metrics.txt';
-    open my $out, '>', $f or die;
-    print $out $m;
-    close $out;
-    my ($rc, $text) = Outrider::run_cmd('sh', '-c', "promtool check metrics < $f");
-    is($rc, 0, "promtool check metrics accepts the exposition ($name)") or diag($text);
-}
-
 sub series {
     my ($ns, $wl, $cls) = @_;
     return qr/^outrider_proxy_caller_requests_total\{cluster="b",code_class="$cls",caller_namespace="$ns",caller_workload="$wl"\} (\d+)$/m;
@@ -104,7 +94,7 @@ sub series {
          'outrider_proxy_requests_total keeps its labels and counts all 8');
     unlike($m, qr/caller_namespace="other"/, 'no caller over the cap');
     like($m, qr/^outrider_proxy_caller_metrics_overflow_total 0$/m, 'overflow counter at 0');
-    promtool_ok($a, $m, 'node role');
+    Outrider::promtool_ok($m, 'promtool check metrics accepts the exposition (node role)');
     $a->finish_ok;
 }
 
@@ -127,7 +117,7 @@ sub series {
     like($m, qr/^outrider_proxy_caller_metrics_overflow_total 2$/m, 'overflow counter: 2 callers (one per connection)');
     my @lines = $a->log =~ /(caller metrics: worker 0 already counts proxy\.caller_metrics\.max_callers \(1\) callers; billing\/ledger)/g;
     is(scalar @lines, 1, 'the cap is logged once (rate-limited), naming the caller') or diag($a->log);
-    promtool_ok($a, $m, 'cap');
+    Outrider::promtool_ok($m, 'promtool check metrics accepts the exposition (cap)');
     $a->finish_ok;
 }
 
@@ -160,7 +150,7 @@ for my $enabled (1, 0) {
         is($ok, 1, 'sidecar: the caller is the own pod, workload from its label app (team absent)');
         my ($bad) = $m =~ series('front', 'frontend', '5xx');
         is($bad, 1, '... the HTTP/2 request too, by status class');
-        promtool_ok($a, $m, 'sidecar');
+        Outrider::promtool_ok($m, 'promtool check metrics accepts the exposition (sidecar)');
     } else {
         unlike($m, qr/outrider_proxy_caller_/, 'caller_metrics.enabled false: no caller families');
         like($m, qr/^outrider_proxy_requests_total\{cluster="b",code_class="2xx"\} 1$/m, '... the request metrics stay');

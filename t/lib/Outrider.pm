@@ -10,7 +10,7 @@ use strict;
 use warnings;
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
-use File::Temp qw(tempdir);
+use File::Temp qw(tempdir tempfile);
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
@@ -216,6 +216,17 @@ sub finish_ok {
     my @errors = grep { (/ error \[/ || /"level":"error"/) && !($o{allow_errors} && $_ =~ $o{allow_errors}) } split /\n/, $log;
     ok(!@errors, 'no error lines in the agent log') or diag(join("\n", @errors));
     return $code;
+}
+
+# Passes when promtool accepts $exposition (Prometheus text format) as it
+# would a scrape: `promtool check metrics`, its complaints shown on failure.
+sub promtool_ok {
+    my ($exposition, $name) = @_;
+    my ($fh, $file) = File::Temp::tempfile(UNLINK => 1);
+    print $fh $exposition;
+    close $fh;
+    my ($rc, $out) = run_cmd('sh', '-c', "promtool check metrics < $file");
+    return is($rc, 0, $name) || diag($out);
 }
 
 # Runs the binary with arguments; returns (exit code, stdout+stderr).
