@@ -14,6 +14,9 @@ use lib 't/lib', 't/proxy';
 use Test::More;
 use JSON::PP;
 use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use Socket qw(SOL_SOCKET SO_LINGER);
+use Time::HiRes qw(sleep);
 use Outrider;
 use ProxyTest qw(backend_start backend_stop curl wait_metric);
 
@@ -96,6 +99,37 @@ sub series {
     like($m, qr/^outrider_proxy_caller_metrics_overflow_total 0$/m, 'overflow counter at 0');
     Outrider::promtool_ok($m, 'promtool check metrics accepts the exposition (node role)');
     $a->finish_ok;
+}
+
+# --- a client that resets before its answer is still its pod's -------------------------
+# The caller is known by the source address, which getpeername no longer
+# gives once the client has reset: the address must be taken at accept.
+
+{
+    my $slow = backend_start('slow', 1500);
+    my $a = Outrider->start(
+        role => 'node',
+        conf => {
+            modules => ['proxy'], workers => 1, inventory => { file => $inv },
+            proxy => {
+                outbound => { address => '127.0.0.1:0', default_cluster => 'slow' },
+                inbound => { enabled => JSON::PP::false },
+                clusters => [ { name => 'slow', endpoints => ["127.0.0.1:$slow->{port}"] } ],
+                # Nothing else asks for the address at accept (x-forwarded-for or the mesh would).
+                xff => 'off', mesh => { enabled => JSON::PP::false },
+            },
+        });
+    my $s = IO::Socket::INET->new(PeerAddr => $a->addr('proxy.outbound'), LocalAddr => '127.0.0.2',
+                                  Proto => 'tcp', Timeout => 5) or die "connect: $!";
+    print $s "GET /id HTTP/1.1\r\nHost: svc.test\r\n\r\n";
+    sleep 0.3;
+    setsockopt($s, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) or die "SO_LINGER: $!";
+    close $s; # RST
+    ok(wait_metric($a, qr/^outrider_proxy_caller_requests_total\{cluster="slow",code_class="4xx",caller_namespace="shop",caller_workload="cart"\} 1$/m, 15),
+       'a request whose client reset (499) counts under the client\'s pod, not unknown')
+        or diag(metrics($a));
+    $a->finish_ok;
+    backend_stop($slow);
 }
 
 # --- the cap: max_callers 1 ----------------------------------------------------------

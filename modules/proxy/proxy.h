@@ -625,6 +625,9 @@ int proxy_cmetrics_worker_start(struct proxy_worker *pw);
 void proxy_cmetrics_worker_free(struct proxy_worker *pw);
 /* A connection ends: frees what it kept (c->cm_fwd). */
 void proxy_cmetrics_conn_free(struct proxy_conn *c);
+/* Whether a connection on listener l is labelled by its source address
+ * (so the address is best looked up while the connection surely has one). */
+bool proxy_cmetrics_by_address(const struct proxy_worker *pw, enum proxy_listener_id l);
 /* Slow paths of proxy_cmetrics_count: c's caller by source address (or
  * the own pod, sidecar outbound), the caller a trusted agent named in cb,
  * and the series of caller k in wc's column. Never NULL but the last. */

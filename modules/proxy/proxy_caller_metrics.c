@@ -234,6 +234,11 @@ static struct proxy_cmetrics_caller *caller_of_pod(struct proxy_worker *pw, cons
     return caller_find(pw, pod->namespace_, workload);
 }
 
+bool proxy_cmetrics_by_address(const struct proxy_worker *pw, enum proxy_listener_id l)
+{
+    return pw->cm && !(pw->cm->sidecar && l == PROXY_OUTBOUND);
+}
+
 struct proxy_cmetrics_caller *proxy_cmetrics_resolve(struct proxy_conn *c)
 {
     struct proxy_worker *pw = c->pw;

@@ -616,11 +616,11 @@ const struct sockaddr *proxy_conn_peer_sa(struct proxy_conn *c)
  * looked up at once, while the connection surely has one (after a reset
  * getpeername fails). Otherwise the system call is saved, and a rare late
  * asker (a subscriber that came later, say) looks it up then. */
-static bool conn_peer_wanted(const struct proxy_worker *pw)
+static bool conn_peer_wanted(const struct proxy_worker *pw, enum proxy_listener_id l)
 {
     const struct proxy_state *st = pw->st;
     return st->conf->xff != PROXY_XFF_OFF || pw->mesh || st->hook || st->host->bus_has_subscribers(st->ctx, "access") ||
-           st->host->log_enabled(st->ctx, OTR_LOG_DEBUG);
+           proxy_cmetrics_by_address(pw, l) || st->host->log_enabled(st->ctx, OTR_LOG_DEBUG);
 }
 
 void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_listener_id l)
@@ -649,7 +649,7 @@ void proxy_conn_accept(struct proxy_worker *pw, uv_stream_t *server, enum proxy_
         return;
     }
     /* TCP_NODELAY: inherited from the listener (proxy.c) */
-    if (conn_peer_wanted(pw))
+    if (conn_peer_wanted(pw, l))
         proxy_conn_peer(c);
     proxy_h1_parser_init(&c->parser, PROXY_H1_REQUEST, &st->limits, 0);
     c->state = CONN_READ_HEAD;
