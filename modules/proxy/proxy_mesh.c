@@ -239,34 +239,27 @@ static bool agent_holds(const struct mesh_agent *a, const unsigned char k[16])
     return false;
 }
 
-/* Whether a configured agent's pods hold sa (then the list decides). */
-static bool agents_hold(const struct proxy_mesh *m, const struct sockaddr *sa)
+/* The first configured agent whose pods hold sa, or -1. */
+static int agent_holding(const struct proxy_mesh *m, const struct sockaddr *sa)
 {
     unsigned char k[16];
     if (!key_from_sockaddr(sa, k))
-        return false;
+        return -1;
     for (size_t i = 0; i < m->n_agents; i++)
         if (agent_holds(&m->agents[i], k))
-            return true;
-    return false;
+            return (int)i;
+    return -1;
 }
 
 /* The agent to reach endpoint sa through, or -1 to call it directly. */
 static int agent_for(const struct proxy_mesh *m, const struct sockaddr *sa)
 {
-    unsigned char k[16];
-    if (!key_from_sockaddr(sa, k))
+    int i = agent_holding(m, sa);
+    /* Own node's pods are called directly, and so is an agent's own
+     * listener given as an endpoint. */
+    if (i < 0 || m->agents[i].own_node || sockaddr_same(sa, (const struct sockaddr *)&m->agents[i].addr))
         return -1;
-    for (size_t i = 0; i < m->n_agents; i++) {
-        if (!agent_holds(&m->agents[i], k))
-            continue;
-        /* Own node's pods are called directly, and so is an agent's own
-         * listener given as an endpoint. */
-        if (m->agents[i].own_node || sockaddr_same(sa, (const struct sockaddr *)&m->agents[i].addr))
-            return -1;
-        return (int)i;
-    }
-    return -1;
+    return i;
 }
 
 /* --- building ---------------------------------------------------------------- */
@@ -498,7 +491,7 @@ void proxy_mesh_endpoint_init(struct proxy_endpoint *ep)
     ep->mesh_agent = hops ? agent_for(m, sa) : -1;
     /* Slots and endpoints a configured agent holds never look for a
      * sidecar in the inventory. */
-    ep->mesh_config = !hops || agents_hold(m, sa) || !m->conf->sidecar_annotation[0];
+    ep->mesh_config = !hops || agent_holding(m, sa) >= 0 || !m->conf->sidecar_annotation[0];
     ep->mesh_sidecar.ss_family = 0;
     ep->mesh_inv = UINT64_MAX; /* looked up at its first connection */
 }

@@ -32,21 +32,15 @@ import hashlib
 import json
 import socket
 import sys
-import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+sys.dont_write_bytecode = True  # no __pycache__ in the tree
+from hit_counter import hit, hits  # noqa: E402
+
 NAME = sys.argv[1] if len(sys.argv) > 1 else "backend"
 DELAY = int(sys.argv[2]) / 1000.0 if len(sys.argv) > 2 else 0.0  # added to /id
-HITS = {}
-HITS_LOCK = threading.Lock()
-
-
-def hit(key):
-    with HITS_LOCK:
-        HITS[key] = HITS.get(key, 0) + 1
-        return HITS[key]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -138,8 +132,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.send_body(200, b"ok attempt=%d len=%d backend=%s\n" % (n, len(body), NAME.encode()))
         elif url.path == "/hits":
-            with HITS_LOCK:
-                self.send_body(200, b"%d" % HITS.get(q.get("key", ""), 0))
+            self.send_body(200, b"%d" % hits(q.get("key", "")))
         elif url.path == "/cut":
             hit(q.get("key", ""))
             self.send_response(200)

@@ -17,11 +17,13 @@ Prints its port, serves until killed. Service test.Echo:
   StreamFail(b"key")-> counts, sends b"first", then aborts UNAVAILABLE
 """
 import sys
-import threading
 import time
 from concurrent import futures
 
 import grpc
+
+sys.dont_write_bytecode = True  # no __pycache__ in the tree
+import hit_counter  # noqa: E402
 
 
 def unary(req, ctx):
@@ -54,19 +56,11 @@ def sleep(req, ctx):
     return b"slept"
 
 
-HITS = {}
-LOCK = threading.Lock()
-
-
-def hit(key):
-    with LOCK:
-        HITS[key] = HITS.get(key, 0) + 1
-        return HITS[key]
 
 
 def flaky(req, ctx):
     parts = req.decode().split(":")
-    n = hit(parts[0])
+    n = hit_counter.hit(parts[0])
     code = int(parts[2]) if len(parts) > 2 else 14
     if n <= int(parts[1]):
         status = next(s for s in grpc.StatusCode if s.value[0] == code)
@@ -75,12 +69,11 @@ def flaky(req, ctx):
 
 
 def hits(req, ctx):
-    with LOCK:
-        return b"%d" % HITS.get(req.decode(), 0)
+    return b"%d" % hit_counter.hits(req.decode())
 
 
 def stream_fail(req, ctx):
-    hit(req.decode())
+    hit_counter.hit(req.decode())
     yield b"first"
     ctx.abort(grpc.StatusCode.UNAVAILABLE, "after the first message")
 
