@@ -136,6 +136,10 @@ my $until = time + 10;
 sleep 0.02 until -e "$dir/arrived" || time > $until;
 ok(-e "$dir/arrived", 'the long request reached its backend');
 write_file($file, eps_json($ep[1]));
+# Round robin answers f2 every other request whatever the set is, so only
+# the gauge tells that the rewrite has been read.
+ok(wait_metric($agent, qr/^outrider_proxy_cluster_endpoints\{cluster="filec"\} 1$/m, 15),
+   'file rewritten in place: read (endpoints gauge: 1)');
 ok(wait_for('file.test', 'f2'), 'file rewritten in place: traffic goes on');
 is_deeply(ids('file.test', 10), { f2 => 10 }, 'the removed endpoint gets no new request');
 my $long = do { local $/; <$bgfh> };
