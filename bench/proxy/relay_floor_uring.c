@@ -50,8 +50,16 @@ enum op { OP_ACCEPT, OP_RECV, OP_SEND, OP_CONNECT, OP_CANCEL, OP_CLOSE };
 
 #define OP_BITS 7u  /* struct conn comes from malloc, so its address has 3 zero low bits */
 
+/* Pooled mode's provided buffers: each is copied into its connection's buffer and given back at
+ * once, so at most one per connection is out at a time; 512 covers the bench's ~100 connections,
+ * and running out ends a multishot recv with -ENOBUFS, an exit 1, never a silent stall. */
+#define RING_BUFS 512
+#define RING_GROUP 1
+
 static struct io_uring ring;
 static int listen_fd;
+static struct io_uring_buf_ring *buf_ring;
+static char *ring_bufs;
 
 static uint64_t tag(struct conn *c, enum op op)
 {
@@ -81,16 +89,39 @@ static void accept_arm(void)
     io_uring_sqe_set_data64(sqe, tag(NULL, OP_ACCEPT));
 }
 
-/* poll_first: nothing can have arrived yet, so io_uring waits for data without trying first. */
-static void recv_arm(struct conn *c, bool poll_first)
+/* Pair mode: one recv into the connection's buffer, armed again once that is sent on. */
+static void recv_arm(struct conn *c)
 {
     struct io_uring_sqe *sqe = sqe_get();
     io_uring_prep_recv(sqe, c->fd, c->buf, BUF_SIZE, 0);
-    if (poll_first)
-        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     io_uring_sqe_set_data64(sqe, tag(c, OP_RECV));
     c->io.recv_armed = true;
     c->io.inflight++;
+}
+
+/* Pooled mode: one multishot recv for the connection's life, into provided buffers: each read
+ * completes without a new submission or poll arming. */
+static void recv_multishot_arm(struct conn *c)
+{
+    struct io_uring_sqe *sqe = sqe_get();
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RING_GROUP;
+    io_uring_sqe_set_data64(sqe, tag(c, OP_RECV));
+    c->io.recv_armed = true;
+    c->io.inflight++;
+}
+
+static char *ring_buf(unsigned bid)
+{
+    return ring_bufs + (size_t)bid * BUF_SIZE;
+}
+
+/* Offers buffer bid to the kernel, as the offset-th of those added before the next advance. */
+static void ring_buf_add(unsigned bid, int offset)
+{
+    io_uring_buf_ring_add(buf_ring, ring_buf(bid), BUF_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(RING_BUFS), offset);
 }
 
 /* Sends what src holds (buf[off..len)) to its peer. */
@@ -177,7 +208,10 @@ static void on_accept(int res, bool more)
     set_nodelay(res);
     struct conn *c = conn_alloc(CLIENT, res);
     relay.clients++;
-    recv_arm(c, false);  /* the request may be there already */
+    if (relay.pooled)
+        recv_multishot_arm(c);
+    else
+        recv_arm(c);
     if (!relay.pooled) {
         struct conn *u = upstream_open();
         c->peer = u;
@@ -195,24 +229,44 @@ static void on_connect(struct conn *u, int res)
     }
     if (res < 0)
         fail(1, "connect to upstream: %s", strerror(-res));
-    recv_arm(u, relay.pooled);
+    if (relay.pooled)
+        recv_multishot_arm(u);
+    else
+        recv_arm(u);
     struct conn *src = u->peer;
     if (src && src->len > src->off && !src->io.send_armed)
         send_arm(src);  /* what the client sent while this connected */
 }
 
-static void on_recv(struct conn *c, int res)
+/* A recv's completion; a multishot one goes on while IORING_CQE_F_MORE is set, and its bytes are
+ * in a provided buffer, copied here (a request or response head, ~100-200 bytes). */
+static void on_recv(struct conn *c, int res, unsigned flags)
 {
-    c->io.inflight--;
-    c->io.recv_armed = false;
+    if (flags & IORING_CQE_F_BUFFER) {
+        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        if (res > 0 && c->fd >= 0 && !c->io.send_armed)
+            memcpy(c->buf, ring_buf(bid), (size_t)res);
+        ring_buf_add(bid, 0);
+        io_uring_buf_ring_advance(buf_ring, 1);
+    }
+    if (!(flags & IORING_CQE_F_MORE)) {
+        c->io.inflight--;
+        c->io.recv_armed = false;
+    }
     if (c->fd < 0) {
         conn_release_if_done(c);
         return;
     }
+    if (res == -ENOBUFS)
+        fail(1, "io_uring: the %d provided buffers ran out", RING_BUFS);
     if (res <= 0) {
         close_both(c);  /* pooled: an idle connection has no peer, so only it closes */
         return;
     }
+    if (c->io.send_armed)  /* only pooled: a pair connection receives only once that is done */
+        fail(EXIT_PROTOCOL, "a connection sent %d bytes while its last were relayed", res);
+    if (relay.pooled && !c->io.recv_armed)
+        recv_multishot_arm(c);  /* the kernel ended it (it may): start it again */
     c->off = 0;
     c->len = (size_t)res;
     relay.bytes += (size_t)res;
@@ -230,21 +284,15 @@ static void on_recv(struct conn *c, int res)
         send_arm(c);
 }
 
-/* All that src received is sent: it may receive again. Pooled: a request sent leaves its client
- * waiting (recv armed, unless it closes after the response); a response sent is delivered. */
+/* All that src received is sent: pair, it may receive again; pooled, a response sent is
+ * delivered (its multishot recv watches the upstream in the pool). */
 static void on_sent(struct conn *src)
 {
     src->off = src->len = 0;
-    if (!relay.pooled) {
-        recv_arm(src, false);
-    } else if (src->kind == CLIENT) {
-        if (!src->close_after)
-            recv_arm(src, true);
-    } else {
+    if (!relay.pooled)
+        recv_arm(src);
+    else if (src->kind == UPSTREAM)
         response_delivered(src);
-        if (src->fd >= 0)
-            recv_arm(src, true);  /* back in the pool: idle, watched */
-    }
 }
 
 static void on_send(struct conn *src, int res)
@@ -279,7 +327,7 @@ static void on_completion(const struct io_uring_cqe *cqe)
         on_accept(cqe->res, cqe->flags & IORING_CQE_F_MORE);
         break;
     case OP_RECV:
-        on_recv(c, cqe->res);
+        on_recv(c, cqe->res, cqe->flags);
         break;
     case OP_SEND:
         on_send(c, cqe->res);
@@ -317,10 +365,28 @@ static void ring_open(void)
     io_uring_register_ring_fd(&ring);  /* saves a descriptor lookup per enter; optional */
 }
 
+static void buf_ring_open(void)
+{
+    if (posix_memalign((void **)&buf_ring, 4096, RING_BUFS * sizeof(struct io_uring_buf)) != 0 ||
+        !(ring_bufs = malloc((size_t)RING_BUFS * BUF_SIZE)))
+        fail(1, "out of memory");
+    struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)buf_ring, .ring_entries = RING_BUFS,
+                                   .bgid = RING_GROUP};
+    int r = io_uring_register_buf_ring(&ring, &reg, 0);
+    if (r < 0)
+        fail(1, "io_uring_register_buf_ring: %s", strerror(-r));
+    io_uring_buf_ring_init(buf_ring);
+    for (unsigned i = 0; i < RING_BUFS; i++)
+        ring_buf_add(i, (int)i);
+    io_uring_buf_ring_advance(buf_ring, RING_BUFS);
+}
+
 int main(int argc, char **argv)
 {
     relay_setup("io_uring", argc, argv);
     ring_open();
+    if (relay.pooled)
+        buf_ring_open();
     listen_fd = listen_socket(argv[2], 0);
     accept_arm();
     while (!stopping) {
