@@ -9,25 +9,23 @@
  *   relay_floor_uring pair|pooled 127.0.0.1:LISTEN_PORT 127.0.0.1:UPSTREAM_PORT
  *
  * The io_uring side: one ring (DEFER_TASKRUN and SINGLE_ISSUER when the kernel has them, so
- * completions run only when the loop asks for them; no SQPOLL, whose kernel thread would spend CPU
- * outside this process), its fd registered; one multishot accept; a recv, a send, a connect per
- * operation, each naming its connection and operation in user_data; closing is a cancel of what
- * is still in flight on the descriptor (by user_data) hard-linked to an IORING_OP_CLOSE. Each loop
- * iteration is one io_uring_submit_and_wait: everything prepared while handling the previous
- * completions goes in, and it waits for at least one completion. No setsockopt, accept or close
- * syscalls beyond what relay_floor.c also does (TCP_NODELAY per socket, socket() per upstream).
+ * completions run only inside the loop's own io_uring_enter), its fd registered; one multishot
+ * accept; sends, connects and recvs as operations, each naming its connection and operation in
+ * user_data; closing is a cancel of what is still in flight on the descriptor (by user_data)
+ * hard-linked to an IORING_OP_CLOSE. Each loop iteration is one io_uring_submit_and_wait:
+ * everything prepared while handling the previous completions goes in, and it waits for at least
+ * one completion. No SQPOLL: its kernel thread would spin and poll on a core of its own. No
+ * syscalls beyond that but those relay_floor.c also makes (TCP_NODELAY per socket, socket() per
+ * upstream). Blocking sockets: io_uring tries each operation without blocking and otherwise polls
+ * the socket itself, so the descriptors need no O_NONBLOCK.
  *
- * Blocking sockets: io_uring drives them without blocking (it polls internally) and returns
- * -EAGAIN to userspace for O_NONBLOCK ones instead. One buffer per connection, as in
- * relay_floor.c: a connection does not receive again until what it received is sent, so a
- * connection has at most one recv, one send and one connect in flight.
- *
- * Pooled mode, where epoll watches a socket for free and io_uring must re-arm a recv: an idle
- * upstream in the pool and a keep-alive client waiting for its response or its next request have
- * a recv armed (IORING_RECVSEND_POLL_FIRST, since nothing can be there yet), so a byte an idle
- * upstream or a client with a request in flight sends is caught as in relay_floor.c. A client
- * that asked for `Connection: close` gets no recv after its request: it is closed once its
- * response is sent, and its hang-up or reset shows as an error of that send.
+ * Pooled mode reads with one multishot recv per connection, armed for the connection's life, into
+ * a ring of provided buffers: the bytes (one request or response head, 100-200 bytes) are copied
+ * into the connection's buffer and the provided one given back at once. Epoll watches an idle
+ * socket for free, and so does the multishot recv: bytes from an idle upstream, from a client
+ * with a request in flight, or from a connection whose last read is still being sent on, exit 3
+ * as in relay_floor.c. Pair mode (h2c, gRPC) keeps epoll's backpressure: one recv into the
+ * connection's buffer, armed again only once what it received is sent.
  *
  *   cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror bench/proxy/relay_floor_uring.c -luring
  */
