@@ -594,11 +594,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         if (proxy_h2_hop_field(name, nl, value, vl))
             return 0;
-        return proxy_hdrs_add(&st->req_trailers, name, nl, value, vl) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+        return proxy_hdrs_add_decoded(&st->req_trailers, name, nl, value, vl, flags) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
     }
     if (st->req.bytes + nl + vl > dc->c->pw->st->limits.max_head)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
-    if (proxy_hdrs_add(&st->req, name, nl, value, vl) != 0)
+    if (proxy_hdrs_add_decoded(&st->req, name, nl, value, vl, flags) != 0)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     return 0;
 }

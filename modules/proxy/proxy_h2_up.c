@@ -455,11 +455,11 @@ static int up_on_header(nghttp2_session *s, const nghttp2_frame *frame, const ui
         }
         if (proxy_h2_hop_field(name, nl, value, vl))
             return 0;
-        return proxy_hdrs_add(&st->resp, name, nl, value, vl) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+        return proxy_hdrs_add_decoded(&st->resp, name, nl, value, vl, flags) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
     }
     if (proxy_h2_hop_field(name, nl, value, vl))
         return 0;
-    return proxy_hdrs_add(&st->trailers, name, nl, value, vl) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    return proxy_hdrs_add_decoded(&st->trailers, name, nl, value, vl, flags) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
 static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user)
