@@ -5,7 +5,10 @@
 # request and trace ids (x-request-id, traceparent, ...: a new value on every
 # request) are sent never indexed, so they do not flood the HPACK tables;
 # every other field keeps its indexing, and every value arrives intact.
-# python3-h2 on both ends tells the representations apart.
+# python3-h2 on both ends tells the representations apart. Also: both
+# sessions declare SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218 2.1), on which
+# the proxy relies (nghttp2 then frees a stream when it closes, so the
+# proxy does not clear the stream's user data in on_stream_close).
 use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
@@ -33,8 +36,12 @@ my $addr = $a->addr('proxy.outbound');
 open(my $cfh, '-|', '/usr/bin/python3', "$root/t/proxy/h2_hpack.py", 'client', $addr, 'h2.test', 3) or die;
 my $out = do { local $/; <$cfh> };
 close $cfh;
-my $rs = eval { decode_json($out) } // [];
+my $res = eval { decode_json($out) } // {};
+my $rs = $res->{responses} // [];
 is(scalar @$rs, 3, 'three answers') or diag $out;
+is($res->{settings}{9}, 1, 'client session: the proxy sent SETTINGS_NO_RFC7540_PRIORITIES = 1');
+is((eval { decode_json($rs->[0]{body}) } // {})->{settings}{9}, 1,
+    'upstream session: the proxy sent SETTINGS_NO_RFC7540_PRIORITIES = 1');
 for my $i (0 .. $#$rs) {
     my $r = $rs->[$i];
     my $seen = eval { decode_json($r->{body}) } // {};

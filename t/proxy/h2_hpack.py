@@ -5,15 +5,17 @@ arrived as literals never indexed (RFC 7541 6.2.3) as NeverIndexedHeaderTuple.
   h2_hpack.py backend
       h2c backend; prints its port, serves until killed. Answers every
       request 200 with JSON {"never_indexed": [request field names that
-      arrived never indexed], "fields": {name: value}} and the response
+      arrived never indexed], "fields": {name: value}, "settings": {the
+      SETTINGS the proxy sent on this connection: id: value}} and the response
       fields x-resp-secret (sent never indexed), x-request-id (the
       request's, sent with indexing) and x-resp-plain (with indexing).
   h2_hpack.py client ADDR AUTHORITY N
       N GET / one after the other on one connection, each with
       x-secret-token (sent never indexed), x-request-id (new per request)
-      and x-plain (same every time), both with indexing; prints JSON, per
+      and x-plain (same every time), both with indexing; prints JSON
+      {"settings": {the proxy's SETTINGS: id: value}, "responses": [per
       request: {"status", "sent_id", "never_indexed": [response field names
-      that arrived never indexed], "fields": {response fields}, "body"}.
+      that arrived never indexed], "fields": {response fields}, "body"}]}.
 """
 import json
 import socket
@@ -31,18 +33,27 @@ def never_indexed(headers):
     return sorted(h[0] for h in headers if isinstance(h, NeverIndexedHeaderTuple))
 
 
+def settings_of(ev, into):
+    for k, v in ev.changed_settings.items():
+        into[str(int(k))] = v.new_value
+
+
 def serve(sock):
     conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
     conn.initiate_connection()
     sock.sendall(conn.data_to_send())
+    settings = {}
     while True:
         data = sock.recv(65536)
         if not data:
             break
         for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.RemoteSettingsChanged):
+                settings_of(ev, settings)
             if isinstance(ev, h2.events.RequestReceived):
                 fields = dict(ev.headers)
-                body = json.dumps({"never_indexed": never_indexed(ev.headers), "fields": fields}).encode()
+                body = json.dumps({"never_indexed": never_indexed(ev.headers), "fields": fields,
+                                   "settings": settings}).encode()
                 conn.send_headers(ev.stream_id, [
                     (":status", "200"), ("content-length", str(len(body))),
                     NeverIndexedHeaderTuple("x-resp-secret", "s3cret"),
@@ -71,6 +82,7 @@ def client(addr, authority, n):
     conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
     conn.initiate_connection()
     out = []
+    settings = {}
     for _ in range(n):
         rid = str(uuid.uuid4())
         sid = conn.get_next_available_stream_id()
@@ -87,6 +99,8 @@ def client(addr, authority, n):
             if not data:
                 break
             for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.RemoteSettingsChanged):
+                    settings_of(ev, settings)
                 if isinstance(ev, h2.events.ResponseReceived):
                     r["fields"] = dict(ev.headers)
                     r["status"] = int(r["fields"][":status"])
@@ -99,7 +113,7 @@ def client(addr, authority, n):
             sock.sendall(conn.data_to_send())
         r["body"] = body.decode(errors="replace")
         out.append(r)
-    print(json.dumps(out), flush=True)
+    print(json.dumps({"settings": settings, "responses": out}), flush=True)
 
 
 if sys.argv[1] == "backend":
