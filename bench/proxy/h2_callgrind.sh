@@ -28,16 +28,8 @@ case $build in /*) ;; *) build=$root/$build ;; esac
 for tool in valgrind callgrind_control nginx h2load curl python3; do
     command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
-tmp=$(mktemp -d /tmp/h2_callgrind.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
 source "$root/bench/proxy/h2_scenario.sh"
-scenario_start
+scenario_start h2_callgrind
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out.%p" \
     "$build/outrider" -c "$tmp/outrider.json" --modules-dir "$build/modules" --state-file "$tmp/outrider.state" \
     > "$tmp/outrider.log" 2>&1 &

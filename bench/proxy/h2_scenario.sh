@@ -5,13 +5,24 @@
 #   grpc  bench/proxy/run's: h2load -c10 -m5 unary POST to the grpcio backend
 #   ids   like h2c, from h2_ids_client.py (python3-h2, one connection, 20
 #         in flight), each request with a new x-request-id
-# Needs $root, $tmp, a pids array and $scenario; sets $backend and $proxy.
-# After scenario_start: scenario_load N runs N requests (prints h2load's
-# lines, or "requests: N done, M succeeded").
+# Needs $root and $scenario. scenario_start NAME makes $tmp (/tmp/NAME.*),
+# starts the backend, writes outrider's configuration to $tmp/outrider.json,
+# sets $backend and $proxy; whatever is added to the pids array is killed
+# and $tmp removed on exit. Then scenario_load N runs N requests (prints
+# h2load's lines, or "requests: N done, M succeeded").
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+pids=()
+scenario_cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+
 scenario_start() {
+    tmp=$(mktemp -d "/tmp/$1.XXXXXX")
+    trap scenario_cleanup EXIT
     proxy=$(free_port)
     case $scenario in
     h2c | ids)
