@@ -18,10 +18,10 @@ use Outrider;
 use ProxyTest qw(proxy_agent curl);
 
 my $root = Outrider::root();
-my $bpid = open(my $bfh, '-|', '/usr/bin/python3', "$root/t/proxy/h2_hpack.py", 'backend') or die "backend: $!";
+my $bpid = open(my $bfh, '-|', '/usr/bin/python3', "$root/t/proxy/h2_backend.py") or die "backend: $!";
 my $bport = <$bfh>;
 chomp $bport;
-like($bport, qr/^\d+$/, 'HPACK backend started');
+like($bport, qr/^\d+$/, 'HTTP/2 backend started');
 
 my $a = proxy_agent(
     conf => { workers => 1 },
@@ -33,7 +33,7 @@ my $addr = $a->addr('proxy.outbound');
 
 # HTTP/2 client: three requests on one connection, so the tables hold the
 # fields of the first ones when the later ones are encoded.
-open(my $cfh, '-|', '/usr/bin/python3', "$root/t/proxy/h2_hpack.py", 'client', $addr, 'h2.test', 3) or die;
+open(my $cfh, '-|', '/usr/bin/python3', "$root/t/proxy/h2_hpack_client.py", $addr, 'h2.test', 3) or die;
 my $out = do { local $/; <$cfh> };
 close $cfh;
 my $res = eval { decode_json($out) } // {};
@@ -61,7 +61,7 @@ for my $i (0 .. $#$rs) {
 # HTTP/1.1 client to the h2 cluster: the ids it sends go on never indexed.
 my ($rc, $body) = curl('-H', 'Host: h2.test', '-H', 'X-Request-Id: 1234-abcd', '-H',
     'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', '-H', 'X-Other: kept',
-    "http://$addr/");
+    "http://$addr/hpack");
 my $seen = eval { decode_json($body) } // {};
 is_deeply($seen->{never_indexed}, [ 'traceparent', 'x-request-id' ],
     'HTTP/1.1 client: x-request-id and traceparent go upstream never indexed, x-other not') or diag $body;
