@@ -2,8 +2,9 @@
 # How the proxy has nghttp2 encode forwarded header fields (HPACK, RFC 7541):
 # a field the sender sent as a literal never indexed goes on never indexed,
 # both ways (RFC 7541 7.1.3: an intermediary must keep that representation);
-# request and trace ids (x-request-id, traceparent, ...: a new value on every
-# request) are sent never indexed, so they do not flood the HPACK tables;
+# request and trace ids (x-request-id, traceparent, ...) and grpc-timeout (a
+# new value on every request) are sent never indexed, so they do not flood
+# the HPACK tables;
 # every other field keeps its indexing, and every value arrives intact.
 # python3-h2 on both ends tells the representations apart. Also: both
 # sessions declare SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218 2.1), on which
@@ -60,11 +61,13 @@ for my $i (0 .. $#$rs) {
 
 # HTTP/1.1 client to the h2 cluster: the ids it sends go on never indexed.
 my ($rc, $body) = curl('-H', 'Host: h2.test', '-H', 'X-Request-Id: 1234-abcd', '-H',
-    'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', '-H', 'X-Other: kept',
+    'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', '-H', 'grpc-timeout: 99999871u',
+    '-H', 'X-Other: kept',
     "http://$addr/hpack");
 my $seen = eval { decode_json($body) } // {};
-is_deeply($seen->{never_indexed}, [ 'traceparent', 'x-request-id' ],
-    'HTTP/1.1 client: x-request-id and traceparent go upstream never indexed, x-other not') or diag $body;
+is_deeply($seen->{never_indexed}, [ 'grpc-timeout', 'traceparent', 'x-request-id' ],
+    'HTTP/1.1 client: x-request-id, traceparent and grpc-timeout go upstream never indexed, x-other not') or diag $body;
+is($seen->{fields}{'grpc-timeout'}, '99999871u', 'HTTP/1.1 client: grpc-timeout intact');
 is($seen->{fields}{'x-request-id'}, '1234-abcd', 'HTTP/1.1 client: x-request-id intact');
 is($seen->{fields}{'x-other'}, 'kept', 'HTTP/1.1 client: x-other intact');
 

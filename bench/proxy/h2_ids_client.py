@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """Load for h2_scenario.sh's ids scenario (python3-h2): N GET / over one h2c
 connection to 127.0.0.1:PORT, 20 in flight, each request with a new
-x-request-id (what services behind a mesh send), which h2load cannot vary.
+x-request-id (what services behind a mesh send), which h2load cannot vary;
+or, with grpc-timeout as FIELD, a new grpc-timeout (what gRPC clients send
+for a call with a deadline: the time left, in microseconds).
 
-  h2_ids_client.py PORT N     prints "requests: N done, M succeeded"
+  h2_ids_client.py PORT N [FIELD]    prints "requests: N done, M succeeded"
 """
 import socket
 import sys
@@ -14,17 +16,24 @@ import h2.connection
 import h2.events
 
 port, n = int(sys.argv[1]), int(sys.argv[2])
+field = sys.argv[3] if len(sys.argv) > 3 else "x-request-id"
 sock = socket.create_connection(("127.0.0.1", port), timeout=30)
 conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
 conn.initiate_connection()
 sent = done = ok = 0
 
 
+def value():
+    if field == "grpc-timeout":
+        return "%du" % (9999000 - sent * 37 % 999000)
+    return str(uuid.uuid4())
+
+
 def send():
     global sent
     sid = conn.get_next_available_stream_id()
     conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1"), (":path", "/"),
-                            ("user-agent", "h2_ids_client"), ("x-request-id", str(uuid.uuid4()))], end_stream=True)
+                            ("user-agent", "h2_ids_client"), (field, value())], end_stream=True)
     sent += 1
 
 

@@ -5,6 +5,7 @@
 #   grpc  bench/proxy/run's: h2load -c10 -m5 unary POST to the grpcio backend
 #   ids   like h2c, from h2_ids_client.py (python3-h2, one connection, 20
 #         in flight), each request with a new x-request-id
+#   timeouts  the same with a new grpc-timeout on every request
 # Needs $root and $scenario. scenario_start NAME makes $tmp (/tmp/NAME.*),
 # starts the backend, writes outrider's configuration to $tmp/outrider.json,
 # sets $backend and $proxy; whatever is added to the pids array is killed
@@ -25,7 +26,7 @@ scenario_start() {
     trap scenario_cleanup EXIT
     proxy=$(free_port)
     case $scenario in
-    h2c | ids)
+    h2c | ids | timeouts)
         backend=$(free_port)
         cat > "$tmp/nginx.conf" <<EOF
 worker_processes 1; daemon off; master_process off; pid $tmp/nginx.pid;
@@ -47,7 +48,7 @@ EOF
         backend=$(cat "$tmp/grpc.port")
         /usr/bin/python3 -c "import sys; sys.path.insert(0, '$root/bench/proxy'); from grpc_backend import encode_request_body; open('$tmp/req.bin', 'wb').write(encode_request_body())"
         ;;
-    *) echo "unknown scenario $scenario (h2c, grpc, ids)" >&2; exit 2 ;;
+    *) echo "unknown scenario $scenario (h2c, grpc, ids, timeouts)" >&2; exit 2 ;;
     esac
     mkdir -p "$tmp/state"
     cat > "$tmp/outrider.json" <<EOF
@@ -67,5 +68,6 @@ scenario_load() {
         h2load -c10 -m5 -n "$1" -d "$tmp/req.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
             "http://127.0.0.1:$proxy/bench.Echo/Unary" ;;
     ids) /usr/bin/python3 "$root/bench/proxy/h2_ids_client.py" "$proxy" "$1" ;;
+    timeouts) /usr/bin/python3 "$root/bench/proxy/h2_ids_client.py" "$proxy" "$1" grpc-timeout ;;
     esac
 }

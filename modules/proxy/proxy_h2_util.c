@@ -238,7 +238,13 @@ int proxy_hdrs_add_decoded(struct proxy_hdrs *h, const uint8_t *name, size_t nl,
     p[vl] = 0;
     if (k < PROXY_HDR_KNOWN && !h->at[k])
         h->at[k] = (uint32_t)h->n + 1;
-    flags = k == HDR_ONCE ? NGHTTP2_NV_FLAG_NO_INDEX : flags & NGHTTP2_NV_FLAG_NO_INDEX;
+    /* grpc-timeout is the time left to the call's deadline: new every call
+     * too. (A table: no branch on the way of every field.) */
+    static const uint8_t never_indexed[HDR_ONCE + 1] = {
+        [PROXY_HDR_GRPC_TIMEOUT] = NGHTTP2_NV_FLAG_NO_INDEX,
+        [HDR_ONCE] = NGHTTP2_NV_FLAG_NO_INDEX,
+    };
+    flags = (flags | never_indexed[k]) & NGHTTP2_NV_FLAG_NO_INDEX;
     h->nv[h->n++] = (nghttp2_nv){ n, p, nl, vl, flags | (lit ? NGHTTP2_NV_FLAG_NO_COPY_NAME : NGHTTP2_NV_FLAG_NONE) };
     h->bytes += nl + vl;
     return 0;

@@ -89,7 +89,7 @@ static void test_hdrs_common_names(void)
         "if-unmodified-since", "last-modified", "link", "location", "max-forwards", "proxy-authenticate",
         "proxy-authorization", "range", "referer", "refresh", "retry-after", "server", "set-cookie",
         "strict-transport-security", "transfer-encoding", "user-agent", "vary", "via", "www-authenticate",
-        "te", "grpc-status", "grpc-message", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+        "te", "grpc-status", "grpc-message", "grpc-encoding", "grpc-accept-encoding",
         "x-forwarded-for", "x-forwarded-proto",
     };
     struct proxy_hdrs h = { 0 };
@@ -114,14 +114,15 @@ static void test_hdrs_common_names(void)
     proxy_hdrs_clear(&h);
 }
 
-/* Request and trace ids are never indexed (literals, like common names);
+/* Request and trace ids and grpc-timeout (the time left to a call's
+ * deadline) are never indexed (literals, like common names);
  * a field the sender sent never indexed stays so; other flags from the
  * decoder are not taken. */
 static void test_hdrs_never_indexed(void)
 {
     static const char *const ids[] = {
         "x-request-id", "traceparent", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
-        "x-amzn-trace-id", "x-cloud-trace-context", "uber-trace-id", "x-correlation-id",
+        "x-amzn-trace-id", "x-cloud-trace-context", "uber-trace-id", "x-correlation-id", "grpc-timeout",
     };
     struct proxy_hdrs h = { 0 };
     size_t n = sizeof ids / sizeof ids[0], found = 0;
@@ -133,7 +134,8 @@ static void test_hdrs_never_indexed(void)
         found += nv->flags == (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_INDEX) &&
                  strcmp((const char *)nv->name, ids[i]) == 0 && (const char *)nv->name != name;
     }
-    is_int((long long)found, (long long)n, "request and trace ids: literal names, never indexed");
+    is_int((long long)found, (long long)n, "request and trace ids, grpc-timeout: literal names, never indexed");
+    ok(proxy_hdrs_get(&h, PROXY_HDR_GRPC_TIMEOUT) != NULL, "grpc-timeout is still recorded for the proxy");
     proxy_hdrs_add_decoded(&h, (const uint8_t *)"x-secret", 8, (const uint8_t *)"s", 1, NGHTTP2_NV_FLAG_NO_INDEX);
     is_int(h.nv[h.n - 1].flags, NGHTTP2_NV_FLAG_NO_INDEX, "a field sent never indexed stays never indexed");
     proxy_hdrs_add_decoded(&h, (const uint8_t *)"cookie", 6, (const uint8_t *)"c", 1, NGHTTP2_NV_FLAG_NO_INDEX);
