@@ -47,8 +47,9 @@ for my $i (0 .. $#$rs) {
     my $r = $rs->[$i];
     my $seen = eval { decode_json($r->{body}) } // {};
     is($r->{status}, 200, "request $i: 200");
-    is_deeply($seen->{never_indexed}, [ 'x-request-id', 'x-secret-token' ],
-        "request $i: upstream got x-secret-token (sent never indexed) and x-request-id never indexed, x-plain not");
+    is_deeply($seen->{never_indexed}, [ 'x-forwarded-for', 'x-request-id', 'x-secret-token' ],
+        "request $i: upstream got x-secret-token, x-forwarded-for (sent never indexed, appended to) and x-request-id never indexed, x-plain not");
+    is($seen->{fields}{'x-forwarded-for'}, '203.0.113.7, 127.0.0.1', "request $i: x-forwarded-for appended to");
     is($seen->{fields}{'x-request-id'}, $r->{sent_id}, "request $i: x-request-id value intact");
     is($seen->{fields}{'x-secret-token'}, 't0ken', "request $i: never-indexed value intact");
     is($seen->{fields}{'x-plain'}, 'same', "request $i: x-plain intact");

@@ -370,7 +370,9 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
                 continue;
             int k = snprintf(xff, sizeof xff, "%.*s, %s", (int)h->valuelen, (const char *)h->value, peer);
             if (k > 0 && (size_t)k < sizeof xff) {
-                nv[n++] = NV(h->name, xff, h->namelen, (size_t)k);
+                /* The field's own flags: a never-indexed one stays so. */
+                nv[n++] = (nghttp2_nv){ h->name, (uint8_t *)xff, h->namelen, (size_t)k,
+                                        h->flags & ~NGHTTP2_NV_FLAG_NO_COPY_VALUE };
                 xff_done = true;
                 continue;
             }

@@ -5,8 +5,9 @@ NeverIndexedHeaderTuple.
 
   h2_hpack_client.py ADDR AUTHORITY N
       N GET /hpack (h2_backend.py) one after the other on one connection,
-      each with x-secret-token (sent never indexed), x-request-id (new per
-      request) and x-plain (the same every time), both with indexing;
+      each with x-secret-token and x-forwarded-for (sent never indexed),
+      x-request-id (new per request) and x-plain (the same every time), both
+      with indexing;
       prints JSON {"settings": {the peer's SETTINGS: id: value}, "responses":
       [per request: {"status", "sent_id", "never_indexed": [response field
       names that arrived never indexed], "fields": {response fields},
@@ -34,6 +35,7 @@ for _ in range(n):
     conn.send_headers(sid, [
         (":method", "GET"), (":scheme", "http"), (":authority", authority), (":path", "/hpack"),
         NeverIndexedHeaderTuple("x-secret-token", "t0ken"), ("x-request-id", rid), ("x-plain", "same"),
+        NeverIndexedHeaderTuple("x-forwarded-for", "203.0.113.7"),
     ], end_stream=True)
     sock.sendall(conn.data_to_send())
     r = {"status": 0, "sent_id": rid, "never_indexed": [], "fields": {}, "body": ""}
