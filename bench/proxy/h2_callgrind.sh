@@ -10,8 +10,9 @@
 # switched on around `h2load -c50 -m10 -n N`, so start-up, warm-up and
 # shutdown are left out: instructions per request = collected / N.
 #
-#   bench/proxy/h2_callgrind.sh [build-dir] [requests] [out-prefix]
-#   (defaults: build, 20000, /tmp/h2_callgrind); then e.g.
+#   bench/proxy/h2_callgrind.sh [build-dir] [requests] [out-prefix] [scenario]
+#   (defaults: build, 20000, /tmp/h2_callgrind, h2c; scenarios grpc and ids
+#   in h2_scenario.sh, warm-up 300 requests for them); then e.g.
 #   callgrind_annotate --inclusive=yes /tmp/h2_callgrind.<pid>.1
 #
 # Counts vary by about +-60 per request between runs (how frames batch into
@@ -21,42 +22,14 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-build}
 n=${2:-20000}
 out=${3:-/tmp/h2_callgrind}
+scenario=${4:-h2c}
+case $scenario in h2c) warmup=2000 ;; *) warmup=300 ;; esac
 case $build in /*) ;; *) build=$root/$build ;; esac
 for tool in valgrind callgrind_control nginx h2load curl python3; do
     command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
-tmp=$(mktemp -d /tmp/h2_callgrind.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-backend=$(free_port)
-proxy=$(free_port)
-cat > "$tmp/nginx.conf" <<EOF
-worker_processes 1; daemon off; master_process off; pid $tmp/nginx.pid;
-error_log $tmp/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
-  client_body_temp_path $tmp; proxy_temp_path $tmp; fastcgi_temp_path $tmp; uwsgi_temp_path $tmp; scgi_temp_path $tmp;
-  server { listen 127.0.0.1:$backend http2 backlog=4096; location / { return 200 "hello world\n"; } }
-}
-EOF
-nginx -c "$tmp/nginx.conf" -e "$tmp/error.log" &
-pids+=($!)
-mkdir -p "$tmp/state"
-cat > "$tmp/outrider.json" <<EOF
-{"role": "sidecar", "workers": 1, "log": {"level": "warn"}, "admin": {"address": "127.0.0.1:0"},
- "state_dir": "$tmp/state", "modules": ["proxy"],
- "proxy": {"outbound": {"address": "127.0.0.1:$proxy", "default_cluster": "backend"},
-           "inbound": {"enabled": false}, "xff": "off",
-           "clusters": [{"name": "backend", "endpoints": ["127.0.0.1:$backend"], "max_idle": 256,
-                         "max_connections": 4096, "protocol": "h2"}]}}
-EOF
+source "$root/bench/proxy/h2_scenario.sh"
+scenario_start h2_callgrind
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out.%p" \
     "$build/outrider" -c "$tmp/outrider.json" --modules-dir "$build/modules" --state-file "$tmp/outrider.state" \
     > "$tmp/outrider.log" 2>&1 &
@@ -66,9 +39,9 @@ for _ in $(seq 100); do # up to 30 s for valgrind to start the agent
     curl -s -o /dev/null --max-time 5 --http2-prior-knowledge "http://127.0.0.1:$proxy/" && break
     sleep 0.3
 done
-h2load -c50 -m10 -n 2000 "http://127.0.0.1:$proxy/" | grep -E '^requests:'
+scenario_load "$warmup" | grep -E '^requests:'
 callgrind_control -i on $agent > /dev/null
-report=$(h2load -c50 -m10 -n "$n" "http://127.0.0.1:$proxy/")
+report=$(scenario_load "$n")
 callgrind_control -i off $agent > /dev/null
 callgrind_control -d $agent > /dev/null
 echo "$report" | grep -E '^requests:'

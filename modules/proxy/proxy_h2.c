@@ -594,11 +594,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         if (proxy_h2_hop_field(name, nl, value, vl))
             return 0;
-        return proxy_hdrs_add(&st->req_trailers, name, nl, value, vl) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+        return proxy_hdrs_add_decoded(&st->req_trailers, name, nl, value, vl, flags) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
     }
     if (st->req.bytes + nl + vl > dc->c->pw->st->limits.max_head)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
-    if (proxy_hdrs_add(&st->req, name, nl, value, vl) != 0)
+    if (proxy_hdrs_add_decoded(&st->req, name, nl, value, vl, flags) != 0)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     return 0;
 }
@@ -662,7 +662,10 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     struct proxy_h2stream *st = dc_stream(dc, id);
     if (!st)
         return 0;
-    nghttp2_session_set_stream_user_data(s, id, NULL);
+    /* No nghttp2_session_set_stream_user_data(NULL): with
+     * SETTINGS_NO_RFC7540_PRIORITIES sent, nghttp2 frees a stream as soon
+     * as this returns (it keeps no closed streams), so nothing can look
+     * st up after this (a map lookup per stream saved). */
     if (!st->status && error_code != NGHTTP2_NO_ERROR)
         st->status = 499; /* the client gave up */
     stream_publish(st);

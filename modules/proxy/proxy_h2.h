@@ -280,6 +280,11 @@ int proxy_bytes_put(struct proxy_bytes *b, const uint8_t *d, size_t n);
 size_t proxy_bytes_take(struct proxy_bytes *b, uint8_t *out, size_t n);
 void proxy_bytes_free(struct proxy_bytes *b);
 int proxy_hdrs_add(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
+/* proxy_hdrs_add for a field as nghttp2 decoded it: flags
+ * NGHTTP2_NV_FLAG_NO_INDEX (the sender sent it never indexed) is kept, so
+ * the next hop gets it never indexed too (RFC 7541 7.1.3). */
+int proxy_hdrs_add_decoded(struct proxy_hdrs *h, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl,
+                           uint8_t flags);
 void proxy_hdrs_clear(struct proxy_hdrs *h);
 const nghttp2_nv *proxy_hdrs_find(const struct proxy_hdrs *h, const char *name);
 /* The first field of that name (lower-case, as proxy_hdrs_add stores HTTP/2

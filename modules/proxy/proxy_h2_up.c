@@ -370,7 +370,9 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
                 continue;
             int k = snprintf(xff, sizeof xff, "%.*s, %s", (int)h->valuelen, (const char *)h->value, peer);
             if (k > 0 && (size_t)k < sizeof xff) {
-                nv[n++] = NV(h->name, xff, h->namelen, (size_t)k);
+                /* The field's own flags: a never-indexed one stays so. */
+                nv[n++] = (nghttp2_nv){ h->name, (uint8_t *)xff, h->namelen, (size_t)k,
+                                        h->flags & ~NGHTTP2_NV_FLAG_NO_COPY_VALUE };
                 xff_done = true;
                 continue;
             }
@@ -455,11 +457,11 @@ static int up_on_header(nghttp2_session *s, const nghttp2_frame *frame, const ui
         }
         if (proxy_h2_hop_field(name, nl, value, vl))
             return 0;
-        return proxy_hdrs_add(&st->resp, name, nl, value, vl) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+        return proxy_hdrs_add_decoded(&st->resp, name, nl, value, vl, flags) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
     }
     if (proxy_h2_hop_field(name, nl, value, vl))
         return 0;
-    return proxy_hdrs_add(&st->trailers, name, nl, value, vl) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    return proxy_hdrs_add_decoded(&st->trailers, name, nl, value, vl, flags) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
 static int up_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user)
@@ -541,7 +543,8 @@ static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_cod
     struct proxy_h2stream *st = up_stream(user, id);
     if (!st)
         return 0;
-    nghttp2_session_set_stream_user_data(s, id, NULL);
+    /* The stream is freed as soon as this returns (SETTINGS_NO_RFC7540_
+     * PRIORITIES: no closed streams kept), user data and all. */
     up_forget_stream(user, st);
     /* Bytes still queued for the client were never acknowledged: give
      * them back to the connection window, or it shrinks for good. */

@@ -89,8 +89,8 @@ static void test_hdrs_common_names(void)
         "if-unmodified-since", "last-modified", "link", "location", "max-forwards", "proxy-authenticate",
         "proxy-authorization", "range", "referer", "refresh", "retry-after", "server", "set-cookie",
         "strict-transport-security", "transfer-encoding", "user-agent", "vary", "via", "www-authenticate",
-        "te", "grpc-status", "grpc-message", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
-        "x-forwarded-for", "x-forwarded-proto", "x-request-id",
+        "te", "grpc-status", "grpc-message", "grpc-encoding", "grpc-accept-encoding",
+        "x-forwarded-for", "x-forwarded-proto",
     };
     struct proxy_hdrs h = { 0 };
     size_t n = sizeof common / sizeof common[0], found = 0;
@@ -111,6 +111,40 @@ static void test_hdrs_common_names(void)
         copied = copied && h.nv[i].flags == NGHTTP2_NV_FLAG_NONE && h.nv[i].name[h.nv[i].namelen] == 0;
     ok(copied, "other names (and other cases) are copied, NUL-terminated, for nghttp2 to copy");
     is_str((const char *)h.nv[h.n - 1].value, "1", "values are copied either way");
+    proxy_hdrs_clear(&h);
+}
+
+/* Request and trace ids and grpc-timeout (the time left to a call's
+ * deadline) are never indexed (literals, like common names);
+ * a field the sender sent never indexed stays so; other flags from the
+ * decoder are not taken. */
+static void test_hdrs_never_indexed(void)
+{
+    static const char *const ids[] = {
+        "x-request-id", "traceparent", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
+        "x-amzn-trace-id", "x-cloud-trace-context", "uber-trace-id", "x-correlation-id", "grpc-timeout",
+    };
+    struct proxy_hdrs h = { 0 };
+    size_t n = sizeof ids / sizeof ids[0], found = 0;
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s", ids[i]);
+        proxy_hdrs_add(&h, (const uint8_t *)name, strlen(name), (const uint8_t *)"v", 1);
+        const nghttp2_nv *nv = &h.nv[h.n - 1];
+        found += nv->flags == (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_INDEX) &&
+                 strcmp((const char *)nv->name, ids[i]) == 0 && (const char *)nv->name != name;
+    }
+    is_int((long long)found, (long long)n, "request and trace ids, grpc-timeout: literal names, never indexed");
+    ok(proxy_hdrs_get(&h, PROXY_HDR_GRPC_TIMEOUT) != NULL, "grpc-timeout is still recorded for the proxy");
+    proxy_hdrs_add_decoded(&h, (const uint8_t *)"x-secret", 8, (const uint8_t *)"s", 1, NGHTTP2_NV_FLAG_NO_INDEX);
+    is_int(h.nv[h.n - 1].flags, NGHTTP2_NV_FLAG_NO_INDEX, "a field sent never indexed stays never indexed");
+    proxy_hdrs_add_decoded(&h, (const uint8_t *)"cookie", 6, (const uint8_t *)"c", 1, NGHTTP2_NV_FLAG_NO_INDEX);
+    is_int(h.nv[h.n - 1].flags, NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_INDEX,
+           "a common name sent never indexed: literal and never indexed");
+    proxy_hdrs_add_decoded(&h, (const uint8_t *)"x-other", 7, (const uint8_t *)"o", 1, NGHTTP2_NV_FLAG_NO_COPY_VALUE);
+    is_int(h.nv[h.n - 1].flags, NGHTTP2_NV_FLAG_NONE, "other flags are not taken (the list owns its copies)");
+    proxy_hdrs_add(&h, (const uint8_t *)"x-requests-id", 13, (const uint8_t *)"i", 1);
+    is_int(h.nv[h.n - 1].flags, NGHTTP2_NV_FLAG_NONE, "other names are indexed as nghttp2 decides");
     proxy_hdrs_clear(&h);
 }
 
@@ -187,5 +221,6 @@ int main(void)
     test_hdrs();
     test_hdrs_known();
     test_hdrs_common_names();
+    test_hdrs_never_indexed();
     return done_testing();
 }
