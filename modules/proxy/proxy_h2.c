@@ -662,10 +662,11 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     struct proxy_h2stream *st = dc_stream(dc, id);
     if (!st)
         return 0;
-    /* No nghttp2_session_set_stream_user_data(NULL): with
-     * SETTINGS_NO_RFC7540_PRIORITIES sent, nghttp2 frees a stream as soon
-     * as this returns (it keeps no closed streams), so nothing can look
-     * st up after this (a map lookup per stream saved). */
+    /* No nghttp2_session_set_stream_user_data(NULL) (a map lookup per
+     * stream saved): nghttp2 answers no user data for a closed stream,
+     * even one it keeps for RFC 7540 priorities (which the
+     * SETTINGS_NO_RFC7540_PRIORITIES we send disables anyway); the one-entry
+     * cache is cleared in stream_unlink. */
     if (!st->status && error_code != NGHTTP2_NO_ERROR)
         st->status = 499; /* the client gave up */
     stream_publish(st);

@@ -543,8 +543,8 @@ static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_cod
     struct proxy_h2stream *st = up_stream(user, id);
     if (!st)
         return 0;
-    /* The stream is freed as soon as this returns (SETTINGS_NO_RFC7540_
-     * PRIORITIES: no closed streams kept), user data and all. */
+    /* No nghttp2_session_set_stream_user_data(NULL): nghttp2 answers no
+     * user data for a closed stream; up_forget_stream clears the cache. */
     up_forget_stream(user, st);
     /* Bytes still queued for the client were never acknowledged: give
      * them back to the connection window, or it shrinks for good. */
