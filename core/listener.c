@@ -25,6 +25,27 @@ static struct otr_listener *find(const char *name)
     return NULL;
 }
 
+/* An IPv4 or IPv6 literal, the usual listener address, is converted by libuv
+ * (its own parser and formatter, in pages the agent maps anyway): libc's
+ * getaddrinfo, inet_pton and inet_ntop live in a 64 KiB stretch of libc that
+ * nothing else touches at idle, and one call maps all of it for good (the
+ * kernel maps file pages 64 KiB around each fault). Scoped IPv6 literals
+ * ("fe80::1%eth0"), inet_aton forms ("127.1") and names go to getaddrinfo. */
+static bool literal_address(const struct otr_conf_address *a, struct sockaddr_storage *ss, socklen_t *len)
+{
+    if (!a->host[0])
+        return false;
+    if (uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)ss) == 0) {
+        *len = sizeof(struct sockaddr_in);
+        return true;
+    }
+    if (!strchr(a->host, '%') && uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)ss) == 0) {
+        *len = sizeof(struct sockaddr_in6);
+        return true;
+    }
+    return false;
+}
+
 static int resolve(const struct otr_conf_address *a, int kind, struct sockaddr_storage *ss, socklen_t *len,
                    char *err, size_t errlen)
 {
@@ -40,6 +61,8 @@ static int resolve(const struct otr_conf_address *a, int kind, struct sockaddr_s
         *len = sizeof *un;
         return 0;
     }
+    if (literal_address(a, ss, len))
+        return 0;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = kind, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
     char port[8];
@@ -63,16 +86,17 @@ static int resolve(const struct otr_conf_address *a, int kind, struct sockaddr_s
     return 0;
 }
 
+/* uv_inet_ntop, not inet_ntop: see literal_address. */
 static void format_bound(const struct sockaddr_storage *ss, char *out, size_t len)
 {
     char host[INET6_ADDRSTRLEN] = "";
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        uv_inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
         snprintf(out, len, "%s:%u", host, ntohs(in->sin_port));
     } else if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        uv_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
         snprintf(out, len, "[%s]:%u", host, ntohs(in6->sin6_port));
     } else {
         snprintf(out, len, "unix:%s", ((const struct sockaddr_un *)ss)->sun_path);
