@@ -316,7 +316,7 @@ sub poll (&$) {
 # --- reload: the old generation's checks and timers close, the new one checks ---
 {
     hb_ctl($hbad, 'health=hang');
-    ok(poll(sub { ((hb_stats($hbad) // {})->{in_progress} // 0) >= 1 }, 5), 'reload: a check hangs in flight');
+    ok(poll(sub { ((hb_stats($hbad) // {})->{in_progress} // 0) >= 1 }, 15), 'reload: a check hangs in flight');
     my $n = hb_count($hbad, '/healthz');
     $a->signal('HUP');
     ok($a->wait_ready(10, 2), 'reload: generation 2 ready');
