@@ -10,7 +10,7 @@ use Test::More;
 use JSON::PP;
 use Digest::SHA qw(sha256_hex);
 use Outrider;
-use ProxyTest qw(proxy_agent backend_start backend_stop raw_http curl);
+use ProxyTest qw(proxy_agent backend_start backend_stop raw_http curl refused_port);
 
 my $be = backend_start('b1');
 my $a = proxy_agent(proxy => {
@@ -101,6 +101,7 @@ is($out, 'b1b1b1', 'curl reuses its connection for three requests');
 
 # --- upstream down: 503; slow upstream: 504 by the route timeout
 backend_stop($be);
+refused_port($be->{port}); # its port refuses from now on: no parallel test's server takes it
 ($rc, $out) = curl('-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: svc.test', "http://$addr/id");
 is($out, '503', 'unreachable upstream answered 503');
 

@@ -237,6 +237,7 @@ sub poll (&$) {
 
     # The other endpoint stops listening: its checks fail and traffic moves.
     hb_stop($hgood);
+    refused_port($hgood->{port}); # and refuses: no parallel test's server takes its port
     ok(poll(sub { (metric('outrider_proxy_upstream_healthy', 'cluster="hc"') // -1) == 1 }, 10),
        'hc: an endpoint that stopped listening turns unhealthy');
     my ($c2, $b2) = traffic('hc.test', 10);
