@@ -83,7 +83,7 @@ sub raw_http {
     shutdown($s, 1) if $o{half_close};
     my $sel = IO::Select->new($s);
     my $out = '';
-    my $until = time + ($o{timeout} || 5);
+    my $until = time + ($o{timeout} || 10);
     while (time < $until) {
         last unless $sel->can_read($until - time);
         my $n = sysread($s, my $buf, 65536);
