@@ -14,8 +14,13 @@ my ($code) = $a->http('GET', 'admin', '/ready');
 is($code, 200, 'ready before the signal');
 my $t0 = time;
 $a->signal('TERM');
-sleep 0.3;
-($code) = $a->http('GET', 'admin', '/ready');
+# Polled: the signal is handled on the agent's loop, not at once.
+my $until = time + 10;
+while (time < $until) {
+    ($code) = $a->http('GET', 'admin', '/ready');
+    last if $code != 200;
+    sleep 0.02;
+}
 is($code, 503, '/ready is 503 right after SIGTERM');
 ($code) = $a->http('GET', 'admin', '/healthz');
 is($code, 200, '/healthz still answers during the drain delay');

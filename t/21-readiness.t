@@ -6,6 +6,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use IO::Socket::INET;
+use IO::Select;
 use Time::HiRes qw(sleep time);
 use JSON::PP;
 use Outrider;
@@ -18,11 +19,14 @@ my ($host, $port) = $a->addr('echo.listen') =~ /^(.*):(\d+)$/;
 my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port) or die $!;
 print $s "STALL\n";
 my $seen503 = 0;
-my $until = time + 7;
+# Polled while the worker is stuck: until its answer comes (the stall is
+# over), not for a fixed time that a late start of the stall would outlast.
+my $stuck = IO::Select->new($s);
+my $until = time + 20;
 while (time < $until) {
     ($code) = $a->http('GET', 'admin', '/ready', timeout => 2);
     if ($code == 503) { $seen503 = 1; last }
-    sleep 0.2;
+    last if $stuck->can_read(0.2);
 }
 ok($seen503, '/ready turns 503 while a worker loop is stuck');
 ($code, my $body) = $a->http('GET', 'admin', '/healthz');

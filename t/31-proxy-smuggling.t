@@ -48,7 +48,7 @@ my @cases = (
 );
 for my $c (@cases) {
     my ($name, $req, $status) = @$c;
-    my $out = raw_http($addr, $req, timeout => 5);
+    my $out = raw_http($addr, $req);
     my @statuses = $out =~ m{^HTTP/1\.1 (\d{3}) }mg;
     is("@statuses", $status, "$name: answered $status alone");
     like($out, qr/\r\nConnection: close\r\n/, "$name: connection closed");
@@ -56,8 +56,7 @@ for my $c (@cases) {
 }
 
 # The same bytes one at a time give the same answer.
-my $out = raw_http($addr, [ split //, "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n" ],
-                   timeout => 5);
+my $out = raw_http($addr, [ split //, "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n" ]);
 like($out, qr{^HTTP/1\.1 400 }, 'CL and TE delivered byte by byte: 400');
 
 # A valid request still works on the same agent.

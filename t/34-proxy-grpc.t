@@ -10,6 +10,8 @@ use warnings;
 use lib 't/lib', 't/proxy';
 use Test::More;
 use JSON::PP;
+use File::Temp qw(tempdir);
+use Time::HiRes qw(time);
 use Outrider;
 use IO::Socket::INET;
 use lib 't/proxy';
@@ -64,8 +66,12 @@ is($r->{details}, 'deadline exceeded', '... answered by the proxy');
 # Deadlines of different lengths at once (one timer per worker keeps them
 # in order): a call due in 20 s is in flight when one due in 300 ms comes;
 # the later one must not hold up the sooner, nor expire with it.
-open(my $slow, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_client.py", $addr, 'slow.test', 'sleep', 3000) or die;
-select(undef, undef, undef, 1); # lets the slow call start first (if not, the test only weakens)
+my $dir = tempdir('outrider-grpc-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+open(my $slow, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_client.py", $addr, 'slow.test', 'sleep', "3000:$dir/arrived")
+    or die;
+my $until = time + 15;
+select(undef, undef, undef, 0.02) until -e "$dir/arrived" || time > $until;
+ok(-e "$dir/arrived", 'the 20 s call is in flight (it reached the server)');
 $r = call('grpc.test', 'sleep', 3000);
 is($r->{code}, 4, 'a 300 ms deadline behind a 20 s one: DEADLINE_EXCEEDED');
 my $slow_out = do { local $/; <$slow> };

@@ -24,17 +24,17 @@ put('hello2.txt', "second file\n");
 my $big = join('', map { pack('N', $_) } 1 .. 1_310_720); # 5 MiB
 put('big.bin', $big);
 
-# nghttpd cannot listen on port 0: take a free port and hand it over.
-my $probe = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die;
-my $bport = $probe->sockport;
-close $probe;
-my $npid = fork // die;
-if (!$npid) {
-    open STDOUT, '>', '/dev/null';
-    open STDERR, '>', '/dev/null';
-    exec 'nghttpd', '--no-tls', '-a', '127.0.0.1', '-d', $docroot, $bport or exit 127;
-}
-for (1 .. 100) { last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$bport"); sleep 0.05 }
+# nghttpd cannot listen on port 0: it is handed a free port.
+my ($npid, $bport) = Outrider::spawn_on_free_ports(1, sub {
+    my ($port) = @_;
+    my $pid = fork // die;
+    if (!$pid) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec 'nghttpd', '--no-tls', '-a', '127.0.0.1', '-d', $docroot, $port or exit 127;
+    }
+    return $pid;
+});
 
 my $h1 = backend_start('py1');
 my $a = proxy_agent(proxy => {

@@ -258,11 +258,14 @@ SKIP: {
     $addr = $agent->addr('proxy.outbound');
     ok(wait_for('dns.test', 'd1'), 'a DNS name\'s address serves');
     is_deeply(ids('dns.test', 5), { d1 => 5 }, '... only it');
+    # Each cluster's first resolution ends on its own (the agent is started
+    # before they do): wait for theirs, not only dnsc's.
+    ok(wait_metric($agent, qr/^outrider_proxy_cluster_endpoints\{cluster="dual"\} 2$/m), 'endpoints gauge: dual 2');
+    ok(wait_metric($agent, qr/^outrider_proxy_cluster_endpoints\{cluster="v4only"\} 1$/m), 'endpoints gauge: v4only 1');
     $seen = ids('dual.test', 20);
     ok($seen->{v4} && $seen->{v6} && $seen->{v4} + $seen->{v6} == 20, 'a dual-stack name: IPv4 and IPv6 both get traffic')
         or diag(explain $seen);
     is_deeply(ids('v4.test', 6), { v4 => 6 }, 'dns_family ipv4: only the IPv4 address');
-    ok(wait_metric($agent, qr/^outrider_proxy_cluster_endpoints\{cluster="dual"\} 2$/m), 'endpoints gauge: dual 2');
 
     # The bind mount pins the file: rewrite it in place.
     write_file($hosts, "127.0.0.3 svc.test\n127.0.0.1 dual.test\n::1 dual.test\n");

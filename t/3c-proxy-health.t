@@ -237,6 +237,7 @@ sub poll (&$) {
 
     # The other endpoint stops listening: its checks fail and traffic moves.
     hb_stop($hgood);
+    refused_port($hgood->{port}); # and refuses: no parallel test's server takes its port
     ok(poll(sub { (metric('outrider_proxy_upstream_healthy', 'cluster="hc"') // -1) == 1 }, 10),
        'hc: an endpoint that stopped listening turns unhealthy');
     my ($c2, $b2) = traffic('hc.test', 10);
@@ -316,7 +317,7 @@ sub poll (&$) {
 # --- reload: the old generation's checks and timers close, the new one checks ---
 {
     hb_ctl($hbad, 'health=hang');
-    ok(poll(sub { ((hb_stats($hbad) // {})->{in_progress} // 0) >= 1 }, 5), 'reload: a check hangs in flight');
+    ok(poll(sub { ((hb_stats($hbad) // {})->{in_progress} // 0) >= 1 }, 15), 'reload: a check hangs in flight');
     my $n = hb_count($hbad, '/healthz');
     $a->signal('HUP');
     ok($a->wait_ready(10, 2), 'reload: generation 2 ready');

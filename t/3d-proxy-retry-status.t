@@ -178,6 +178,8 @@ is(hits($one, 'b'), 24, 'budget exhausted: 10 retries, then none (14 + 10 attemp
 my ($rc, $out) = curl('-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: stream.test', "http://$addr/cut?key=cut1");
 is($out, '200', 'a response cut mid-body: its head had reached the client');
 isnt($rc, 0, 'curl sees the body incomplete');
+# Once the exchange is counted it is over: no retry can follow.
+ok(wait_metric($a, qr/^outrider_proxy_requests_total\{cluster="stream",code_class="2xx"\} 1$/m), 'the cut exchange ended');
 is(hits($one, 'cut1'), 1, 'a response already streaming is never retried');
 
 # --- HTTP/2 clients ------------------------------------------------------------------

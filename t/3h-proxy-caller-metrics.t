@@ -16,7 +16,7 @@ use JSON::PP;
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_LINGER);
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
 use Outrider;
 use ProxyTest qw(backend_start backend_stop curl wait_metric);
 
@@ -106,7 +106,7 @@ sub series {
 # gives once the client has reset: the address must be taken at accept.
 
 {
-    my $slow = backend_start('slow', 1500);
+    my $slow = backend_start('slow');
     my $a = Outrider->start(
         role => 'node',
         conf => {
@@ -121,8 +121,12 @@ sub series {
         });
     my $s = IO::Socket::INET->new(PeerAddr => $a->addr('proxy.outbound'), LocalAddr => '127.0.0.2',
                                   Proto => 'tcp', Timeout => 5) or die "connect: $!";
-    print $s "GET /id HTTP/1.1\r\nHost: svc.test\r\n\r\n";
-    sleep 0.3;
+    # The reset must come once the proxy has the request (in flight
+    # upstream), not before it read it: the backend marks its arrival.
+    print $s "GET /sleep?ms=1500&mark=$dir/arrived HTTP/1.1\r\nHost: svc.test\r\n\r\n";
+    my $until = time + 15;
+    sleep 0.02 until -e "$dir/arrived" || time > $until;
+    ok(-e "$dir/arrived", 'the request reached the backend');
     setsockopt($s, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) or die "SO_LINGER: $!";
     close $s; # RST
     ok(wait_metric($a, qr/^outrider_proxy_caller_requests_total\{cluster="slow",code_class="4xx",caller_namespace="shop",caller_workload="cart"\} 1$/m, 15),
@@ -140,6 +144,8 @@ sub series {
     is(from($a, '127.0.0.3'), 'b1 200', 'second caller (billing), over the cap') for 1 .. 2;
     is(from($a, '127.0.0.4'), 'b1 200', 'unknown caller');
     ok(wait_metric($a, series('other', 'other', '2xx')), 'the other series appears');
+    # A request is counted after its answer went out: wait for all four.
+    ok(wait_metric($a, qr/^outrider_proxy_requests_total\{cluster="b",code_class="2xx"\} 4$/m), 'all 4 requests counted');
     my $m = metrics($a);
     my ($shop) = $m =~ series('shop', 'cart', '2xx');
     is($shop, 1, 'the first caller keeps its own series');

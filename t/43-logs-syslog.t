@@ -15,32 +15,27 @@ my $rsyslogd = -x '/usr/sbin/rsyslogd' ? '/usr/sbin/rsyslogd' : undef;
 plan skip_all => 'rsyslogd not installed (deps/logs.txt lists rsyslog)' unless $rsyslogd;
 
 my $dir = tempdir('logs-syslog-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my $probe = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, ReuseAddr => 1) or die;
-my $port = $probe->sockport;
-close $probe;
-
-open my $c, '>', "$dir/rsyslog.conf" or die;
-print $c <<"CONF";
+# rsyslogd cannot listen on port 0: it is handed a free port.
+my ($rs, $port) = Outrider::spawn_on_free_ports(1, sub {
+    my ($p) = @_;
+    open my $c, '>', "$dir/rsyslog.conf" or die;
+    print $c <<"CONF";
 global(workDirectory="$dir")
 module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="$port")
+input(type="imtcp" address="127.0.0.1" port="$p")
 template(name="t" type="string" string="%pri% %timereported:::date-rfc3339% %hostname% %app-name% %msg%\\n")
 *.* action(type="omfile" file="$dir/received.log" template="t")
 CONF
-close $c;
-my $rs = fork // die;
-if (!$rs) {
-    open STDOUT, '>', "$dir/rsyslogd.out";
-    open STDERR, '>&', \*STDOUT;
-    exec $rsyslogd, '-n', '-f', "$dir/rsyslog.conf", '-i', "$dir/rsyslogd.pid" or exit 127;
-}
-my $up = 0;
-for (1 .. 100) {
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 1);
-    if ($s) { $up = 1; close $s; last }
-    sleep 0.05;
-}
-ok($up, "rsyslogd listens on 127.0.0.1:$port") or diag(`cat $dir/rsyslogd.out`);
+    close $c;
+    my $pid = fork // die;
+    if (!$pid) {
+        open STDOUT, '>', "$dir/rsyslogd.out";
+        open STDERR, '>&', \*STDOUT;
+        exec $rsyslogd, '-n', '-f', "$dir/rsyslog.conf", '-i', "$dir/rsyslogd.pid" or exit 127;
+    }
+    return $pid;
+});
+ok($port, "rsyslogd listens on 127.0.0.1:$port");
 
 my $log = "$dir/app.log";
 open my $w, '>', $log or die;

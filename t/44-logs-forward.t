@@ -50,17 +50,30 @@ my %seen;
 $seen{$_}++ for grep { defined } map { /"message":"plain line (\d+)"/ ? $1 : undef } @l;
 is(scalar(keys %seen), 5000, 'each once');
 like($l[0], qr/"namespace":"shop","pod":"cart-1","node":"n1","role":"sidecar"/, 'enriched by the sidecar');
-sleep 0.3;
-open my $ck, '<', "$dir/side-state/logs/checkpoints" or die "no sidecar checkpoint: $!";
-my ($off) = join('', <$ck>) =~ /^\d+ \d+ \d+ \w+ (\d+) /m;
+# The node's acknowledgement travels back after it wrote the lines: poll.
+sub checkpoint_offset {
+    open my $ck, '<', "$dir/side-state/logs/checkpoints" or return undef;
+    my ($o) = join('', <$ck>) =~ /^\d+ \d+ \d+ \w+ (\d+) /m;
+    return $o;
+}
+my $off;
+$until = time + 15;
+while (time < $until) { $off = checkpoint_offset(); last if ($off // -1) == -s $log; sleep 0.05 }
 is($off, -s $log, 'sidecar checkpoint at the end of the file once the node acknowledged');
 
 my ($code, $body) = $node->http('GET', 'admin', '/metrics');
 my $fl = 0;
 $fl += $_ for $body =~ /^outrider_logs_lines_read_total\{[^}]*source="forward"[^}]*\} (\d+)/mg;
 is($fl, 5000, 'node counts 5000 forwarded lines');
-($code, $body) = $side->http('GET', 'admin', '/metrics');
-my ($shipped) = $body =~ /^outrider_logs_shipped_records_total\{[^}]*\} (\d+)/m;
+# Counters are published on the flush timer, after the acknowledgement.
+my $shipped;
+$until = time + 15;
+while (time < $until) {
+    ($code, $body) = $side->http('GET', 'admin', '/metrics');
+    ($shipped) = $body =~ /^outrider_logs_shipped_records_total\{[^}]*\} (\d+)/m;
+    last if ($shipped // 0) >= 5000;
+    sleep 0.05;
+}
 is($shipped, 5000, 'sidecar counts 5000 records acknowledged by the node');
 $side->finish_ok;
 $node->finish_ok;

@@ -37,14 +37,27 @@ my $s = IO::Socket::INET->new(PeerAddr => $a->addr('echo.listen'), Timeout => 5)
 my $pad = 'p' x 100;
 for my $i (1 .. $total) { print $s "rec $i $pad\n"; my $e = <$s> }
 close $s;
-sleep 0.5;
 sub metric {
     my ($body, $name) = @_;
     my $v = 0;
     $v += $_ for $body =~ /^$name(?:\{[^}]*\})? (\d+)/mg;
     return $v;
 }
-my ($code, $body) = $a->http('GET', 'admin', '/metrics');
+# Polls /metrics (published on the flush timer) until $cond holds; returns the last exposition.
+sub metrics_until {
+    my ($cond) = @_;
+    my ($code, $body);
+    my $until = time + 15;
+    while (time < $until) {
+        ($code, $body) = $a->http('GET', 'admin', '/metrics');
+        last if $code == 200 && $cond->($body);
+        sleep 0.05;
+    }
+    return $body;
+}
+# Every record taken in (lines read from the bus), the spool holding them.
+my $body = metrics_until(sub { metric($_[0], 'outrider_logs_lines_read_total') >= $total
+                                   && metric($_[0], 'outrider_logs_spool_bytes') > 1_000_000 });
 ok(metric($body, 'outrider_logs_spool_bytes') > 1_000_000, 'sink down: records went to the spool (' .
    metric($body, 'outrider_logs_spool_bytes') . ' bytes)');
 ok(metric($body, 'outrider_logs_buffer_bytes') <= 200_000, 'memory buffer bounded (' .
@@ -73,10 +86,11 @@ is(scalar @n, $total, "sink up: all $total records arrived");
 my $order = 0;
 $order += $n[$_] != $_ + 1 for 0 .. $#n;
 is($order, 0, 'each once, in order');
-sleep 0.3;
-($code, $body) = $a->http('GET', 'admin', '/metrics');
+$body = metrics_until(sub { metric($_[0], 'outrider_logs_spool_bytes') == 0 });
 is(metric($body, 'outrider_logs_spool_bytes'), 0, 'spool empty again');
-my @left = glob("$dir/state/logs/spool-0/spool-*.seg");
+my @left;
+$until = time + 15;
+while (time < $until) { @left = glob("$dir/state/logs/spool-0/spool-*.seg"); last if @left <= 1; sleep 0.05 }
 ok(@left <= 1, "delivered segments deleted (" . scalar(@left) . " left: the open one)");
 $a->finish_ok;
 kill 'TERM', $pid;

@@ -31,15 +31,22 @@ my $a = Outrider->start(role => 'node', env => { NODE_NAME => 'worker-3' }, conf
     logs => { files => { paths => ["$pods/*/*/*.log"], rescan_interval => '100ms' },
               buffer => { flush_interval => '20ms' }, outputs => [{ type => 'file', path => $out }] },
 });
-sleep 0.3;
-pod_log('shop', 'pay-1', 'e5f6', 'sidecar', 0, 'new pod line');
 my @r;
-my $until = time + 10;
-while (time < $until) {
-    if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
-    last if @r >= 4;
-    sleep 0.05;
+# Waits (up to 10 s) for n records in the output.
+sub wait_records {
+    my ($n) = @_;
+    my $until = time + 10;
+    while (time < $until) {
+        if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
+        last if @r >= $n;
+        sleep 0.05;
+    }
 }
+# The first scan found the two pods (their 3 lines shipped) before the
+# third pod appears, so that one is found while running.
+wait_records(3);
+pod_log('shop', 'pay-1', 'e5f6', 'sidecar', 0, 'new pod line');
+wait_records(4);
 is(scalar @r, 4, '4 records from 3 pods (one appeared later)');
 my %by = map { $_->{message} => $_ } @r;
 is_deeply([@{ $by{'cart two'} }{qw(namespace pod pod_uid container node role)}],

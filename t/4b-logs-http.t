@@ -113,7 +113,9 @@ sub run {
     }
     my ($code, $m) = $a->http('GET', 'admin', '/metrics');
     like($a->log, qr/output http0: batch failed \(HTTP status 503\), attempt 1; retrying/, "$name: the failure logged once");
-    like($a->log, qr/output http0: delivering again/, "$name: and the recovery");
+    # Logged when the answer to the accepted request arrives, after the
+    # server wrote it down: waited for.
+    ok($a->wait_log(qr/output http0: delivering again/), "$name: and the recovery");
     $a->finish_ok;
     kill 'TERM', $pid;
     waitpid $pid, 0;

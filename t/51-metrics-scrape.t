@@ -75,8 +75,11 @@ for (@names) { my ($n, $p) = split ' ', scalar <$pyout>; $port{$n} = $p }
 ok($port{om}, "targets on ports @port{@names}");
 my $port = $port{good};
 my $base = "http://127.0.0.1:$port";
-# A port nobody listens on: bind and close.
-my $down = do { require IO::Socket::INET; my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0'); my $p = $s->sockport; close $s; $p };
+# A port nobody listens on: bound, not listening, and kept so for the whole
+# test (closed, a parallel test's server could take it and answer).
+require IO::Socket::INET;
+my $down_sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp') or die "bind: $!";
+my $down = $down_sock->sockport;
 
 sub wait_body {
     my ($a, $re, $secs) = @_;

@@ -17,7 +17,6 @@ for my $bin ('/usr/bin/prometheus', '/usr/bin/prometheus-pushgateway') {
     BAIL_OUT("$bin missing: build.sh installs it") unless -x $bin;
 }
 my $dir = tempdir('outrider-mprom-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-sub free_port { my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0') or die; my $p = $s->sockport; close $s; $p }
 sub spawn {
     my ($log, @cmd) = @_;
     my $pid = fork // die;
@@ -51,8 +50,10 @@ my $pypid = open(my $pyout, '-|', "exec /usr/bin/python3 $dir/target.py 2>/dev/n
 my $app = <$pyout>;
 chomp $app;
 
-my $pgw_port = free_port();
-my $pgw = spawn("$dir/pgw.log", '/usr/bin/prometheus-pushgateway', "--web.listen-address=127.0.0.1:$pgw_port");
+# Prometheus and the Pushgateway cannot listen on port 0: they are handed free ports.
+my ($pgw, $pgw_port) = Outrider::spawn_on_free_ports(1, sub {
+    spawn("$dir/pgw.log", '/usr/bin/prometheus-pushgateway', "--web.listen-address=127.0.0.1:$_[0]");
+}, timeout => 30);
 
 my $a = Outrider->start(
     role => 'sidecar',
@@ -69,14 +70,15 @@ my $a = Outrider->start(
 my $udp = IO::Socket::INET->new(PeerAddr => $a->addr('metrics.statsd'), Proto => 'udp') or die;
 $udp->send("checkout.ok:3|c|#region:eu\nqueue.depth:12|g\nrender.time:250|ms") or die;
 
-my $prom_port = free_port();
 open my $cfg, '>', "$dir/prometheus.yml" or die;
 print $cfg "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
     . "  - job_name: outrider\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n"
     . "    static_configs:\n      - targets: ['" . $a->addr('metrics.http') . "']\n";
 close $cfg;
-my $prom = spawn("$dir/prom.log", '/usr/bin/prometheus', "--config.file=$dir/prometheus.yml",
-                 "--storage.tsdb.path=$dir/data", "--web.listen-address=127.0.0.1:$prom_port");
+my ($prom, $prom_port) = Outrider::spawn_on_free_ports(1, sub {
+    spawn("$dir/prom.log", '/usr/bin/prometheus', "--config.file=$dir/prometheus.yml",
+          "--storage.tsdb.path=$dir/data", "--web.listen-address=127.0.0.1:$_[0]");
+}, timeout => 30);
 
 sub query {
     my ($q) = @_;

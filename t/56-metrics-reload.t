@@ -23,7 +23,10 @@ my @u = map { IO::Socket::INET->new(PeerAddr => $statsd, Proto => 'udp') or die 
 sub scrape_until {
     my ($re) = @_;
     my $body = '';
-    for (1 .. 50) { (undef, $body) = $a->http('GET', 'metrics.http', '/metrics'); last if $body =~ $re; sleep 0.1 }
+    for (my $until = time + 15; time < $until; sleep 0.1) {
+        (undef, $body) = $a->http('GET', 'metrics.http', '/metrics');
+        last if $body =~ $re;
+    }
     return $body;
 }
 

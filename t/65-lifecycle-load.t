@@ -48,11 +48,18 @@ is($a->wait_exit(20), 0, 'the first process exited 0');
 # are refused once the agent stopped accepting.
 my ($host, $port) = $out_addr =~ /^(.*):(\d+)$/;
 my $slow = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port) or die $!;
-print $slow "GET /sleep?ms=1500 HTTP/1.1\r\nHost: slow.test\r\n\r\n";
-sleep 0.3;
+print $slow "GET /sleep?ms=1500&mark=$dir/arrived HTTP/1.1\r\nHost: slow.test\r\n\r\n";
+my $until = time + 15;
+sleep 0.02 until -e "$dir/arrived" || time > $until;
+ok(-e "$dir/arrived", 'the slow request is in flight (it reached the backend)');
 kill 'TERM', $p3;
-sleep 0.3;
-my $refused = !IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Timeout => 2);
+# The listener closes when the agent handles the signal: poll for it.
+my $refused;
+$until = time + 10;
+while (!$refused && time < $until) {
+    $refused = !IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Timeout => 2);
+    sleep 0.02 unless $refused;
+}
 ok($refused, 'new connections are refused after SIGTERM (drain.delay 0)');
 my $status = <$slow> // '';
 like($status, qr{^HTTP/1\.1 200}, 'the in-flight slow request completed');

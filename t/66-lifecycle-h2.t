@@ -117,17 +117,19 @@ my $ng = fork // die;
 if (!$ng) {
     open STDOUT, '>', "$dir/nghttp.txt" or die;
     open STDERR, '>&', \*STDOUT or die;
-    exec 'nghttp', '-v', '-H', ':authority: slow.test', "http://$out_addr/sleep?ms=1500";
+    exec 'nghttp', '-v', '-H', ':authority: slow.test', "http://$out_addr/sleep?ms=1500&mark=$dir/arrived";
     exit 127;
 }
-sleep 0.5;
+my $until = time + 15;
+sleep 0.02 until -e "$dir/arrived" || time > $until;
+ok(-e "$dir/arrived", 'the slow HTTP/2 request is in flight (it reached the backend)');
 kill 'TERM', $p3;
 # The idle connection: answer SETTINGS and PING as a client must, note the
 # GOAWAY frames until the agent closes the connection.
 my (@goaways, $buf);
 $buf = '';
 my $sel = IO::Select->new($idle);
-my $until = time + 8;
+$until = time + 8;
 READ: while (time < $until && $sel->can_read($until - time)) {
     last unless sysread($idle, my $chunk, 65536);
     $buf .= $chunk;

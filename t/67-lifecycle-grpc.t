@@ -16,7 +16,8 @@ use lib 't/lib';
 use Test::More;
 use IPC::Open2;
 use File::Temp qw(tempdir);
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
+use IO::Select;
 use JSON::PP;
 use Outrider;
 
@@ -46,20 +47,35 @@ my $a = Outrider->start(conf => conf('one'), role => 'sidecar');
 my $addr = $a->addr('proxy.outbound');
 my $p1 = $a->pid;
 my $cpid = open2(my $cout, my $cin, '/usr/bin/python3', $peer, 'client', $addr, 'grpc.test') or die;
-my $open = <$cout> // '';
-is($open, "open\n", 'the bidirectional stream is open and answering');
+# The client's next line, or '' after $secs.
+my $got = '';
+sub client_line {
+    my ($secs) = @_;
+    my $sel = IO::Select->new($cout);
+    my $until = time + $secs;
+    while ($got !~ /\n/) {
+        my $left = $until - time;
+        return '' if $left <= 0 || !$sel->can_read($left);
+        sysread($cout, $got, 4096, length $got) or return '';
+    }
+    $got =~ s/^(.*?\n)//;
+    return $1;
+}
+is(client_line(30), "open\n", 'the bidirectional stream is open and answering');
 
 $a->rewrite_conf(conf('two', $addr));
 $a->signal('HUP');
-sleep 6.0;  # gen "one" sends its GOAWAY 5 s into its drain
+# Gen "one" sends its GOAWAY 5 s into its drain: the unary calls move.
+is(client_line(15), "gen two\n", 'unary calls moved to the reloaded generation');
 $a->rewrite_conf(conf('three', $addr));
 my ($rc, $out) = Outrider::run_cmd($bin, 'upgrade', '--control', "$dir/control.sock");
 is($rc, 0, 'upgrade with the stream open') or diag($out);
 sleep 1.0;
 print $cin "\n";  # end the stream (on the first process, gen "one"), well before its 10 s deadline
-sleep 5.5;        # the first process's gen "two" sends its GOAWAY 5 s into its drain
+# The first process's gen "two" sends its GOAWAY 5 s into its drain.
+is(client_line(15), "gen three\n", 'then to the new process');
 print $cin "\n";
-my $line = <$cout> // '{}';
+my $line = client_line(30) || '{}';
 waitpid($cpid, 0);
 my $r = eval { decode_json($line) } // {};
 

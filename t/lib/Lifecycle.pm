@@ -13,23 +13,26 @@ package Lifecycle;
 #   Lifecycle::nginx_stop($ngx);
 use strict;
 use warnings;
-use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(sleep);
 use Outrider;
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0, ReuseAddr => 1) or die $!;
-    return $s->sockport;
-}
-
 # Starts nginx with its files in $dir; h2_keepalive_requests makes it close
 # its HTTP/2 sessions with GOAWAY after that many requests. Returns
-# { pid, h1, h2 } (h1, h2: the ports), once the h2c server accepts.
+# { pid, h1, h2 } (h1, h2: the ports), once it listens on both.
 sub nginx_start {
     my ($dir, %o) = @_;
-    my %n = (h1 => free_port(), h2 => free_port());
-    my $ka = $o{h2_keepalive_requests} ? " keepalive_requests $o{h2_keepalive_requests};" : '';
+    my %n;
+    (@n{qw(pid h1 h2)}) = Outrider::spawn_on_free_ports(2, sub { nginx_spawn($dir, \%o, @_) });
+    return \%n;
+}
+
+# Writes nginx's config for ports $h1 (HTTP/1.1) and $h2 (h2c) and forks
+# it; returns its pid.
+sub nginx_spawn {
+    my ($dir, $o, $h1, $h2) = @_;
+    my %n = (h1 => $h1, h2 => $h2);
+    my $ka = $o->{h2_keepalive_requests} ? " keepalive_requests $o->{h2_keepalive_requests};" : '';
     open my $nc, '>', "$dir/nginx.conf" or die;
     print $nc <<"NGINX";
 worker_processes 1;
@@ -46,10 +49,9 @@ http {
 }
 NGINX
     close $nc;
-    $n{pid} = fork // die;
-    if (!$n{pid}) { exec '/usr/sbin/nginx', '-c', "$dir/nginx.conf", '-e', "$dir/nginx-error.log"; exit 127 }
-    for (1 .. 100) { last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$n{h2}"); sleep 0.05 }
-    return \%n;
+    my $pid = fork // die;
+    if (!$pid) { exec '/usr/sbin/nginx', '-c', "$dir/nginx.conf", '-e', "$dir/nginx-error.log"; exit 127 }
+    return $pid;
 }
 
 sub nginx_stop {

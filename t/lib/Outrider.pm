@@ -11,6 +11,7 @@ use warnings;
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use File::Temp qw(tempdir tempfile);
+use IO::Socket::INET;
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
@@ -227,6 +228,57 @@ sub promtool_ok {
     close $fh;
     my ($rc, $out) = run_cmd('sh', '-c', "promtool check metrics < $file");
     return is($rc, 0, $name) || diag($out);
+}
+
+# Whether process $pid holds a socket listening on loopback port $port
+# (its inode in /proc/net/tcp among the process's descriptors).
+sub listens_on {
+    my ($pid, $port) = @_;
+    my %inode;
+    for my $table ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $table or next;
+        while (my $line = <$fh>) {
+            my @c = split ' ', $line;
+            $inode{ $c[9] } = 1 if @c > 9 && $c[3] eq '0A' && $c[1] =~ /:([0-9A-F]{4})$/ && hex($1) == $port;
+        }
+    }
+    return 0 unless %inode;
+    opendir my $d, "/proc/$pid/fd" or return 0;
+    for my $fd (readdir $d) {
+        my $l = readlink("/proc/$pid/fd/$fd") // next;
+        return 1 if $l =~ /^socket:\[(\d+)\]$/ && $inode{$1};
+    }
+    return 0;
+}
+
+# Starts a server that cannot listen on port 0 (nginx, nghttpd, rsyslogd,
+# Prometheus) on $n free loopback ports: $start->(@ports) forks it and
+# returns its pid. A port found free may be taken by a parallel test before
+# the server binds it, and then a client could reach that test's server in
+# its place; so this waits until the server itself listens on every port,
+# and tries other ports if it exits. Returns ($pid, @ports).
+sub spawn_on_free_ports {
+    my ($n, $start, %o) = @_;
+    for my $attempt (1 .. 5) {
+        my @probes = map { IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1) or die "bind: $!" } 1 .. $n;
+        my @ports = map { $_->sockport } @probes;
+        close $_ for @probes;
+        my $pid = $start->(@ports);
+        my $until = time + ($o{timeout} || 20);
+        while (time < $until) {
+            return ($pid, @ports) unless grep { !listens_on($pid, $_) } @ports;
+            if (waitpid($pid, WNOHANG) == $pid) {
+                diag("server on ports @ports exited (status $?): trying others");
+                last;
+            }
+            sleep 0.05;
+        }
+        next if waitpid($pid, WNOHANG) == $pid || !kill(0, $pid);
+        kill 'TERM', $pid;
+        waitpid($pid, 0);
+        die "server on ports @ports did not listen within " . ($o{timeout} || 20) . " s\n";
+    }
+    die "no server could listen on free ports\n";
 }
 
 # Runs the binary with arguments; returns (exit code, stdout+stderr).

@@ -7,7 +7,8 @@
         Bidi(..) -> each request m echoed as b"<x-gen>:" + m
   grpc_peer.py client TARGET AUTHORITY
       Opens one channel; on it a long Bidi stream (a message every 100 ms)
-      and Gen calls every 50 ms. Prints "open" once the stream answered.
+      and Gen calls every 50 ms. Prints "open" once the stream answered,
+      and "gen G" each time the unary calls move to another generation G.
       The stream is half-closed on the first line read from stdin, the
       client stops on the second; then it prints one JSON object.
 """
@@ -90,6 +91,8 @@ def client(target, authority):
                 g = call(b"", timeout=10).decode()
                 out["unary_ok"] += 1
                 if not out["unary_gens"] or out["unary_gens"][-1] != g:
+                    if out["unary_gens"]:  # a move: tells the test
+                        print("gen " + g, flush=True)
                     out["unary_gens"].append(g)
             except grpc.RpcError as e:
                 out["unary_failed"].append("%s: %s" % (e.code().name, e.details()))

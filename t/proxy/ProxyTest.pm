@@ -42,9 +42,12 @@ sub proxy_agent {
 # A loopback port that refuses connections for as long as the test runs:
 # bound but not listening, so no other process (a parallel test's server)
 # can take it and answer in its place, as it could a port merely closed.
+# Given a port (a stopped backend's), holds that one.
 my @HELD;
 sub refused_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp') or die "bind: $!";
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port // 0, Proto => 'tcp',
+                                  ReuseAddr => defined $port) or die "bind: $!";
     push @HELD, $s;
     return $s->sockport;
 }
@@ -80,7 +83,7 @@ sub raw_http {
     shutdown($s, 1) if $o{half_close};
     my $sel = IO::Select->new($s);
     my $out = '';
-    my $until = time + ($o{timeout} || 5);
+    my $until = time + ($o{timeout} || 10);
     while (time < $until) {
         last unless $sel->can_read($until - time);
         my $n = sysread($s, my $buf, 65536);

@@ -9,7 +9,8 @@ Prints its port, serves until killed. Service test.Echo:
   ClientStream(...) -> the requests joined by b","
   Bidi(...)         -> each request echoed with prefix b"echo:"
   Fail(b"code:msg") -> aborts with that status code and message
-  Sleep(b"ms")      -> answers b"slept" after ms milliseconds
+  Sleep(b"ms")      -> answers b"slept" after ms milliseconds (b"ms:PATH":
+                       creates PATH when the call arrives)
   Flaky(b"key:N:C") -> counts calls for key; the first N abort with status
                        C (default 14, UNAVAILABLE) before any message (a
                        trailers-only response), then b"ok:<attempt>"
@@ -52,7 +53,10 @@ def fail(req, ctx):
 
 
 def sleep(req, ctx):
-    time.sleep(int(req) / 1000.0)
+    ms, _, mark = req.decode().partition(":")
+    if mark:  # tells the test the call arrived
+        open(mark, "w").close()
+    time.sleep(int(ms) / 1000.0)
     return b"slept"
 
 

@@ -115,12 +115,17 @@ class Conn(asyncio.Protocol):
         self.h2.send_headers(sid, [(":status", str(status)), ("content-length", str(len(body)))])
         self.h2.send_data(sid, body, end_stream=True)
         self.done(sid)
-        self.flush()
-        if goaway:
-            # Written directly: h2 would refuse to send on the streams still
-            # in flight once it has sent a GOAWAY itself.
-            self.goaway_sent = True
-            self.transport.write(GoAwayFrame(stream_id=0, last_stream_id=sid, error_code=0).serialize())
+        if not goaway:
+            self.flush()
+            return
+        # Written directly: h2 would refuse to send on the streams still in
+        # flight once it has sent a GOAWAY itself. In the same write as the
+        # answer, so that the proxy cannot relay the answer (and take the
+        # test's next request) before the GOAWAY has arrived.
+        self.goaway_sent = True
+        data = self.h2.data_to_send() + GoAwayFrame(stream_id=0, last_stream_id=sid, error_code=0).serialize()
+        if not self.transport.is_closing():
+            self.transport.write(data)
 
 
 class Control(asyncio.Protocol):
