@@ -7,9 +7,8 @@
 # the HPACK tables;
 # every other field keeps its indexing, and every value arrives intact.
 # python3-h2 on both ends tells the representations apart. Also: both
-# sessions declare SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218 2.1), on which
-# the proxy relies (nghttp2 then frees a stream when it closes, so the
-# proxy does not clear the stream's user data in on_stream_close).
+# sessions declare SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218 2.1): nghttp2
+# then keeps no closed stream for a priority tree.
 use strict;
 use warnings;
 use lib 't/lib', 't/proxy';
