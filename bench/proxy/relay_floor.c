@@ -210,8 +210,7 @@ static void on_accept(void)
             return;
         fail(1, "accept: %s", strerror(errno));
     }
-    set_nodelay(fd);
-    struct conn *c = conn_new(CLIENT, fd, EPOLLIN);
+    struct conn *c = conn_new(CLIENT, fd, EPOLLIN); /* TCP_NODELAY: the listener's */
     relay.clients++;
     if (!relay.pooled) {
         struct conn *u = upstream_open();

@@ -331,6 +331,9 @@ static int listen_socket(const char *text, int flags)
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4096) < 0)
         fail(1, "listen on %s: %s", text, strerror(errno));
+    /* Linux hands TCP_NODELAY down to every accepted socket: set once here, not
+     * per accept (a syscall per connection saved, as outrider does). */
+    set_nodelay(fd);
     return fd;
 }
 

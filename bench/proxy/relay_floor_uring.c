@@ -15,7 +15,7 @@
  * hard-linked to an IORING_OP_CLOSE. Each loop iteration is one io_uring_submit_and_wait:
  * everything prepared while handling the previous completions goes in, and it waits for at least
  * one completion. No SQPOLL: its kernel thread would spin and poll on a core of its own. No
- * syscalls beyond that but those relay_floor.c also makes (TCP_NODELAY per socket, socket() per
+ * syscalls beyond that but those relay_floor.c also makes (TCP_NODELAY per upstream socket, socket() per
  * upstream). Blocking sockets: io_uring tries each operation without blocking and otherwise polls
  * the socket itself, so the descriptors need no O_NONBLOCK.
  *
@@ -203,8 +203,7 @@ static void on_accept(int res, bool more)
             return;
         fail(1, "accept: %s", strerror(-res));
     }
-    set_nodelay(res);
-    struct conn *c = conn_alloc(CLIENT, res);
+    struct conn *c = conn_alloc(CLIENT, res); /* TCP_NODELAY: the listener's */
     relay.clients++;
     if (relay.pooled)
         recv_multishot_arm(c);
