@@ -8,19 +8,13 @@ Sends the request with BODY as its data and the NAME=VALUE pairs as
 trailers ending the stream; prints JSON {status, body}.
 """
 import json
-import socket
 import sys
 
-import h2.config
-import h2.connection
-import h2.events
+from h2_exchange import connect, read_response
 
 addr, authority, method, path, body = sys.argv[1:6]
 trailers = [tuple(a.split("=", 1)) for a in sys.argv[6:]]
-host, port = addr.rsplit(":", 1)
-sock = socket.create_connection((host, int(port)), timeout=10)
-conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
-conn.initiate_connection()
+sock, conn = connect(addr)
 sid = conn.get_next_available_stream_id()
 conn.send_headers(sid, [(":method", method), (":scheme", "http"), (":authority", authority), (":path", path)])
 if body:
@@ -30,21 +24,6 @@ if trailers:
 else:
     conn.end_stream(sid)
 sock.sendall(conn.data_to_send())
-out = {"status": 0, "body": ""}
-done = False
-resp = b""
-while not done:
-    data = sock.recv(65536)
-    if not data:
-        break
-    for ev in conn.receive_data(data):
-        if isinstance(ev, h2.events.ResponseReceived):
-            out["status"] = int(dict(ev.headers)[":status"])
-        elif isinstance(ev, h2.events.DataReceived):
-            resp += ev.data
-            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-        elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
-            done = True
-    sock.sendall(conn.data_to_send())
-out["body"] = resp.decode(errors="replace")
+headers, resp = read_response(sock, conn)
+out = {"status": int(dict(headers).get(":status", 0)), "body": resp.decode(errors="replace")}
 print(json.dumps(out), flush=True)

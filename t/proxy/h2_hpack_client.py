@@ -14,20 +14,14 @@ NeverIndexedHeaderTuple.
       "body"}]}.
 """
 import json
-import socket
 import sys
 import uuid
 
-import h2.config
-import h2.connection
-import h2.events
+from h2_exchange import connect, read_response
 from hpack import NeverIndexedHeaderTuple
 
 addr, authority, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-host, port = addr.rsplit(":", 1)
-sock = socket.create_connection((host, int(port)), timeout=10)
-conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
-conn.initiate_connection()
+sock, conn = connect(addr)
 out = []
 for _ in range(n):
     rid = str(uuid.uuid4())
@@ -38,25 +32,11 @@ for _ in range(n):
         NeverIndexedHeaderTuple("x-forwarded-for", "203.0.113.7"),
     ], end_stream=True)
     sock.sendall(conn.data_to_send())
-    r = {"status": 0, "sent_id": rid, "never_indexed": [], "fields": {}, "body": ""}
-    body = b""
-    done = False
-    while not done:
-        data = sock.recv(65536)
-        if not data:
-            break
-        for ev in conn.receive_data(data):
-            if isinstance(ev, h2.events.ResponseReceived):
-                r["fields"] = dict(ev.headers)
-                r["status"] = int(r["fields"][":status"])
-                r["never_indexed"] = sorted(h[0] for h in ev.headers if isinstance(h, NeverIndexedHeaderTuple))
-            elif isinstance(ev, h2.events.DataReceived):
-                body += ev.data
-                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
-                done = True
-        sock.sendall(conn.data_to_send())
-    r["body"] = body.decode(errors="replace")
+    headers, body = read_response(sock, conn)
+    fields = dict(headers)
+    r = {"status": int(fields.get(":status", 0)), "sent_id": rid, "fields": fields,
+         "never_indexed": sorted(h[0] for h in headers if isinstance(h, NeverIndexedHeaderTuple)),
+         "body": body.decode(errors="replace")}
     out.append(r)
 settings = {str(int(k)): v for k, v in conn.remote_settings.items()}
 print(json.dumps({"settings": settings, "responses": out}), flush=True)
