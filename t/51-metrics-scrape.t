@@ -50,7 +50,7 @@ class H(BaseHTTPRequestHandler):
         p = self.path if self.path != '/metrics' else '/' + NAMES[self.server.server_address[1]]
         if p == '/good': self.send(GOOD)
         elif p == '/chunked': self.send(GOOD.replace('app_', 'chk_').replace('go_', 'chkgo_'), chunked=True)
-        elif p == '/slow': time.sleep(2); self.send(GOOD)
+        elif p == '/slow': time.sleep(5); self.send(GOOD)
         elif p == '/garbage': self.send('this { is not metrics\n')
         elif p == '/huge': self.send('# TYPE big gauge\n' + ''.join('big{i="%d"} 1\n' % i for i in range(200000)))
         elif p == '/many': self.send(''.join('many_%d 1\n' % i for i in range(200)))
@@ -102,7 +102,7 @@ my $a = Outrider->start(
         metrics => {
             listen => '127.0.0.1:0',
             statsd => { enabled => JSON::PP::false },
-            scrape => { interval => '1s', timeout => '500ms', max_body => '1MiB', sample_limit => 100,
+            scrape => { interval => '2s', timeout => '1500ms', max_body => '1MiB', sample_limit => 100,
                         targets => [(map { "http://127.0.0.1:$port{$_}/metrics" } @names),
                                     "http://127.0.0.1:$down/metrics"] },
         },
