@@ -9,7 +9,6 @@ use lib 't/lib', 't/proxy';
 use Test::More;
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
-use JSON::PP;
 use Time::HiRes qw(sleep time);
 use Outrider;
 use ProxyTest qw(proxy_agent backend_start backend_stop curl refused_port);
@@ -50,7 +49,7 @@ curl('-o', '/dev/null', '--http2-prior-knowledge', '-H', 'Host: flaky.test', "ht
 my @r;
 my $until = time + 10;
 while (time < $until) {
-    if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
+    @r = Outrider::json_lines($out);
     last if @r >= 5;
     sleep 0.05;
 }

@@ -306,8 +306,7 @@ sub poll (&$) {
        'cb: rejections counted');
     my @r;
     poll(sub {
-        @r = ();
-        if (open my $fh, '<', $access) { @r = grep { $_->{cluster} eq 'cb' && $_->{status} == 503 } map { decode_json($_) } <$fh> }
+        @r = grep { $_->{cluster} eq 'cb' && $_->{status} == 503 } Outrider::json_lines($access);
         @r >= 5;
     }, 10);
     is(scalar @r, 5, 'cb: five access records of refused requests');

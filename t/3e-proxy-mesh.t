@@ -441,7 +441,7 @@ Outrider::promtool_ok($metrics_b, 'promtool check metrics accepts B\'s expositio
 my @r;
 my $until = time + 10;
 while (time < $until) {
-    if (open my $fh, '<', $access) { @r = grep { $_ } map { eval { decode_json($_) } } <$fh> }
+    @r = Outrider::json_lines($access);
     last if (grep { ($_->{path} // '') eq '/r6' } @r) && (grep { ($_->{path} // '') eq '/id?forged-c2' } @r);
     sleep 0.05;
 }

@@ -9,7 +9,6 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use File::Temp qw(tempdir);
-use JSON::PP;
 use Time::HiRes qw(sleep time);
 use Outrider;
 
@@ -26,7 +25,7 @@ sub run_agent {
     my $until = time + 15;
     my @recs;
     while (time < $until) {
-        if (open my $fh, '<', $out) { @recs = map { decode_json($_) } <$fh> }
+        @recs = Outrider::json_lines($out);
         last if @recs >= $want;
         sleep 0.05;
     }

@@ -9,7 +9,6 @@ use lib 't/lib';
 use Test::More;
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
-use JSON::PP;
 use Time::HiRes qw(sleep time);
 use Outrider;
 
@@ -30,7 +29,7 @@ close $s;
 my @r;
 my $until = time + 10;
 while (time < $until) {
-    if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
+    @r = Outrider::json_lines($out);
     last if @r >= 100;
     sleep 0.05;
 }
@@ -70,12 +69,12 @@ close $s;
 @r = ();
 $until = time + 10;
 while (time < $until) {
-    if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
+    @r = Outrider::json_lines($out);
     last if @r >= 2;
     sleep 0.05;
 }
 sleep 0.2;
-if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
+@r = Outrider::json_lines($out);
 is_deeply([map { $_->{line} } @r], ['keep 1', 'keep 2'], 'filter dropped the secret line');
 is($r[0]{seen_by}, 'lua:echo.lines:sidecar', 'filter saw source and role, and added a field');
 $a->finish_ok;

@@ -10,7 +10,6 @@ use lib 't/lib';
 use Test::More;
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
-use JSON::PP;
 use Time::HiRes qw(sleep time);
 use Outrider;
 
@@ -37,7 +36,7 @@ sub wait_records {
     my ($n) = @_;
     my $until = time + 10;
     while (time < $until) {
-        if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
+        @r = Outrider::json_lines($out);
         last if @r >= $n;
         sleep 0.05;
     }

@@ -33,7 +33,7 @@ curl('-o', '/dev/null', '-H', 'Host: nowhere.test', "http://$addr/none");
 my @r;
 my $until = time + 10;
 while (time < $until) {
-    if (open my $fh, '<', $out) { @r = map { decode_json($_) } <$fh> }
+    @r = Outrider::json_lines($out);
     last if @r >= 21;
     sleep 0.05;
 }

@@ -80,8 +80,7 @@ sub stats {
 
 sub got {
     my ($name) = @_;
-    open my $fh, '<', "$dir/$name.got" or return [];
-    return [ map { decode_json($_) } <$fh> ];
+    return [ Outrider::json_lines("$dir/$name.got") ];
 }
 
 # Waits up to 10 s for cond.
@@ -107,7 +106,7 @@ sub run {
     my @got;
     my $until = time + 10;
     while (time < $until) {
-        if (open my $fh, '<', "$dir/$name.got") { @got = map { decode_json($_) } <$fh> }
+        @got = Outrider::json_lines("$dir/$name.got");
         last if @got;
         sleep 0.05;
     }
