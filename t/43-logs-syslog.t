@@ -51,13 +51,7 @@ my $a = Outrider->start(role => 'sidecar', env => { NODE_NAME => 'node-7' }, con
         outputs => [{ type => 'syslog', address => "127.0.0.1:$port", syslog_app => 'shop-app' }],
     },
 });
-# rsyslog's file so far, complete lines only (a count in scalar context).
-sub received {
-    my @lines;
-    open my $fh, '<', "$dir/received.log" or return @lines;
-    @lines = grep { /\n\z/ } <$fh>;
-    return @lines;
-}
+sub received { return Outrider::complete_lines("$dir/received.log") }
 my $until = time + 20;
 sleep 0.1 while received() < 200 && time < $until;
 my @lines = received();

@@ -41,7 +41,7 @@ my $side = Outrider->start(role => 'sidecar',
             outputs => [{ type => 'forward', address => $fwd, retry_min => '20ms', retry_max => '200ms' }],
         },
     });
-sub node_lines { open my $fh, "<", $out or return (); my @l = <$fh>; return @l }
+sub node_lines { return Outrider::complete_lines($out) }
 my $until = time + 20;
 sleep 0.05 while node_lines() < 5000 && time < $until;
 my @l = node_lines();

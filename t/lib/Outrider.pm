@@ -230,20 +230,20 @@ sub promtool_ok {
     return is($rc, 0, $name) || diag($out);
 }
 
-# The records of a JSON-lines file another process may still be appending
-# to: every complete line, decoded. A last line without its newline is
-# still being written and is left for the next read. Empty if the file is
-# absent.
-sub json_lines {
+# The lines of a file another process may still be appending to: a last
+# line without its newline is still being written and is left for the next
+# read. Empty if the file is absent; a count in scalar context.
+sub complete_lines {
     my ($path) = @_;
-    open my $fh, '<', $path or return ();
-    my @records;
-    while (my $line = <$fh>) {
-        last unless $line =~ /\n\z/;
-        push @records, decode_json($line);
-    }
-    return @records;
+    my @lines;
+    open my $fh, '<', $path or return @lines;
+    @lines = <$fh>;
+    pop @lines if @lines && $lines[-1] !~ /\n\z/;
+    return @lines;
 }
+
+# The records of such a file of JSON lines, decoded.
+sub json_lines { return map { decode_json($_) } complete_lines(@_) }
 
 # Whether process $pid holds a socket listening on loopback port $port
 # (its inode in /proc/net/tcp among the process's descriptors).
