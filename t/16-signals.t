@@ -5,7 +5,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::More;
-use Time::HiRes qw(time sleep);
+use Time::HiRes qw(time);
 use Outrider;
 
 my $a = Outrider->start(conf => { modules => ['echo'], drain => { delay => '1500ms', timeout => '2s' } },
@@ -15,12 +15,7 @@ is($code, 200, 'ready before the signal');
 my $t0 = time;
 $a->signal('TERM');
 # Polled: the signal is handled on the agent's loop, not at once.
-my $until = time + 10;
-while (time < $until) {
-    ($code) = $a->http('GET', 'admin', '/ready');
-    last if $code != 200;
-    sleep 0.02;
-}
+Outrider::poll(10, sub { ($code) = $a->http('GET', 'admin', '/ready'); $code != 200 });
 is($code, 503, '/ready is 503 right after SIGTERM');
 ($code) = $a->http('GET', 'admin', '/healthz');
 is($code, 200, '/healthz still answers during the drain delay');

@@ -8,7 +8,6 @@ use lib 't/lib';
 use Test::More;
 use IO::Socket::INET;
 use File::Temp qw(tempdir);
-use Time::HiRes qw(sleep time);
 use JSON::PP;
 use Outrider;
 
@@ -43,7 +42,7 @@ is(who('127.0.0.4'), 'unknown', 'unknown address: no pod');
 
 write_inv([{ namespace => 'shop', name => 'cart-2', ip => '127.0.0.4', labels => { app => 'cart' } }]);
 my $seen;
-for (my $until = time + 15; time < $until; sleep 0.1) { $seen = who('127.0.0.4'); last if $seen ne 'unknown' }
+Outrider::poll(15, sub { ($seen = who('127.0.0.4')) ne 'unknown' });
 is($seen, 'shop/cart-2 app=cart', 'a changed inventory file is picked up');
 is(who('127.0.0.2'), 'unknown', 'pods gone from the file are gone');
 

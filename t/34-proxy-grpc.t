@@ -11,7 +11,6 @@ use lib 't/lib', 't/proxy';
 use Test::More;
 use JSON::PP;
 use File::Temp qw(tempdir);
-use Time::HiRes qw(time);
 use Outrider;
 use IO::Socket::INET;
 use lib 't/proxy';
@@ -69,9 +68,7 @@ is($r->{details}, 'deadline exceeded', '... answered by the proxy');
 my $dir = tempdir('outrider-grpc-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 open(my $slow, '-|', '/usr/bin/python3', "$root/t/proxy/grpc_client.py", $addr, 'slow.test', 'sleep', "3000:$dir/arrived")
     or die;
-my $until = time + 15;
-select(undef, undef, undef, 0.02) until -e "$dir/arrived" || time > $until;
-ok(-e "$dir/arrived", 'the 20 s call is in flight (it reached the server)');
+ok(Outrider::poll(15, sub { -e "$dir/arrived" }), 'the 20 s call is in flight (it reached the server)');
 $r = call('grpc.test', 'sleep', 3000);
 is($r->{code}, 4, 'a 300 ms deadline behind a 20 s one: DEADLINE_EXCEEDED');
 my $slow_out = do { local $/; <$slow> };

@@ -9,7 +9,6 @@ use lib 't/lib', 't/proxy';
 use Test::More;
 use JSON::PP;
 use File::Temp qw(tempdir);
-use Time::HiRes qw(sleep time);
 use Outrider;
 use ProxyTest qw(proxy_agent backend_start backend_stop curl);
 
@@ -47,9 +46,7 @@ is(from('127.0.0.4'), 'b1 200', 'an address no pod owns is not denied');
 
 # The inventory changes: 127.0.0.3 now belongs to a shop pod.
 write_inv([ { namespace => 'shop', name => 'cart-2', uid => 'u3', ip => '127.0.0.3' } ]);
-my $ok = 0;
-for (my $until = time + 15; time < $until; sleep 0.1) { if (from('127.0.0.3') eq 'b1 200') { $ok = 1; last } }
-ok($ok, 'after the inventory changed, 127.0.0.3 is a shop pod and is proxied');
+ok(Outrider::poll(15, sub { from('127.0.0.3') eq 'b1 200' }), 'after the inventory changed, 127.0.0.3 is a shop pod and is proxied');
 
 backend_stop($be);
 $a->finish_ok;

@@ -66,13 +66,10 @@ sub ids {
 # Polls until a request to host is answered by want (a name, or "status N").
 sub wait_for {
     my ($host, $want, $timeout) = @_;
-    my $until = time + ($timeout || 15);
-    while (time < $until) {
+    return Outrider::poll($timeout || 15, sub {
         my ($code, $body) = get($host);
-        return 1 if ($code == 200 ? $body : "status $code") eq $want;
-        sleep 0.05;
-    }
-    return 0;
+        return ($code == 200 ? $body : "status $code") eq $want;
+    }) ? 1 : 0;
 }
 
 # --- the endpoints file --------------------------------------------------------------

@@ -156,12 +156,6 @@ sub metric {
     my ($code, $m) = $a->http('GET', 'admin', '/metrics');
     return $m =~ /^\Q$name\E\{\Q$labels\E\} (\S+)$/m ? $1 + 0 : undef;
 }
-sub poll (&$) {
-    my ($cond, $secs) = @_;
-    my $until = time + $secs;
-    while (time < $until) { return 1 if $cond->(); sleep 0.05 }
-    return $cond->();
-}
 
 # --- passive ejection --------------------------------------------------------
 {
@@ -183,16 +177,16 @@ sub poll (&$) {
     # The ejection lasts 300 ms: the endpoint, healthy meanwhile, gets
     # traffic again once it is over.
     my ($codes) = traffic('back.test', 8);
-    ok(poll(sub { (metric('outrider_proxy_ejections_total', 'cluster="back"') // 0) >= 1 }, 5),
+    ok(Outrider::poll(5, sub { (metric('outrider_proxy_ejections_total', 'cluster="back"') // 0) >= 1 }),
        'back: the failing endpoint was ejected');
     hb_ctl($back, 'traffic=ok');
-    my $returned = poll(sub { my (undef, $b) = traffic('back.test', 2); $b->{back} }, 15);
+    my $returned = Outrider::poll(15, sub { my (undef, $b) = traffic('back.test', 2); $b->{back} });
     ok($returned, 'back: traffic reaches the endpoint again after the ejection time');
     ok($a->wait_log(qr/cluster back: endpoint \S+ back from ejection/, 5), 'back: the return is logged');
 }
 {
     my ($codes, $bodies) = traffic('rude.test', 12);
-    ok(poll(sub { metric('outrider_proxy_ejections_total', 'cluster="rude"') }, 5),
+    ok(Outrider::poll(5, sub { metric('outrider_proxy_ejections_total', 'cluster="rude"') }),
        'rude: connections closed unanswered eject the endpoint');
     my $before = hb_count($rude, '/x');
     my ($c2) = traffic('rude.test', 10);
@@ -216,12 +210,12 @@ sub poll (&$) {
 
 # --- active health checks ----------------------------------------------------
 {
-    ok(poll(sub { hb_count($hgood, '/healthz') >= 3 && hb_count($hbad, '/healthz') >= 3 }, 10),
+    ok(Outrider::poll(10, sub { hb_count($hgood, '/healthz') >= 3 && hb_count($hbad, '/healthz') >= 3 }),
        'hc: both endpoints receive GET /healthz repeatedly');
     my $h = hb_stats($hgood)->{last_health};
     is($h->{request_line}, 'GET /healthz HTTP/1.1', 'hc: a real HTTP/1.1 GET of the configured path');
     is($h->{host}, 'hc', 'hc: Host is the cluster name');
-    ok(poll(sub { (metric('outrider_proxy_upstream_healthy', 'cluster="hc"') // -1) == 1 }, 10),
+    ok(Outrider::poll(10, sub { (metric('outrider_proxy_upstream_healthy', 'cluster="hc"') // -1) == 1 }),
        'hc: one healthy endpoint');
     ok(metric('outrider_proxy_health_check_failures_total', 'cluster="hc"') >= 1, 'hc: failed checks counted');
     my ($codes, $bodies) = traffic('hc.test', 20);
@@ -231,14 +225,14 @@ sub poll (&$) {
        'hc: the unhealthy endpoint is logged');
 
     hb_ctl($hbad, 'health=ok');
-    ok(poll(sub { (metric('outrider_proxy_upstream_healthy', 'cluster="hc"') // -1) == 2 }, 10),
+    ok(Outrider::poll(10, sub { (metric('outrider_proxy_upstream_healthy', 'cluster="hc"') // -1) == 2 }),
        'hc: passing its checks again, the endpoint is healthy');
-    ok(poll(sub { my (undef, $b) = traffic('hc.test', 2); $b->{hbad} }, 10), 'hc: ... and receives traffic again');
+    ok(Outrider::poll(10, sub { my (undef, $b) = traffic('hc.test', 2); $b->{hbad} }), 'hc: ... and receives traffic again');
 
     # The other endpoint stops listening: its checks fail and traffic moves.
     hb_stop($hgood);
     refused_port($hgood->{port}); # and refuses: no parallel test's server takes its port
-    ok(poll(sub { (metric('outrider_proxy_upstream_healthy', 'cluster="hc"') // -1) == 1 }, 10),
+    ok(Outrider::poll(10, sub { (metric('outrider_proxy_upstream_healthy', 'cluster="hc"') // -1) == 1 }),
        'hc: an endpoint that stopped listening turns unhealthy');
     my ($c2, $b2) = traffic('hc.test', 10);
     is_deeply($c2, { 200 => 10 }, 'hc: every request succeeds on the endpoint left');
@@ -246,7 +240,7 @@ sub poll (&$) {
 
     # A hanging health endpoint: checks time out.
     hb_ctl($hbad, 'health=hang');
-    ok(poll(sub { (metric('outrider_proxy_upstream_healthy', 'cluster="hc"') // -1) == 0 }, 10),
+    ok(Outrider::poll(10, sub { (metric('outrider_proxy_upstream_healthy', 'cluster="hc"') // -1) == 0 }),
        'hc: checks that time out make the endpoint unhealthy');
     # None healthy: panic, traffic still goes to every endpoint.
     my ($c3, $b3) = traffic('hc.test', 4);
@@ -256,14 +250,14 @@ sub poll (&$) {
 
 # --- HTTP/2 and gRPC health checks (h2 clusters) ----------------------------------
 {
-    ok(poll(sub { (metric('outrider_proxy_upstream_healthy', 'cluster="h2hc"') // -1) == 1 }, 10),
+    ok(Outrider::poll(10, sub { (metric('outrider_proxy_upstream_healthy', 'cluster="h2hc"') // -1) == 1 }),
        'h2: one endpoint healthy by HTTP/2 GET /healthz');
     ok(hb_count($hb2, '/healthz') >= 1, 'h2: the checks reached the backend through the HTTP/2 front');
     my ($codes, $bodies) = traffic('h2hc.test', 10);
     is_deeply($bodies, { good => 10 }, 'h2: the endpoint failing its checks receives no traffic');
     is(hb_count($hb2, '/x'), 0, 'h2: ... not a single request');
 
-    ok(poll(sub { (metric('outrider_proxy_upstream_healthy', 'cluster="grpchc"') // -1) == 1 }, 10),
+    ok(Outrider::poll(10, sub { (metric('outrider_proxy_upstream_healthy', 'cluster="grpchc"') // -1) == 1 }),
        'gRPC: one endpoint SERVING by grpc.health.v1.Health/Check');
     ok($a->wait_log(qr/cluster grpchc: endpoint 127\.0\.0\.1:$gn->{port} unhealthy: gRPC health check: not SERVING/, 5),
        'gRPC: the NOT_SERVING endpoint is logged unhealthy');
@@ -291,7 +285,7 @@ sub poll (&$) {
         }
         push @slow, $pid;
     }
-    ok(poll(sub { (hb_stats($cb) // {})->{in_progress} == 2 }, 10), 'cb: two requests in flight');
+    ok(Outrider::poll(10, sub { (hb_stats($cb) // {})->{in_progress} == 2 }), 'cb: two requests in flight');
     my ($codes) = traffic('cb.test', 3, '/x');
     is_deeply($codes, { 503 => 3 }, 'cb: max_requests reached: 503');
     my ($rc, $out) = curl('-H', 'Host: cb.test', "http://$addr/x");
@@ -305,10 +299,10 @@ sub poll (&$) {
     is(metric('outrider_proxy_circuit_breaker_rejections_total', 'cluster="cb",limit="max_requests"'), 5,
        'cb: rejections counted');
     my @r;
-    poll(sub {
+    Outrider::poll(10, sub {
         @r = grep { $_->{cluster} eq 'cb' && $_->{status} == 503 } Outrider::json_lines($access);
         @r >= 5;
-    }, 10);
+    });
     is(scalar @r, 5, 'cb: five access records of refused requests');
     is($r[0]{reason}, 'upstream overflow (max_requests reached)', 'cb: the access record gives the reason');
 }
@@ -316,12 +310,12 @@ sub poll (&$) {
 # --- reload: the old generation's checks and timers close, the new one checks ---
 {
     hb_ctl($hbad, 'health=hang');
-    ok(poll(sub { ((hb_stats($hbad) // {})->{in_progress} // 0) >= 1 }, 15), 'reload: a check hangs in flight');
+    ok(Outrider::poll(15, sub { ((hb_stats($hbad) // {})->{in_progress} // 0) >= 1 }), 'reload: a check hangs in flight');
     my $n = hb_count($hbad, '/healthz');
     $a->signal('HUP');
     ok($a->wait_ready(10, 2), 'reload: generation 2 ready');
     ok($a->wait_log(qr/generation 1 drained/, 10), 'reload: generation 1 drained (its checks and timers closed)');
-    ok(poll(sub { hb_count($hbad, '/healthz') > $n + 2 }, 10), 'reload: generation 2 checks the endpoints');
+    ok(Outrider::poll(10, sub { hb_count($hbad, '/healthz') > $n + 2 }), 'reload: generation 2 checks the endpoints');
 }
 
 hb_stop($_) for $good, $bad, $back, $rude, $hang, $hbad, $cb, $hb2, $gs, $gn;

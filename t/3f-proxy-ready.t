@@ -13,7 +13,6 @@ use Test::More;
 use IO::Socket::INET;
 use IO::Select;
 use JSON::PP;
-use Time::HiRes qw(sleep time);
 use Outrider;
 use ProxyTest qw(proxy_agent);
 
@@ -26,12 +25,6 @@ my ($code) = $a->http('GET', 'admin', '/ready');
 is($code, 200, 'ready at start');
 
 sub open_fds { my @f = glob("/proc/$pid/fd/*"); return scalar @f }
-sub wait_for {
-    my ($cond) = @_;
-    my $until = time + 15;
-    while (time < $until) { return 1 if $cond->(); sleep 0.1 }
-    return $cond->();
-}
 sub ready_code { my ($c) = $a->http('GET', 'admin', '/ready', timeout => 3); return $c }
 
 # Room for 24 more descriptors: above the reserve, so still ready. (The
@@ -39,7 +32,7 @@ sub ready_code { my ($c) = $a->http('GET', 'admin', '/ready', timeout => 3); ret
 my ($soft) = `prlimit --pid $pid --nofile --noheadings --raw -o SOFT` =~ /(\d+)/ or BAIL_OUT('prlimit cannot read');
 my $limit = open_fds() + 24;
 system('prlimit', '--pid', $pid, "--nofile=$limit:") == 0 or BAIL_OUT('prlimit failed');
-ok(wait_for(sub { ready_code() == 200 }), "limit $limit: 24 descriptors free, still ready");
+ok(Outrider::poll(15, sub { ready_code() == 200 }), "limit $limit: 24 descriptors free, still ready");
 
 # Fill the table with client connections the proxy holds open.
 my @held;
@@ -47,10 +40,10 @@ for (1 .. 40) {
     my $s = IO::Socket::INET->new(PeerAddr => $a->addr('proxy.outbound'), Timeout => 3) or last;
     push @held, $s;
 }
-ok(wait_for(sub { open_fds() >= $limit }), 'the agent reached its descriptor limit');
+ok(Outrider::poll(15, sub { open_fds() >= $limit }), 'the agent reached its descriptor limit');
 # Connections it could not accept were closed by the accept loop: they read EOF.
 my $refused = 0;
-wait_for(sub {
+Outrider::poll(15, sub {
     $refused = 0;
     for my $s (@held) {
         next unless IO::Select->new($s)->can_read(0);
@@ -64,15 +57,15 @@ cmp_ok($refused, '>', 0, "accept failed: $refused connection(s) closed unaccepte
 # Give the admin listener a few descriptors back (fewer than the reserve).
 my @open = grep { my $n = IO::Select->new($_)->can_read(0) ? sysread($_, my $b, 1) : 1; defined $n && $n } @held;
 close $_ for splice(@open, 0, 4);
-ok(wait_for(sub { open_fds() < $limit }), 'descriptors free again');
-ok(wait_for(sub { ready_code() == 503 }), '/ready is 503 while descriptors are short');
+ok(Outrider::poll(15, sub { open_fds() < $limit }), 'descriptors free again');
+ok(Outrider::poll(15, sub { ready_code() == 503 }), '/ready is 503 while descriptors are short');
 like($a->log, qr/\[proxy\] not ready: \d+ file descriptors free in the process/, 'the reason is logged');
 ($code, my $status) = $a->http('GET', 'admin', '/status');
 my ($mod) = grep { $_->{name} eq 'proxy' } @{ (eval { decode_json($status) } || {})->{modules} || [] };
 is($mod && $mod->{state}, 'not ready', '/status shows the proxy module not ready');
 
 close $_ for @open, @held;
-ok(wait_for(sub { ready_code() == 200 }), '/ready is 200 again once the connections are closed');
+ok(Outrider::poll(15, sub { ready_code() == 200 }), '/ready is 200 again once the connections are closed');
 my $s = IO::Socket::INET->new(PeerAddr => $a->addr('proxy.outbound'), Timeout => 3);
 print $s "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 my $resp = do { local $/; <$s> } // '';

@@ -16,7 +16,6 @@ use JSON::PP;
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_LINGER);
-use Time::HiRes qw(sleep time);
 use Outrider;
 use ProxyTest qw(backend_start backend_stop curl wait_metric);
 
@@ -124,9 +123,7 @@ sub series {
     # The reset must come once the proxy has the request (in flight
     # upstream), not before it read it: the backend marks its arrival.
     print $s "GET /sleep?ms=1500&mark=$dir/arrived HTTP/1.1\r\nHost: svc.test\r\n\r\n";
-    my $until = time + 15;
-    sleep 0.02 until -e "$dir/arrived" || time > $until;
-    ok(-e "$dir/arrived", 'the request reached the backend');
+    ok(Outrider::poll(15, sub { -e "$dir/arrived" }), 'the request reached the backend');
     setsockopt($s, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) or die "SO_LINGER: $!";
     close $s; # RST
     ok(wait_metric($a, qr/^outrider_proxy_caller_requests_total\{cluster="slow",code_class="4xx",caller_namespace="shop",caller_workload="cart"\} 1$/m, 15),

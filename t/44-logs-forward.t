@@ -10,7 +10,6 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use File::Temp qw(tempdir);
-use Time::HiRes qw(sleep time);
 use Outrider;
 
 my $dir = tempdir('logs-forward-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -42,8 +41,7 @@ my $side = Outrider->start(role => 'sidecar',
         },
     });
 sub node_lines { return Outrider::complete_lines($out) }
-my $until = time + 20;
-sleep 0.05 while node_lines() < 5000 && time < $until;
+Outrider::poll(20, sub { node_lines() >= 5000 });
 my @l = node_lines();
 is(scalar @l, 5000, 'the node wrote all 5000 lines');
 my %seen;
@@ -57,8 +55,7 @@ sub checkpoint_offset {
     return $o;
 }
 my $off;
-$until = time + 15;
-while (time < $until) { $off = checkpoint_offset(); last if ($off // -1) == -s $log; sleep 0.05 }
+Outrider::poll(15, sub { $off = checkpoint_offset(); ($off // -1) == -s $log });
 is($off, -s $log, 'sidecar checkpoint at the end of the file once the node acknowledged');
 
 my ($code, $body) = $node->http('GET', 'admin', '/metrics');
@@ -66,14 +63,9 @@ my $fl = 0;
 $fl += $_ for $body =~ /^outrider_logs_lines_read_total\{[^}]*source="forward"[^}]*\} (\d+)/mg;
 is($fl, 5000, 'node counts 5000 forwarded lines');
 # Counters are published on the flush timer, after the acknowledgement.
-my $shipped;
-$until = time + 15;
-while (time < $until) {
-    ($code, $body) = $side->http('GET', 'admin', '/metrics');
-    ($shipped) = $body =~ /^outrider_logs_shipped_records_total\{[^}]*\} (\d+)/m;
-    last if ($shipped // 0) >= 5000;
-    sleep 0.05;
-}
+sub shipped { return ($_[0] =~ /^outrider_logs_shipped_records_total\{[^}]*\} (\d+)/m)[0] }
+($code, $body) = $side->get_until('admin', '/metrics', sub { (shipped($_[0]) // 0) >= 5000 });
+my $shipped = shipped($body);
 is($shipped, 5000, 'sidecar counts 5000 records acknowledged by the node');
 $side->finish_ok;
 $node->finish_ok;

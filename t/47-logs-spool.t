@@ -11,7 +11,6 @@ use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use Socket;
 use POSIX qw(_exit);
-use Time::HiRes qw(sleep time);
 use Outrider;
 
 my $dir = tempdir('logs-spool-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -43,21 +42,10 @@ sub metric {
     $v += $_ for $body =~ /^$name(?:\{[^}]*\})? (\d+)/mg;
     return $v;
 }
-# Polls /metrics (published on the flush timer) until $cond holds; returns the last exposition.
-sub metrics_until {
-    my ($cond) = @_;
-    my ($code, $body);
-    my $until = time + 15;
-    while (time < $until) {
-        ($code, $body) = $a->http('GET', 'admin', '/metrics');
-        last if $code == 200 && $cond->($body);
-        sleep 0.05;
-    }
-    return $body;
-}
-# Every record taken in (lines read from the bus), the spool holding them.
-my $body = metrics_until(sub { metric($_[0], 'outrider_logs_lines_read_total') >= $total
-                                   && metric($_[0], 'outrider_logs_spool_bytes') > 1_000_000 });
+# Every record taken in (lines read from the bus), the spool holding them
+# (/metrics is published on the flush timer: polled).
+my (undef, $body) = $a->get_until('admin', '/metrics', sub { metric($_[0], 'outrider_logs_lines_read_total') >= $total
+                                                            && metric($_[0], 'outrider_logs_spool_bytes') > 1_000_000 });
 ok(metric($body, 'outrider_logs_spool_bytes') > 1_000_000, 'sink down: records went to the spool (' .
    metric($body, 'outrider_logs_spool_bytes') . ' bytes)');
 ok(metric($body, 'outrider_logs_buffer_bytes') <= 200_000, 'memory buffer bounded (' .
@@ -75,22 +63,19 @@ if (!$pid) {
 }
 close $srv;
 my @n;
-my $until = time + 30;
-while (time < $until) {
+Outrider::poll(30, sub {
     @n = ();
     if (open my $fh, '<', $got) { while (<$fh>) { push @n, $1 if /"line":"rec (\d+) / } }
-    last if @n >= $total;
-    sleep 0.2;
-}
+    @n >= $total;
+});
 is(scalar @n, $total, "sink up: all $total records arrived");
 my $order = 0;
 $order += $n[$_] != $_ + 1 for 0 .. $#n;
 is($order, 0, 'each once, in order');
-$body = metrics_until(sub { metric($_[0], 'outrider_logs_spool_bytes') == 0 });
+(undef, $body) = $a->get_until('admin', '/metrics', sub { metric($_[0], 'outrider_logs_spool_bytes') == 0 });
 is(metric($body, 'outrider_logs_spool_bytes'), 0, 'spool empty again');
 my @left;
-$until = time + 15;
-while (time < $until) { @left = glob("$dir/state/logs/spool-0/spool-*.seg"); last if @left <= 1; sleep 0.05 }
+Outrider::poll(15, sub { (@left = glob("$dir/state/logs/spool-0/spool-*.seg")) <= 1 });
 ok(@left <= 1, "delivered segments deleted (" . scalar(@left) . " left: the open one)");
 $a->finish_ok;
 kill 'TERM', $pid;

@@ -10,7 +10,6 @@ use lib 't/lib';
 use Test::More;
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
-use Time::HiRes qw(sleep time);
 use Outrider;
 
 my $dir = tempdir('logs-node-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -34,12 +33,7 @@ my @r;
 # Waits (up to 10 s) for n records in the output.
 sub wait_records {
     my ($n) = @_;
-    my $until = time + 10;
-    while (time < $until) {
-        @r = Outrider::json_lines($out);
-        last if @r >= $n;
-        sleep 0.05;
-    }
+    Outrider::poll(10, sub { (@r = Outrider::json_lines($out)) >= $n });
 }
 # The first scan found the two pods (their 3 lines shipped) before the
 # third pod appears, so that one is found while running.

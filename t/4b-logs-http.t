@@ -83,14 +83,6 @@ sub got {
     return [ Outrider::json_lines("$dir/$name.got") ];
 }
 
-# Waits up to 10 s for cond.
-sub wait_for {
-    my ($cond) = @_;
-    my $until = time + 10;
-    while (time < $until) { return 1 if $cond->(); sleep 0.05 }
-    return $cond->();
-}
-
 sub run {
     my ($name, $format, $path) = @_;
     my ($pid, $port) = server($name, 'refuse1');
@@ -151,7 +143,7 @@ sub batches {
         open my $w, '>>', "$dir/$name.log" or die;
         print $w "2026-01-01T00:00:00Z stdout F line $i\n";
         close $w;
-        wait_for(sub { scalar @{ got($name) } >= $i }) or diag("batch $i not accepted");
+        Outrider::poll(10, sub { scalar @{ got($name) } >= $i }) or diag("batch $i not accepted");
     }
 }
 
@@ -207,7 +199,7 @@ with_sink('cl', 'closing', {}, sub {   # the server ends kept connections in thr
 
 with_sink('idle', 'plain', { http_keepalive => '300ms' }, sub {   # the agent closes an idle connection
     batches($_[0], 'idle', 1, 1);
-    ok(wait_for(sub { stats('idle')->{closed} == 1 }), 'idle: the agent closed the connection after http_keepalive');
+    ok(Outrider::poll(10, sub { stats('idle')->{closed} == 1 }), 'idle: the agent closed the connection after http_keepalive');
     batches($_[0], 'idle', 2, 2);
     is(stats('idle')->{conns}, 2, 'the next batch opened a new one');
 });

@@ -16,7 +16,7 @@ use File::Temp qw(tempdir);
 use JSON::PP;
 use Socket;
 use POSIX qw(_exit);
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(sleep);
 use Outrider;
 use ProxyTest qw(backend_start backend_stop curl);
 
@@ -84,26 +84,25 @@ sub arrived {
 sub wait_arrived {
     my ($tag, $secs) = @_;
     my $n;
-    my $until = time + $secs;
-    while (time < $until) { $n = arrived($tag); last if keys %$n >= $N; sleep 0.1 }
+    Outrider::poll($secs, sub { $n = arrived($tag); keys %$n >= $N });
+    return $n;
+}
+# Matches of $re in the spool's segments.
+sub spool_count {
+    my ($re) = @_;
+    my $n = 0;
+    for my $f (glob("$dir/state/logs/spool-*/spool-*.seg")) {
+        open my $fh, '<', $f or next;
+        local $/;
+        my $t = <$fh> // '';
+        $n += () = $t =~ /$re/g;
+    }
     return $n;
 }
 # The sealed chunks are on disk: a spool segment holds the tag.
 sub wait_spooled {
     my ($tag) = @_;
-    my $until = time + 10;
-    while (time < $until) {
-        my $n = 0;
-        for my $f (glob("$dir/state/logs/spool-*/spool-*.seg")) {
-            open my $fh, '<', $f or next;
-            local $/;
-            my $t = <$fh> // '';
-            $n += () = $t =~ /r=$tag-\d+"/g;
-        }
-        return $n if $n >= $N;
-        sleep 0.05;
-    }
-    return 0;
+    return Outrider::poll(10, sub { my $n = spool_count(qr/r=$tag-\d+"/); $n >= $N ? $n : 0 });
 }
 sub gone {
     my ($pid) = @_;
@@ -140,13 +139,11 @@ is(scalar(keys %$n), $N, "a: after the restart all $N records arrived");
 is(scalar(grep { $_ > 1 } values %$n), 0, 'a: none twice');
 like($b->log, qr/spool replay: \d+ record/, 'a: the replay is logged');
 my %fl;
-my $until = time + 20;
-while (time < $until) {
+Outrider::poll(20, sub {
     %fl = ();
     if (open my $fh, '<', $got) { while (<$fh>) { $fl{$1}++ if /"message":"file line (\d+) / } }
-    last if keys %fl >= $FL;
-    sleep 0.1;
-}
+    keys %fl >= $FL;
+});
 is(scalar(keys %fl), $FL, "a: all $FL file lines arrived (from the checkpoint)");
 is(scalar(grep { $_ > 1 } values %fl), 0, 'a: file lines in the spool are not replayed as well: each once');
 
@@ -184,15 +181,7 @@ is(scalar(keys %$n), $N, "c: after the upgrade all $N records arrived");
 is(scalar(grep { $_ > 1 } values %$n), 0, 'c: none twice');
 # Frames are let go after delivery, which follows the sink's read: poll.
 my $live;
-$until = time + 15;
-while (time < $until) {
-    $live = 0;
-    for my $f (grep { -s $_ } glob("$dir/state/logs/spool-*/spool-*.seg")) {
-        open my $fh, '<', $f or next; local $/; my $t = <$fh>; $live += () = $t =~ /OTRSL/g;
-    }
-    last if $live == 0;
-    sleep 0.05;
-}
+Outrider::poll(15, sub { ($live = spool_count(qr/OTRSL/)) == 0 });
 is($live, 0, 'c: no live frame left in the spool once delivered');
 if ($new) {
     kill 'TERM', $new;

@@ -11,18 +11,10 @@ use Test::More;
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use JSON::PP;
-use Time::HiRes qw(sleep time);
 use Outrider;
 
 plan skip_all => 'needs strace' unless -x '/usr/bin/strace';
 my $N = 200;
-
-sub wait_for {
-    my ($cond) = @_;
-    my $until = time + 20;
-    while (time < $until) { return 1 if $cond->(); sleep 0.05 }
-    return $cond->();
-}
 
 sub slurp { my ($f) = @_; open my $fh, '<', $f or return ''; local $/; return <$fh> }
 
@@ -50,12 +42,12 @@ sub run {
             or exit 127;
     }
     # strace -f -p attaches to every thread, then says so ("attached with N threads").
-    ok(wait_for(sub { slurp("$dir/strace.err") =~ /attached/ }), "$sync: strace attached")
+    ok(Outrider::poll(20, sub { slurp("$dir/strace.err") =~ /attached/ }), "$sync: strace attached")
         or diag(slurp("$dir/strace.err"));
     my $s = IO::Socket::INET->new(PeerAddr => $a->addr('echo.listen'), Timeout => 5) or die "connect: $!";
     for my $i (1 .. $N) { print $s "record $i\n"; my $echo = <$s> }
     close $s;
-    ok(wait_for(sub { my @l = split /\n/, slurp($out); @l >= $N }), "$sync: $N bus records delivered");
+    ok(Outrider::poll(20, sub { my @l = split /\n/, slurp($out); @l >= $N }), "$sync: $N bus records delivered");
     # The chunks were synced when sealed, before the file output wrote them.
     kill 'INT', $st;
     waitpid $st, 0;

@@ -11,7 +11,6 @@ use IO::Socket::INET;
 use Socket qw(SOCK_DGRAM);
 use IO::Socket::UNIX;
 use File::Temp qw(tempdir);
-use Time::HiRes qw(sleep time);
 use Outrider;
 
 my $dir = tempdir('outrider-mstatsd-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -43,13 +42,8 @@ $us->send("via.unix:7|c|#k:v") or die "unix send: $!";
 
 # Wait until everything arrived: the counters in the registry say so (18
 # lines in all, the unix datagram's last: fewer can be counted before it).
-my ($code, $body);
-my $until = time + 15;
-while (time < $until) {
-    ($code, $body) = $a->http('GET', 'metrics.http', '/metrics');
-    last if $body =~ /^outrider_metrics_statsd_lines_total (\d+)/m && $1 >= 18;
-    sleep 0.1;
-}
+my ($code, $body) = $a->get_until('metrics.http', '/metrics',
+                                   sub { $_[0] =~ /^outrider_metrics_statsd_lines_total (\d+)/m && $1 >= 18 });
 is($code, 200, 'GET /metrics answers 200');
 like($body, qr/^outrider_metrics_statsd_lines_total 18$/m, 'all 18 lines counted');
 like($body, qr/^# TYPE api_hits_total counter\napi_hits_total 5$/m, 'counter with a 0.5 sample rate counts 1 + 2/0.5');
@@ -81,12 +75,7 @@ like($ct, qr{^application/openmetrics-text; version=1.0.0}, 'OpenMetrics content
 # counted, while existing series keep counting.
 send_udp(join("\n", map { "flood.$_:1|c" } 1 .. 50));
 send_udp("api.hits:1|c");
-$until = time + 10;
-while (time < $until) {
-    ($code, $body) = $a->http('GET', 'metrics.http', '/metrics');
-    last if $body =~ /^api_hits_total 6$/m;
-    sleep 0.1;
-}
+($code, $body) = $a->get_until('metrics.http', '/metrics', sub { $_[0] =~ /^api_hits_total 6$/m }, 10);
 my @flood = $body =~ /^flood_\d+_total /mg;
 is(scalar(@flood), 12 - 6, 'new series stop at statsd.max_series');
 like($body, qr/^outrider_metrics_statsd_refused_lines_total\{reason="series_limit"\} 44$/m, 'refused lines counted by reason');

@@ -9,7 +9,6 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use IO::Socket::INET;
-use Time::HiRes qw(sleep time);
 use Outrider;
 
 my %statsd = (udp => '127.0.0.1:0');
@@ -22,11 +21,7 @@ my @u = map { IO::Socket::INET->new(PeerAddr => $statsd, Proto => 'udp') or die 
 
 sub scrape_until {
     my ($re) = @_;
-    my $body = '';
-    for (my $until = time + 15; time < $until; sleep 0.1) {
-        (undef, $body) = $a->http('GET', 'metrics.http', '/metrics');
-        last if $body =~ $re;
-    }
+    my (undef, $body) = $a->get_until('metrics.http', '/metrics', sub { $_[0] =~ $re });
     return $body;
 }
 

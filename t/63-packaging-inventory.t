@@ -13,7 +13,8 @@ use File::Temp qw(tempdir);
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
 use Test::More;
-use Time::HiRes qw(sleep time);
+use lib 't/lib';
+use Outrider;
 
 my $root = abs_path(dirname(dirname(__FILE__)));
 my $prog = "$root/packaging/deb/outrider-inventory";
@@ -33,12 +34,6 @@ sub spawn {
     push @pids, $pid;
     return $pid;
 }
-sub wait_for {    # polls cond up to secs seconds
-    my ($secs, $cond) = @_;
-    my $end = time + $secs;
-    while (time < $end) { my $r = $cond->(); return $r if $r; sleep 0.05 }
-    return $cond->();
-}
 sub slurp { open my $f, '<', $_[0] or return undef; local $/; <$f> }
 
 # --- command line errors ---------------------------------------------------------------
@@ -55,7 +50,7 @@ sub slurp { open my $f, '<', $_[0] or return undef; local $/; <$f> }
 
 # --- the fake API server -------------------------------------------------------------------
 my $server = spawn("$tmp/api.log", $python, "$root/t/lib/fake_kube_api.py", "$tmp/api.port");
-my $port = wait_for(10, sub { slurp("$tmp/api.port") });
+my $port = Outrider::poll(10, sub { slurp("$tmp/api.port") });
 ok($port, "fake API server listening on 127.0.0.1:$port") or BAIL_OUT('fake API server did not start');
 my $base = "http://127.0.0.1:$port";
 sub control {
@@ -101,7 +96,7 @@ sub inventory {    # the file's pods by name, counting any read that is not comp
 my $client = spawn("$tmp/inventory.log", $python, $prog, '--api', $base, '--token-file', "$tmp/token",
     '--node', 'n1', '--output', $file, '--watch-seconds', '60');
 
-my $inv = wait_for(10, sub { inventory() });
+my $inv = Outrider::poll(10, sub { inventory() });
 ok($inv, 'inventory written after the list') or diag slurp("$tmp/inventory.log");
 is_deeply([ sort keys %{ $inv // {} } ], [qw(cart-1 exporter report-x)], 'every pod of the node is listed');
 is_deeply($inv->{'cart-1'}, { namespace => 'shop', name => 'cart-1', uid => 'uid-cart-1', node => 'n1',
@@ -115,17 +110,17 @@ is($req->[0]{path}, '/api/v1/pods?fieldSelector=spec.nodeName%3Dn1', 'lists only
 is($req->[0]{auth}, 'Bearer tok-1', 'with the service account token');
 
 # --- watch ---------------------------------------------------------------------------------
-ok(wait_for(10, sub { (grep { $_->{path} =~ /watch=1/ } @{ requests() }) }), 'then watches');
+ok(Outrider::poll(10, sub { (grep { $_->{path} =~ /watch=1/ } @{ requests() }) }), 'then watches');
 my ($watch) = grep { $_->{path} =~ /watch=1/ } @{ requests() };
 like($watch->{path}, qr/[?&]resourceVersion=10(?:&|$)/, 'from the list\'s resourceVersion');
 like($watch->{path}, qr/[?&]fieldSelector=spec\.nodeName%3Dn1(?:&|$)/, 'on its node only');
 
 control(event => { type => 'ADDED', object => pod(name => 'cart-2', ip => '10.200.0.6', rv => '11') });
-ok(wait_for(10, sub { my $i = inventory(); $i && $i->{'cart-2'} }), 'ADDED: the new pod appears');
+ok(Outrider::poll(10, sub { my $i = inventory(); $i && $i->{'cart-2'} }), 'ADDED: the new pod appears');
 control(event => { type => 'MODIFIED', object => pod(name => 'cart-1', ip => '10.200.0.5', labels => { app => 'cart', v => '2' }, rv => '12') });
-ok(wait_for(10, sub { my $i = inventory(); $i && ($i->{'cart-1'}{labels}{v} // '') eq '2' }), 'MODIFIED: new labels');
+ok(Outrider::poll(10, sub { my $i = inventory(); $i && ($i->{'cart-1'}{labels}{v} // '') eq '2' }), 'MODIFIED: new labels');
 control(event => { type => 'DELETED', object => pod(name => 'report-x', rv => '13') });
-ok(wait_for(10, sub { my $i = inventory(); $i && !$i->{'report-x'} }), 'DELETED: the pod is gone');
+ok(Outrider::poll(10, sub { my $i = inventory(); $i && !$i->{'report-x'} }), 'DELETED: the pod is gone');
 control(event => { type => 'BOOKMARK', object => { kind => 'Pod', metadata => { resourceVersion => '15' } } });
 
 # --- the token rotates; the watch expires: list again ------------------------------------------
@@ -134,18 +129,18 @@ print $t "tok-2\n";
 close $t;
 control(list => podlist('20', pod(name => 'cart-3', ip => '10.200.0.7')));
 control(event => { type => 'ERROR', object => { kind => 'Status', code => 410, message => 'too old resource version' } });
-ok(wait_for(10, sub { my $i = inventory(); $i && join(',', sort keys %$i) eq 'cart-3' }), '410 Gone: listed again, the file holds the new list only');
+ok(Outrider::poll(10, sub { my $i = inventory(); $i && join(',', sort keys %$i) eq 'cart-3' }), '410 Gone: listed again, the file holds the new list only');
 my @lists = grep { $_->{path} !~ /watch=1/ } @{ requests() };
 is(scalar @lists, 2, 'one list after the 410');
 is($lists[-1]{auth}, 'Bearer tok-2', 'the rotated token is used');
-ok(wait_for(10, sub { (grep { $_->{path} =~ /watch=1.*resourceVersion=20|resourceVersion=20.*watch=1/ } @{ requests() }) }),
+ok(Outrider::poll(10, sub { (grep { $_->{path} =~ /watch=1.*resourceVersion=20|resourceVersion=20.*watch=1/ } @{ requests() }) }),
     'watches from the new list\'s resourceVersion');
 
 # --- the watch stream ends (server timeout): watch again from the last version -----------------------
 control(event => { type => 'MODIFIED', object => pod(name => 'cart-3', ip => '10.200.0.7', labels => { app => 'c3' }, rv => '21') });
-ok(wait_for(10, sub { my $i = inventory(); $i && ($i->{'cart-3'}{labels}{app} // '') eq 'c3' }), 'event applied');
+ok(Outrider::poll(10, sub { my $i = inventory(); $i && ($i->{'cart-3'}{labels}{app} // '') eq 'c3' }), 'event applied');
 control(event => { close => JSON::PP::true });
-ok(wait_for(10, sub { (grep { $_->{path} =~ /watch=1/ && $_->{path} =~ /resourceVersion=21(?:&|$)/ } @{ requests() }) }),
+ok(Outrider::poll(10, sub { (grep { $_->{path} =~ /watch=1/ && $_->{path} =~ /resourceVersion=21(?:&|$)/ } @{ requests() }) }),
     'stream ended: watches again from the last seen resourceVersion, without a new list');
 is(scalar(grep { $_->{path} !~ /watch=1/ } @{ requests() }), 2, 'no list needed for that');
 

@@ -9,7 +9,7 @@ use lib 't/lib', 't/proxy';
 use Test::More;
 use IO::Socket::INET;
 use File::Temp qw(tempdir);
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(sleep);
 use JSON::PP;
 use Outrider;
 use Lifecycle;
@@ -49,18 +49,11 @@ is($a->wait_exit(20), 0, 'the first process exited 0');
 my ($host, $port) = $out_addr =~ /^(.*):(\d+)$/;
 my $slow = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port) or die $!;
 print $slow "GET /sleep?ms=1500&mark=$dir/arrived HTTP/1.1\r\nHost: slow.test\r\n\r\n";
-my $until = time + 15;
-sleep 0.02 until -e "$dir/arrived" || time > $until;
-ok(-e "$dir/arrived", 'the slow request is in flight (it reached the backend)');
+ok(Outrider::poll(15, sub { -e "$dir/arrived" }), 'the slow request is in flight (it reached the backend)');
 kill 'TERM', $p3;
 # The listener closes when the agent handles the signal: poll for it.
-my $refused;
-$until = time + 10;
-while (!$refused && time < $until) {
-    $refused = !IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Timeout => 2);
-    sleep 0.02 unless $refused;
-}
-ok($refused, 'new connections are refused after SIGTERM (drain.delay 0)');
+ok(Outrider::poll(10, sub { !IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Timeout => 2) }),
+   'new connections are refused after SIGTERM (drain.delay 0)');
 my $status = <$slow> // '';
 like($status, qr{^HTTP/1\.1 200}, 'the in-flight slow request completed');
 for (1 .. 200) { last unless kill 0, $p3; sleep 0.05 }

@@ -120,16 +120,14 @@ if (!$ng) {
     exec 'nghttp', '-v', '-H', ':authority: slow.test', "http://$out_addr/sleep?ms=1500&mark=$dir/arrived";
     exit 127;
 }
-my $until = time + 15;
-sleep 0.02 until -e "$dir/arrived" || time > $until;
-ok(-e "$dir/arrived", 'the slow HTTP/2 request is in flight (it reached the backend)');
+ok(Outrider::poll(15, sub { -e "$dir/arrived" }), 'the slow HTTP/2 request is in flight (it reached the backend)');
 kill 'TERM', $p3;
 # The idle connection: answer SETTINGS and PING as a client must, note the
 # GOAWAY frames until the agent closes the connection.
 my (@goaways, $buf);
 $buf = '';
 my $sel = IO::Select->new($idle);
-$until = time + 8;
+my $until = time + 8;
 READ: while (time < $until && $sel->can_read($until - time)) {
     last unless sysread($idle, my $chunk, 65536);
     $buf .= $chunk;

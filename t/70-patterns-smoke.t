@@ -156,10 +156,8 @@ like($md, qr/^\| \(b\) sidecar per pod \| 2 \| 2 \| \d+ \/ \d+ \|/m, 'the lifecy
 $pid = start_bench('--quick', '--n', '2', '--duration', '5', '--layouts', 'b', '--name', 'interrupted');
 # Interrupted once its agents and apps run: both apps ready (their ready
 # files, in the run's temporary directory), the load starting.
-my $until = time + 60;
 my $ready = sub { my @r = glob(File::Spec->tmpdir . "/otrp$pid-*/b-n2/results/*.json.ready"); return scalar @r };
-sleep 0.1 until time > $until || $ready->() >= 2;
-ok($ready->() >= 2, 'the run to interrupt is under way (both apps ready)') or diag(bench_log());
+ok(Outrider::poll(60, sub { $ready->() >= 2 }), 'the run to interrupt is under way (both apps ready)') or diag(bench_log());
 kill 'INT', $pid;
 $code = wait_exit($pid, 30);
 is($code, 1, 'an interrupted run exits 1') or diag(bench_log());

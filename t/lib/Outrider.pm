@@ -143,12 +143,17 @@ sub rewrite_conf {
 
 sub wait_log {
     my ($self, $re, $timeout) = @_;
-    my $until = time + ($timeout || 10);
-    while (time < $until) {
-        return 1 if $self->log =~ $re;
-        sleep 0.05;
-    }
-    return 0;
+    return poll($timeout || 10, sub { $self->log =~ $re }) ? 1 : 0;
+}
+
+# GETs $path from $listener every 50 ms until it answers 200 with a body
+# that $cond accepts, or $secs (default 15) have passed; returns the last
+# (status, body).
+sub get_until {
+    my ($self, $listener, $path, $cond, $secs) = @_;
+    my ($code, $body);
+    poll($secs || 15, sub { ($code, $body) = $self->http('GET', $listener, $path); $code == 200 && $cond->($body) });
+    return ($code, $body);
 }
 
 # Runs curl against a listener; returns (status, body).
@@ -228,6 +233,19 @@ sub promtool_ok {
     close $fh;
     my ($rc, $out) = run_cmd('sh', '-c', "promtool check metrics < $file");
     return is($rc, 0, $name) || diag($out);
+}
+
+# Evaluates $cond every 50 ms until it returns true or $secs have passed
+# (then once more, late); returns its last value.
+sub poll {
+    my ($secs, $cond) = @_;
+    my $until = time + $secs;
+    while (time < $until) {
+        my $v = $cond->();
+        return $v if $v;
+        sleep 0.05;
+    }
+    return $cond->();
 }
 
 # The lines of a file another process may still be appending to: a last

@@ -99,13 +99,10 @@ sub raw_http {
 # returns whether it did. Tests wait on state, not on fixed sleeps.
 sub wait_metric {
     my ($agent, $re, $timeout) = @_;
-    my $until = time + ($timeout || 10);
-    while (time < $until) {
+    return Outrider::poll($timeout || 10, sub {
         my ($code, $m) = $agent->http('GET', 'admin', '/metrics');
-        return 1 if $code == 200 && $m =~ $re;
-        sleep 0.05;
-    }
-    return 0;
+        return $code == 200 && $m =~ $re;
+    }) ? 1 : 0;
 }
 
 # Runs curl with arguments; returns (exit code, stdout).
