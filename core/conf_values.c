@@ -238,7 +238,10 @@ int otr_parse_address(const char *s, struct otr_conf_address *out, const char **
             return *why = "invalid IPv6 address", UV_EINVAL;
         memcpy(v6, s + 1, n);
         v6[n] = '\0';
-        if (inet_pton(AF_INET6, v6, &tmp) != 1)
+        /* libuv's parser, as the listener's (core/listener.c: libc's keeps
+         * 64 KiB of libc resident); it would skip a zone index, which a
+         * listener address does not take. */
+        if (memchr(v6, '%', n) || uv_inet_pton(AF_INET6, v6, &tmp) != 0)
             return *why = "invalid IPv6 address", UV_EINVAL;
         if (close[1] != ':')
             return *why = "missing port after \"]\"", UV_EINVAL;

@@ -29,8 +29,9 @@ static struct otr_listener *find(const char *name)
  * (its own parser and formatter, in pages the agent maps anyway): libc's
  * getaddrinfo, inet_pton and inet_ntop live in a 64 KiB stretch of libc that
  * nothing else touches at idle, and one call maps all of it for good (the
- * kernel maps file pages 64 KiB around each fault). Scoped IPv6 literals
- * ("fe80::1%eth0"), inet_aton forms ("127.1") and names go to getaddrinfo. */
+ * kernel maps file pages 64 KiB around each fault). inet_aton forms
+ * ("127.1") and names go to getaddrinfo. (The config admits no IPv6 zone
+ * index: otr_parse_address.) */
 static bool literal_address(const struct otr_conf_address *a, struct sockaddr_storage *ss, socklen_t *len)
 {
     if (!a->host[0])
@@ -39,7 +40,7 @@ static bool literal_address(const struct otr_conf_address *a, struct sockaddr_st
         *len = sizeof(struct sockaddr_in);
         return true;
     }
-    if (!strchr(a->host, '%') && uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)ss) == 0) {
+    if (uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)ss) == 0) {
         *len = sizeof(struct sockaddr_in6);
         return true;
     }

@@ -713,6 +713,12 @@ static void test_values(void)
     ok(otr_parse_address("[::1]", &a, &why) != 0 && strcmp(why, "missing port after \"]\"") == 0,
        "IPv6 without port");
     ok(otr_parse_address("[::g]:80", &a, &why) != 0 && strcmp(why, "invalid IPv6 address") == 0, "bad IPv6");
+    ok(otr_parse_address("[1::2::3]:80", &a, &why) != 0 && strcmp(why, "invalid IPv6 address") == 0, "two ::");
+    ok(otr_parse_address("[fe80::1%lo]:80", &a, &why) != 0 && strcmp(why, "invalid IPv6 address") == 0,
+       "IPv6 zone index refused (a listener takes none)");
+    ok(otr_parse_address("[::ffff:10.0.0.1]:80", &a, &why) == 0 && strcmp(a.host, "::ffff:10.0.0.1") == 0,
+       "IPv4-mapped IPv6");
+    otr_conf_address_free(&a);
     ok(otr_parse_address("[::1:80", &a, &why) != 0, "missing ]");
     ok(otr_parse_address("host", &a, &why) != 0 && strcmp(why, "missing \":port\"") == 0, "no port");
     ok(otr_parse_address("host:65536", &a, &why) != 0, "port too big");
