@@ -370,9 +370,9 @@ static void submit(struct proxy_h2up *up, struct proxy_h2stream *st)
                 continue;
             int k = snprintf(xff, sizeof xff, "%.*s, %s", (int)h->valuelen, (const char *)h->value, peer);
             if (k > 0 && (size_t)k < sizeof xff) {
-                /* The field's own flags: a never-indexed one stays so. */
-                nv[n++] = (nghttp2_nv){ h->name, (uint8_t *)xff, h->namelen, (size_t)k,
-                                        h->flags & ~NGHTTP2_NV_FLAG_NO_COPY_VALUE };
+                /* The field's own flags: a never-indexed one stays so. (A
+                 * list's flags never hold NO_COPY_VALUE: nghttp2 copies xff.) */
+                nv[n++] = (nghttp2_nv){ h->name, (uint8_t *)xff, h->namelen, (size_t)k, h->flags };
                 xff_done = true;
                 continue;
             }
