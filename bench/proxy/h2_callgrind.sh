@@ -23,22 +23,15 @@ build=${1:-build}
 n=${2:-20000}
 out=${3:-/tmp/h2_callgrind}
 scenario=${4:-h2c}
-case $scenario in h2c) warmup=2000 ;; *) warmup=300 ;; esac
-case $build in /*) ;; *) build=$root/$build ;; esac
-for tool in valgrind callgrind_control nginx h2load curl python3; do
-    command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
 source "$root/bench/proxy/h2_scenario.sh"
+scenario_needs valgrind callgrind_control
 scenario_start h2_callgrind
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out.%p" \
     "$build/outrider" -c "$tmp/outrider.json" --modules-dir "$build/modules" --state-file "$tmp/outrider.state" \
     > "$tmp/outrider.log" 2>&1 &
 agent=$!
 pids+=($agent)
-for _ in $(seq 100); do # up to 30 s for valgrind to start the agent
-    curl -s -o /dev/null --max-time 5 --http2-prior-knowledge "http://127.0.0.1:$proxy/" && break
-    sleep 0.3
-done
+scenario_wait_proxy 100 0.3 # up to 30 s for valgrind to start the agent
 scenario_load "$warmup" | grep -E '^requests:'
 callgrind_control -i on $agent > /dev/null
 report=$(scenario_load "$n")

@@ -6,11 +6,20 @@
 #   ids   like h2c, from h2_ids_client.py (python3-h2, one connection, 20
 #         in flight), each request with a new x-request-id
 #   timeouts  the same with a new grpc-timeout on every request
-# Needs $root and $scenario. scenario_start NAME makes $tmp (/tmp/NAME.*),
-# starts the backend, writes outrider's configuration to $tmp/outrider.json,
-# sets $backend and $proxy; whatever is added to the pids array is killed
-# and $tmp removed on exit. Then scenario_load N runs N requests (prints
-# h2load's lines, or "requests: N done, M succeeded").
+# Needs $root, $build and $scenario. scenario_needs TOOL... exits unless
+# these and the scenarios' own tools are installed. scenario_start NAME
+# makes $build absolute and sets $warmup (requests before counting), makes
+# $tmp (/tmp/NAME.*), starts the backend, writes outrider's configuration
+# to $tmp/outrider.json, sets $backend and $proxy; whatever is added to the
+# pids array is killed and $tmp removed on exit. scenario_wait_proxy TRIES
+# PAUSE waits for the agent's listener. Then scenario_load N runs N
+# requests (prints h2load's lines, or "requests: N done, M succeeded").
+
+scenario_needs() {
+    for tool in "$@" nginx h2load curl python3; do
+        command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
+    done
+}
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -22,6 +31,8 @@ scenario_cleanup() {
 }
 
 scenario_start() {
+    case $build in /*) ;; *) build=$root/$build ;; esac
+    case $scenario in h2c) warmup=2000 ;; *) warmup=300 ;; esac
     tmp=$(mktemp -d "/tmp/$1.XXXXXX")
     trap scenario_cleanup EXIT
     proxy=$(free_port)
@@ -59,6 +70,13 @@ EOF
            "clusters": [{"name": "backend", "endpoints": ["127.0.0.1:$backend"], "max_idle": 256,
                          "max_connections": 4096, "protocol": "h2"}]}}
 EOF
+}
+
+scenario_wait_proxy() {
+    for _ in $(seq "$1"); do
+        curl -s -o /dev/null --max-time 5 --http2-prior-knowledge "http://127.0.0.1:$proxy/" && return
+        sleep "$2"
+    done
 }
 
 scenario_load() {

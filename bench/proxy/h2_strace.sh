@@ -18,21 +18,14 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-build}
 n=${2:-20000}
 scenario=${3:-h2c}
-case $scenario in h2c) warmup=2000 ;; *) warmup=300 ;; esac
-case $build in /*) ;; *) build=$root/$build ;; esac
-for tool in strace ss nginx h2load curl python3; do
-    command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
 source "$root/bench/proxy/h2_scenario.sh"
+scenario_needs strace ss
 scenario_start h2_strace
 "$build/outrider" -c "$tmp/outrider.json" --modules-dir "$build/modules" --state-file "$tmp/outrider.state" \
     > "$tmp/outrider.log" 2>&1 &
 agent=$!
 pids+=($agent)
-for _ in $(seq 50); do
-    curl -s -o /dev/null --max-time 5 --http2-prior-knowledge "http://127.0.0.1:$proxy/" && break
-    sleep 0.2
-done
+scenario_wait_proxy 50 0.2
 scenario_load "$warmup" | grep -E '^requests:'
 ups=$(ss -tnpH state established "( dport = :$backend )" | grep -o "pid=$agent,fd=[0-9]*" | sed 's/.*fd=//' | tr '\n' ' ')
 strace -f -qq -p $agent -o "$tmp/trace" &

@@ -164,19 +164,7 @@ static void on_readable(struct conn *c)
         close_both(c);  /* pooled: an idle connection has no peer, so only it closes */
         return;
     }
-    c->off = 0;
-    c->len = (size_t)n;
-    relay.bytes += (size_t)n;
-    if (relay.pooled && c->kind == CLIENT) {
-        if (c->peer)
-            fail(EXIT_PROTOCOL, "a client sent %zd bytes while its request was in flight", n);
-        request_accept(c);
-        request_route(c);
-    } else if (relay.pooled) {
-        if (!c->peer)
-            fail(EXIT_PROTOCOL, "an idle upstream connection sent %zd bytes", n);
-        response_accept(c);
-    }
+    relay_received(c, (size_t)n);
     relay_out(c);
 }
 

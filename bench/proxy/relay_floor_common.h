@@ -288,6 +288,25 @@ static void request_route(struct conn *c)
     relay.requests++;
 }
 
+/* n bytes arrived in c's buffer, to go to its peer. Pooled, a client's are one request, routed
+ * now; an upstream's one response, for the client it was routed to. */
+static void relay_received(struct conn *c, size_t n)
+{
+    c->off = 0;
+    c->len = n;
+    relay.bytes += n;
+    if (relay.pooled && c->kind == CLIENT) {
+        if (c->peer)
+            fail(EXIT_PROTOCOL, "a client sent %zu bytes while its request was in flight", n);
+        request_accept(c);
+        request_route(c);
+    } else if (relay.pooled) {
+        if (!c->peer)
+            fail(EXIT_PROTOCOL, "an idle upstream connection sent %zu bytes", n);
+        response_accept(c);
+    }
+}
+
 /* Pooled: an upstream's response is all written to its client, so the upstream goes back to the
  * pool (unless it said it closes), and a client that asked to close is closed. */
 static void response_delivered(struct conn *upstream)

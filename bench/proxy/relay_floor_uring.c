@@ -264,19 +264,7 @@ static void on_recv(struct conn *c, int res, unsigned flags)
         fail(EXIT_PROTOCOL, "a connection sent %d bytes while its last were relayed", res);
     if (relay.pooled && !c->io.recv_armed)
         recv_multishot_arm(c);  /* the kernel ended it (it may): start it again */
-    c->off = 0;
-    c->len = (size_t)res;
-    relay.bytes += (size_t)res;
-    if (relay.pooled && c->kind == CLIENT) {
-        if (c->peer)
-            fail(EXIT_PROTOCOL, "a client sent %d bytes while its request was in flight", res);
-        request_accept(c);
-        request_route(c);
-    } else if (relay.pooled) {
-        if (!c->peer)
-            fail(EXIT_PROTOCOL, "an idle upstream connection sent %d bytes", res);
-        response_accept(c);
-    }
+    relay_received(c, (size_t)res);
     if (!c->peer->connecting)
         send_arm(c);
 }
