@@ -230,7 +230,7 @@ int otr_parse_address(const char *s, struct otr_conf_address *out, const char **
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
         char v6[INET6_ADDRSTRLEN];
-        struct in6_addr tmp;
+        struct sockaddr_in6 tmp;
         if (close == NULL)
             return *why = "missing \"]\" after an IPv6 address", UV_EINVAL;
         size_t n = (size_t)(close - s - 1);
@@ -238,10 +238,10 @@ int otr_parse_address(const char *s, struct otr_conf_address *out, const char **
             return *why = "invalid IPv6 address", UV_EINVAL;
         memcpy(v6, s + 1, n);
         v6[n] = '\0';
-        /* libuv's parser, as the listener's (core/listener.c: libc's keeps
-         * 64 KiB of libc resident); it would skip a zone index, which a
-         * listener address does not take. */
-        if (memchr(v6, '%', n) || uv_inet_pton(AF_INET6, v6, &tmp) != 0)
+        /* libuv's parser, the listener's (core/listener.c: libc's inet_pton
+         * keeps 64 KiB of libc resident). It would take a zone index, which
+         * a listener address does not. */
+        if (memchr(v6, '%', n) || uv_ip6_addr(v6, 0, &tmp) != 0)
             return *why = "invalid IPv6 address", UV_EINVAL;
         if (close[1] != ':')
             return *why = "missing port after \"]\"", UV_EINVAL;
